@@ -1,0 +1,57 @@
+# abaw_workbench — every target creates or refreshes .venv first, so a fresh clone needs nothing else.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+# The environment is rebuilt only when the dependency spec changes (its hash names the stamp file).
+DEPS_HASH := $(shell { cat setup.py; grep -E '^(min_python|requirements|dev_requirements|console_scripts) *=' settings.ini; } | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.deps-$(DEPS_HASH)
+# Two workers, one thread each: the CI machine has 2 cores.
+NB_WORKERS ?= 2
+
+.PHONY: env demo test test-slow lab docs bench clean-nbs export help
+
+help:
+	@echo "make demo       run the whole method on the embedded synthetic data set (abaw demo)"
+	@echo "make test       every fast test: notebook hygiene, notebooks (nbdev_test), tests/"
+	@echo "make test-slow  the slow-flagged notebook cells and slow tests too"
+	@echo "make lab        JupyterLab on nbs/ (127.0.0.1)"
+	@echo "make docs       build the HTML docs from the notebooks into _docs/ (no Quarto needed)"
+	@echo "make bench      run every benchmark in bench/ and print one table"
+	@echo "make export     nbdev_export + nbdev_clean + README (after editing notebooks)"
+
+env:
+	@if [ -f $(STAMP) ] && $(PY) -c 'import abaw_workbench' 2>/dev/null; then exit 0; fi; \
+	if ! $(PY) -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then \
+	  echo "[env] creating $(VENV) with $(PYTHON)"; rm -rf $(VENV); $(PYTHON) -m venv $(VENV) || exit 1; \
+	fi; \
+	echo "[env] installing dependencies into $(VENV) (first time: about 2 minutes)"; \
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip && \
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' && \
+	$(PY) -m pip check && \
+	rm -f $(VENV)/.deps-* && touch $(STAMP) && echo "[env] ready"
+
+demo: env
+	$(BIN)/abaw demo
+
+test: env
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_hygiene.py
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --timing
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+test-slow: env
+	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags slow --timing
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lab: env
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=nbs
+
+docs: env
+	$(BIN)/abaw docs --out _docs
+
+bench: env
+	$(PY) bench/run_all.py
+
+export: env
+	$(BIN)/nbdev_export && $(BIN)/nbdev_clean && $(BIN)/abaw docs --readme-only
