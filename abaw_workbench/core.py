@@ -11,14 +11,19 @@ from typing import Any, Iterator
 import yaml
 
 # %% auto #0
-__all__ = ['AbawError', 'atomic_write', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value', 'load_config',
-           'config_hash', 'get_device', 'seed_everything']
+__all__ = ['AbawError', 'atomic_write', 'atomic_path', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value',
+           'load_config', 'config_hash', 'get_device', 'seed_everything']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
     "An error in the user's input or data: shown as one line, without a traceback."
 
-# %% ../nbs/00_core.ipynb #ca283dea
+# %% ../nbs/00_core.ipynb #98acb9b7
+def _file_mode() -> int:
+    "Permissions of a new file under the current umask."
+    m = os.umask(0); os.umask(m)
+    return 0o666 & ~m
+
 @contextlib.contextmanager
 def atomic_write(path:str|Path, # the file to (re)write
                  mode:str="wb", # `open` mode: "wb" or "w"
@@ -27,6 +32,7 @@ def atomic_write(path:str|Path, # the file to (re)write
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _file_mode())  # mkstemp makes 0600; give the file the usual permissions
     try:
         with os.fdopen(fd, mode, **kw) as f:
             yield f
@@ -37,7 +43,23 @@ def atomic_write(path:str|Path, # the file to (re)write
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #05812cac
+# %% ../nbs/00_core.ipynb #c0a241f0
+@contextlib.contextmanager
+def atomic_path(path:str|Path # the file to (re)write
+               ) -> Iterator[Path]:
+    "Yield a temporary path beside `path`; on success rename it over `path`, on error remove it."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd); os.chmod(tmp, _file_mode())
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+        raise
+
+# %% ../nbs/00_core.ipynb #64541b24
 @contextlib.contextmanager
 def atomic_dir(path:str|Path # the directory to create (must not exist yet)
               ) -> Iterator[Path]:
@@ -53,7 +75,7 @@ def atomic_dir(path:str|Path # the directory to create (must not exist yet)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-# %% ../nbs/00_core.ipynb #d0f9769f
+# %% ../nbs/00_core.ipynb #07af8a11
 def _type_ok(v, tp) -> bool:
     origin = typing.get_origin(tp)
     if tp is Any: return True
@@ -66,6 +88,12 @@ def _type_ok(v, tp) -> bool:
     if tp is int: return isinstance(v, int) and not isinstance(v, bool)
     if isinstance(tp, type): return isinstance(v, tp)
     return True
+
+def _deep_merge(base:dict, upd:dict) -> dict:
+    out = dict(base)
+    for k, v in upd.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 def config_from_dict(cls:type, # a dataclass type
                      d:dict|None, # values (nested dicts for nested dataclasses)
@@ -82,7 +110,12 @@ def config_from_dict(cls:type, # a dataclass type
         tp = hints[k]
         if dataclasses.is_dataclass(tp):
             if not isinstance(v, dict): raise AbawError(f"{where}.{k}: expected a mapping, got {v!r}")
-            kw[k] = config_from_dict(tp, v, f"{where}.{k}")
+            # a partial section keeps the defaults of *this* field (its default_factory), not of its class
+            f = fields[k]
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else \
+                (f.default if dataclasses.is_dataclass(f.default) else None)
+            base = dataclasses.asdict(default) if default is not None else {}
+            kw[k] = config_from_dict(tp, _deep_merge(base, v), f"{where}.{k}")
             continue
         if not _type_ok(v, tp): raise AbawError(f"{where}.{k}: expected {getattr(tp, '__name__', tp)}, got {v!r}")
         if tp is float and isinstance(v, int): v = float(v)
@@ -132,7 +165,7 @@ def config_hash(cfg) -> str:
     d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
-# %% ../nbs/00_core.ipynb #dd0ea933
+# %% ../nbs/00_core.ipynb #1bc5a705
 def get_device(name:str="auto" # "auto", "cpu", "cuda", "cuda:1", ...
               ):
     "Resolve a device name at run time."

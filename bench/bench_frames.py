@@ -1,0 +1,117 @@
+"""Frame loading throughput of `FrameDataset` against a bare loop that only decodes the same JPEGs.
+
+Writes a few thousand 112 px JPEG crops (face-like smooth content plus noise, ~4-6 KB each, like
+Aff-Wild2's `cropped_aligned`) into a temporary folder, then measures frames/s for:
+  - bare: read the bytes + `torchvision.io.decode_jpeg`, nothing else, in this process (the baseline);
+  - FrameDataset at 112 px and 224 px (decode, resize, normalise, labels), through a DataLoader
+    with 0 workers (in this process) and with 2 workers; and at 224 px with `normalize=False`
+    (uint8 images, normalised later on the device), which moves 4x fewer bytes.
+Each figure is the best of `--repeats` full passes (workers warmed up by a first pass); the bare
+loop is timed again right before each configuration and the ratio uses that neighbour, so that
+load from other processes on a shared machine affects both sides alike.
+Prints a table, then one JSON line per figure.
+
+    python bench/bench_frames.py [--frames 4000] [--repeats 2] [--batch 64]
+"""
+import argparse, json, os, sys, tempfile, time, warnings
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np
+import torch
+from PIL import Image
+
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
+from torchvision.io import decode_jpeg, ImageReadMode
+
+from abaw_workbench.data import FrameDataset, make_loader, preprocess_config
+from abaw_workbench.schema import make_dataset
+
+
+def write_crops(root: Path, n: int, videos: int = 8, size: int = 112, seed: int = 0):
+    "n face-like JPEG crops split over `videos` folders; returns the labels dataset."
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    per = int(np.ceil(n / videos))
+    names, fis = [], []
+    for v in range(videos):
+        name = f"{v}-30-{size}x{size}"
+        (root / name).mkdir(parents=True, exist_ok=True)
+        base = rng.uniform(60, 200, 3)
+        for i in range(1, min(per, n - v * per) + 1):
+            c = 0.5 + 0.3 * np.sin(6 * xx + 0.05 * i) * np.cos(4 * yy)            # smooth "face"
+            face = np.exp(-(((xx - 0.5) / 0.3) ** 2 + ((yy - 0.5) / 0.38) ** 2))
+            img = base[None, None] * (0.6 + 0.4 * face[..., None]) * c[..., None] + rng.normal(0, 6, (size, size, 3))
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / name / f"{i:05d}.jpg", quality=90)
+            names.append(name); fis.append(i)
+    n = len(names)
+    return make_dataset(names, fis, expr=rng.integers(0, 8, n), va=rng.uniform(-1, 1, (n, 2)),
+                        au=rng.integers(0, 2, (n, 12)).astype(np.float32))
+
+
+def bare(paths):
+    for p in paths:
+        with open(p, "rb") as f: data = f.read()
+        decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+
+
+def timed(fn, repeats):
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter(); fn(); best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=4000)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "cropped_aligned"
+        t0 = time.perf_counter(); ds = write_crops(root, a.frames)
+        n = ds.sizes["frame"]
+        kb = sum(p.stat().st_size for p in root.rglob("*.jpg")) / n / 1024
+        print(f"wrote {n} crops of 112 px ({kb:.1f} KB each) in {time.perf_counter() - t0:.1f} s")
+        paths = [f"{root}/{v}/{i:05d}.jpg" for v, i in zip(ds.video.values, ds.frame_index.values)]
+        bare(paths[:200])  # warm the page cache and libjpeg
+        bare_fps = lambda: n / timed(lambda: bare(paths), a.repeats)
+        rows = []  # (label, metric, frames/s, bare frames/s measured just before it)
+        for px, norm in ((112, True), (224, True), (224, False)):
+            fd = FrameDataset(ds, root, preprocess_config("vit_tiny_patch16_224", img_size=px), normalize=norm)
+            kind = "" if norm else " uint8"
+            for nw in (0, a.workers):
+                dl = make_loader(fd, batch_size=a.batch, num_workers=nw)
+                def epoch():
+                    k = 0
+                    for b in dl: k += len(b["index"])
+                    assert k == n
+                if nw: epoch()  # start the persistent workers
+                base = bare_fps()  # the baseline right before, so machine load hits both alike
+                fps = n / timed(epoch, a.repeats)
+                rows.append((f"FrameDataset {px} px{kind}, {nw} workers",
+                             f"static_{px}px{'_uint8' if not norm else ''}_{nw}workers", fps, base))
+                del dl
+    base_fps = max(r[3] for r in rows)
+    print(f"\n{'what':<36} {'frames/s':>10} {'bare f/s':>10} {'x bare':>8}")
+    print(f"{'bare decode_jpeg loop (best)':<36} {base_fps:>10.0f} {'':>10} {1:>8.2f}")
+    for label, _, fps, base in rows: print(f"{label:<36} {fps:>10.0f} {base:>10.0f} {fps / base:>8.2f}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"(bare = read + decode_jpeg only, in one process; {os.cpu_count()} cores, load average {load:.1f} at the end)\n")
+    def target(px, nw):
+        if nw: return f"> the 0-worker figure at {px} px ({nw} workers on {os.cpu_count()} cores)"
+        return ">= 0.5x bare (decode dominates)" if px == 112 else ">= 0.15x bare (upsampling to 224: 4x the pixels)"
+    print(json.dumps({"bench": "frames", "metric": "bare_decode", "value": round(base_fps, 1), "unit": "frames/s"}))
+    for label, metric, fps, base in rows:
+        parts = metric.split("_")
+        px, nw = int(parts[1].rstrip("px")), int(parts[-1].rstrip("workers"))
+        print(json.dumps({"bench": "frames", "metric": metric, "value": round(fps, 1), "unit": "frames/s",
+                          "baseline": round(base, 1), "ratio": round(fps / base, 3), "target": target(px, nw)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""`abaw demo` end to end on a very small synthetic set (a few steps per stage): the contract
+(metrics.json keys, predictions, report), stage caching and --force. The full-size demo and its
+quality targets are exercised by `make demo`."""
+import json, os, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+ABAW = Path(sys.executable).parent / "abaw"
+FAST = ["pretrain.train.max_steps=2", "pretrain.train.batch_size=8",
+        "finetune.train.max_steps=2", "finetune.train.batch_size=8",
+        "fusion.train.max_steps=3", "fusion.train.batch_size=4", "fusion.fusion.window=16", "fusion.fusion.stride=8",
+        "extract.num_workers=0"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    d = tmp_path_factory.mktemp("demo")
+    (d / "cat.yaml").write_text(
+        "cache_dir: cache\nentries:\n"
+        "  demo: {kind: affwild2, path: data/demo, synth: {videos: 3, frames: 40, seed: 0, size: 112}}\n"
+        "  demo_faces: {kind: image_folder, path: data/faces, synth: {images: 24, seed: 1, size: 112}}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    def run(*extra):
+        r = subprocess.run([str(ABAW), "demo", "--catalog", str(d / "cat.yaml"), "--out", str(d / "run"), *extra, *FAST],
+                           capture_output=True, text=True, env=env, timeout=900)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout + r.stderr
+    return d, run, run()
+
+
+def test_outputs_follow_the_contract(demo):
+    d, _, out = demo
+    m = json.loads((d / "run" / "metrics.json").read_text())
+    assert list(m) == ["static", "fusion_visual", "fusion_audio_visual"]
+    for v in m.values():
+        for k in ("au", "expr", "va", "valence", "arousal"):
+            assert isinstance(v[k], float) and -1 <= v[k] <= 1
+    import xarray as xr
+    for name in m:
+        p = xr.load_dataset(d / "run" / "predictions" / f"{name}_validation.nc", engine="h5netcdf")
+        assert {"au", "expr", "va", "has_face"} <= set(p.data_vars) and "video" in p.coords
+    html = (d / "run" / "report.html").read_text()
+    assert "Plotly.newPlot" in html and "data:image/png;base64" in html and "EXPR confusion" in html
+    assert "total" in out and "fusion_audio_visual" in out
+
+
+def test_rerun_skips_finished_stages_and_force_reruns_from_a_stage(demo):
+    d, run, _ = demo
+    out = run()
+    assert out.count("skipped") == 6, out
+    out = run("--force", "fusion_visual")
+    assert "fusion_visual: running" in out and "fusion_audio_visual: running" in out
+    assert "finetune: finished before" in out
