@@ -98,7 +98,7 @@ class StageRunner:
         self.log(f"[demo] {name}: done in {self.times[name]:.0f} s")
         return result, d
 
-# %% ../nbs/13_demo.ipynb #058140f6
+# %% ../nbs/13_demo.ipynb #b0eb356f
 def _settings(c) -> dict:
     d = dataclasses.asdict(c)
     tr = d.get("train")
@@ -157,7 +157,7 @@ def run_demo(cfg:DemoConfig, # the demo configuration
     for mod in ("visual", "audio_visual"):
         fcfg = dataclasses.replace(cfg.fusion, fusion=dataclasses.replace(cfg.fusion.fusion, modalities=mod))
         def fu(d, fcfg=fcfg):
-            m = run_fusion(fcfg, store, labels["train"], labels["validation"], d)
+            m = run_fusion(fcfg, store, labels["train"], labels["validation"], d, entry)
             return {"metrics": m, "predictions": str(d / "predictions_validation.nc")}
         fus[mod], _ = runner.run(f"fusion_{mod}", _settings(fcfg), fu)
 
@@ -196,7 +196,7 @@ def summary_table(metrics:dict) -> str:
             lines.append(f"{'  + smoothing, thresholds':<28}" + "".join(f"{m['postprocessed'][c]:>9.3f}" for c in cols))
     return "\n".join(lines)
 
-# %% ../nbs/13_demo.ipynb #0ba914bd
+# %% ../nbs/13_demo.ipynb #8aafc268
 def _fig_html(fig, first:bool) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=first, config={"responsive": True})
 
@@ -212,7 +212,7 @@ def report_figures(val, preds:dict, metrics:dict) -> list:
     cells = [names] + [[f"{metrics[n][c]:.3f} ({metrics[n]['postprocessed'][c]:.3f})" for n in names] for c in cols]
     figs.append(go.Figure(go.Table(header=dict(values=["model"] + ["AU F1", "EXPR F1", "VA CCC", "valence CCC", "arousal CCC"]),
                                    cells=dict(values=cells)),
-                          layout=dict(title="Validation metrics: per frame (after smoothing + tuned AU thresholds)", height=260)))
+                          layout=dict(title="Validation metrics: per frame (after smoothing + tuned AU thresholds)", height=320)))
     fig = go.Figure(layout=dict(title="F1 per action unit", barmode="group", yaxis=dict(range=[0, 1])))
     for n in names: fig.add_bar(name=n, x=AU_NAMES, y=[score(val, preds[n], "au")["per_class"][a] for a in AU_NAMES])
     figs.append(fig)

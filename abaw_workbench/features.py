@@ -79,21 +79,16 @@ class FeatureStore:
         for k in ("face_mask", "audio_mask"): out[k] = out[k].astype(bool)  # netCDF stores bools as int8
         return out
 
-# %% ../nbs/11_features.ipynb #94ad55c0
-def _label_arrays(lab:xr.Dataset) -> dict:
-    au = lab.au.values; va = lab.va.values
-    return {"au": np.nan_to_num(au).astype(np.float32), "au_mask": ~np.isnan(au),
-            "expr": lab.expr.values.astype(np.int64),
-            "va": np.nan_to_num(va).astype(np.float32), "va_mask": ~np.isnan(va)}
-
+# %% ../nbs/11_features.ipynb #43d0d5e8
 class WindowFeatureDataset:
     "Windows of `window` frames over each video of `labels`, features read from a `FeatureStore`."
     def __init__(self, store:FeatureStore, labels:xr.Dataset, window:int=100, stride:int=50, train:bool=True):
+        from abaw_workbench.data import label_arrays
         from abaw_workbench.fusion import window_starts
         self.store, self.window = store, window
         missing = [v for v in video_slices(labels) if not store.has(v)]
         if missing: raise AbawError(f"{store.path}: {len(missing)} video(s) of the labels are not extracted, e.g. {missing[:3]}")
-        self.labels = _label_arrays(labels)
+        self.labels = label_arrays(labels)
         self.frame_index = labels.frame_index.values
         self.items = []  # (video, label_start, n_frames, window_start)
         self.slices = video_slices(labels)
@@ -153,6 +148,7 @@ class WindowFeatureDataset:
             x[:L] = a[l0 + s:l0 + s + L]
             item[k] = x
         for k in ("au_mask", "va_mask"): item[k] &= valid[:, None]
+        item["expr_mask"] &= valid
         return item
 
 # %% ../nbs/11_features.ipynb #6b9c6f21

@@ -279,7 +279,7 @@ class FinetuneStage(Stage):
         if self.val_labels is None: return None
         return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.cfg.tasks)
 
-# %% ../nbs/10_finetune.ipynb #73890c67
+# %% ../nbs/10_finetune.ipynb #db0eeaa0
 def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
     "Fine-tune on `entry` (a catalog affwild2 entry); returns the best model's validation metrics."
     import dataclasses
@@ -290,7 +290,10 @@ def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
     out = Path(out)
     train, val = read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks)
     stage = FinetuneStage(cfg, train, val, crops_dir(entry))
-    fit(stage, dataclasses.replace(cfg.train, out=str(out)))
+    tcfg = dataclasses.replace(cfg.train, out=str(out))
+    if not tcfg.eval_every:  # validate once per epoch; best.pt keeps the best epoch
+        tcfg = dataclasses.replace(tcfg, eval_every=max(1, len(stage.data) // tcfg.batch_size))
+    fit(stage, tcfg)
     if (out / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(out / "best.pt")["model"])
     preds = stage.predict(stage.model, val)
     metrics = evaluate_predictions(val, preds, cfg.tasks)
