@@ -52,3 +52,24 @@ def test_rerun_skips_finished_stages_and_force_reruns_from_a_stage(demo):
     out = run("--force", "fusion_visual")
     assert "fusion_visual: running" in out and "fusion_audio_visual: running" in out
     assert "finetune: finished before" in out
+
+
+@pytest.mark.slow
+def test_paper_config_runs_one_step_per_stage_on_cpu(tmp_path):
+    "`--config paper` (ViT-B/16 at 224 px, windows of 100) constructs and trains one step of every stage on CPU."
+    (tmp_path / "cat.yaml").write_text(
+        "cache_dir: cache\nentries:\n"
+        "  demo: {kind: affwild2, path: data/demo, synth: {videos: 3, frames: 30, seed: 0, size: 112}}\n"
+        "  demo_faces: {kind: image_folder, path: data/faces, synth: {images: 8, seed: 1, size: 112}}\n")
+    one = ["pretrain.train.max_steps=1", "pretrain.train.batch_size=2", "finetune.train.max_steps=1",
+           "finetune.train.batch_size=2", "fusion.train.max_steps=1", "fusion.train.batch_size=1",
+           "extract.batch_size=16", "extract.num_workers=0"]
+    r = subprocess.run([str(ABAW), "demo", "--config", "paper", "--catalog", str(tmp_path / "cat.yaml"),
+                        "--out", str(tmp_path / "run"), *one], capture_output=True, text=True, timeout=1800,
+                       env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    import torch
+    from abaw_workbench.features import FeatureStore
+    st = FeatureStore(next((tmp_path / "run").glob("extract-*")) / "store")
+    assert st.meta["visual_dim"] == 768 and st.meta["img_size"] == 224
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()).keys() == {"static", "fusion_visual", "fusion_audio_visual"}
