@@ -98,7 +98,7 @@ class StageRunner:
         self.log(f"[demo] {name}: done in {self.times[name]:.0f} s")
         return result, d
 
-# %% ../nbs/13_demo.ipynb #b0eb356f
+# %% ../nbs/13_demo.ipynb #d96a0952
 def _settings(c) -> dict:
     d = dataclasses.asdict(c)
     tr = d.get("train")
@@ -148,9 +148,10 @@ def run_demo(cfg:DemoConfig, # the demo configuration
     ft_r, _ = runner.run("finetune", _settings(cfg.finetune), fine)
 
     def ext(d):
-        extract_features(entry, d / "store", ft_r["checkpoint"], cfg.extract, cat.cache_dir)
+        extract_features(entry, d / "store", ft_r["checkpoint"], ext_cfg, cat.cache_dir)
         return {"store": str(d / "store")}
-    ex_r, _ = runner.run("extract", dataclasses.asdict(cfg.extract), ext)
+    ext_cfg = dataclasses.replace(cfg.extract, pool=cfg.finetune.pool, grid_dim=cfg.finetune.grid_dim)  # store what was fine-tuned
+    ex_r, _ = runner.run("extract", dataclasses.asdict(ext_cfg), ext)
     store = FeatureStore(ex_r["store"])
 
     fus = {}

@@ -17,8 +17,8 @@ from .core import AbawError, atomic_path, atomic_write
 from .schema import video_slices
 
 # %% auto #0
-__all__ = ['FeatureStore', 'WindowFeatureDataset', 'ExtractConfig', 'file_hash', 'load_encoder', 'frames_to_extract',
-           'split_videos', 'extract_features', 'extract_args', 'extract_main']
+__all__ = ['FeatureStore', 'WindowFeatureDataset', 'ExtractConfig', 'file_hash', 'load_encoder', 'load_feature_model',
+           'frames_to_extract', 'split_videos', 'extract_features', 'extract_args', 'extract_main']
 
 # %% ../nbs/11_features.ipynb #346c542e
 class FeatureStore:
@@ -151,7 +151,7 @@ class WindowFeatureDataset:
         item["expr_mask"] &= valid
         return item
 
-# %% ../nbs/11_features.ipynb #6b9c6f21
+# %% ../nbs/11_features.ipynb #33dc094c
 import hashlib
 from dataclasses import field
 from .audio import AudioConfig, audio_feature_names, video_audio_features
@@ -165,6 +165,8 @@ class ExtractConfig:
     batch_size: int = 64 # frames per encoder batch
     num_workers: int|None = None # crop-decoding workers (None: all cores but one)
     device: str = "auto" # "auto", "cpu", "cuda", ...
+    pool: str = "avg" # the fine-tuned model's pooling ("avg" or "grid", see finetune.FrameModel)
+    grid_dim: int = 32 # with pool="grid"
     audio: AudioConfig = field(default_factory=AudioConfig)
 
 def file_hash(path:str|Path, n:int=16) -> str:
@@ -189,6 +191,19 @@ def load_encoder(path:str|Path|None, size:str="tiny", img_size:int=112):
                             f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     else: load_checkpoint(enc, path, verbose=False)
     return enc.eval()
+
+def load_feature_model(path:str|Path|None, size:str="tiny", img_size:int=112, pool:str="avg", grid_dim:int=32):
+    "A `finetune.FrameModel` (without heads) whose `features` are what gets stored; weights from a fine-tuning run or MAE / timm."
+    from abaw_workbench.finetune import FrameModel
+    from abaw_workbench.mae import read_state_dict
+    m = FrameModel(load_encoder(path, size, img_size), tasks=(), pool=pool, grid_dim=grid_dim)
+    if pool == "grid" and path is not None:
+        sd, _ = read_state_dict(path)
+        red = {k[len("reduce."):]: v for k, v in sd.items() if k.startswith("reduce.")}
+        if not red: raise AbawError(f"{path}: no 'reduce.*' weights: pool='grid' needs a checkpoint fine-tuned with pool='grid'")
+        try: m.reduce.load_state_dict(red)
+        except RuntimeError as e: raise AbawError(f"{path}: grid weights do not fit grid_dim={grid_dim} ({str(e).splitlines()[0]})") from None
+    return m.eval()
 
 def frames_to_extract(entry, labels:list, videos:list[str]) -> dict[str, np.ndarray]:
     "Per video: the sorted union of labelled frames and frames with a crop."
@@ -215,7 +230,7 @@ def _fps(entry, video:str) -> float:
         except Exception: pass
     return 30.0
 
-# %% ../nbs/11_features.ipynb #745cdedb
+# %% ../nbs/11_features.ipynb #4560e89f
 def split_videos(entry, splits) -> tuple[list, list[str]]:
     "Labels of the train/validation splits asked for, and all their videos plus the test lists' videos."
     from abaw_workbench.annotations import read_split, read_test_list
@@ -250,12 +265,12 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
     labels, videos = split_videos(entry, cfg.splits)
     videos = videos[i::k]
     dev = get_device(cfg.device)
-    enc = load_encoder(encoder, cfg.size, cfg.img_size).to(dev).eval()
-    pre = preprocess_config(enc, cfg.img_size)
+    fm = load_feature_model(encoder, cfg.size, cfg.img_size, cfg.pool, cfg.grid_dim).to(dev).eval()
+    pre = preprocess_config(fm.encoder, cfg.img_size)
     anames = audio_feature_names(cfg.audio)
-    meta = {"visual_dim": int(enc.num_features), "audio_dim": len(anames), "audio_features": anames,
+    meta = {"visual_dim": int(fm.num_features), "audio_dim": len(anames), "audio_features": anames,
             "encoder": str(encoder) if encoder else None, "checkpoint_hash": file_hash(encoder) if encoder else "random-init",
-            "size": cfg.size, "img_size": cfg.img_size, "preprocess": pre, "audio": dataclasses.asdict(cfg.audio),
+            "size": cfg.size, "img_size": cfg.img_size, "pool": cfg.pool, "preprocess": pre, "audio": dataclasses.asdict(cfg.audio),
             "dataset": entry.name}
     store = FeatureStore(store_path).init(meta)
     todo = [v for v in videos if not store.has(v)]
@@ -284,7 +299,7 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
     bar = tqdm(total=len(data), desc="extract", disable=not progress, unit="frame", dynamic_ncols=True)
     with torch.inference_mode():
         for b in make_loader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers):
-            f = enc(b["image"].to(dev)).float().cpu().numpy()                 # [B, visual_dim]
+            f = fm.features(b["image"].to(dev)).float().cpu().numpy()         # [B, visual_dim]
             for row, feat in zip(b["index"].numpy(), f):
                 j = int(code[row])
                 acc.setdefault(j, np.zeros((len(frames[todo[j]]), meta["visual_dim"]), np.float32))[row - starts[j]] = feat

@@ -17,7 +17,7 @@ from .core import AbawError
 from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS
 
 # %% auto #0
-__all__ = ['TASK_DIMS', 'au_pos_weight', 'expr_class_weight', 'ccc_torch', 'LossConfig', 'TaskLoss', 'TaskHeads',
+__all__ = ['TASK_DIMS', 'POOLS', 'au_pos_weight', 'expr_class_weight', 'ccc_torch', 'LossConfig', 'TaskLoss', 'TaskHeads',
            'predictions_dataset', 'evaluate_predictions', 'fill_from_neighbours', 'FrameModel', 'layer_id',
            'layer_decay_groups', 'CropDataset', 'frame_outputs', 'predict_frames', 'FinetuneConfig', 'FinetuneStage',
            'run_finetune', 'finetune_args', 'finetune_main']
@@ -155,17 +155,35 @@ def fill_from_neighbours(values:np.ndarray, # [frame, C] outputs, rows without a
         out[sl] = out[sl][near]
     return out
 
-# %% ../nbs/10_finetune.ipynb #4940aa62
+# %% ../nbs/10_finetune.ipynb #88b442a3
+POOLS = ("avg", "grid")
+
 class FrameModel(nn.Module):
     "Encoder + task heads: images [N, 3, H, W] → dict of per-task outputs."
-    def __init__(self, encoder:nn.Module, tasks=TASKS, head_dropout:float=0.0):
+    def __init__(self, encoder:nn.Module, tasks=TASKS, head_dropout:float=0.0,
+                 pool:str="avg", # "avg": the encoder's global average pool + fc_norm (MAE fine-tuning); "grid": every patch token, reduced
+                 grid_dim:int=32 # with pool="grid": width each patch token is reduced to
+                ):
         super().__init__()
-        self.encoder, self.tasks = encoder, tuple(tasks)
-        self.heads = TaskHeads(encoder.num_features, tasks, head_dropout)
-    def forward(self, x): return self.heads(self.encoder(x))
+        if pool not in POOLS: raise AbawError(f"finetune.pool: {pool!r} is not one of {POOLS}")
+        self.encoder, self.tasks, self.pool = encoder, tuple(tasks), pool
+        if pool == "grid":
+            L, D = encoder.patch_embed.num_patches, encoder.embed_dim
+            self.reduce = nn.Sequential(nn.LayerNorm(D, eps=1e-6), nn.Linear(D, grid_dim))
+            self.num_features = L * grid_dim
+        else: self.num_features = encoder.num_features
+        self.heads = TaskHeads(self.num_features, tasks, head_dropout)
+
+    def features(self, x):
+        "The per-frame feature the heads see (and the fusion stage stores): [N, num_features]."
+        if self.pool == "avg": return self.encoder(x)
+        t = self.encoder.forward_features(x)[:, self.encoder.num_prefix_tokens:]   # [N, L, D] patch tokens
+        return self.reduce(t).flatten(1)                                           # [N, L * grid_dim], layout kept
+
+    def forward(self, x): return self.heads(self.features(x))
     def no_weight_decay(self): return {f"encoder.{k}" for k in getattr(self.encoder, "no_weight_decay", lambda: set())()}
 
-# %% ../nbs/10_finetune.ipynb #4955b4dc
+# %% ../nbs/10_finetune.ipynb #843b6fde
 def layer_id(name:str, depth:int) -> int:
     "0 for embeddings, i+1 for encoder block i, depth+1 for the final norm and the heads."
     if name.startswith("encoder."):
@@ -188,7 +206,7 @@ def layer_decay_groups(model:FrameModel, weight_decay:float, layer_decay:float=0
         g["params"].append(p)
     return [groups[k] for k in sorted(groups)]
 
-# %% ../nbs/10_finetune.ipynb #5a0c9c0a
+# %% ../nbs/10_finetune.ipynb #b96dec78
 class CropDataset(torch.utils.data.Dataset):
     "The crops of the frames of a labels dataset that have one (no labels needed: test frames too)."
     def __init__(self, ds, crops_root, cfg:dict):
@@ -227,7 +245,7 @@ def predict_frames(model:FrameModel, labels, crops_root, cfg:dict, batch_size:in
     outs = {k: fill_from_neighbours(v, ok, labels) for k, v in outs.items()}
     return predictions_dataset(labels, outs, attrs=attrs or {"source": "static"})
 
-# %% ../nbs/10_finetune.ipynb #8f87bbfc
+# %% ../nbs/10_finetune.ipynb #e1cafa0a
 from .train import Stage, TrainConfig
 
 def _finetune_train_defaults() -> TrainConfig:
@@ -244,6 +262,8 @@ class FinetuneConfig:
     tasks: list = field(default_factory=lambda: list(TASKS)) # tasks trained jointly
     drop_path: float = 0.1 # stochastic depth
     layer_decay: float = 0.75 # layer-wise lr decay
+    pool: str = "avg" # "avg" (the paper's global pool) or "grid" (patch tokens reduced to grid_dim, layout kept)
+    grid_dim: int = 32 # with pool="grid": per-token width
     augment: bool = True # random resized crop + flip
     eval_batch: int = 128 # frames per inference batch
     loss: LossConfig = field(default_factory=LossConfig)
@@ -259,7 +279,7 @@ class FinetuneStage(Stage):
         if model is None:
             enc = build_encoder(cfg.size, cfg.img_size, drop_path=cfg.drop_path)
             if cfg.init: load_checkpoint(enc, cfg.init)
-            model = FrameModel(enc, cfg.tasks)
+            model = FrameModel(enc, cfg.tasks, pool=cfg.pool, grid_dim=cfg.grid_dim)
         self.model = model
         self.pre = preprocess_config(model.encoder, cfg.img_size)
         self.data = FrameDataset(train_labels, crops_root, self.pre, cfg.tasks, augment=cfg.augment)
@@ -279,7 +299,7 @@ class FinetuneStage(Stage):
         if self.val_labels is None: return None
         return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.cfg.tasks)
 
-# %% ../nbs/10_finetune.ipynb #db0eeaa0
+# %% ../nbs/10_finetune.ipynb #07fb8385
 def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
     "Fine-tune on `entry` (a catalog affwild2 entry); returns the best model's validation metrics."
     import dataclasses
