@@ -155,20 +155,19 @@ def predict_video(net:FusionNet, visual:np.ndarray|None, # [T, Dv] features (or 
         for s in ss: counts[s:s + L] += 1
     return {k: v / counts[:, None] for k, v in sums.items()}
 
-# %% ../nbs/12_fusion.ipynb #bf73a763
+# %% ../nbs/12_fusion.ipynb #f63f8c0e
 def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's labels (schema)
                   window:int|None=None, stride:int|None=None, device="cpu") -> dict:
     "Per-frame outputs for every frame of `labels`, video by video."
-    from abaw_workbench.schema import video_slices
+    from abaw_workbench.features import stored_rows
     n = labels.sizes["frame"]
     outs, fi_all = {}, labels.frame_index.values
     for video, sl in video_slices(labels).items():
         f = store.read(video)
         fi = fi_all[sl]
-        pos = np.clip(np.searchsorted(f["frame_index"], fi), 0, max(len(f["frame_index"]) - 1, 0))
-        ok = (len(f["frame_index"]) > 0) & (f["frame_index"][pos] == fi) if len(f["frame_index"]) else np.zeros(len(fi), bool)
+        rows = stored_rows(f["frame_index"], fi); ok = rows >= 0
         vis = np.zeros((len(fi), f["visual"].shape[1]), np.float32); aud = np.zeros((len(fi), f["audio"].shape[1]), np.float32)
-        vis[ok] = f["visual"][pos[ok]]; aud[ok] = f["audio"][pos[ok]]
+        vis[ok] = f["visual"][rows[ok]]; aud[ok] = f["audio"][rows[ok]]
         o = predict_video(net, vis, aud, window, stride, device=device)
         for k, v in o.items(): outs.setdefault(k, np.zeros((n, v.shape[1]), np.float32))[sl] = v
     return outs
