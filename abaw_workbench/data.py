@@ -24,8 +24,8 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 
 # %% auto #0
 __all__ = ['preprocess_config', 'decode_file', 'resize_image', 'normalize_hwc', 'prepare_image', 'load_image', 'random_box',
-           'augment_params', 'label_arrays', 'has_label', 'crops_dir', 'FrameDataset', 'normalize_batch',
-           'window_index', 'window_labels', 'WindowDataset', 'default_workers', 'make_loader']
+           'augment_params', 'color_jitter', 'label_arrays', 'has_label', 'crops_dir', 'FrameDataset',
+           'normalize_batch', 'window_index', 'window_labels', 'WindowDataset', 'default_workers', 'make_loader']
 
 # %% ../nbs/06_data.ipynb #867f0d5b
 def _cfg_dict(cfg) -> dict: return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
@@ -116,7 +116,7 @@ def load_image(path:str|Path, cfg:dict, **kw) -> torch.Tensor:
     "Decode and prepare one crop: float [3, H, W] normalised for the model."
     return prepare_image(decode_file(path), cfg, **kw)
 
-# %% ../nbs/06_data.ipynb #65e0b118
+# %% ../nbs/06_data.ipynb #0f4a34a2
 def random_box(h:int, w:int, # image height and width
                scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3),
                g:torch.Generator|None=None # random source (None: torch's global one)
@@ -129,12 +129,28 @@ def random_box(h:int, w:int, # image height and width
     return int(r[2] * (h - bh + 1)), int(r[3] * (w - bw + 1)), bh, bw
 
 def augment_params(h:int, w:int, # image height and width
-                   seed:int|None=None # per-sample seed (None: torch's global generator)
+                   seed:int|None=None, # per-sample seed (None: torch's global generator)
+                   jitter:float=0.0 # strength of the photometric jitter (0: none; see `color_jitter`)
                   ) -> dict:
-    "Random crop box and flip for one image (or one window of frames)."
+    "Random crop box and flip (and photometric jitter) for one image (or one window of frames)."
     g = None if seed is None else torch.Generator().manual_seed(int(seed) % (2**63 - 1))
     box = random_box(h, w, g=g)
-    return dict(box=box, flip=bool(torch.rand((), generator=g) < 0.5))
+    out = dict(box=box, flip=bool(torch.rand((), generator=g) < 0.5))
+    if jitter > 0:
+        r = torch.rand(6, generator=g).tolist()
+        out["color"] = dict(gain=[1 + (x - 0.5) * 0.4 * jitter for x in r[:3]], brightness=(r[3] - 0.5) * 60 * jitter,
+                            contrast=1 + (r[4] - 0.5) * 0.6 * jitter, grey=r[5] < 0.2 * min(jitter, 1.0))
+    return out
+
+def color_jitter(hwc:torch.Tensor, # uint8 [..., H, W, 3] image(s)
+                 p:dict # the "color" entry of `augment_params`
+                ) -> torch.Tensor:
+    "Greyscale (maybe), per-channel gain, then contrast around the mean and brightness; uint8 out."
+    f = hwc.float()
+    if p["grey"]: f = f.mean(-1, keepdim=True).expand_as(f)
+    f = f * torch.tensor(p["gain"])
+    m = f.mean()
+    return ((f - m) * p["contrast"] + m + p["brightness"]).clamp_(0, 255).to(torch.uint8)
 
 # %% ../nbs/06_data.ipynb #d9037bec
 def label_arrays(ds:xr.Dataset, # labels in the schema
@@ -173,7 +189,7 @@ class _Crops:
 
     def path(self, i:int) -> str: return f"{self.root}/{self.videos[self.code[i]]}/{self.fi[i]:05d}.jpg"
 
-# %% ../nbs/06_data.ipynb #08c5402e
+# %% ../nbs/06_data.ipynb #00b5b650
 def _key(k) -> tuple[int, int|None]:
     "(index, seed) of a dataset key: an int or an (index, seed) pair."
     if isinstance(k, tuple): return int(k[0]), (None if k[1] is None else int(k[1]))
@@ -187,9 +203,11 @@ class FrameDataset(torch.utils.data.Dataset):
                  cfg:dict, # preprocessing, from `preprocess_config`
                  tasks:Sequence[str]=TASKS, # tasks whose labels are returned
                  augment:bool=False, # random resized crop + horizontal flip (training)
-                 normalize:bool=True # False: uint8 images, normalised later on the batch's device (`normalize_batch`)
+                 normalize:bool=True, # False: uint8 images, normalised later on the batch's device (`normalize_batch`)
+                 jitter:float=0.0 # with `augment`: photometric jitter strength (see `augment_params`)
                 ):
         self.crops, self.cfg, self.tasks, self.augment = _Crops(ds, crops_root), dict(cfg), tuple(tasks), augment
+        self.jitter = jitter
         self.normalize = normalize
         self.labels = label_arrays(ds, self.tasks)
         labelled = has_label(self.labels)
@@ -206,8 +224,10 @@ class FrameDataset(torch.utils.data.Dataset):
     def _hwc(self, i:int, seed:int|None) -> torch.Tensor:
         "Frame row `i` decoded, augmented and resized: uint8 [H, W, 3]."
         img = decode_file(self.crops.path(i))
-        aug = augment_params(*img.shape[-2:], seed=seed) if self.augment else {}
-        return resize_image(img, self.cfg, **aug).permute(1, 2, 0).contiguous()
+        aug = augment_params(*img.shape[-2:], seed=seed, jitter=self.jitter) if self.augment else {}
+        color = aug.pop("color", None)
+        x = resize_image(img, self.cfg, **aug).permute(1, 2, 0).contiguous()
+        return color_jitter(x, color) if color else x
 
     def __getitem__(self, k) -> dict:
         if isinstance(k, (list, np.ndarray, torch.Tensor)): return self.batch(k)
@@ -289,7 +309,7 @@ def window_labels(lab:dict, # from `label_arrays`
     out["index"] = np.where(out["valid"], start + np.arange(window), -1)
     return out
 
-# %% ../nbs/06_data.ipynb #820fd60f
+# %% ../nbs/06_data.ipynb #22f6e438
 class WindowDataset(torch.utils.data.Dataset):
     "Windows of consecutive face crops of one video, padded, with per-frame masks and labels."
     takes_seed = True
@@ -299,9 +319,11 @@ class WindowDataset(torch.utils.data.Dataset):
                  window:int=16, # frames per window
                  stride:int|None=None, # rows between window starts (default: `window`)
                  tasks:Sequence[str]=TASKS, # tasks whose labels are returned
-                 augment:bool=False # one random crop + flip per window (training)
+                 augment:bool=False, # one random crop + flip per window (training)
+                 jitter:float=0.0 # with `augment`: photometric jitter strength, one draw per window
                 ):
         self.crops, self.cfg, self.tasks, self.augment = _Crops(ds, crops_root), dict(cfg), tuple(tasks), augment
+        self.jitter = jitter
         self.window = window
         self.labels = label_arrays(ds, self.tasks)
         self.windows = window_index(ds, window, stride)
@@ -320,12 +342,14 @@ class WindowDataset(torch.utils.data.Dataset):
         H, W = self.cfg["size"]
         buf = torch.zeros(self.window, H, W, 3, dtype=torch.uint8)
         face = torch.zeros(self.window, dtype=torch.bool)
-        aug = None
+        aug = color = None
         for j in range(length):
             if not self.crops.has_face[start + j]: continue
             img = decode_file(self.crops.path(start + j))
-            if self.augment and aug is None: aug = augment_params(*img.shape[-2:], seed=seed)
-            buf[j] = resize_image(img, self.cfg, **(aug or {})).permute(1, 2, 0)
+            if self.augment and aug is None:
+                aug = augment_params(*img.shape[-2:], seed=seed, jitter=self.jitter); color = aug.pop("color", None)
+            x = resize_image(img, self.cfg, **(aug or {})).permute(1, 2, 0)
+            buf[j] = color_jitter(x, color) if aug and color else x
             face[j] = True
         images = normalize_hwc(buf, self._consts).permute(0, 3, 1, 2)
         images[~face] = 0                                   # no crop (or padding): zeros, face_mask False

@@ -22,7 +22,7 @@ from .train import TrainConfig
 __all__ = ['DEMO_CONFIGS', 'STAGES', 'DemoConfig', 'demo_config', 'StageRunner', 'run_demo', 'summary_table', 'report_figures',
            'reconstruction_png', 'write_report', 'demo_args', 'demo_main']
 
-# %% ../nbs/13_demo.ipynb #4c0d4abb
+# %% ../nbs/13_demo.ipynb #81736195
 @dataclass
 class DemoConfig:
     "Every stage of the demo."
@@ -35,14 +35,16 @@ class DemoConfig:
 
 def _tiny() -> dict:
     return {
-        "pretrain": {"size": "tiny", "img_size": 112,
-                     "train": {"epochs": 4, "batch_size": 64, "blr": 1.5e-3, "warmup_epochs": 0.5, "checkpoint_every": 50}},
+        # "micro": ViT-Ti width, 6 blocks (see mae.MAE_SIZES): twice the fine-tuning steps of ViT-Ti in the same time
+        "pretrain": {"size": "micro", "img_size": 112,
+                     "train": {"epochs": 8, "batch_size": 64, "blr": 1.5e-3, "warmup_epochs": 1, "checkpoint_every": 100}},
         # pool="grid": on the small synthetic set the global average pool loses where a face changes (see finetune)
-        "finetune": {"size": "tiny", "img_size": 112, "layer_decay": 0.9, "eval_batch": 128, "pool": "grid",
-                     "train": {"epochs": 4, "batch_size": 32, "blr": 4e-3, "warmup_epochs": 0.3, "checkpoint_every": 50,
+        "finetune": {"size": "micro", "img_size": 112, "layer_decay": 0.75, "eval_batch": 128, "pool": "grid",
+                     "train": {"epochs": 10, "batch_size": 32, "blr": 8e-3, "warmup_epochs": 0.3, "checkpoint_every": 100,
                                "eval_every": 0}},
-        "extract": {"size": "tiny", "img_size": 112, "batch_size": 64},
-        "fusion": {"fusion": {"window": 32, "stride": 8, "dropout": 0.1},
+        "extract": {"size": "micro", "img_size": 112, "batch_size": 64},
+        # person-specific normalisation and modality dropout: see fusion.FusionConfig
+        "fusion": {"fusion": {"window": 32, "stride": 8, "dropout": 0.1, "visual_norm": "video", "modality_dropout": 0.4},
                    "train": {"epochs": 20, "batch_size": 32, "lr": 1e-3, "warmup_epochs": 1.0, "checkpoint_every": 200}},
     }
 
@@ -99,7 +101,7 @@ class StageRunner:
         self.log(f"[demo] {name}: done in {self.times[name]:.0f} s")
         return result, d
 
-# %% ../nbs/13_demo.ipynb #d96a0952
+# %% ../nbs/13_demo.ipynb #4bd9000d
 def _settings(c) -> dict:
     d = dataclasses.asdict(c)
     tr = d.get("train")
@@ -140,20 +142,21 @@ def run_demo(cfg:DemoConfig, # the demo configuration
         pc = dataclasses.replace(cfg.pretrain, train=dataclasses.replace(cfg.pretrain.train, out=str(d)))
         pretrain(pc, faces.path)
         return {"checkpoint": str(d / "checkpoint.pt")}
-    pre_r, _ = runner.run("pretrain", _settings(cfg.pretrain), pre)
+    _, pre_d = runner.run("pretrain", _settings(cfg.pretrain), pre)
+    pre_ckpt = pre_d / "checkpoint.pt"  # paths from the stage folder, not the stored result: the run folder may have moved
 
     def fine(d):
-        fc = dataclasses.replace(cfg.finetune, init=pre_r["checkpoint"], train=dataclasses.replace(cfg.finetune.train, out=str(d)))
+        fc = dataclasses.replace(cfg.finetune, init=str(pre_ckpt), train=dataclasses.replace(cfg.finetune.train, out=str(d)))
         return {"metrics": run_finetune(fc, entry, d), "checkpoint": str(d / "best.pt"),
                 "predictions": str(d / "predictions_validation.nc")}
-    ft_r, _ = runner.run("finetune", _settings(cfg.finetune), fine)
+    _, ft_d = runner.run("finetune", _settings(cfg.finetune), fine)
 
     def ext(d):
-        extract_features(entry, d / "store", ft_r["checkpoint"], ext_cfg, cat.cache_dir)
+        extract_features(entry, d / "store", ft_d / "best.pt", ext_cfg, cat.cache_dir)
         return {"store": str(d / "store")}
     ext_cfg = dataclasses.replace(cfg.extract, pool=cfg.finetune.pool, grid_dim=cfg.finetune.grid_dim)  # store what was fine-tuned
-    ex_r, _ = runner.run("extract", dataclasses.asdict(ext_cfg), ext)
-    store = FeatureStore(ex_r["store"])
+    _, ex_d = runner.run("extract", dataclasses.asdict(ext_cfg), ext)
+    store = FeatureStore(ex_d / "store")
 
     fus = {}
     for mod in ("visual", "audio_visual"):
@@ -161,13 +164,13 @@ def run_demo(cfg:DemoConfig, # the demo configuration
         def fu(d, fcfg=fcfg):
             m = run_fusion(fcfg, store, labels["train"], labels["validation"], d, entry)
             return {"metrics": m, "predictions": str(d / "predictions_validation.nc")}
-        fus[mod], _ = runner.run(f"fusion_{mod}", _settings(fcfg), fu)
+        _, fus[mod] = runner.run(f"fusion_{mod}", _settings(fcfg), fu)
 
     # -- evaluation and report (always rewritten: cheap, and the files the user opens)
     val = labels["validation"]
-    preds = {"static": xr.load_dataset(ft_r["predictions"], engine="h5netcdf"),
-             "fusion_visual": xr.load_dataset(fus["visual"]["predictions"], engine="h5netcdf"),
-             "fusion_audio_visual": xr.load_dataset(fus["audio_visual"]["predictions"], engine="h5netcdf")}
+    preds = {"static": xr.load_dataset(ft_d / "predictions_validation.nc", engine="h5netcdf"),
+             "fusion_visual": xr.load_dataset(fus["visual"] / "predictions_validation.nc", engine="h5netcdf"),
+             "fusion_audio_visual": xr.load_dataset(fus["audio_visual"] / "predictions_validation.nc", engine="h5netcdf")}
     metrics = {}
     for name, p in preds.items():
         from abaw_workbench.finetune import evaluate_predictions
@@ -181,7 +184,7 @@ def run_demo(cfg:DemoConfig, # the demo configuration
         p.attrs.update(source=name, dataset=cfg.dataset, split="validation")
         with atomic_path(out / "predictions" / f"{name}_validation.nc") as tmp: p.to_netcdf(tmp, engine="h5netcdf")
     with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
-    write_report(out / "report.html", val, preds, metrics, pre_r["checkpoint"], cfg, entry)
+    write_report(out / "report.html", val, preds, metrics, pre_ckpt, cfg, entry)
     total = time.time() - t0
     log(summary_table(metrics))
     log(f"[demo] total {total / 60:.1f} min; metrics: {out / 'metrics.json'}; report: {out / 'report.html'}")

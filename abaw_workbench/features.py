@@ -17,11 +17,11 @@ from .core import AbawError, atomic_path, atomic_write
 from .schema import fps_from_name, video_slices
 
 # %% auto #0
-__all__ = ['FeatureStore', 'stored_rows', 'WindowFeatureDataset', 'ExtractConfig', 'file_hash', 'load_encoder',
-           'load_feature_model', 'frames_to_extract', 'split_videos', 'extract_features', 'extract_args',
-           'extract_main']
+__all__ = ['VISUAL_NORMS', 'FeatureStore', 'stored_rows', 'normalize_visual', 'WindowFeatureDataset', 'ExtractConfig',
+           'file_hash', 'load_encoder', 'load_feature_model', 'frames_to_extract', 'split_videos', 'extract_features',
+           'extract_args', 'extract_main']
 
-# %% ../nbs/11_features.ipynb #346c542e
+# %% ../nbs/11_features.ipynb #4936fdd5
 class FeatureStore:
     "A folder of per-video feature files."
     def __init__(self, path:str|Path):
@@ -69,18 +69,35 @@ class FeatureStore:
         enc = {"visual": {"chunksizes": (c, max(1, visual.shape[1]))}, "audio": {"chunksizes": (c, max(1, audio.shape[1]))}}
         with atomic_path(self.file(video)) as tmp: ds.to_netcdf(tmp, engine="h5netcdf", encoding=enc)
 
-    def read(self, video:str, start:int=0, stop:int|None=None) -> dict:
+    def read(self, video:str, start:int=0, stop:int|None=None,
+             keys=("visual", "audio", "face_mask", "audio_mask", "frame_index") # variables to read
+            ) -> dict:
         "Frames `start:stop` of one video: visual, audio, face_mask, audio_mask, frame_index."
         f = self.file(video)
         if not f.exists(): raise AbawError(f"{f}: video {video!r} not in the feature store (extract it first)")
         try:
             with h5py.File(f, "r") as h:
-                out = {k: h[k][start:stop] for k in ("visual", "audio", "face_mask", "audio_mask", "frame_index")}
+                out = {k: h[k][start:stop] for k in keys}
         except OSError as e: raise AbawError(f"{f}: unreadable feature file ({e})") from None
-        for k in ("face_mask", "audio_mask"): out[k] = out[k].astype(bool)  # netCDF stores bools as int8
+        for k in ("face_mask", "audio_mask"):
+            if k in out: out[k] = out[k].astype(bool)  # netCDF stores bools as int8
         return out
 
-# %% ../nbs/11_features.ipynb #5a143a73
+    def visual_mean(self, video:str, chunk:int=4096) -> np.ndarray:
+        "Mean visual feature over the video's frames with a face (zeros if none), read in chunks of `chunk` frames."
+        f = self.file(video)
+        if not f.exists(): raise AbawError(f"{f}: video {video!r} not in the feature store (extract it first)")
+        try:
+            with h5py.File(f, "r") as h:
+                n, d = h["visual"].shape
+                acc, cnt = np.zeros(d, np.float64), 0
+                for a in range(0, n, chunk):
+                    m = h["face_mask"][a:a + chunk] != 0
+                    acc += h["visual"][a:a + chunk][m].sum(0); cnt += int(m.sum())
+        except OSError as e: raise AbawError(f"{f}: unreadable feature file ({e})") from None
+        return (acc / max(cnt, 1)).astype(np.float32)
+
+# %% ../nbs/11_features.ipynb #cdfcc0a3
 def stored_rows(stored_fi:np.ndarray, # sorted frame_index of a video's feature file
                 frame_index:np.ndarray # frames asked for
                ) -> np.ndarray:
@@ -89,12 +106,26 @@ def stored_rows(stored_fi:np.ndarray, # sorted frame_index of a video's feature 
     pos = np.clip(np.searchsorted(stored_fi, frame_index), 0, len(stored_fi) - 1)
     return np.where(stored_fi[pos] == frame_index, pos, -1)
 
+VISUAL_NORMS = ("none", "video")
+
+def normalize_visual(visual:np.ndarray, # [T, D] features of one video's frames
+                     face_mask:np.ndarray, # [T] bool: frames with a face (the others stay zero)
+                     mean:np.ndarray|None # the video's mean feature (`FeatureStore.visual_mean`), None: unchanged
+                    ) -> np.ndarray:
+    "Person-specific normalisation: subtract the video's mean from the frames with a face."
+    if mean is None: return visual
+    return np.where(face_mask[:, None], visual - mean, 0).astype(np.float32)
+
 class WindowFeatureDataset:
     "Windows of `window` frames over each video of `labels`, features read from a `FeatureStore`."
-    def __init__(self, store:FeatureStore, labels:xr.Dataset, window:int=100, stride:int=50, train:bool=True):
+    def __init__(self, store:FeatureStore, labels:xr.Dataset, window:int=100, stride:int=50, train:bool=True,
+                 visual_norm:str="none" # "video": subtract each video's mean visual feature (person-specific normalisation)
+                ):
         from abaw_workbench.data import label_arrays
         from abaw_workbench.fusion import window_starts
-        self.store, self.window = store, window
+        if visual_norm not in VISUAL_NORMS: raise AbawError(f"visual_norm: {visual_norm!r} is not one of {VISUAL_NORMS}")
+        self.store, self.window, self.visual_norm = store, window, visual_norm
+        self._means = {}  # video -> mean visual feature (one vector per video)
         missing = [v for v in video_slices(labels) if not store.has(v)]
         if missing: raise AbawError(f"{store.path}: {len(missing)} video(s) of the labels are not extracted, e.g. {missing[:3]}")
         self.labels = label_arrays(labels)
@@ -146,6 +177,9 @@ class WindowFeatureDataset:
         idx = np.flatnonzero(ok)
         visual[idx] = feats["visual"][rows[ok] - lo]; audio[idx] = feats["audio"][rows[ok] - lo]
         fmask[idx] = feats["face_mask"][rows[ok] - lo] != 0; amask[idx] = feats["audio_mask"][rows[ok] - lo] != 0
+        if self.visual_norm == "video":
+            if video not in self._means: self._means[video] = self.store.visual_mean(video)
+            visual = normalize_visual(visual, fmask, self._means[video])
         valid[:L] = True
         item = {"visual": visual, "audio": audio, "face_mask": fmask, "audio_mask": amask, "valid": valid,
                 "index": np.r_[np.arange(l0 + s, l0 + s + L), np.full(W - L, -1)]}

@@ -245,7 +245,7 @@ def predict_frames(model:FrameModel, labels, crops_root, cfg:dict, batch_size:in
     outs = {k: fill_from_neighbours(v, ok, labels) for k, v in outs.items()}
     return predictions_dataset(labels, outs, attrs=attrs or {"source": "static"})
 
-# %% ../nbs/10_finetune.ipynb #e1cafa0a
+# %% ../nbs/10_finetune.ipynb #910eafca
 from .train import Stage, TrainConfig
 
 def _finetune_train_defaults() -> TrainConfig:
@@ -265,6 +265,7 @@ class FinetuneConfig:
     pool: str = "avg" # "avg" (the paper's global pool) or "grid" (patch tokens reduced to grid_dim, layout kept)
     grid_dim: int = 32 # with pool="grid": per-token width
     augment: bool = True # random resized crop + flip
+    color_jitter: float = 1.0 # with `augment`: photometric jitter strength (data.augment_params; 0: off)
     eval_batch: int = 128 # frames per inference batch
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=_finetune_train_defaults)
@@ -282,7 +283,7 @@ class FinetuneStage(Stage):
             model = FrameModel(enc, cfg.tasks, pool=cfg.pool, grid_dim=cfg.grid_dim)
         self.model = model
         self.pre = preprocess_config(model.encoder, cfg.img_size)
-        self.data = FrameDataset(train_labels, crops_root, self.pre, cfg.tasks, augment=cfg.augment)
+        self.data = FrameDataset(train_labels, crops_root, self.pre, cfg.tasks, augment=cfg.augment, jitter=cfg.color_jitter)
         self.criterion = TaskLoss(cfg.tasks, cfg.loss, au_pos_weight(train_labels.au.values),
                                   expr_class_weight(train_labels.expr.values))
 

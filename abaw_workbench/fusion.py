@@ -18,11 +18,11 @@ from .schema import TASKS, video_slices
 
 # %% auto #0
 __all__ = ['MODALITIES', 'DESIGNS', 'SMOOTH_WINDOWS', 'FusionConfig', 'sinusoid', 'Projection', 'FrameHead', 'FusionNet',
-           'window_starts', 'predict_video', 'split_outputs', 'FusionStage', 'apply_postprocess', 'tune_postprocess',
-           'score_postprocessed', 'FuseRunConfig', 'test_frames', 'write_submissions', 'run_fusion', 'fuse_args',
-           'fuse_main']
+           'audio_stats', 'window_starts', 'predict_video', 'split_outputs', 'drop_modalities', 'FusionStage',
+           'apply_postprocess', 'tune_postprocess', 'score_postprocessed', 'FuseRunConfig', 'test_frames',
+           'write_submissions', 'run_fusion', 'fuse_args', 'fuse_main']
 
-# %% ../nbs/12_fusion.ipynb #777f1078
+# %% ../nbs/12_fusion.ipynb #dc6da32e
 @dataclass
 class FusionConfig:
     "The fusion network and its windows."
@@ -38,6 +38,8 @@ class FusionConfig:
     positional: bool = True # add sinusoidal positions to the transformer input
     window: int = 100 # frames per window (the authors': 100)
     stride: int = 50 # stride between training/inference windows
+    visual_norm: str = "none" # "video": subtract each video's mean visual feature (person-specific normalisation)
+    modality_dropout: float = 0.0 # audio_visual training: share of windows with one modality zeroed (half each)
 
 MODALITIES = ("visual", "audio", "audio_visual")
 DESIGNS = ("concat", "cross_attention")
@@ -49,8 +51,11 @@ def _check(cfg:FusionConfig):
         raise AbawError("fusion.design 'cross_attention' needs modalities 'audio_visual'")
     if cfg.window < 1 or cfg.stride < 1: raise AbawError("fusion.window and fusion.stride must be >= 1")
     if cfg.d_model % cfg.heads: raise AbawError(f"fusion.d_model ({cfg.d_model}) must be divisible by fusion.heads ({cfg.heads})")
+    from abaw_workbench.features import VISUAL_NORMS
+    if cfg.visual_norm not in VISUAL_NORMS: raise AbawError(f"fusion.visual_norm: {cfg.visual_norm!r} is not one of {VISUAL_NORMS}")
+    if not 0 <= cfg.modality_dropout <= 1: raise AbawError(f"fusion.modality_dropout must lie in [0, 1], got {cfg.modality_dropout}")
 
-# %% ../nbs/12_fusion.ipynb #b5a5f076
+# %% ../nbs/12_fusion.ipynb #96ff4380
 def sinusoid(T:int, d:int, device=None) -> torch.Tensor:
     "Sinusoidal positions [T, d]."
     pos = torch.arange(T, device=device, dtype=torch.float32)[:, None]
@@ -85,6 +90,8 @@ class FusionNet(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or FusionConfig(); _check(cfg)
         self.tasks, self.visual_dim, self.audio_dim = tuple(tasks), visual_dim, audio_dim
+        # audio features mix dB, Hz and ratios: standardised with training statistics kept in the state dict
+        self.register_buffer("audio_mean", torch.zeros(audio_dim)); self.register_buffer("audio_std", torch.ones(audio_dim))
         m = cfg.modalities
         if cfg.design == "concat":
             d_in = (visual_dim if m != "audio" else 0) + (audio_dim if m != "visual" else 0)
@@ -106,6 +113,9 @@ class FusionNet(nn.Module):
                ) -> dict:
         "Per-frame outputs: `au` [B, T, 12], `expr` [B, T, 8], `va` [B, T, 2]."
         m = self.cfg.modalities
+        if audio is not None:  # standardise; frames without audio (all zeros) stay zero
+            present = (audio != 0).any(-1, keepdim=True)
+            audio = torch.where(present, (audio - self.audio_mean) / self.audio_std, torch.zeros_like(audio))
         if self.cfg.design == "concat":
             parts = ([visual] if m != "audio" else []) + ([audio] if m != "visual" else [])
             x = self.proj(torch.cat(parts, -1))                         # [B, T, d_model]
@@ -120,7 +130,25 @@ class FusionNet(nn.Module):
         if "valence" in out: out["va"] = torch.cat([out.pop("valence"), out.pop("arousal")], -1)
         return out
 
-# %% ../nbs/12_fusion.ipynb #d58baaa7
+    def set_audio_stats(self, mean, std):
+        "Standardise audio inputs with these per-feature statistics (of the training frames)."
+        self.audio_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
+        self.audio_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32).clamp_min(1e-6))
+
+def audio_stats(store, # a FeatureStore
+                videos # the videos whose frames (with audio) count
+               ) -> tuple:
+    "Per-feature mean and std of stored audio features, read one video at a time."
+    d = store.meta["audio_dim"]
+    s, ss, n = np.zeros(d), np.zeros(d), 0
+    for v in videos:
+        f = store.read(v, keys=("audio", "audio_mask"))
+        a = f["audio"][f["audio_mask"]].astype(np.float64)
+        s += a.sum(0); ss += (a * a).sum(0); n += len(a)
+    mean = s / max(n, 1)
+    return mean, np.sqrt(np.maximum(ss / max(n, 1) - mean ** 2, 0)) if n else np.ones(d)
+
+# %% ../nbs/12_fusion.ipynb #395bea9f
 def window_starts(n:int, # frames in the video
                   window:int, stride:int) -> np.ndarray:
     "Start frames of the windows covering `n` frames."
@@ -129,7 +157,7 @@ def window_starts(n:int, # frames in the video
     if starts[-1] + window < n: starts = np.r_[starts, n - window]
     return starts
 
-# %% ../nbs/12_fusion.ipynb #c347890b
+# %% ../nbs/12_fusion.ipynb #d31391b3
 @torch.no_grad()
 def predict_video(net:FusionNet, visual:np.ndarray|None, # [T, Dv] features (or None)
                   audio:np.ndarray|None, # [T, Da] features (or None)
@@ -155,11 +183,11 @@ def predict_video(net:FusionNet, visual:np.ndarray|None, # [T, Dv] features (or 
         for s in ss: counts[s:s + L] += 1
     return {k: v / counts[:, None] for k, v in sums.items()}
 
-# %% ../nbs/12_fusion.ipynb #f63f8c0e
+# %% ../nbs/12_fusion.ipynb #ff1508bd
 def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's labels (schema)
                   window:int|None=None, stride:int|None=None, device="cpu") -> dict:
     "Per-frame outputs for every frame of `labels`, video by video."
-    from abaw_workbench.features import stored_rows
+    from abaw_workbench.features import stored_rows, normalize_visual
     n = labels.sizes["frame"]
     outs, fi_all = {}, labels.frame_index.values
     for video, sl in video_slices(labels).items():
@@ -167,14 +195,24 @@ def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's
         fi = fi_all[sl]
         rows = stored_rows(f["frame_index"], fi); ok = rows >= 0
         vis = np.zeros((len(fi), f["visual"].shape[1]), np.float32); aud = np.zeros((len(fi), f["audio"].shape[1]), np.float32)
-        vis[ok] = f["visual"][rows[ok]]; aud[ok] = f["audio"][rows[ok]]
+        face = np.zeros(len(fi), bool)
+        vis[ok] = f["visual"][rows[ok]]; aud[ok] = f["audio"][rows[ok]]; face[ok] = f["face_mask"][rows[ok]]
+        if net.cfg.visual_norm == "video": vis = normalize_visual(vis, face, store.visual_mean(video))
         o = predict_video(net, vis, aud, window, stride, device=device)
         for k, v in o.items(): outs.setdefault(k, np.zeros((n, v.shape[1]), np.float32))[sl] = v
     return outs
 
-# %% ../nbs/12_fusion.ipynb #36a06bef
+# %% ../nbs/12_fusion.ipynb #dc5a92ce
 from .finetune import TaskLoss, LossConfig, au_pos_weight, expr_class_weight, predictions_dataset, evaluate_predictions
 from .train import Stage
+
+def drop_modalities(visual:torch.Tensor, audio:torch.Tensor, # [B, T, D] features of B windows
+                    p:float, # share of windows with one modality zeroed
+                    generator:torch.Generator|None=None):
+    "Zero the visual input of a share p/2 of the windows and the audio input of another p/2."
+    r = torch.rand(visual.shape[0], generator=generator).to(visual.device)
+    keep_v, keep_a = (r >= p / 2), (r < p / 2) | (r >= p)
+    return visual * keep_v[:, None, None], audio * keep_a[:, None, None]
 
 class FusionStage(Stage):
     "Temporal fusion over a feature store, for the shared training loop."
@@ -185,13 +223,18 @@ class FusionStage(Stage):
         self.cfg, self.tasks, self.store, self.val_labels, self.device = cfg or FusionConfig(), tuple(tasks), store, val_labels, device
         meta = store.meta
         self.model = FusionNet(meta["visual_dim"], meta["audio_dim"], self.tasks, self.cfg)
+        self.model.set_audio_stats(*audio_stats(store, list(video_slices(train_labels))))
         self.criterion = TaskLoss(self.tasks, loss, au_pos_weight(train_labels.au.values), expr_class_weight(train_labels.expr.values))
-        self.windows = WindowFeatureDataset(store, train_labels, self.cfg.window, self.cfg.stride, train=True)
+        self.windows = WindowFeatureDataset(store, train_labels, self.cfg.window, self.cfg.stride, train=True,
+                                            visual_norm=self.cfg.visual_norm)
 
     def train_data(self): return self.windows
 
     def loss(self, model, batch):
-        out = model(batch["visual"], batch["audio"], batch["valid"])   # [B, T, C] per task
+        v, a = batch["visual"], batch["audio"]
+        if model.training and self.cfg.modalities == "audio_visual" and self.cfg.modality_dropout > 0:
+            v, a = drop_modalities(v, a, self.cfg.modality_dropout)
+        out = model(v, a, batch["valid"])                              # [B, T, C] per task
         flat = {k: o.flatten(0, 1) for k, o in out.items()}            # [B*T, C]; padding is masked below
         lab = {k: batch[k].flatten(0, 1) for k in ("au", "au_mask", "expr", "va", "va_mask")}
         v = batch["valid"].flatten()
@@ -210,7 +253,7 @@ class FusionStage(Stage):
         if self.val_labels is None: return None
         return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.tasks)
 
-# %% ../nbs/12_fusion.ipynb #49e605c0
+# %% ../nbs/12_fusion.ipynb #701b9c37
 SMOOTH_WINDOWS = (1, 5, 9, 15, 25, 41)
 
 def apply_postprocess(preds, pp:dict):
@@ -240,7 +283,7 @@ def score_postprocessed(labels, preds, pp:dict, tasks=TASKS) -> dict:
     "Metrics (as `evaluate_predictions`) after post-processing."
     return evaluate_predictions(labels, apply_postprocess(preds, pp), tasks, pp.get("thresholds") or 0.5)
 
-# %% ../nbs/12_fusion.ipynb #732270f0
+# %% ../nbs/12_fusion.ipynb #76d746dd
 from dataclasses import field
 from .train import TrainConfig
 

@@ -42,8 +42,9 @@ def sincos_pos_embed(dim:int, # embedding width (divisible by 4)
     if cls_token: emb = torch.cat([torch.zeros(1, dim, dtype=emb.dtype), emb])
     return emb.float()
 
-# %% ../nbs/09_mae.ipynb #97621b3b
+# %% ../nbs/09_mae.ipynb #d84600fb
 MAE_SIZES = {
+    "micro": dict(patch_size=16, embed_dim=192, depth=6, num_heads=3, decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
     "tiny":  dict(patch_size=16, embed_dim=192, depth=12, num_heads=3, decoder_embed_dim=128, decoder_depth=2, decoder_num_heads=4),
     "small": dict(patch_size=16, embed_dim=384, depth=12, num_heads=6, decoder_embed_dim=256, decoder_depth=4, decoder_num_heads=8),
     "base":  dict(patch_size=16, embed_dim=768, depth=12, num_heads=12, decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16),

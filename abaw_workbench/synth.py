@@ -71,7 +71,7 @@ def _smooth(x:np.ndarray, tau:float) -> np.ndarray:
         for i in rng_: y[i] = a * y[i + (-1 if rng_.step == 1 else 1)] + (1 - a) * y[i]
     return y
 
-# %% ../nbs/05_synth.ipynb #800dd126
+# %% ../nbs/05_synth.ipynb #191257b2
 @dataclass
 class Labels:
     "Per-frame ground truth of one subject, and the hidden variables the renderer uses."
@@ -95,7 +95,7 @@ def synth_labels(rng:np.random.Generator, # the video's generator
     total = 0
     while total < n:
         c = int(rng.choice(8, p=EXPR_PRIOR))
-        d = int(rng.integers(40, 151) if c == 0 else rng.integers(30, 121))
+        d = int(rng.integers(20, 71) if c == 0 else rng.integers(15, 61))
         classes.append(c); lens.append(d); total += d
     for c in forced:  # overwrite random non-forced segments with forced classes
         cand = [i for i, k in enumerate(classes) if k not in forced] or list(range(len(classes)))
@@ -529,9 +529,9 @@ def render_video(root:Path, # the data set's (temporary) root
     finally: c.close()
     return subs
 
-# %% ../nbs/05_synth.ipynb #9a1fdc72
+# %% ../nbs/05_synth.ipynb #1e15bd22
 SPLITS = ("train", "validation", "test")
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 def plan_dataset(videos:int, frames:int, seed:int) -> list[dict]:
     "Deterministic plan of a synthetic data set: one dict per raw video."

@@ -54,6 +54,17 @@ def test_rerun_skips_finished_stages_and_force_reruns_from_a_stage(demo):
     assert "finetune: finished before" in out
 
 
+def test_a_moved_run_folder_is_reused(demo):
+    "Cached stages are found by folder, not by the paths stored when they ran: a moved run folder still works."
+    import shutil
+    d, _, _ = demo
+    shutil.move(d / "run", d / "moved")
+    r = subprocess.run([str(ABAW), "demo", "--catalog", str(d / "cat.yaml"), "--out", "moved", *FAST], cwd=d,
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (r.stdout + r.stderr).count("skipped") == 6 and (d / "moved" / "metrics.json").exists()
+
+
 @pytest.mark.slow
 def test_paper_config_runs_one_step_per_stage_on_cpu(tmp_path):
     "`--config paper` (ViT-B/16 at 224 px, windows of 100) constructs and trains one step of every stage on CPU."
