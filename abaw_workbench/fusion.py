@@ -19,8 +19,8 @@ from .schema import TASKS, video_slices
 # %% auto #0
 __all__ = ['MODALITIES', 'DESIGNS', 'SMOOTH_WINDOWS', 'FusionConfig', 'sinusoid', 'Projection', 'FrameHead', 'FusionNet',
            'audio_stats', 'window_starts', 'predict_video', 'split_outputs', 'drop_modalities', 'FusionStage',
-           'apply_postprocess', 'tune_postprocess', 'score_postprocessed', 'FuseRunConfig', 'test_frames',
-           'write_submissions', 'run_fusion', 'fuse_args', 'fuse_main']
+           'apply_postprocess', 'tune_postprocess', 'score_postprocessed', 'score_postprocessed_cv', 'FuseRunConfig',
+           'test_frames', 'write_submissions', 'run_fusion', 'fuse_args', 'fuse_main']
 
 # %% ../nbs/12_fusion.ipynb #dc6da32e
 @dataclass
@@ -253,7 +253,7 @@ class FusionStage(Stage):
         if self.val_labels is None: return None
         return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.tasks)
 
-# %% ../nbs/12_fusion.ipynb #701b9c37
+# %% ../nbs/12_fusion.ipynb #5aa9be9d
 SMOOTH_WINDOWS = (1, 5, 9, 15, 25, 41)
 
 def apply_postprocess(preds, pp:dict):
@@ -283,7 +283,27 @@ def score_postprocessed(labels, preds, pp:dict, tasks=TASKS) -> dict:
     "Metrics (as `evaluate_predictions`) after post-processing."
     return evaluate_predictions(labels, apply_postprocess(preds, pp), tasks, pp.get("thresholds") or 0.5)
 
-# %% ../nbs/12_fusion.ipynb #76d746dd
+def score_postprocessed_cv(labels, preds, tasks=TASKS, folds:int=2) -> dict:
+    "Metrics after post-processing tuned on the *other* videos (folds by sorted name): what tuning gives on unseen videos."
+    import xarray as xr
+    from abaw_workbench.schema import AU_NAMES
+    videos = sorted(video_slices(labels))
+    if len(videos) < folds: raise AbawError(f"post-processing cross-validation needs at least {folds} videos, got {len(videos)}")
+    def sel(ds, vs): return ds.isel(frame=np.flatnonzero(np.isin(ds.video.values, vs)))
+    parts = []
+    for k in range(folds):
+        tune_v = [v for i, v in enumerate(videos) if i % folds != k]
+        held = [v for i, v in enumerate(videos) if i % folds == k]
+        pp = tune_postprocess(sel(labels, tune_v), sel(preds, tune_v), tasks)
+        out = apply_postprocess(sel(preds, held), pp)
+        if "au" in tasks:  # decisions with this fold's thresholds, so that the folds can be pooled
+            t = pp["thresholds"] or 0.5
+            thr = np.asarray([t[n] for n in AU_NAMES] if isinstance(t, dict) else t, np.float32)
+            out["au"] = out["au"].where(np.isnan(out["au"]), (out["au"] >= thr).astype(np.float32))
+        parts.append(out)
+    return evaluate_predictions(labels, xr.concat(parts, "frame"), tasks)
+
+# %% ../nbs/12_fusion.ipynb #000e80db
 from dataclasses import field
 from .train import TrainConfig
 
@@ -345,6 +365,7 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
     if cfg.postprocess:
         pp = tune_postprocess(val_labels, preds, cfg.tasks)
         metrics["postprocessed"] = score_postprocessed(val_labels, preds, pp, cfg.tasks)
+        if len(video_slices(val_labels)) >= 2: metrics["postprocessed_cv"] = score_postprocessed_cv(val_labels, preds, cfg.tasks)
         with atomic_write(out / "postprocess.json", "w") as f: json.dump(pp, f, indent=1)
     test = test_frames(entry, cfg.tasks) if entry is not None else None
     if test is not None:
