@@ -15,8 +15,8 @@ from .schema import TASKS
 
 # %% auto #0
 __all__ = ['KINDS', 'COMMON_KEYS', 'KIND_KEYS', 'OUTPUT_KINDS', 'TOP_KEYS', 'AFFWILD2_FOLDERS', 'IMAGE_EXTENSIONS',
-           'CHECKPOINT_FORMATS', 'Entry', 'Catalog', 'generate', 'human_size', 'entry_status', 'project_root',
-           'default_catalog_path', 'catalog_args', 'catalog_main']
+           'CHECKPOINT_FORMATS', 'Entry', 'Catalog', 'generate', 'synth_mismatch', 'human_size', 'entry_status',
+           'project_root', 'default_catalog_path', 'catalog_args', 'catalog_main']
 
 # %% ../nbs/02_catalog.ipynb #6bdb90e5
 KINDS = ("affwild2", "image_folder", "checkpoint", "feature_store", "run")
@@ -98,7 +98,7 @@ class Entry:
                         raise AbawError(f"{self.where('folders')}: annotation folder for {task.upper()} {split} {d} does not exist")
         return self
 
-# %% ../nbs/02_catalog.ipynb #ff773815
+# %% ../nbs/02_catalog.ipynb #3ac5bf60
 def _check_entry(name, d, source) -> None:
     where = f"{source}: entry {name!r}"
     if not isinstance(d, dict): raise AbawError(f"{where}: expected a mapping of keys, got {d!r}")
@@ -174,11 +174,14 @@ class Catalog:
         e = self[name]
         if kind and e.kind != kind: raise AbawError(f"{e.where('kind')}: expected kind {kind!r}, found {e.kind!r}")
         if e.generated and not e.exists(): generate(e)
+        elif e.generated and (why := synth_mismatch(e)):
+            print(f"[catalog] {e.name!r} at {e.path} was generated with other settings ({why}): generating it again", flush=True)
+            generate(e)
         return e.check()
 
     def __repr__(self): return f"Catalog({self.path}, entries={self.names})"
 
-# %% ../nbs/02_catalog.ipynb #c65ae0d4
+# %% ../nbs/02_catalog.ipynb #a12518c4
 def generate(e:Entry):
     "Generate a synthetic entry's data at its path."
     from abaw_workbench import synth
@@ -188,7 +191,22 @@ def generate(e:Entry):
     elif e.kind == "image_folder": synth.synth_faces(e.path, **opts)
     else: raise AbawError(f"{e.where('synth')}: kind {e.kind!r} cannot be generated")
 
-# %% ../nbs/02_catalog.ipynb #44faae5c
+def synth_mismatch(e:Entry) -> str|None:
+    "How a generated Aff-Wild2-layout entry on disk differs from its `synth` options and the generator's version (None: it does not)."
+    import inspect, json
+    m = Path(e.path) / ".synth" / "manifest.json"
+    if e.kind != "affwild2" or not m.exists(): return None   # only folders the generator wrote (it leaves this manifest)
+    from abaw_workbench import synth
+    try: man = json.loads(m.read_text())
+    except (json.JSONDecodeError, OSError) as err: return f"unreadable {m.name}: {err}"
+    have = man.get("args", {})
+    defaults = {k: p.default for k, p in inspect.signature(synth.synth_affwild2).parameters.items() if p.default is not inspect.Parameter.empty}
+    want = {k: v for k, v in {**defaults, **e.options["synth"]}.items() if k in have}
+    diff = [f"{k} {have[k]} -> {v}" for k, v in want.items() if have[k] != v]
+    if man.get("version") != synth.GENERATOR_VERSION: diff.append(f"generator version {man.get('version')} -> {synth.GENERATOR_VERSION}")
+    return ", ".join(diff) or None
+
+# %% ../nbs/02_catalog.ipynb #f550121e
 def _size(p:Path, budget:float=2.0) -> tuple[int, bool]:
     "Bytes under `p` and whether the count is complete (stops after `budget` seconds)."
     if p.is_file(): return p.stat().st_size, True
@@ -221,7 +239,7 @@ def entry_status(e:Entry) -> dict:
     row["size"] = human_size(n) if complete else f">= {human_size(n)}"
     return row
 
-# %% ../nbs/02_catalog.ipynb #f6dcac48
+# %% ../nbs/02_catalog.ipynb #047e2855
 def project_root() -> Path:
     "The repository root (the folder holding `settings.ini`), or the current directory."
     here = [Path(globals()["__file__"]).resolve().parent.parent] if "__file__" in globals() else []
@@ -233,7 +251,7 @@ def default_catalog_path() -> Path:
     "`$ABAW_CATALOG`, else the project's `data_catalog.yaml`."
     return Path(os.environ.get("ABAW_CATALOG") or project_root() / "data_catalog.yaml")
 
-# %% ../nbs/02_catalog.ipynb #7e321124
+# %% ../nbs/02_catalog.ipynb #ae4f3798
 def catalog_args(p):
     "Arguments of `abaw catalog`."
     p.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
