@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 
 # %% auto #0
 __all__ = ['preprocess_config', 'decode_file', 'resize_image', 'normalize_hwc', 'prepare_image', 'load_image', 'random_box',
-           'augment_params', 'color_jitter', 'label_arrays', 'has_label', 'crops_dir', 'FrameDataset',
+           'augment_params', 'color_jitter', 'augment_image', 'label_arrays', 'has_label', 'crops_dir', 'FrameDataset',
            'normalize_batch', 'window_index', 'window_labels', 'WindowDataset', 'default_workers', 'make_loader']
 
 # %% ../nbs/06_data.ipynb #867f0d5b
@@ -116,7 +116,7 @@ def load_image(path:str|Path, cfg:dict, **kw) -> torch.Tensor:
     "Decode and prepare one crop: float [3, H, W] normalised for the model."
     return prepare_image(decode_file(path), cfg, **kw)
 
-# %% ../nbs/06_data.ipynb #0f4a34a2
+# %% ../nbs/06_data.ipynb #df233b6b
 def random_box(h:int, w:int, # image height and width
                scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3),
                g:torch.Generator|None=None # random source (None: torch's global one)
@@ -151,6 +151,15 @@ def color_jitter(hwc:torch.Tensor, # uint8 [..., H, W, 3] image(s)
     f = f * torch.tensor(p["gain"])
     m = f.mean()
     return ((f - m) * p["contrast"] + m + p["brightness"]).clamp_(0, 255).to(torch.uint8)
+
+def augment_image(img:torch.Tensor, # uint8 [3, H, W]
+                  cfg:dict, # from `preprocess_config`
+                  aug:dict|None=None # from `augment_params` (None: no augmentation)
+                 ) -> torch.Tensor:
+    "Crop, flip and resize, then colour-jitter one image as `aug` says: uint8 [H', W', 3]."
+    aug = dict(aug or {}); color = aug.pop("color", None)
+    x = resize_image(img, cfg, **aug).permute(1, 2, 0).contiguous()
+    return color_jitter(x, color) if color else x
 
 # %% ../nbs/06_data.ipynb #d9037bec
 def label_arrays(ds:xr.Dataset, # labels in the schema
@@ -189,7 +198,7 @@ class _Crops:
 
     def path(self, i:int) -> str: return f"{self.root}/{self.videos[self.code[i]]}/{self.fi[i]:05d}.jpg"
 
-# %% ../nbs/06_data.ipynb #00b5b650
+# %% ../nbs/06_data.ipynb #fa42986b
 def _key(k) -> tuple[int, int|None]:
     "(index, seed) of a dataset key: an int or an (index, seed) pair."
     if isinstance(k, tuple): return int(k[0]), (None if k[1] is None else int(k[1]))
@@ -224,10 +233,7 @@ class FrameDataset(torch.utils.data.Dataset):
     def _hwc(self, i:int, seed:int|None) -> torch.Tensor:
         "Frame row `i` decoded, augmented and resized: uint8 [H, W, 3]."
         img = decode_file(self.crops.path(i))
-        aug = augment_params(*img.shape[-2:], seed=seed, jitter=self.jitter) if self.augment else {}
-        color = aug.pop("color", None)
-        x = resize_image(img, self.cfg, **aug).permute(1, 2, 0).contiguous()
-        return color_jitter(x, color) if color else x
+        return augment_image(img, self.cfg, augment_params(*img.shape[-2:], seed=seed, jitter=self.jitter) if self.augment else None)
 
     def __getitem__(self, k) -> dict:
         if isinstance(k, (list, np.ndarray, torch.Tensor)): return self.batch(k)
@@ -309,7 +315,7 @@ def window_labels(lab:dict, # from `label_arrays`
     out["index"] = np.where(out["valid"], start + np.arange(window), -1)
     return out
 
-# %% ../nbs/06_data.ipynb #22f6e438
+# %% ../nbs/06_data.ipynb #2f6b7903
 class WindowDataset(torch.utils.data.Dataset):
     "Windows of consecutive face crops of one video, padded, with per-frame masks and labels."
     takes_seed = True
@@ -342,14 +348,12 @@ class WindowDataset(torch.utils.data.Dataset):
         H, W = self.cfg["size"]
         buf = torch.zeros(self.window, H, W, 3, dtype=torch.uint8)
         face = torch.zeros(self.window, dtype=torch.bool)
-        aug = color = None
+        aug = None
         for j in range(length):
             if not self.crops.has_face[start + j]: continue
             img = decode_file(self.crops.path(start + j))
-            if self.augment and aug is None:
-                aug = augment_params(*img.shape[-2:], seed=seed, jitter=self.jitter); color = aug.pop("color", None)
-            x = resize_image(img, self.cfg, **(aug or {})).permute(1, 2, 0)
-            buf[j] = color_jitter(x, color) if aug and color else x
+            if self.augment and aug is None: aug = augment_params(*img.shape[-2:], seed=seed, jitter=self.jitter)
+            buf[j] = augment_image(img, self.cfg, aug)
             face[j] = True
         images = normalize_hwc(buf, self._consts).permute(0, 3, 1, 2)
         images[~face] = 0                                   # no crop (or padding): zeros, face_mask False

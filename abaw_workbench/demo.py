@@ -101,7 +101,7 @@ class StageRunner:
         self.log(f"[demo] {name}: done in {self.times[name]:.0f} s")
         return result, d
 
-# %% ../nbs/13_demo.ipynb #29808926
+# %% ../nbs/13_demo.ipynb #9bb3b21e
 def _settings(c) -> dict:
     d = dataclasses.asdict(c)
     tr = d.get("train")
@@ -141,19 +141,18 @@ def run_demo(cfg:DemoConfig, # the demo configuration
     def pre(d):
         pc = dataclasses.replace(cfg.pretrain, train=dataclasses.replace(cfg.pretrain.train, out=str(d)))
         pretrain(pc, faces.path)
-        return {"checkpoint": str(d / "checkpoint.pt")}
+        return {}
     _, pre_d = runner.run("pretrain", _settings(cfg.pretrain), pre)
-    pre_ckpt = pre_d / "checkpoint.pt"  # paths from the stage folder, not the stored result: the run folder may have moved
+    pre_ckpt = pre_d / "checkpoint.pt"  # files are found in the stage folders (the run folder may have moved)
 
     def fine(d):
         fc = dataclasses.replace(cfg.finetune, init=str(pre_ckpt), train=dataclasses.replace(cfg.finetune.train, out=str(d)))
-        return {"metrics": run_finetune(fc, entry, d), "checkpoint": str(d / "best.pt"),
-                "predictions": str(d / "predictions_validation.nc")}
+        return {"metrics": run_finetune(fc, entry, d)}
     _, ft_d = runner.run("finetune", _settings(cfg.finetune), fine)
 
     def ext(d):
         extract_features(entry, d / "store", ft_d / "best.pt", ext_cfg, cat.cache_dir)
-        return {"store": str(d / "store")}
+        return {}
     ext_cfg = dataclasses.replace(cfg.extract, pool=cfg.finetune.pool, grid_dim=cfg.finetune.grid_dim)  # store what was fine-tuned
     _, ex_d = runner.run("extract", dataclasses.asdict(ext_cfg), ext)
     store = FeatureStore(ex_d / "store")
@@ -162,8 +161,7 @@ def run_demo(cfg:DemoConfig, # the demo configuration
     for mod in ("visual", "audio_visual"):
         fcfg = dataclasses.replace(cfg.fusion, fusion=dataclasses.replace(cfg.fusion.fusion, modalities=mod))
         def fu(d, fcfg=fcfg):
-            m = run_fusion(fcfg, store, labels["train"], labels["validation"], d, entry)
-            return {"metrics": m, "predictions": str(d / "predictions_validation.nc")}
+            return {"metrics": run_fusion(fcfg, store, labels["train"], labels["validation"], d, entry)}
         _, fus[mod] = runner.run(f"fusion_{mod}", _settings(fcfg), fu)
 
     # -- evaluation and report (always rewritten: cheap, and the files the user opens)

@@ -21,7 +21,7 @@ __all__ = ['VISUAL_NORMS', 'FeatureStore', 'stored_rows', 'normalize_visual', 'W
            'file_hash', 'load_encoder', 'load_feature_model', 'frames_to_extract', 'split_videos', 'extract_features',
            'extract_args', 'extract_main']
 
-# %% ../nbs/11_features.ipynb #4936fdd5
+# %% ../nbs/11_features.ipynb #3a550916
 class FeatureStore:
     "A folder of per-video feature files."
     def __init__(self, path:str|Path):
@@ -69,35 +69,33 @@ class FeatureStore:
         enc = {"visual": {"chunksizes": (c, max(1, visual.shape[1]))}, "audio": {"chunksizes": (c, max(1, audio.shape[1]))}}
         with atomic_path(self.file(video)) as tmp: ds.to_netcdf(tmp, engine="h5netcdf", encoding=enc)
 
+    def open(self, video:str):
+        "A read handle (h5py.File) on one video's feature file; errors name the file."
+        f = self.file(video)
+        if not f.exists(): raise AbawError(f"{f}: video {video!r} not in the feature store (extract it first)")
+        try: return h5py.File(f, "r")
+        except OSError as e: raise AbawError(f"{f}: unreadable feature file ({e})") from None
+
     def read(self, video:str, start:int=0, stop:int|None=None,
              keys=("visual", "audio", "face_mask", "audio_mask", "frame_index") # variables to read
             ) -> dict:
         "Frames `start:stop` of one video: visual, audio, face_mask, audio_mask, frame_index."
-        f = self.file(video)
-        if not f.exists(): raise AbawError(f"{f}: video {video!r} not in the feature store (extract it first)")
-        try:
-            with h5py.File(f, "r") as h:
-                out = {k: h[k][start:stop] for k in keys}
-        except OSError as e: raise AbawError(f"{f}: unreadable feature file ({e})") from None
+        with self.open(video) as h: out = {k: h[k][start:stop] for k in keys}
         for k in ("face_mask", "audio_mask"):
             if k in out: out[k] = out[k].astype(bool)  # netCDF stores bools as int8
         return out
 
     def visual_mean(self, video:str, chunk:int=4096) -> np.ndarray:
         "Mean visual feature over the video's frames with a face (zeros if none), read in chunks of `chunk` frames."
-        f = self.file(video)
-        if not f.exists(): raise AbawError(f"{f}: video {video!r} not in the feature store (extract it first)")
-        try:
-            with h5py.File(f, "r") as h:
-                n, d = h["visual"].shape
-                acc, cnt = np.zeros(d, np.float64), 0
-                for a in range(0, n, chunk):
-                    m = h["face_mask"][a:a + chunk] != 0
-                    acc += h["visual"][a:a + chunk][m].sum(0); cnt += int(m.sum())
-        except OSError as e: raise AbawError(f"{f}: unreadable feature file ({e})") from None
+        with self.open(video) as h:
+            n, d = h["visual"].shape
+            acc, cnt = np.zeros(d, np.float64), 0
+            for a in range(0, n, chunk):
+                m = h["face_mask"][a:a + chunk] != 0
+                acc += h["visual"][a:a + chunk][m].sum(0); cnt += int(m.sum())
         return (acc / max(cnt, 1)).astype(np.float32)
 
-# %% ../nbs/11_features.ipynb #cdfcc0a3
+# %% ../nbs/11_features.ipynb #78cd0687
 def stored_rows(stored_fi:np.ndarray, # sorted frame_index of a video's feature file
                 frame_index:np.ndarray # frames asked for
                ) -> np.ndarray:
@@ -146,9 +144,7 @@ class WindowFeatureDataset:
         "An open, cached read handle on a video's feature file."
         f = self._files.get(video)
         if f is None:
-            try: f = h5py.File(self.store.file(video), "r")
-            except OSError as e: raise AbawError(f"{self.store.file(video)}: unreadable feature file ({e})") from None
-            self._files[video] = f
+            f = self._files[video] = self.store.open(video)
             if len(self._files) > 32: self._files.popitem(last=False)[1].close()
         else: self._files.move_to_end(video)
         return f

@@ -183,7 +183,7 @@ def predict_video(net:FusionNet, visual:np.ndarray|None, # [T, Dv] features (or 
         for s in ss: counts[s:s + L] += 1
     return {k: v / counts[:, None] for k, v in sums.items()}
 
-# %% ../nbs/12_fusion.ipynb #ff1508bd
+# %% ../nbs/12_fusion.ipynb #3232fcf3
 def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's labels (schema)
                   window:int|None=None, stride:int|None=None, device="cpu") -> dict:
     "Per-frame outputs for every frame of `labels`, video by video."
@@ -197,7 +197,9 @@ def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's
         vis = np.zeros((len(fi), f["visual"].shape[1]), np.float32); aud = np.zeros((len(fi), f["audio"].shape[1]), np.float32)
         face = np.zeros(len(fi), bool)
         vis[ok] = f["visual"][rows[ok]]; aud[ok] = f["audio"][rows[ok]]; face[ok] = f["face_mask"][rows[ok]]
-        if net.cfg.visual_norm == "video": vis = normalize_visual(vis, face, store.visual_mean(video))
+        if net.cfg.visual_norm == "video":  # the video is in memory already: its mean over every stored face frame
+            fm = f["face_mask"]
+            vis = normalize_visual(vis, face, f["visual"][fm].mean(0) if fm.any() else np.zeros(vis.shape[1], np.float32))
         o = predict_video(net, vis, aud, window, stride, device=device)
         for k, v in o.items(): outs.setdefault(k, np.zeros((n, v.shape[1]), np.float32))[sl] = v
     return outs
