@@ -20,7 +20,7 @@ from .schema import TASKS, video_slices
 __all__ = ['MODALITIES', 'DESIGNS', 'SMOOTH_WINDOWS', 'FusionConfig', 'sinusoid', 'Projection', 'FrameHead', 'FusionNet',
            'audio_stats', 'window_starts', 'predict_video', 'split_outputs', 'drop_modalities', 'FusionStage',
            'apply_postprocess', 'tune_postprocess', 'score_postprocessed', 'score_postprocessed_cv', 'FuseRunConfig',
-           'test_frames', 'write_submissions', 'run_fusion', 'fuse_args', 'fuse_main']
+           'test_frames', 'write_submissions', 'fusion_models', 'predict_split', 'run_fusion', 'fuse_args', 'fuse_main']
 
 # %% ../nbs/12_fusion.ipynb #dc6da32e
 @dataclass
@@ -204,7 +204,7 @@ def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's
         for k, v in o.items(): outs.setdefault(k, np.zeros((n, v.shape[1]), np.float32))[sl] = v
     return outs
 
-# %% ../nbs/12_fusion.ipynb #dc5a92ce
+# %% ../nbs/12_fusion.ipynb #e45fe200
 from .finetune import TaskLoss, LossConfig, au_pos_weight, expr_class_weight, predictions_dataset, evaluate_predictions
 from .train import Stage
 
@@ -244,12 +244,14 @@ class FusionStage(Stage):
         lab["expr"] = torch.where(v, lab["expr"], -1)
         return self.criterion.to(v.device)(flat, lab)
 
+    def outputs(self, model, labels) -> dict:
+        "Per-frame outputs of `model` (this stage's tasks) for `labels`' frames."
+        net = getattr(model, "module", model)
+        return split_outputs(net, self.store, labels, self.cfg.window, self.cfg.stride, next(net.parameters()).device)
+
     def predict(self, model, labels):
         "A predictions dataset for `labels`' frames."
-        net = getattr(model, "module", model)
-        dev = next(net.parameters()).device
-        return predictions_dataset(labels, split_outputs(net, self.store, labels, self.cfg.window, self.cfg.stride, dev),
-                                   attrs={"source": "fusion", "modalities": self.cfg.modalities})
+        return predictions_dataset(labels, self.outputs(model, labels), attrs={"source": "fusion", "modalities": self.cfg.modalities})
 
     def evaluate(self, model):
         if self.val_labels is None: return None
@@ -305,7 +307,7 @@ def score_postprocessed_cv(labels, preds, tasks=TASKS, folds:int=2) -> dict:
         parts.append(out)
     return evaluate_predictions(labels, xr.concat(parts, "frame"), tasks)
 
-# %% ../nbs/12_fusion.ipynb #000e80db
+# %% ../nbs/12_fusion.ipynb #ccb17578
 from dataclasses import field
 from .train import TrainConfig
 
@@ -323,6 +325,8 @@ class FuseRunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=_fusion_train_defaults)
     postprocess: bool = True # tune smoothing and AU thresholds on validation
+    per_task: bool = True # one model per task, as the authors trained one per challenge track (False: one joint model)
+    task_epochs: dict = field(default_factory=dict) # with per_task: a task's epochs where they differ from train.epochs, e.g. {"va": 6}
 
 def test_frames(entry, tasks=TASKS):
     "A (label-free) dataset of every frame named in the data set's test-set sample lists, sorted by video and frame."
@@ -350,18 +354,36 @@ def write_submissions(entry, preds, pp:dict|None, out:str|Path, tasks=TASKS) -> 
         written.append(dst)
     return written
 
+def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
+    "The models a run trains: (tasks, sub-folder, epochs) each; one per task with `per_task`."
+    bad = sorted(set(cfg.task_epochs) - set(cfg.tasks))
+    if bad: raise AbawError(f"task_epochs: {bad} not among the trained tasks {list(cfg.tasks)}")
+    if not cfg.per_task:
+        if cfg.task_epochs: raise AbawError("task_epochs needs per_task=true (one joint model has one schedule)")
+        return [(list(cfg.tasks), "", cfg.train.epochs)]
+    return [([t], t, cfg.task_epochs.get(t, cfg.train.epochs)) for t in cfg.tasks]
+
+def predict_split(stages:list, labels, attrs:dict|None=None):
+    "One predictions dataset for `labels` from the fusion stages' models (each contributes its tasks)."
+    outs = {}
+    for st in stages: outs.update(st.outputs(st.model, labels))
+    return predictions_dataset(labels, outs, attrs=attrs)
+
 def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path, entry=None) -> dict:
-    "Train, evaluate and post-process one fusion model; returns its metrics (raw and post-processed). With `entry`, also write test submissions."
+    "Train, evaluate and post-process the fusion model(s); returns the metrics (raw and post-processed). With `entry`, also write test submissions."
     import dataclasses, torch
     from abaw_workbench.core import atomic_path, atomic_write
     from abaw_workbench.train import fit, read_checkpoint
     out = Path(out)
-    tcfg = dataclasses.replace(cfg.train, out=str(out))
-    stage = FusionStage(store, train_labels, val_labels, cfg.tasks, cfg.fusion, cfg.loss)
-    fit(stage, tcfg)
-    best = out / "best.pt"
-    if best.exists(): stage.model.load_state_dict(read_checkpoint(best)["model"])
-    preds = stage.predict(stage.model, val_labels)
+    stages = []
+    for tasks, sub, epochs in fusion_models(cfg):   # each model in its own folder (resumable on its own)
+        d = out / sub
+        stage = FusionStage(store, train_labels, val_labels, tasks, cfg.fusion, cfg.loss)
+        fit(stage, dataclasses.replace(cfg.train, out=str(d), epochs=epochs))
+        if (d / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(d / "best.pt")["model"])
+        stages.append(stage)
+    attrs = {"source": "fusion", "modalities": cfg.fusion.modalities, "per_task": int(cfg.per_task)}
+    preds = predict_split(stages, val_labels, attrs)
     metrics = {"raw": evaluate_predictions(val_labels, preds, cfg.tasks)}
     pp = None
     if cfg.postprocess:
@@ -374,7 +396,7 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
         missing = [v for v in video_slices(test) if not store.has(v)]
         if missing: print(f"[fuse] {len(missing)} test video(s) not in the feature store (e.g. {missing[0]}): no submission written")
         else:
-            tp = stage.predict(stage.model, test)
+            tp = predict_split(stages, test, attrs)
             with atomic_path(out / "predictions_test.nc") as tmp: tp.to_netcdf(tmp, engine="h5netcdf")
             metrics["submissions"] = [str(p) for p in write_submissions(entry, tp, pp, out, cfg.tasks)]
     preds.attrs.update(config=json.dumps(dataclasses.asdict(cfg), default=str), store=str(store.path))
