@@ -181,7 +181,7 @@ class Catalog:
 
     def __repr__(self): return f"Catalog({self.path}, entries={self.names})"
 
-# %% ../nbs/02_catalog.ipynb #a12518c4
+# %% ../nbs/02_catalog.ipynb #3ca2cd58
 def generate(e:Entry):
     "Generate a synthetic entry's data at its path."
     from abaw_workbench import synth
@@ -191,16 +191,25 @@ def generate(e:Entry):
     elif e.kind == "image_folder": synth.synth_faces(e.path, **opts)
     else: raise AbawError(f"{e.where('synth')}: kind {e.kind!r} cannot be generated")
 
+def _old_synth_faces(path:Path) -> bool:
+    "A face folder written by the generator before it left a manifest (its labels.csv has the generator's header)."
+    f = path / "labels.csv"
+    try: return f.is_file() and f.open().readline().startswith("file,identity,expr,AU1,")
+    except OSError: return False
+
 def synth_mismatch(e:Entry) -> str|None:
-    "How a generated Aff-Wild2-layout entry on disk differs from its `synth` options and the generator's version (None: it does not)."
+    "How a generated entry on disk differs from its `synth` options and the generator's version (None: it does not)."
     import inspect, json
     m = Path(e.path) / ".synth" / "manifest.json"
-    if e.kind != "affwild2" or not m.exists(): return None   # only folders the generator wrote (it leaves this manifest)
+    if e.kind == "image_folder" and not m.exists() and _old_synth_faces(Path(e.path)):
+        return "written by an older generator (no manifest)"
+    if e.kind not in ("affwild2", "image_folder") or not m.exists(): return None   # only folders the generator wrote (it leaves this manifest)
     from abaw_workbench import synth
     try: man = json.loads(m.read_text())
     except (json.JSONDecodeError, OSError) as err: return f"unreadable {m.name}: {err}"
     have = man.get("args", {})
-    defaults = {k: p.default for k, p in inspect.signature(synth.synth_affwild2).parameters.items() if p.default is not inspect.Parameter.empty}
+    fn = synth.synth_affwild2 if e.kind == "affwild2" else synth.synth_faces
+    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
     want = {k: v for k, v in {**defaults, **e.options["synth"]}.items() if k in have}
     diff = [f"{k} {have[k]} -> {v}" for k, v in want.items() if have[k] != v]
     if man.get("version") != synth.GENERATOR_VERSION: diff.append(f"generator version {man.get('version')} -> {synth.GENERATOR_VERSION}")

@@ -103,7 +103,7 @@ class StageRunner:
         self.log(f"[demo] {name}: done in {self.times[name]:.0f} s")
         return result, d
 
-# %% ../nbs/13_demo.ipynb #9bb3b21e
+# %% ../nbs/13_demo.ipynb #2f06f0f2
 def _settings(c) -> dict:
     d = dataclasses.asdict(c)
     tr = d.get("train")
@@ -136,7 +136,9 @@ def run_demo(cfg:DemoConfig, # the demo configuration
         summary = {s: split_summary(read_split(entry, s)) for s in ("train", "validation")}
         for s, t in summary.items(): log(f"[demo] {s}: {t}")
         return {"summary": summary}
-    runner.run("data", {"dataset": [str(ds_e.path), ds_e.options], "faces": [str(fc_e.path), fc_e.options]}, data)
+    from abaw_workbench.synth import GENERATOR_VERSION
+    def ident(e): return [str(e.path), e.options] + ([GENERATOR_VERSION] if e.generated else [])  # regenerated data: new stages
+    runner.run("data", {"dataset": ident(ds_e), "faces": ident(fc_e)}, data)
     entry, faces = cat.resolve(cfg.dataset, "affwild2"), cat.resolve(cfg.faces, "image_folder")
     labels = {s: read_split(entry, s) for s in ("train", "validation")}
 

@@ -648,7 +648,7 @@ def synth_affwild2(out:str|Path, # the data set's root folder (created; replaced
             f"    metadata: {{generator: abaw_workbench.synth, version: {GENERATOR_VERSION}, videos: {videos}, frames: {frames}, seed: {seed}, size: {size}, difficulty: {difficulty}}}\n")
     return out
 
-# %% ../nbs/05_synth.ipynb #8cdbf55d
+# %% ../nbs/05_synth.ipynb #49aa5fa8
 def _face_au(rng, c:int) -> np.ndarray:
     "AU intensities of one still face showing class `c`: a noisy prototype plus stray AUs."
     au = np.zeros(12)
@@ -689,6 +689,9 @@ def synth_faces(out:str|Path, # the folder to write (created; replaced if it exi
             (tmp / f).write_bytes(cv2.imencode(".jpg", img, enc)[1].tobytes())
             rows.append(f"{f},{cur},{c}," + ",".join(str(int(x >= 0.5)) for x in au))
         (tmp / "labels.csv").write_text("\n".join(rows) + "\n")
+        (tmp / ".synth").mkdir()   # what made the folder: the catalog regenerates it when this changes
+        (tmp / ".synth" / "manifest.json").write_text(json.dumps(dict(
+            generator="abaw_workbench.synth", version=GENERATOR_VERSION, args=dict(images=images, seed=seed, size=size)), indent=1))
     return out
 
 # %% ../nbs/05_synth.ipynb #fc0a0c63
