@@ -206,7 +206,7 @@ def summary_table(metrics:dict) -> str:
             lines.append(f"{'    tuned on other videos':<28}" + "".join(f"{m['postprocessed_cv'][c]:>9.3f}" for c in cols))
     return "\n".join(lines)
 
-# %% ../nbs/13_demo.ipynb #8aafc268
+# %% ../nbs/13_demo.ipynb #ea7e7958
 def _fig_html(fig, first:bool) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=first, config={"responsive": True})
 
@@ -219,10 +219,14 @@ def report_figures(val, preds:dict, metrics:dict) -> list:
     names = list(preds)
     figs = []
     cols = ["au", "expr", "va", "valence", "arousal"]
-    cells = [names] + [[f"{metrics[n][c]:.3f} ({metrics[n]['postprocessed'][c]:.3f})" for n in names] for c in cols]
+    def cell(m, c):  # raw / post-processing tuned on other validation videos / tuned on the same videos
+        cv = f"{m['postprocessed_cv'][c]:.3f}" if "postprocessed_cv" in m else "–"
+        return f"{m[c]:.3f} / {cv} / {m['postprocessed'][c]:.3f}"
+    cells = [names] + [[cell(metrics[n], c) for n in names] for c in cols]
     figs.append(go.Figure(go.Table(header=dict(values=["model"] + ["AU F1", "EXPR F1", "VA CCC", "valence CCC", "arousal CCC"]),
                                    cells=dict(values=cells)),
-                          layout=dict(title="Validation metrics: per frame (after smoothing + tuned AU thresholds)", height=320)))
+                          layout=dict(title="Validation metrics: per frame / smoothing + AU thresholds tuned on other videos / "
+                                            "tuned on the same videos (optimistic)", height=320)))
     fig = go.Figure(layout=dict(title="F1 per action unit", barmode="group", yaxis=dict(range=[0, 1])))
     for n in names: fig.add_bar(name=n, x=AU_NAMES, y=[score(val, preds[n], "au")["per_class"][a] for a in AU_NAMES])
     figs.append(fig)

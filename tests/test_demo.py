@@ -42,6 +42,7 @@ def test_outputs_follow_the_contract(demo):
         assert {"au", "expr", "va", "has_face"} <= set(p.data_vars) and "video" in p.coords
     html = (d / "run" / "report.html").read_text()
     assert "Plotly.newPlot" in html and "data:image/png;base64" in html and "EXPR confusion" in html
+    assert "tuned on other videos" in html   # the honest post-processing figure is in the report's table
     assert "total" in out and "fusion_audio_visual" in out
 
 
