@@ -15,8 +15,8 @@ from .schema import TASKS
 
 # %% auto #0
 __all__ = ['KINDS', 'COMMON_KEYS', 'KIND_KEYS', 'OUTPUT_KINDS', 'TOP_KEYS', 'AFFWILD2_FOLDERS', 'IMAGE_EXTENSIONS',
-           'CHECKPOINT_FORMATS', 'Entry', 'Catalog', 'generate', 'synth_mismatch', 'human_size', 'entry_status',
-           'project_root', 'default_catalog_path', 'catalog_args', 'catalog_main']
+           'CHECKPOINT_FORMATS', 'GENERATORS', 'Entry', 'Catalog', 'generate', 'synth_mismatch', 'human_size',
+           'entry_status', 'project_root', 'default_catalog_path', 'catalog_args', 'catalog_main']
 
 # %% ../nbs/02_catalog.ipynb #6bdb90e5
 KINDS = ("affwild2", "image_folder", "checkpoint", "feature_store", "run")
@@ -181,15 +181,19 @@ class Catalog:
 
     def __repr__(self): return f"Catalog({self.path}, entries={self.names})"
 
-# %% ../nbs/02_catalog.ipynb #3ca2cd58
+# %% ../nbs/02_catalog.ipynb #8d23bbbb
+GENERATORS = {"affwild2": "synth_affwild2", "image_folder": "synth_faces"}  # kind -> function of the synth module
+
+def _generator(e:Entry):
+    from abaw_workbench import synth
+    if e.kind not in GENERATORS: raise AbawError(f"{e.where('synth')}: kind {e.kind!r} cannot be generated")
+    return getattr(synth, GENERATORS[e.kind])
+
 def generate(e:Entry):
     "Generate a synthetic entry's data at its path."
-    from abaw_workbench import synth
-    opts = dict(e.options["synth"])
+    fn = _generator(e)
     print(f"[catalog] generating {e.name!r} at {e.path} ...", flush=True)
-    if e.kind == "affwild2": synth.synth_affwild2(e.path, **opts)
-    elif e.kind == "image_folder": synth.synth_faces(e.path, **opts)
-    else: raise AbawError(f"{e.where('synth')}: kind {e.kind!r} cannot be generated")
+    fn(e.path, **dict(e.options["synth"]))
 
 def _old_synth_faces(path:Path) -> bool:
     "A face folder written by the generator before it left a manifest (its labels.csv has the generator's header)."
@@ -203,12 +207,12 @@ def synth_mismatch(e:Entry) -> str|None:
     m = Path(e.path) / ".synth" / "manifest.json"
     if e.kind == "image_folder" and not m.exists() and _old_synth_faces(Path(e.path)):
         return "written by an older generator (no manifest)"
-    if e.kind not in ("affwild2", "image_folder") or not m.exists(): return None   # only folders the generator wrote (it leaves this manifest)
+    if e.kind not in GENERATORS or not m.exists(): return None   # only folders the generator wrote (it leaves this manifest)
     from abaw_workbench import synth
     try: man = json.loads(m.read_text())
     except (json.JSONDecodeError, OSError) as err: return f"unreadable {m.name}: {err}"
     have = man.get("args", {})
-    fn = synth.synth_affwild2 if e.kind == "affwild2" else synth.synth_faces
+    fn = _generator(e)
     defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
     want = {k: v for k, v in {**defaults, **e.options["synth"]}.items() if k in have}
     diff = [f"{k} {have[k]} -> {v}" for k, v in want.items() if have[k] != v]

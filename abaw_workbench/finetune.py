@@ -300,16 +300,17 @@ class FinetuneStage(Stage):
         if self.val_labels is None: return None
         return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.cfg.tasks)
 
-# %% ../nbs/10_finetune.ipynb #07fb8385
+# %% ../nbs/10_finetune.ipynb #293022c2
 def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
     "Fine-tune on `entry` (a catalog affwild2 entry); returns the best model's validation metrics."
     import dataclasses
     from abaw_workbench.annotations import read_split
-    from abaw_workbench.core import atomic_path, atomic_write
+    from abaw_workbench.core import atomic_path, atomic_write, seed_everything
     from abaw_workbench.data import crops_dir
     from abaw_workbench.train import fit, read_checkpoint
     out = Path(out)
     train, val = read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks)
+    seed_everything(cfg.train.seed)   # initial weights (heads, grid reduction) from the run seed, not from what ran before
     stage = FinetuneStage(cfg, train, val, crops_dir(entry))
     tcfg = dataclasses.replace(cfg.train, out=str(out))
     if not tcfg.eval_every:  # validate once per epoch; best.pt keeps the best epoch

@@ -19,8 +19,9 @@ from .schema import TASKS, video_slices
 # %% auto #0
 __all__ = ['MODALITIES', 'DESIGNS', 'SMOOTH_WINDOWS', 'FusionConfig', 'sinusoid', 'Projection', 'FrameHead', 'FusionNet',
            'audio_stats', 'window_starts', 'predict_video', 'split_outputs', 'drop_modalities', 'FusionStage',
-           'apply_postprocess', 'tune_postprocess', 'score_postprocessed', 'score_postprocessed_cv', 'FuseRunConfig',
-           'test_frames', 'write_submissions', 'fusion_models', 'predict_split', 'run_fusion', 'fuse_args', 'fuse_main']
+           'apply_postprocess', 'tune_postprocess', 'score_postprocessed', 'score_postprocessed_cv',
+           'postprocess_report', 'FuseRunConfig', 'test_frames', 'write_submissions', 'fusion_models', 'predict_split',
+           'run_fusion', 'fuse_args', 'fuse_main']
 
 # %% ../nbs/12_fusion.ipynb #dc6da32e
 @dataclass
@@ -204,7 +205,7 @@ def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's
         for k, v in o.items(): outs.setdefault(k, np.zeros((n, v.shape[1]), np.float32))[sl] = v
     return outs
 
-# %% ../nbs/12_fusion.ipynb #e45fe200
+# %% ../nbs/12_fusion.ipynb #235d875d
 from .finetune import TaskLoss, LossConfig, au_pos_weight, expr_class_weight, predictions_dataset, evaluate_predictions
 from .train import Stage
 
@@ -220,12 +221,14 @@ class FusionStage(Stage):
     "Temporal fusion over a feature store, for the shared training loop."
     best, best_mode = "score", "max"
     def __init__(self, store, train_labels, val_labels=None, tasks=TASKS, cfg:FusionConfig|None=None,
-                 loss:LossConfig|None=None, device="cpu"):
+                 loss:LossConfig|None=None, device="cpu",
+                 audio_norm:tuple|None=None # (mean, std) of the training audio (`audio_stats`); None: computed here
+                ):
         from abaw_workbench.features import WindowFeatureDataset
         self.cfg, self.tasks, self.store, self.val_labels, self.device = cfg or FusionConfig(), tuple(tasks), store, val_labels, device
         meta = store.meta
         self.model = FusionNet(meta["visual_dim"], meta["audio_dim"], self.tasks, self.cfg)
-        self.model.set_audio_stats(*audio_stats(store, list(video_slices(train_labels))))
+        self.model.set_audio_stats(*(audio_norm or audio_stats(store, list(video_slices(train_labels)))))
         self.criterion = TaskLoss(self.tasks, loss, au_pos_weight(train_labels.au.values), expr_class_weight(train_labels.expr.values))
         self.windows = WindowFeatureDataset(store, train_labels, self.cfg.window, self.cfg.stride, train=True,
                                             visual_norm=self.cfg.visual_norm)
@@ -257,7 +260,7 @@ class FusionStage(Stage):
         if self.val_labels is None: return None
         return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.tasks)
 
-# %% ../nbs/12_fusion.ipynb #5aa9be9d
+# %% ../nbs/12_fusion.ipynb #df4a4f07
 SMOOTH_WINDOWS = (1, 5, 9, 15, 25, 41)
 
 def apply_postprocess(preds, pp:dict):
@@ -307,7 +310,15 @@ def score_postprocessed_cv(labels, preds, tasks=TASKS, folds:int=2) -> dict:
         parts.append(out)
     return evaluate_predictions(labels, xr.concat(parts, "frame"), tasks)
 
-# %% ../nbs/12_fusion.ipynb #ccb17578
+
+def postprocess_report(labels, preds, tasks=TASKS) -> tuple[dict, dict]:
+    "Post-processing tuned on `labels`, and its metrics: `postprocessed`, plus `postprocessed_cv` when there are 2+ videos."
+    pp = tune_postprocess(labels, preds, tasks)
+    m = {"postprocessed": score_postprocessed(labels, preds, pp, tasks)}
+    if len(video_slices(labels)) >= 2: m["postprocessed_cv"] = score_postprocessed_cv(labels, preds, tasks)
+    return pp, m
+
+# %% ../nbs/12_fusion.ipynb #bdf1eb9c
 from dataclasses import field
 from .train import TrainConfig
 
@@ -372,13 +383,15 @@ def predict_split(stages:list, labels, attrs:dict|None=None):
 def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path, entry=None) -> dict:
     "Train, evaluate and post-process the fusion model(s); returns the metrics (raw and post-processed). With `entry`, also write test submissions."
     import dataclasses, torch
-    from abaw_workbench.core import atomic_path, atomic_write
+    from abaw_workbench.core import atomic_path, atomic_write, seed_everything
     from abaw_workbench.train import fit, read_checkpoint
     out = Path(out)
-    stages = []
-    for tasks, sub, epochs in fusion_models(cfg):   # each model in its own folder (resumable on its own)
+    stages, models = [], fusion_models(cfg)
+    norm = audio_stats(store, list(video_slices(train_labels)))   # once for every model of the run
+    for tasks, sub, epochs in models:   # each model in its own folder (resumable on its own)
         d = out / sub
-        stage = FusionStage(store, train_labels, val_labels, tasks, cfg.fusion, cfg.loss)
+        seed_everything(cfg.train.seed)   # initial weights from the run seed, not from what ran before in this process
+        stage = FusionStage(store, train_labels, val_labels, tasks, cfg.fusion, cfg.loss, audio_norm=norm)
         fit(stage, dataclasses.replace(cfg.train, out=str(d), epochs=epochs))
         if (d / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(d / "best.pt")["model"])
         stages.append(stage)
@@ -387,9 +400,8 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
     metrics = {"raw": evaluate_predictions(val_labels, preds, cfg.tasks)}
     pp = None
     if cfg.postprocess:
-        pp = tune_postprocess(val_labels, preds, cfg.tasks)
-        metrics["postprocessed"] = score_postprocessed(val_labels, preds, pp, cfg.tasks)
-        if len(video_slices(val_labels)) >= 2: metrics["postprocessed_cv"] = score_postprocessed_cv(val_labels, preds, cfg.tasks)
+        pp, more = postprocess_report(val_labels, preds, cfg.tasks)
+        metrics.update(more)
         with atomic_write(out / "postprocess.json", "w") as f: json.dump(pp, f, indent=1)
     test = test_frames(entry, cfg.tasks) if entry is not None else None
     if test is not None:

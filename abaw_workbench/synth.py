@@ -16,8 +16,9 @@ from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES
 # %% auto #0
 __all__ = ['EXPR_PRIOR', 'EXPR_PROTOTYPES', 'EXPR_VALENCE', 'EXPR_AROUSAL', 'AU_BACKGROUND', 'SR', 'FPS', 'RAW_H', 'RAW_FACE',
            'SPLITS', 'GENERATOR_VERSION', 'Labels', 'synth_labels', 'Identity', 'random_identity', 'draw_face',
-           'FaceRenderer', 'synth_voice', 'room_noise', 'Subject', 'render_video', 'plan_dataset', 'synth_affwild2',
-           'synth_faces', 'synth_args', 'synth_main', 'synth_faces_args', 'synth_faces_main', 'ccc', 'pixel_baseline']
+           'FaceRenderer', 'synth_voice', 'room_noise', 'Subject', 'render_video', 'manifest_head', 'plan_dataset',
+           'synth_affwild2', 'synth_faces', 'synth_args', 'synth_main', 'synth_faces_args', 'synth_faces_main', 'ccc',
+           'pixel_baseline']
 
 # %% ../nbs/05_synth.ipynb #27648907
 EXPR_PRIOR = np.array([0.30, 0.07, 0.05, 0.05, 0.2, 0.12, 0.09, 0.12])  # Neutral ... Other
@@ -529,9 +530,13 @@ def render_video(root:Path, # the data set's (temporary) root
     finally: c.close()
     return subs
 
-# %% ../nbs/05_synth.ipynb #1e15bd22
+# %% ../nbs/05_synth.ipynb #0da53058
 SPLITS = ("train", "validation", "test")
 GENERATOR_VERSION = 2
+
+def manifest_head(**args) -> dict:
+    "What every generated folder's `.synth/manifest.json` starts with: the generator, its version and the arguments (the catalog compares them)."
+    return dict(generator="abaw_workbench.synth", version=GENERATOR_VERSION, args=args)
 
 def plan_dataset(videos:int, frames:int, seed:int) -> list[dict]:
     "Deterministic plan of a synthetic data set: one dict per raw video."
@@ -575,7 +580,7 @@ def plan_dataset(videos:int, frames:int, seed:int) -> list[dict]:
     for d in info: raws.setdefault(d["raw"], []).append(d)
     return [dict(raw=r, subjects=s, seed=[seed, i]) for i, (r, s) in enumerate(raws.items())]
 
-# %% ../nbs/05_synth.ipynb #7337f6a9
+# %% ../nbs/05_synth.ipynb #064e6929
 _TASK_DIRS = {"au": "AU_Detection_Challenge", "expr": "EXPR_Classification_Challenge", "va": "VA_Estimation_Challenge"}
 _SPLIT_DIRS = {"train": "Train_Set", "validation": "Validation_Set"}
 _TEST_FILES = {t: f"CVPR_5th_ABAW_{t.upper()}_test_set_sample.txt" for t in ("au", "expr", "va")}
@@ -617,8 +622,7 @@ def synth_affwild2(out:str|Path, # the data set's root folder (created; replaced
             from concurrent.futures import ProcessPoolExecutor
             with ProcessPoolExecutor(workers) as ex: results = list(ex.map(_render_job, jobs))
         else: results = [_render_job(j) for j in jobs]
-        manifest = dict(generator="abaw_workbench.synth", version=GENERATOR_VERSION,
-                        args=dict(videos=videos, frames=frames, seed=seed, size=size, difficulty=difficulty), fps=FPS, sample_rate=SR, videos=[])
+        manifest = manifest_head(videos=videos, frames=frames, seed=seed, size=size, difficulty=difficulty) | dict(fps=FPS, sample_rate=SR, videos=[])
         test_rows = {t: [] for t in _TEST_FILES}
         for job, res in zip(plan, results):
             for s, (au, expr, va, nocrop) in zip(job["subjects"], res):
@@ -648,7 +652,7 @@ def synth_affwild2(out:str|Path, # the data set's root folder (created; replaced
             f"    metadata: {{generator: abaw_workbench.synth, version: {GENERATOR_VERSION}, videos: {videos}, frames: {frames}, seed: {seed}, size: {size}, difficulty: {difficulty}}}\n")
     return out
 
-# %% ../nbs/05_synth.ipynb #49aa5fa8
+# %% ../nbs/05_synth.ipynb #fb33a43c
 def _face_au(rng, c:int) -> np.ndarray:
     "AU intensities of one still face showing class `c`: a noisy prototype plus stray AUs."
     au = np.zeros(12)
@@ -690,8 +694,7 @@ def synth_faces(out:str|Path, # the folder to write (created; replaced if it exi
             rows.append(f"{f},{cur},{c}," + ",".join(str(int(x >= 0.5)) for x in au))
         (tmp / "labels.csv").write_text("\n".join(rows) + "\n")
         (tmp / ".synth").mkdir()   # what made the folder: the catalog regenerates it when this changes
-        (tmp / ".synth" / "manifest.json").write_text(json.dumps(dict(
-            generator="abaw_workbench.synth", version=GENERATOR_VERSION, args=dict(images=images, seed=seed, size=size)), indent=1))
+        (tmp / ".synth" / "manifest.json").write_text(json.dumps(manifest_head(images=images, seed=seed, size=size), indent=1))
     return out
 
 # %% ../nbs/05_synth.ipynb #fc0a0c63
