@@ -10,7 +10,7 @@ STAMP := $(VENV)/.deps-$(DEPS_HASH)
 # Two workers, one thread each: the CI machine has 2 cores.
 NB_WORKERS ?= 2
 
-.PHONY: env demo test test-slow lab docs bench clean-nbs export help
+.PHONY: env browser demo test test-slow lab docs bench clean-nbs export help
 
 help:
 	@echo "make demo       run the whole method on the embedded synthetic data set (abaw demo)"
@@ -32,15 +32,22 @@ env:
 	$(PY) -m pip check && \
 	rm -f $(VENV)/.deps-* && touch $(STAMP) && echo "[env] ready"
 
+# Widget and docs tests drive Debian's Chromium with the Python playwright package (never `playwright install`).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "[browser] installing Debian chromium"; \
+	  (apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	   { apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null; }) \
+	  || echo "[browser] could not install chromium: browser tests will fail"; }
+
 demo: env
 	$(BIN)/abaw demo
 
-test: env
+test: env browser
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_hygiene.py
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --timing
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
 
-test-slow: env
+test-slow: env browser
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags slow --timing
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
