@@ -261,6 +261,7 @@ class FinetuneConfig:
     init: str|None = None # MAE / timm checkpoint to start from (None: random init, the "no pre-training" ablation)
     tasks: list = field(default_factory=lambda: list(TASKS)) # tasks trained jointly
     drop_path: float = 0.1 # stochastic depth
+    head_dropout: float = 0.0 # dropout before the task heads
     layer_decay: float = 0.75 # layer-wise lr decay
     pool: str = "avg" # "avg" (the paper's global pool) or "grid" (patch tokens reduced to grid_dim, layout kept)
     grid_dim: int = 32 # with pool="grid": per-token width
@@ -280,7 +281,7 @@ class FinetuneStage(Stage):
         if model is None:
             enc = build_encoder(cfg.size, cfg.img_size, drop_path=cfg.drop_path)
             if cfg.init: load_checkpoint(enc, cfg.init)
-            model = FrameModel(enc, cfg.tasks, pool=cfg.pool, grid_dim=cfg.grid_dim)
+            model = FrameModel(enc, cfg.tasks, cfg.head_dropout, pool=cfg.pool, grid_dim=cfg.grid_dim)
         self.model = model
         self.pre = preprocess_config(model.encoder, cfg.img_size)
         self.data = FrameDataset(train_labels, crops_root, self.pre, cfg.tasks, augment=cfg.augment, jitter=cfg.color_jitter)
