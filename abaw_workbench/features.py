@@ -203,6 +203,8 @@ class ExtractConfig:
     device: str = "auto" # "auto", "cpu", "cuda", ...
     pool: str = "avg" # the fine-tuned model's pooling ("avg" or "grid", see finetune.FrameModel)
     grid_dim: int = 32 # with pool="grid"
+    allow_partial_init: bool = False # load an encoder checkpoint of another model in part (warned); False: an error
+    seed: int = 0 # seeds the random encoder used when no checkpoint is given (tests)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
 def file_hash(path:str|Path, n:int=16) -> str:
@@ -212,27 +214,29 @@ def file_hash(path:str|Path, n:int=16) -> str:
         for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
     return h.hexdigest()[:n]
 
-def load_encoder(path:str|Path|None, size:str="tiny", img_size:int=112):
-    "A `build_encoder` ViT with weights from a fine-tuning run (`encoder.*` keys) or any MAE / timm checkpoint."
+def load_encoder(path:str|Path|None, size:str="tiny", img_size:int=112,
+                 allow_partial:bool=False, # load a checkpoint of another model in part (warned) instead of refusing it
+                 seed:int=0 # with no `path`: the seed of the random weights
+                ):
+    "A `build_encoder` ViT with weights from a fine-tuning run (`encoder.*` keys) or any MAE / timm checkpoint (None: seeded random)."
     import torch
-    from abaw_workbench.mae import build_encoder, load_checkpoint, read_state_dict
-    enc = build_encoder(size, img_size, drop_path=0.0)
-    if path is None: return enc
-    sd, _ = read_state_dict(path)
+    from abaw_workbench.mae import build_encoder, load_weights, read_state_dict
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        enc = build_encoder(size, img_size, drop_path=0.0)
+    if path is None: return enc.eval()
+    sd, fmt = read_state_dict(path)
     if any(k.startswith("encoder.") for k in sd):
-        sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
-        missing, unexpected = enc.load_state_dict(sd, strict=False)
-        if missing or unexpected:
-            raise AbawError(f"{path}: encoder weights do not fit a {size!r} encoder at {img_size} px "
-                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    else: load_checkpoint(enc, path, verbose=False)
+        sd, fmt = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}, "fine-tuning run"
+    load_weights(enc, sd, path, fmt, verbose=False, allow_partial=allow_partial)
     return enc.eval()
 
-def load_feature_model(path:str|Path|None, size:str="tiny", img_size:int=112, pool:str="avg", grid_dim:int=32):
+def load_feature_model(path:str|Path|None, size:str="tiny", img_size:int=112, pool:str="avg", grid_dim:int=32,
+                       allow_partial:bool=False, seed:int=0):
     "A `finetune.FrameModel` (without heads) whose `features` are what gets stored; weights from a fine-tuning run or MAE / timm."
     from abaw_workbench.finetune import FrameModel
     from abaw_workbench.mae import read_state_dict
-    m = FrameModel(load_encoder(path, size, img_size), tasks=(), pool=pool, grid_dim=grid_dim)
+    m = FrameModel(load_encoder(path, size, img_size, allow_partial, seed), tasks=(), pool=pool, grid_dim=grid_dim)
     if pool == "grid" and path is not None:
         sd, _ = read_state_dict(path)
         red = {k[len("reduce."):]: v for k, v in sd.items() if k.startswith("reduce.")}
@@ -267,7 +271,7 @@ def split_videos(entry, splits) -> tuple[list, list[str]]:
 
 def extract_features(entry, # a catalog `Entry` of kind affwild2
                      store_path:str|Path, # the feature store folder
-                     encoder:str|Path|None, # checkpoint of the visual encoder (None: random weights, for tests)
+                     encoder:str|Path|None, # checkpoint of the visual encoder (None: random weights seeded by `cfg.seed`, for tests)
                      cfg:ExtractConfig|None=None,
                      cache_dir:str|Path=".cache/abaw", # where extracted waveforms are cached
                      shard:tuple=(0, 1), # (i, k): this process takes videos i, i+k, i+2k, ...
@@ -286,11 +290,11 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
     labels, videos = split_videos(entry, cfg.splits)
     videos = videos[i::k]
     dev = get_device(cfg.device)
-    fm = load_feature_model(encoder, cfg.size, cfg.img_size, cfg.pool, cfg.grid_dim).to(dev).eval()
+    fm = load_feature_model(encoder, cfg.size, cfg.img_size, cfg.pool, cfg.grid_dim, cfg.allow_partial_init, cfg.seed).to(dev).eval()
     pre = preprocess_config(fm.encoder, cfg.img_size)
     anames = audio_feature_names(cfg.audio)
     meta = {"visual_dim": int(fm.num_features), "audio_dim": len(anames), "audio_features": anames,
-            "encoder": str(encoder) if encoder else None, "checkpoint_hash": file_hash(encoder) if encoder else "random-init",
+            "encoder": str(encoder) if encoder else None, "checkpoint_hash": file_hash(encoder) if encoder else f"random-init-seed{cfg.seed}",
             "size": cfg.size, "img_size": cfg.img_size, "pool": cfg.pool, "preprocess": pre, "audio": dataclasses.asdict(cfg.audio),
             "dataset": entry.name}
     store = FeatureStore(store_path).init(meta)
@@ -337,6 +341,8 @@ def extract_args(p):
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) whose videos are extracted (default: demo)")
     p.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
     p.add_argument("--encoder", default=None, help="visual encoder checkpoint: a catalog entry or a file (a fine-tuning run's best.pt, or MAE / timm weights)")
+    p.add_argument("--random-encoder", action="store_true", help="no checkpoint: a random encoder seeded by `seed` (for tests only)")
+    p.add_argument("--allow-partial-init", action="store_true", help="load --encoder even where it does not fit the model (the rest stays random; warned)")
     p.add_argument("--out", required=True, help="feature store: a catalog entry name (kind feature_store) or a folder")
     p.add_argument("--shard", default="0/1", help="i/k: this process extracts videos i, i+k, ... (default 0/1)")
     p.add_argument("--config", default=None, help="YAML file with ExtractConfig values")
@@ -349,13 +355,17 @@ def extract_main(args) -> int:
     cat = Catalog.load(args.catalog or default_catalog_path())
     entry = cat.resolve(args.dataset, "affwild2")
     enc = args.encoder
+    if enc is None and not args.random_encoder:
+        raise AbawError("extract: no --encoder given: pass a checkpoint (a fine-tuning run's best.pt, or MAE / timm weights), "
+                        "or --random-encoder for seeded random weights (tests only)")
+    if enc is not None and args.random_encoder: raise AbawError("extract: --encoder and --random-encoder exclude each other")
     if enc is not None:
         enc = cat.resolve(enc, "checkpoint").path if enc in cat else Path(enc)
         if not Path(enc).exists(): raise AbawError(f"--encoder: checkpoint {enc} does not exist")
     out = cat[args.out].path if args.out in cat else Path(args.out)
     try: i, k = (int(x) for x in args.shard.split("/"))
     except ValueError: raise AbawError(f"--shard: expected i/k such as 0/2, got {args.shard!r}") from None
-    cfg = load_config(ExtractConfig, args.config, args.overrides)
+    cfg = load_config(ExtractConfig, args.config, list(args.overrides) + (["allow_partial_init=true"] if args.allow_partial_init else []))
     st = extract_features(entry, out, enc, cfg, cat.cache_dir, (i, k))
     print(f"{st.path}: {len(st.videos)} videos")
     return 0

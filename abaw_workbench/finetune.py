@@ -259,6 +259,7 @@ class FinetuneConfig:
     size: str = "tiny" # a key of mae.MAE_SIZES
     img_size: int = 112 # input side in pixels
     init: str|None = None # MAE / timm checkpoint to start from (None: random init, the "no pre-training" ablation)
+    allow_partial_init: bool = False # load an `init` of another model in part (warned); False: an error
     tasks: list = field(default_factory=lambda: list(TASKS)) # tasks trained jointly
     drop_path: float = 0.1 # stochastic depth
     head_dropout: float = 0.0 # dropout before the task heads
@@ -280,7 +281,7 @@ class FinetuneStage(Stage):
         self.cfg, self.val_labels, self.crops_root = cfg, val_labels, crops_root
         if model is None:
             enc = build_encoder(cfg.size, cfg.img_size, drop_path=cfg.drop_path)
-            if cfg.init: load_checkpoint(enc, cfg.init)
+            if cfg.init: load_checkpoint(enc, cfg.init, allow_partial=cfg.allow_partial_init)
             model = FrameModel(enc, cfg.tasks, cfg.head_dropout, pool=cfg.pool, grid_dim=cfg.grid_dim)
         self.model = model
         self.pre = preprocess_config(model.encoder, cfg.img_size)
@@ -330,6 +331,7 @@ def finetune_args(p):
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) to train and validate on (default: demo)")
     p.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
     p.add_argument("--init", default=None, help="initial weights: a catalog checkpoint entry or a file (MAE, MAE-Face or timm format)")
+    p.add_argument("--allow-partial-init", action="store_true", help="load --init even where it does not fit the model (the rest stays random; warned)")
     p.add_argument("--config", default=None, help="YAML file with FinetuneConfig values")
     p.add_argument("--out", default="runs/finetune", help="run folder (resumed when it holds a checkpoint)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. tasks=[au] train.epochs=3 layer_decay=0.65")
@@ -342,6 +344,7 @@ def finetune_main(args) -> int:
     entry = cat.resolve(args.dataset, "affwild2")
     ov = list(args.overrides)
     if args.init: ov.append(f"init={cat.resolve(args.init, 'checkpoint').path if args.init in cat else args.init}")
+    if args.allow_partial_init: ov.append("allow_partial_init=true")
     cfg = load_config(FinetuneConfig, args.config, ov)
     if cfg.init and not Path(cfg.init).exists(): raise AbawError(f"init: checkpoint {cfg.init} does not exist")
     print(json.dumps(run_finetune(cfg, entry, args.out)))
