@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, importlib, sys
 
-from .core import AbawError
+from .core import AbawError, FIXABLE_ERRNOS, error_line
 
 # %% auto #0
 __all__ = ['COMMANDS', 'Parser', 'main']
@@ -73,6 +73,9 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     args = p.parse_args(rest)
     try: return int(run(args) or 0)
     except AbawError as e:
-        sys.stderr.write(f"abaw {cmd}: error: {e}\n"); return 1
+        sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
+    except OSError as e:  # a full disk, a read-only or misplaced output folder: the user's to fix, not a bug
+        if e.errno not in FIXABLE_ERRNOS: raise
+        sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"abaw {cmd}: interrupted\n"); return 130
