@@ -4,13 +4,13 @@
 
 # %% ../nbs/02_catalog.ipynb #0c554895
 from __future__ import annotations
-import os, time
+import os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .core import AbawError
+from .core import AbawError, load_yaml
 from .schema import TASKS
 
 # %% auto #0
@@ -49,8 +49,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CHECKPOINT_FORMATS = ("auto", "mae", "timm")
 
 # %% ../nbs/02_catalog.ipynb #9d8492ca
-def _expand(p:str, base:Path) -> Path:
-    p = Path(os.path.expandvars(os.path.expanduser(str(p))))
+def _expand(p:str, base:Path, where:str="path") -> Path:
+    s = os.path.expandvars(os.path.expanduser(str(p)))
+    unset = [a or b for a, b in re.findall(r"\$(?:\{(\w+)\}|(\w+))", s) if (a or b) not in os.environ]
+    if unset: raise AbawError(f"{where}: {p}: environment variable ${unset[0]} is not set (set it, or write the path out)")
+    p = Path(s)
     return p if p.is_absolute() else (base / p)
 
 @dataclass
@@ -135,8 +138,7 @@ class Catalog:
         "Read and validate a catalog file."
         path = Path(path).absolute()
         if not path.is_file(): raise AbawError(f"{path}: catalog file not found")
-        try: d = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e: raise AbawError(f"{path}: not valid YAML: {e}") from None
+        d = load_yaml(path, "catalog file")  # UTF-8, and no entry name given twice
         d = d or {}
         if not isinstance(d, dict): raise AbawError(f"{path}: expected a mapping with key 'entries'")
         for k in d:
@@ -148,9 +150,10 @@ class Catalog:
         for name, e in raw.items():
             _check_entry(name, e, path.name)
             opts = {k: v for k, v in e.items() if k not in COMMON_KEYS}
-            entries[name] = Entry(str(name), e["kind"], _expand(e["path"], base), e.get("description", ""),
+            entries[name] = Entry(str(name), e["kind"], _expand(e["path"], base, f"{path.name}: entry {name!r}: key 'path'"),
+                                  e.get("description", ""),
                                   opts, path.name)
-        cat = cls(entries, path, _expand(d.get("cache_dir", ".cache/abaw"), base))
+        cat = cls(entries, path, _expand(d.get("cache_dir", ".cache/abaw"), base, f"{path.name}: key 'cache_dir'"))
         if check_paths:
             for e in entries.values():
                 if e.kind in OUTPUT_KINDS or (e.generated and not e.exists()): continue
