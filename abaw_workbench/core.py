@@ -11,9 +11,9 @@ from typing import Any, Iterator
 import yaml
 
 # %% auto #0
-__all__ = ['FIXABLE_ERRNOS', 'AbawError', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path', 'atomic_dir',
-           'remove_stale_tmp', 'config_from_dict', 'apply_overrides', 'parse_value', 'load_config', 'config_hash',
-           'get_device', 'seed_everything']
+__all__ = ['FIXABLE_ERRNOS', 'AbawError', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path',
+           'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value', 'load_config',
+           'config_hash', 'get_device', 'seed_everything']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -146,25 +146,6 @@ def atomic_path(path:str|Path # the file to (re)write
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #64541b24
-@contextlib.contextmanager
-def atomic_dir(path:str|Path # the directory to create (must not exist yet)
-              ) -> Iterator[Path]:
-    "Build a directory under a temporary name and rename it to `path` only when complete."
-    path = Path(path)
-    with _named(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
-    try:
-        with _named(path):
-            yield tmp
-            if path.exists(): shutil.rmtree(path)
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
 # %% ../nbs/00_core.ipynb #14d9d94d
 _TMP = re.compile(r"^\..+\.(\d+)-[^.]+\.tmp$")
 
@@ -186,6 +167,26 @@ def remove_stale_tmp(folder:str|Path # a folder written with atomic_write / atom
                 shutil.rmtree(e.path) if e.is_dir(follow_symlinks=False) else os.unlink(e.path)
                 n += 1
     return n
+
+# %% ../nbs/00_core.ipynb #64541b24
+@contextlib.contextmanager
+def atomic_dir(path:str|Path # the directory to create (must not exist yet)
+              ) -> Iterator[Path]:
+    "Build a directory under a temporary name and rename it to `path` only when complete."
+    path = Path(path)
+    with _named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(path.parent)  # what a killed build of this (or a sibling) folder left
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
+    try:
+        with _named(path):
+            yield tmp
+            if path.exists(): shutil.rmtree(path)
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 # %% ../nbs/00_core.ipynb #07af8a11
 def _type_ok(v, tp) -> bool:

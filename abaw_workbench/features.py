@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from .core import AbawError, atomic_path, atomic_write
+from .core import AbawError, atomic_path, atomic_write, remove_stale_tmp
 from .schema import fps_from_name, video_slices
 
 # %% auto #0
@@ -37,6 +37,7 @@ class FeatureStore:
 
     def init(self, meta:dict):
         "Create the store, or check that an existing one was made with the same settings."
+        for d in (self.path, self.video_dir): remove_stale_tmp(d)  # what killed extractions left (live ones' stay)
         if self.meta_path.exists():
             old = self.meta
             if old != json.loads(json.dumps(meta)):

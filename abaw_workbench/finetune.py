@@ -343,9 +343,11 @@ def finetune_main(args) -> int:
     cat = Catalog.load(args.catalog or default_catalog_path())
     entry = cat.resolve(args.dataset, "affwild2")
     ov = list(args.overrides)
-    if args.init: ov.append(f"init={cat.resolve(args.init, 'checkpoint').path if args.init in cat else args.init}")
     if args.allow_partial_init: ov.append("allow_partial_init=true")
     cfg = load_config(FinetuneConfig, args.config, ov)
+    import dataclasses
+    if args.init:  # a path, taken as it is (not parsed as YAML: a name may hold " #" or ": ")
+        cfg = dataclasses.replace(cfg, init=str(cat.resolve(args.init, 'checkpoint').path if args.init in cat else args.init))
     if cfg.init and not Path(cfg.init).exists(): raise AbawError(f"init: checkpoint {cfg.init} does not exist")
     print(json.dumps(run_finetune(cfg, entry, args.out)))
     return 0

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import AbawError, atomic_write, get_device, seed_everything
+from .core import AbawError, atomic_write, get_device, remove_stale_tmp, seed_everything
 
 # %% auto #0
 __all__ = ['TrainConfig', 'param_groups', 'Stage', 'get_lr', 'DistEnv', 'init_distributed', 'sample_seed', 'ShardedBatches',
@@ -281,6 +281,7 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
     elif env.main and cfg.resume is False and log_path.exists(): log_path.unlink()
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(out)  # temporary files of a killed run
         with atomic_write(out/"config.json", "w") as f: json.dump(dataclasses.asdict(cfg), f, indent=1, default=str)
 
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
