@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_audio.ipynb #7e480baa
 from __future__ import annotations
-import hashlib, json, warnings
+import hashlib, json, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +66,13 @@ def _decode_audio(path:Path, sr:int) -> tuple[np.ndarray|None, float]:
     w = np.r_[np.zeros(shift, np.int16), w] if shift > 0 else w[-shift:]
     return w.astype(np.int16), dur
 
+def _cache_ok(f:Path) -> bool:
+    "Whether a cached waveform (.npy of int16) or no-audio note (.json with a duration) reads back."
+    try:
+        if f.suffix == ".npy": return np.load(f, mmap_mode="r").dtype == np.int16
+        return isinstance(json.loads(f.read_text())["duration"], (int, float))
+    except (OSError, ValueError, EOFError, KeyError, TypeError, UnicodeDecodeError): return False
+
 def extract_waveform(video_path:str|Path, # a raw video (mp4, avi, ...)
                      cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
                      sr:int=16000 # output sample rate, Hz
@@ -75,6 +82,9 @@ def extract_waveform(video_path:str|Path, # a raw video (mp4, avi, ...)
     if not p.is_file(): raise AbawError(f"{p}: video file not found")
     base = Path(cache_dir) / "audio" / _cache_key(p, sr)
     npy, none = base.with_suffix(".npy"), base.with_suffix(".noaudio.json")
+    for f in (npy, none):  # a cache entry cut short or damaged: said, removed and decoded again (it is derived data)
+        if f.exists() and not _cache_ok(f):
+            print(f"WARNING: {f}: damaged audio cache entry, decoding {p} again", file=sys.stderr); f.unlink()
     if npy.exists(): return np.load(npy).astype(np.float32) / 32768, sr, True
     if not none.exists():
         w, dur = _decode_audio(p, sr)
