@@ -43,6 +43,13 @@ def _overview() -> str:
     lines += [f"  {n:<{w}}  {h}" for n, (_, h, _) in COMMANDS.items()]
     return "\n".join(lines)
 
+def _end_progress():
+    "Close progress bars left open by an error, so that the error starts its own line."
+    tq = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tq, "tqdm", None), "_instances", []) or []):
+        try: bar.close()
+        except Exception: pass  # a bar that cannot close must not hide the error
+
 def _not_ready(cmd, issue) -> int:
     sys.stderr.write(f"abaw {cmd}: not available yet (planned in issue #{issue}: {COMMANDS[cmd][1]})\n")
     return 1
@@ -73,9 +80,9 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     args = p.parse_args(rest)
     try: return int(run(args) or 0)
     except AbawError as e:
-        sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
+        _end_progress(); sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
     except OSError as e:  # a full disk, a read-only or misplaced output folder: the user's to fix, not a bug
         if e.errno not in FIXABLE_ERRNOS: raise
-        sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
+        _end_progress(); sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"abaw {cmd}: interrupted\n"); return 130
