@@ -293,3 +293,23 @@ def test_unreadable_catalog_for_another_user(tmp_path):
                        capture_output=True, text=True, env=ENV)
     shutil.rmtree(d)
     subprocess_error(r, "catalog", cat, "not readable")
+
+
+def test_extraction_killed_at_a_random_moment_resumes_to_the_same_store(world, tmp_path):
+    args = [str(ABAW), "extract", "--catalog", str(world / "cat.yaml"), "--dataset", "syn", "--encoder", str(world / "ft/best.pt"),
+            "size=micro", "img_size=32", "num_workers=1", "batch_size=8"]
+    full = subprocess.run(args + ["--out", str(tmp_path / "full")], env=ENV, capture_output=True, text=True)
+    assert full.returncode == 0, full.stderr[-2000:]
+    p = subprocess.Popen(args + ["--out", str(tmp_path / "killed")], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(random.Random(6).uniform(2.0, 4.0))
+    p.send_signal(signal.SIGKILL); p.wait()
+    again = subprocess.run(args + ["--out", str(tmp_path / "killed")], env=ENV, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    import xarray as xr
+    names = sorted(v.name for v in (tmp_path / "full/videos").glob("*.nc"))
+    assert names and names == sorted(v.name for v in (tmp_path / "killed/videos").glob("*.nc"))
+    for n in names:
+        a = xr.load_dataset(tmp_path / "full/videos" / n, engine="h5netcdf")
+        b = xr.load_dataset(tmp_path / "killed/videos" / n, engine="h5netcdf")
+        assert a.identical(b), n
+    assert not list((tmp_path / "killed").rglob(".*.tmp"))
