@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, importlib, sys
 
-from .core import AbawError, FIXABLE_ERRNOS, error_line
+from .core import AbawError, FIXABLE_ERRNOS, error_line, worker_died
 
 # %% auto #0
 __all__ = ['COMMANDS', 'Parser', 'main']
@@ -83,6 +83,9 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         _end_progress(); sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
     except OSError as e:  # a full disk, a read-only or misplaced output folder: the user's to fix, not a bug
         if e.errno not in FIXABLE_ERRNOS: raise
+        _end_progress(); sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
+    except RuntimeError as e:  # a data-loading worker killed (out of memory): said in one line
+        if not worker_died(e): raise
         _end_progress(); sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"abaw {cmd}: interrupted\n"); return 130

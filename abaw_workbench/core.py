@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import yaml
 
 # %% auto #0
-__all__ = ['FIXABLE_ERRNOS', 'AbawError', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path',
+__all__ = ['FIXABLE_ERRNOS', 'AbawError', 'worker_died', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path',
            'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value', 'load_config',
            'config_hash', 'get_device', 'seed_everything']
 
@@ -31,10 +31,17 @@ _HINTS = {errno.ENOSPC: "the disk is full: free space or write elsewhere",
           errno.ENOENT: "not found"}
 FIXABLE_ERRNOS = frozenset(_HINTS) # OS errors `abaw` shows as one line (the user can fix them), not as a traceback
 
+def worker_died(e:BaseException) -> bool:
+    "Whether `e` says a DataLoader worker process ended abruptly (killed, out of memory)."
+    return isinstance(e, RuntimeError) and str(e).startswith("DataLoader worker (pid")
+
 def error_line(e:BaseException, # an AbawError, or an OSError the user can fix (full disk, read-only folder, ...)
                limit:int=400 # longest message kept
               ) -> str:
     "The one line shown for a fault: a worker's traceback dropped, line ends folded, long text cut."
+    if worker_died(e):
+        return (f"a data-loading worker process died ({str(e).strip().splitlines()[0][:120]}): killed, or out of memory; "
+                "run again (the work done so far is kept), with fewer workers (num_workers) or a smaller batch_size")
     if isinstance(e, OSError) and e.errno in _HINTS:
         name = e.filename or (e.args[1] if len(e.args) > 2 else None)
         msg = f"{name}: {_HINTS[e.errno]}" if name else f"{os.strerror(e.errno)}: {_HINTS[e.errno]}"

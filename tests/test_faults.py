@@ -313,3 +313,33 @@ def test_extraction_killed_at_a_random_moment_resumes_to_the_same_store(world, t
         b = xr.load_dataset(tmp_path / "killed/videos" / n, engine="h5netcdf")
         assert a.identical(b), n
     assert not list((tmp_path / "killed").rglob(".*.tmp"))
+
+
+def _children(pid):
+    "Process ids whose parent is `pid` (from /proc)."
+    kids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit(): continue
+        try: stat = (d / "stat").read_text()
+        except OSError: continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid: kids.append(int(d.name))
+    return kids
+
+
+def test_a_killed_loader_worker_is_one_line(world, tmp_path):
+    "A DataLoader worker killed (as the out-of-memory killer would) ends the command with one line, the store intact."
+    if not Path("/proc/self/stat").exists(): pytest.skip("needs /proc to find the worker process")
+    p = subprocess.Popen([str(ABAW), "extract", "--catalog", str(world / "cat.yaml"), "--dataset", "syn", "--encoder",
+                          str(world / "ft/best.pt"), "--out", str(tmp_path / "store"), "size=micro", "img_size=32",
+                          "num_workers=1", "batch_size=1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0, killed = time.time(), None
+    while p.poll() is None and time.time() - t0 < 120 and killed is None:
+        kids = _children(p.pid)
+        if kids and (tmp_path / "store/store.json").exists():
+            time.sleep(0.3)
+            os.kill(kids[0], signal.SIGKILL); killed = kids[0]
+        time.sleep(0.02)
+    out, err = p.communicate(timeout=120)
+    if killed is None: pytest.skip("the extraction ended before its worker could be killed")
+    one_line_error(p.returncode, err, "extract", "worker process died", "num_workers")
+    json.loads((tmp_path / "store/store.json").read_text())
