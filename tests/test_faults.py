@@ -25,6 +25,12 @@ def cli(capsys, *args):
     return rc, out, err
 
 
+def cli_usage(capsys, *args):
+    "Run `abaw ARGS` expecting a usage error (argparse exits 2)."
+    with pytest.raises(SystemExit) as e: main([str(a) for a in args])
+    return e.value.code, *capsys.readouterr()[::-1]
+
+
 def one_line_error(rc, err, cmd, *names):
     "Exit 1, the error is the last stderr line, names every `names`, and no traceback was printed."
     assert rc == 1, (rc, err[-2000:])
@@ -89,7 +95,7 @@ def test_text_file_named_jpg_in_extraction_worker(world, tmp_path, capsys):
     crop = a_crop(syn, "Train_Set")
     crop.write_text("frame,valence,arousal\n")
     last = one_line_error(*cli(capsys, "extract", "--catalog", cat, "--dataset", "syn", "--encoder", world / "ft/best.pt",
-                                "--out", tmp_path / "store", "num_workers=1", "splits=[train]", "size=micro", "img_size=32")[::2], "extract", crop)
+                                "--out", tmp_path / "store", "num_workers=1", "splits=[train]")[::2], "extract", crop)
     assert "not an image file" in last
     assert json.loads((tmp_path / "store/store.json").read_text())["dataset"] == "syn"  # the store is intact
 
@@ -139,8 +145,8 @@ def test_config_not_utf8(world, tmp_path, capsys):
 
 def test_damaged_audio_cache_entry_is_rebuilt(world, tmp_path, capsys):
     cat, syn = copy_set(world, tmp_path)
-    args = ["extract", "--catalog", cat, "--dataset", "syn", "--random-encoder", "num_workers=0", "splits=[validation]",
-            "size=micro", "img_size=32"]
+    args = ["extract", "--catalog", cat, "--dataset", "syn", "--encoder", world / "ft/best.pt", "num_workers=0",
+            "splits=[validation]"]
     rc, _, err = cli(capsys, *args, "--out", tmp_path / "s1")
     assert rc == 0, err[-2000:]
     entries = sorted((tmp_path / "cache/audio").glob("*.npy"))
@@ -174,18 +180,22 @@ def test_init_of_another_size_is_refused_with_shapes(world, other_size, tmp_path
     assert rc == 0 and "WARNING: partial load (allowed)" in err, err[-2000:]
 
 
-def test_extract_checkpoint_faults(world, other_size, tmp_path, capsys):
-    base = ["extract", "--catalog", world / "cat.yaml", "--dataset", "syn", "--out", tmp_path / "s", "size=micro", "img_size=32"]
-    one_line_error(*cli(capsys, *base)[::2], "extract", "--encoder", "--random-encoder")
-    last = one_line_error(*cli(capsys, *base, "--encoder", other_size)[::2], "extract", other_size)
-    assert "does not fit the model" in last
-    small = tmp_path / "small.pt"
+def test_extract_checkpoint_faults(world, tmp_path, capsys):
+    "The encoder's model is rebuilt from the file; weights that do not fill it are refused, naming the shapes."
+    base = ["extract", "--catalog", world / "cat.yaml", "--dataset", "syn", "--out", tmp_path / "s"]
+    rc, _, err = cli_usage(capsys, *base)
+    assert rc == 2 and "--encoder" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     from abaw_workbench.mae import build_encoder
-    torch.save({"model": build_encoder("small", 32).state_dict()}, small)
-    one_line_error(*cli(capsys, *base, "--encoder", small)[::2], "extract", small,
-                   "cls_token (1, 1, 384) vs model (1, 1, 192)")
+    sd = build_encoder("micro", 32).state_dict()
+    bad = tmp_path / "one_bad_tensor.pt"
+    torch.save({"model": {**sd, "blocks.2.mlp.fc1.weight": torch.zeros(10, 192)}}, bad)
+    one_line_error(*cli(capsys, *base, "--encoder", bad)[::2], "extract", bad, "blocks.2.mlp.fc1.weight (10, 192) vs model (768, 192)")
+    holes = tmp_path / "missing_tensors.pt"
+    torch.save({"model": {k: v for k, v in sd.items() if not k.startswith("blocks.3.")}}, holes)
+    one_line_error(*cli(capsys, *base, "--encoder", holes)[::2], "extract", holes, "blocks.3.")
     empty = tmp_path / "empty.pt"; empty.write_bytes(b"")
-    one_line_error(*cli(capsys, *base, "--encoder", empty)[::2], "extract", empty, "empty file")
+    one_line_error(*cli(capsys, *base, "--encoder", empty)[::2], "extract", empty, "cannot read checkpoint")
+    assert not (tmp_path / "s").exists()  # nothing written for a refused encoder
 
 
 @pytest.mark.parametrize("kind", ["empty", "truncated", "other_model"])
@@ -297,7 +307,7 @@ def test_unreadable_catalog_for_another_user(tmp_path):
 
 def test_extraction_killed_at_a_random_moment_resumes_to_the_same_store(world, tmp_path):
     args = [str(ABAW), "extract", "--catalog", str(world / "cat.yaml"), "--dataset", "syn", "--encoder", str(world / "ft/best.pt"),
-            "size=micro", "img_size=32", "num_workers=1", "batch_size=8"]
+            "num_workers=1", "batch_size=8"]
     full = subprocess.run(args + ["--out", str(tmp_path / "full")], env=ENV, capture_output=True, text=True)
     assert full.returncode == 0, full.stderr[-2000:]
     p = subprocess.Popen(args + ["--out", str(tmp_path / "killed")], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -330,8 +340,7 @@ def test_a_killed_loader_worker_is_one_line(world, tmp_path):
     "A DataLoader worker killed (as the out-of-memory killer would) ends the command with one line, the store intact."
     if not Path("/proc/self/stat").exists(): pytest.skip("needs /proc to find the worker process")
     p = subprocess.Popen([str(ABAW), "extract", "--catalog", str(world / "cat.yaml"), "--dataset", "syn", "--encoder",
-                          str(world / "ft/best.pt"), "--out", str(tmp_path / "store"), "size=micro", "img_size=32",
-                          "num_workers=1", "batch_size=1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          str(world / "ft/best.pt"), "--out", str(tmp_path / "store"), "num_workers=1", "batch_size=1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0, killed = time.time(), None
     while p.poll() is None and time.time() - t0 < 120 and killed is None:
         kids = _children(p.pid)

@@ -56,9 +56,11 @@ def test_finetune_killed_resumes_to_the_same_weights(catalog, tmp_path):
 
 def test_fusion_killed_resumes_to_the_same_weights(catalog, tmp_path):
     "The fusion stage (transformer dropout, modality dropout) uses the same loop: killed and resumed, the same weights."
-    store = tmp_path / "store"
-    r = subprocess.run([str(ABAW), "extract", "--catalog", str(catalog), "--dataset", "syn", "--random-encoder", "--out", str(store),
-                        "size=micro", "img_size=32", "num_workers=0"], env=ENV, capture_output=True, text=True)
+    store, enc = tmp_path / "store", tmp_path / "encoder.pt"
+    from abaw_workbench.mae import build_encoder
+    torch.manual_seed(0); torch.save(build_encoder("micro", 32).state_dict(), enc)   # random weights: the mechanics only
+    r = subprocess.run([str(ABAW), "extract", "--catalog", str(catalog), "--dataset", "syn", "--encoder", str(enc), "--out", str(store),
+                        "num_workers=0"], env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
 
     def cmd(out):
