@@ -98,7 +98,8 @@ def main():
     ap.add_argument("--quality-seconds", type=float, default=4)
     a = ap.parse_args()
     warnings.simplefilter("ignore")
-    from abaw_workbench.predict import PredictConfig, load_run_models, predict_paths, tiny_run
+    from abaw_workbench.predict import PredictConfig, load_run_models, predict_paths
+    from abaw_workbench.demo import tiny_run
     from abaw_workbench.faces import FaceConfig
     tmp = Path(tempfile.mkdtemp())
     run, cat = (Path(a.run), None) if a.run else tiny_run(tmp / "fixture")
