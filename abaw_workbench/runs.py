@@ -84,7 +84,7 @@ class Run:
     "An opened run folder: configuration, metrics, models, predictions, labels and frames."
     def __init__(self, path:Path, manifest:dict):
         self.path, self.manifest = Path(path), manifest
-        self._preds, self._models, self._labels = {}, {}, None
+        self._preds, self._models, self._labels, self._frames = {}, {}, None, None
 
     @classmethod
     def open(cls, path:str|Path # a folder written by `abaw demo`, `finetune`, `fuse` or `predict`
@@ -157,7 +157,8 @@ class Run:
     @property
     def frames(self):
         "Where each frame's image comes from (`image(video, frame_index)`), or None."
-        return frame_source(self.manifest.get("frames"), self.path)
+        if self._frames is None: self._frames = frame_source(self.manifest.get("frames"), self.path)   # one source: its decoders and cache stay
+        return self._frames
 
     def __repr__(self):
         return f"Run({self.path}, kind={self.kind!r}, dataset={self.dataset!r}, models={self.models})"
