@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #3a9504f8
 from __future__ import annotations
-import contextlib, dataclasses, errno, hashlib, json, os, random, re, shutil, tempfile, typing
+import contextlib, dataclasses, errno, hashlib, json, os, random, re, shutil, tempfile, time, typing
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,7 +14,7 @@ import yaml
 __all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'AbawError', 'worker_died', 'error_line', 'read_text', 'load_yaml',
            'atomic_write', 'atomic_path', 'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides',
            'parse_value', 'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything', 'write_manifest',
-           'stage_args', 'stage_config']
+           'stage_args', 'stage_config', 'Timer']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -354,3 +354,13 @@ def stage_config(cls:type, # the stage's config dataclass
     cfg = load_config(cls, args.config if source is None else source, args.overrides)
     if hasattr(cfg, "train"): cfg.train.out = str(args.out)
     return cfg
+
+# %% ../nbs/00_core.ipynb #9f4b027e
+class Timer:
+    "Wall-clock seconds per named part, summed over repeats (`with timer('validation'): ...`)."
+    def __init__(self): self.parts = {}
+    @contextlib.contextmanager
+    def __call__(self, name:str):
+        t0 = time.perf_counter()
+        try: yield
+        finally: self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - t0
