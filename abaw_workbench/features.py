@@ -240,10 +240,10 @@ def split_videos(entry, splits) -> tuple[list, list[str]]:
     return labels, sorted(videos)
 
 def _audio_meta(cfg:AudioConfig, catalog) -> dict:
-    "The audio settings recorded in store.json (the encoder's fields and hash only when one is used, so older stores still match)."
+    "store.json's audio entries: the settings (encoder fields only when one is used, so older stores still match) and the encoder's hash."
     d = dataclasses.asdict(cfg)
-    if not cfg.encoder: return {k: v for k, v in d.items() if not k.startswith("encoder")}
-    return d | {"encoder_hash": encoder_hash(audio_encoder_path(cfg.encoder, catalog))}
+    if not cfg.encoder: return {"audio": {k: v for k, v in d.items() if not k.startswith("encoder")}}
+    return {"audio": d, "audio_encoder_hash": encoder_hash(audio_encoder_path(cfg.encoder, catalog))}
 
 def extract_features(entry, # a catalog `Entry` of kind affwild2
                      store_path:str|Path, # the feature store folder
@@ -267,7 +267,7 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
     anames = stored_audio_feature_names(cfg.audio, catalog)
     meta = {"visual_dim": int(fm.num_features), "audio_dim": len(anames), "audio_features": anames,
             "encoder": str(encoder) if is_file else None, "checkpoint_hash": file_hash(encoder) if is_file else "module",
-            "model": fm.spec(), "preprocess": pre, "audio": _audio_meta(cfg.audio, catalog),
+            "model": fm.spec(), "preprocess": pre, **_audio_meta(cfg.audio, catalog),
             "dataset": entry.name}
     store = FeatureStore(store_path).init(meta)
     todo = [v for v in videos if not store.has(v)]

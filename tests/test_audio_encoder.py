@@ -73,7 +73,7 @@ def test_store_holds_encoder_features_beside_librosa(setup):
     assert st.meta["audio_dim"] == na + D
     assert st.meta["audio_features"][:na] == audio_feature_names()
     assert st.meta["audio_features"][na:] == [f"w2v_{i}" for i in range(D)]
-    assert st.meta["audio"]["encoder"] == "w2v" and len(st.meta["audio"]["encoder_hash"]) == 16
+    assert st.meta["audio"]["encoder"] == "w2v" and len(st.meta["audio_encoder_hash"]) == 16
     for v in st.videos:
         assert st.read(v)["audio"].shape[1] == na + D
 
