@@ -143,3 +143,23 @@ def test_one_fusion_step_on_encoder_features(setup):
     ck = read_checkpoint(tmp / "fuse" / "best.pt") if (tmp / "fuse" / "best.pt").exists() else read_checkpoint(tmp / "fuse" / "checkpoint.pt")
     assert ck["model"]["audio_mean"].shape == (len(audio_feature_names()) + D,)
     assert ck["model"]["audio_mean"][-D:].abs().sum() > 0   # the encoder columns were standardised with their own statistics
+
+
+def test_abaw_extract_with_an_encoder_from_the_catalog(setup, tmp_path):
+    "`abaw extract ... audio.encoder=w2v` resolves the encoder in the command's catalog."
+    import argparse
+    from abaw_workbench.features import extract_args, extract_main
+    tmp = setup["tmp"]
+    torch.manual_seed(0); torch.save(build_encoder("micro", 64, drop_path=0.0).state_dict(), tmp_path / "vit.pt")
+    p = argparse.ArgumentParser(); extract_args(p)
+    args = p.parse_args(["--catalog", str(tmp / "cat.yaml"), "--dataset", "syn", "--encoder", str(tmp_path / "vit.pt"),
+                         "--out", str(tmp_path / "store"), "splits=[train]", "num_workers=0", "audio.encoder=w2v",
+                         "audio.encoder_only=true"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert extract_main(args) == 0
+    st = FeatureStore(tmp_path / "store")
+    assert st.meta["audio_features"] == [f"w2v_{i}" for i in range(D)]
+    v = st.videos[0]
+    na = len(audio_feature_names())
+    np.testing.assert_allclose(st.read(v)["audio"], setup["store"].read(v)["audio"][:, na:], atol=1e-5)
