@@ -111,7 +111,7 @@ def predictions_dataset(labels, # the labels dataset the outputs are aligned wit
                         outputs:dict, # numpy arrays: `au` [frame, 12] logits, `expr` [frame, 8] logits, `va` [frame, 2]
                         attrs:dict|None=None # source, config, checkpoint hash...
                        ):
-    "A predictions dataset (schema of `design.md`) from per-frame model outputs."
+    "A predictions dataset (the shared schema, `schema.make_dataset`) from per-frame model outputs."
     from abaw_workbench.schema import make_dataset
     n = labels.sizes["frame"]
     kw = {}
