@@ -131,10 +131,13 @@ def test_broken_links_are_found(tmp_path):
 
 def test_the_build_refuses_to_empty_a_foreign_folder(tmp_path):
     root = _mini_project(tmp_path)
-    (root / "mine").mkdir(); (root / "mine/keep.txt").write_text("x")
+    (root / "mine").mkdir(); (root / "mine/keep.py").write_text("x = 1")
     with pytest.raises(AbawError, match="not written by `abaw docs`"):
         build_docs(root / "mine", root)
-    assert (root / "mine/keep.txt").exists()
+    assert (root / "mine/keep.py").exists()
+    (root / "old").mkdir(); (root / "old/stale.html").write_text("<p>old</p>")  # an earlier build, without the marker
+    build_docs(root / "old", root)
+    assert not (root / "old/stale.html").exists() and (root / "old/index.html").exists()
 
 
 # --- the pages in a real browser, offline -------------------------------------------------------------
