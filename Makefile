@@ -16,7 +16,7 @@ help:
 	@echo "make demo       run the whole method on the embedded synthetic data set (abaw demo)"
 	@echo "make test       every fast test: notebook hygiene, notebooks (nbdev_test), tests/"
 	@echo "make test-slow  the slow-flagged notebook cells and slow tests too"
-	@echo "make lab        JupyterLab on nbs/ (127.0.0.1)"
+	@echo "make lab        JupyterLab (127.0.0.1) on the failure-case explorer, nbs/tutorials/explore.ipynb"
 	@echo "make docs       build the HTML docs from the notebooks into _docs/ (no Quarto needed)"
 	@echo "make bench      run every benchmark in bench/ and print one table"
 	@echo "make export     nbdev_export + nbdev_clean + README (after editing notebooks)"
@@ -51,8 +51,11 @@ test-slow: env browser
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags slow --timing
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# Opens on the explore notebook; the project's lab settings (lab/user-settings: no news pop-up) are used.
 lab: env
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=nbs
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=nbs \
+	  --LabApp.default_url=/lab/tree/tutorials/explore.ipynb \
+	  --LabApp.user_settings_dir=lab/user-settings --LabApp.workspaces_dir=lab/workspaces
 
 docs: env
 	$(BIN)/abaw docs --out _docs
