@@ -164,7 +164,7 @@ def test_click_on_confusion_cell_lists_its_frames(shot_on_failure):
         return [r.left + xa._offset + xa.d2p(p), r.top + ya._offset + ya.d2p(l)]; }""", [names[li], names[pj]])
     pg.mouse.click(x, y)
     pg.wait_for_function("(n) => document.querySelectorAll('.abaw-frames select option').length === n", arg=n, timeout=20_000)
-    shown = pg.evaluate("() => Array.from(document.querySelectorAll('.abaw-frames select option')).map(o => o.textContent)")
+    shown = pg.evaluate("() => Array.from(document.querySelectorAll('.abaw-frames select option')).map(o => o.textContent.replace(/\u00a0/g, ' '))")
     # the same frames, computed from the same fixture without widgets
     from abaw_workbench.explore import Interpretation, fixture_run
     with tempfile.TemporaryDirectory() as d:
