@@ -112,6 +112,7 @@ def _plotly_to_html(cells:list[dict]) -> tuple[list[dict], bool]:
             if PLOTLY_MIME in data:
                 used = True
                 o = {**o, "data": {"text/html": plotly_html(data[PLOTLY_MIME], f"fig-{i}-{j}")}}
+            elif "Plotly.newPlot" in "".join(data.get("text/html", "")): used = True  # e.g. a widget's static fallback
             outs.append(o)
         out.append({**c, "outputs": outs} if "outputs" in c else c)
     return out, used
