@@ -71,6 +71,8 @@ def page(lab):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         pg = browser.new_page(viewport={"width": 1600, "height": 1400})
+        pg.abaw_errors = []
+        pg.on("pageerror", lambda e: pg.abaw_errors.append(str(e)))
         try:
             pg.goto(f"{lab}/lab/tree/explore.ipynb?token={TOKEN}&reset")
             pg.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
@@ -173,3 +175,11 @@ def test_click_on_confusion_cell_lists_its_frames(shot_on_failure):
     # choosing one of them shows it in the explorer's scrubber
     pg.locator(".abaw-frames select").select_option(index=len(shown) - 1)
     _wait_state(pg, lambda s: s["value"] == int(want.frame_index.iloc[-1]) and s["cursor"] == s["value"], sel=".abaw-explorer .abaw-scrubber")
+
+
+def test_no_errors_in_the_page_or_the_outputs(shot_on_failure):
+    "No script errors in the page (e.g. a figure plotly.js cannot draw), no errors or warnings in the cells' outputs."
+    pg = shot_on_failure
+    assert not pg.abaw_errors, f"errors in the page: {pg.abaw_errors}"
+    stderr = pg.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type=\"application/vnd.jupyter.stderr\"]')).map(e => e.textContent)")
+    assert not stderr, f"stderr in the notebook's outputs: {stderr}"
