@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_finetune.ipynb #bb8a5b4c
 from __future__ import annotations
-import json
+import dataclasses, json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,147 +13,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import AbawError
-from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS
+from .core import AbawError, atomic_write, seed_everything, stage_args, stage_config, write_manifest
+from .schema import TASKS, save_predictions
+from .layout import Layout
+from .annotations import read_split
+from .catalog import Catalog, default_catalog_path
+from .data import FrameDataset, _Crops, load_image, make_loader, preprocess_config
+from .train import Stage, TrainConfig, fit, read_checkpoint
+from .tasks import (LossConfig, TaskHeads, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
+                                  predictions_dataset)
+from .evaluation import evaluate_predictions
+from .mae import build_encoder, load_checkpoint
 
 # %% auto #0
-__all__ = ['TASK_DIMS', 'POOLS', 'au_pos_weight', 'expr_class_weight', 'ccc_torch', 'LossConfig', 'TaskLoss', 'TaskHeads',
-           'predictions_dataset', 'evaluate_predictions', 'fill_from_neighbours', 'FrameModel', 'layer_id',
-           'layer_decay_groups', 'CropDataset', 'frame_outputs', 'predict_frames', 'FinetuneConfig', 'FinetuneStage',
-           'run_finetune', 'finetune_args', 'finetune_main']
-
-# %% ../nbs/10_finetune.ipynb #267fb8a1
-def au_pos_weight(au:np.ndarray, # [frame, 12] 0/1 labels, NaN = no label
-                  max_weight:float=20.0 # cap for very rare AUs
-                 ) -> torch.Tensor:
-    "Per-AU positive weight `neg/pos` from training labels."
-    valid = ~np.isnan(au)
-    pos = np.where(valid, au, 0).sum(0)
-    neg = valid.sum(0) - pos
-    w = np.clip(neg / np.maximum(pos, 1), 1.0 / max_weight, max_weight)
-    return torch.tensor(w, dtype=torch.float32)
-
-def expr_class_weight(expr:np.ndarray, # [frame] int labels, -1 = no label
-                      max_weight:float=20.0) -> torch.Tensor:
-    "Inverse-frequency class weights, the commonest class at 1."
-    counts = np.bincount(expr[expr >= 0], minlength=len(EXPR_NAMES)).astype(float)
-    w = counts.max() / np.maximum(counts, 1)
-    return torch.tensor(np.minimum(w, max_weight), dtype=torch.float32)
-
-# %% ../nbs/10_finetune.ipynb #0ec0f601
-def ccc_torch(x:torch.Tensor, y:torch.Tensor, mask:torch.Tensor|None=None, eps:float=1e-8) -> torch.Tensor:
-    "Concordance correlation coefficient of 1-d `x`, `y` over `mask`ed entries."
-    if mask is not None: x, y = x[mask], y[mask]
-    if x.numel() < 2: return x.new_zeros(())
-    mx, my = x.mean(), y.mean()
-    vx, vy = ((x - mx) ** 2).mean(), ((y - my) ** 2).mean()
-    cov = ((x - mx) * (y - my)).mean()
-    return 2 * cov / (vx + vy + (mx - my) ** 2 + eps)
-
-# %% ../nbs/10_finetune.ipynb #6acd2830
-@dataclass
-class LossConfig:
-    "Weights of the task losses and their class weighting."
-    au: float = 1.0 # weight of the AU loss
-    expr: float = 1.0 # weight of the EXPR loss
-    va: float = 1.0 # weight of the VA loss
-    au_pos_weight: bool = True # weigh AU positives by neg/pos from the training labels
-    expr_class_weight: bool = True # weigh EXPR classes by inverse frequency
-    label_smoothing: float = 0.0 # EXPR cross-entropy label smoothing
-
-class TaskLoss(nn.Module):
-    "Masked multi-task loss: BCE (AU), cross-entropy (EXPR), 2 − CCC_v − CCC_a (VA)."
-    def __init__(self, tasks=TASKS, cfg:LossConfig|None=None, pos_weight=None, class_weight=None):
-        super().__init__()
-        self.tasks, self.cfg = tuple(tasks), cfg or LossConfig()
-        self.register_buffer("pos_weight", pos_weight if pos_weight is not None and self.cfg.au_pos_weight else torch.ones(len(AU_NAMES)))
-        self.register_buffer("class_weight", class_weight if class_weight is not None and self.cfg.expr_class_weight else torch.ones(len(EXPR_NAMES)))
-
-    def forward(self, out:dict, batch:dict) -> tuple[torch.Tensor, dict]:
-        "Total loss and the per-task parts (floats) for logging."
-        total, logs = 0.0, {}
-        if "au" in self.tasks:
-            m = batch["au_mask"].float()
-            l = F.binary_cross_entropy_with_logits(out["au"], batch["au"].float(), pos_weight=self.pos_weight, reduction="none")
-            l = (l * m).sum() / m.sum().clamp(min=1)
-            total = total + self.cfg.au * l; logs["loss_au"] = l.item()
-        if "expr" in self.tasks:
-            y = batch["expr"].long()
-            if (y >= 0).any():
-                l = F.cross_entropy(out["expr"], y, weight=self.class_weight, ignore_index=-1,
-                                    label_smoothing=self.cfg.label_smoothing)
-            else: l = out["expr"].sum() * 0
-            total = total + self.cfg.expr * l; logs["loss_expr"] = l.item()
-        if "va" in self.tasks:
-            p, y, m = out["va"].clamp(-1, 1), batch["va"].float(), batch["va_mask"].bool()
-            l = sum(1 - ccc_torch(p[:, i], y[:, i], m[:, i]) for i in range(2))
-            total = total + self.cfg.va * l; logs["loss_va"] = l.item()
-        logs["loss"] = float(total.item()) if torch.is_tensor(total) else float(total)
-        return total, logs
-
-# %% ../nbs/10_finetune.ipynb #1d460199
-TASK_DIMS = {"au": len(AU_NAMES), "expr": len(EXPR_NAMES), "va": len(VA_NAMES)}
-
-class TaskHeads(nn.Module):
-    "Linear heads for the requested tasks on a [N, D] feature."
-    def __init__(self, dim:int, tasks=TASKS, dropout:float=0.0):
-        super().__init__()
-        self.drop = nn.Dropout(dropout)
-        self.heads = nn.ModuleDict({t: nn.Linear(dim, TASK_DIMS[t]) for t in tasks})
-        for h in self.heads.values(): nn.init.trunc_normal_(h.weight, std=2e-5); nn.init.zeros_(h.bias)
-
-    def forward(self, x:torch.Tensor) -> dict:
-        x = self.drop(x)
-        return {t: h(x) for t, h in self.heads.items()}
-
-# %% ../nbs/10_finetune.ipynb #7556545e
-def predictions_dataset(labels, # the labels dataset the outputs are aligned with (frame by frame)
-                        outputs:dict, # numpy arrays: `au` [frame, 12] logits, `expr` [frame, 8] logits, `va` [frame, 2]
-                        attrs:dict|None=None # source, config, checkpoint hash...
-                       ):
-    "A predictions dataset (schema of `design.md`) from per-frame model outputs."
-    from abaw_workbench.schema import make_dataset
-    n = labels.sizes["frame"]
-    kw = {}
-    if "au" in outputs: kw["au"] = 1 / (1 + np.exp(-np.asarray(outputs["au"], np.float64)))
-    if "expr" in outputs:
-        z = np.asarray(outputs["expr"], np.float64); z = np.exp(z - z.max(1, keepdims=True))
-        kw["expr_prob"] = z / z.sum(1, keepdims=True); kw["expr"] = kw["expr_prob"].argmax(1)
-    if "va" in outputs: kw["va"] = np.clip(np.asarray(outputs["va"], np.float32), -1, 1)
-    for k, v in kw.items():
-        if len(v) != n: raise AbawError(f"outputs[{k!r}] has {len(v)} frames, labels have {n}")
-    return make_dataset(labels.video.values, labels.frame_index.values, time=labels.time.values,
-                        has_face=labels.has_face.values, attrs=attrs, **kw)
-
-# %% ../nbs/10_finetune.ipynb #3f856dcc
-def evaluate_predictions(labels, preds, tasks=TASKS, thresholds=0.5) -> dict:
-    "ABAW metrics of `preds` on `labels` for `tasks`, plus their mean as `score`."
-    from abaw_workbench.metrics import score
-    m = {}
-    for t in tasks:
-        r = score(labels, preds, t, thresholds=thresholds) if t == "au" else score(labels, preds, t)
-        m[t] = r["score"]
-        if t == "va": m["valence"], m["arousal"] = r["per_class"]["valence"], r["per_class"]["arousal"]
-    m["score"] = float(np.mean([m[t] for t in tasks]))
-    return m
-
-# %% ../nbs/10_finetune.ipynb #3984a2ae
-def fill_from_neighbours(values:np.ndarray, # [frame, C] outputs, rows without a face arbitrary
-                         ok:np.ndarray, # [frame] bool: the row holds a real output
-                         labels # the labels dataset the rows belong to (for video boundaries)
-                        ) -> np.ndarray:
-    "Copy each missing row from the nearest valid row of the same video."
-    from abaw_workbench.schema import video_slices
-    out = np.array(values, copy=True)
-    for sl in video_slices(labels).values():
-        good = np.flatnonzero(ok[sl])
-        if len(good) == 0: out[sl] = 0; continue
-        n = sl.stop - sl.start
-        pos = np.clip(np.searchsorted(good, np.arange(n)), 0, len(good) - 1)
-        prev = good[np.maximum(pos - 1, 0)]; nxt = good[pos]
-        near = np.where(np.abs(np.arange(n) - prev) <= np.abs(nxt - np.arange(n)), prev, nxt)
-        out[sl] = out[sl][near]
-    return out
+__all__ = ['POOLS', 'FrameModel', 'layer_id', 'layer_decay_groups', 'CropDataset', 'frame_outputs', 'predict_frames',
+           'FinetuneConfig', 'FinetuneStage', 'run_finetune', 'finetune_args', 'finetune_main']
 
 # %% ../nbs/10_finetune.ipynb #88b442a3
 POOLS = ("avg", "grid")
@@ -167,6 +41,7 @@ class FrameModel(nn.Module):
         super().__init__()
         if pool not in POOLS: raise AbawError(f"finetune.pool: {pool!r} is not one of {POOLS}")
         self.encoder, self.tasks, self.pool = encoder, tuple(tasks), pool
+        self.head_dropout, self.grid_dim = head_dropout, grid_dim
         if pool == "grid":
             L, D = encoder.patch_embed.num_patches, encoder.embed_dim
             self.reduce = nn.Sequential(nn.LayerNorm(D, eps=1e-6), nn.Linear(D, grid_dim))
@@ -181,6 +56,14 @@ class FrameModel(nn.Module):
         return self.reduce(t).flatten(1)                                           # [N, L * grid_dim], layout kept
 
     def forward(self, x): return self.heads(self.features(x))
+
+    def spec(self) -> dict|None:
+        "What rebuilds this model (`checkpoints.load_model`); None when the encoder was not made by `mae.build_encoder`."
+        enc = getattr(self.encoder, "build_args", None)
+        if enc is None: return None
+        return {"kind": "frame", "args": {"encoder": enc, "tasks": list(self.tasks), "head_dropout": self.head_dropout,
+                                          "pool": self.pool, "grid_dim": self.grid_dim}}
+
     def no_weight_decay(self): return {f"encoder.{k}" for k in getattr(self.encoder, "no_weight_decay", lambda: set())()}
 
 # %% ../nbs/10_finetune.ipynb #843b6fde
@@ -210,12 +93,10 @@ def layer_decay_groups(model:FrameModel, weight_decay:float, layer_decay:float=0
 class CropDataset(torch.utils.data.Dataset):
     "The crops of the frames of a labels dataset that have one (no labels needed: test frames too)."
     def __init__(self, ds, crops_root, cfg:dict):
-        from abaw_workbench.data import _Crops
         self.crops, self.cfg = _Crops(ds, crops_root), dict(cfg)
         self.rows = np.flatnonzero(self.crops.has_face)
     def __len__(self): return len(self.rows)
     def __getitem__(self, k):
-        from abaw_workbench.data import load_image
         i = int(self.rows[k])
         return {"image": load_image(self.crops.path(i), self.cfg), "index": torch.tensor(i)}
 
@@ -223,7 +104,6 @@ class CropDataset(torch.utils.data.Dataset):
 def frame_outputs(model:nn.Module, labels, crops_root, cfg:dict, batch_size:int=64, num_workers:int|None=None,
                   device=None, fn=None) -> tuple[dict, np.ndarray]:
     "Outputs of `fn(model, images)` (default: `model(images)`) for every frame with a crop; rows without are zero."
-    from abaw_workbench.data import make_loader
     device = device or next(model.parameters()).device
     ds = CropDataset(labels, crops_root, cfg)
     n = labels.sizes["frame"]
@@ -246,8 +126,6 @@ def predict_frames(model:FrameModel, labels, crops_root, cfg:dict, batch_size:in
     return predictions_dataset(labels, outs, attrs=attrs or {"source": "static"})
 
 # %% ../nbs/10_finetune.ipynb #910eafca
-from .train import Stage, TrainConfig
-
 def _finetune_train_defaults() -> TrainConfig:
     # MAE fine-tuning recipe: AdamW, blr 5e-4 (x batch/256), wd 0.05, warm-up + cosine, layer decay.
     return TrainConfig(epochs=5, batch_size=64, blr=5e-4, weight_decay=0.05, warmup_epochs=1.0, min_lr=1e-6,
@@ -274,8 +152,6 @@ class FinetuneStage(Stage):
     "Static fine-tuning of encoder + heads on single frames."
     best, best_mode = "score", "max"
     def __init__(self, cfg:FinetuneConfig, train_labels, val_labels, crops_root, model:FrameModel|None=None):
-        from abaw_workbench.data import FrameDataset, preprocess_config
-        from abaw_workbench.mae import build_encoder, load_checkpoint
         self.cfg, self.val_labels, self.crops_root = cfg, val_labels, crops_root
         if model is None:
             enc = build_encoder(cfg.size, cfg.img_size, drop_path=cfg.drop_path)
@@ -303,15 +179,10 @@ class FinetuneStage(Stage):
 # %% ../nbs/10_finetune.ipynb #293022c2
 def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
     "Fine-tune on `entry` (a catalog affwild2 entry); returns the best model's validation metrics."
-    import dataclasses
-    from abaw_workbench.annotations import read_split
-    from abaw_workbench.core import atomic_path, atomic_write, seed_everything
-    from abaw_workbench.data import crops_dir
-    from abaw_workbench.train import fit, read_checkpoint
     out = Path(out)
     train, val = read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks)
     seed_everything(cfg.train.seed)   # initial weights (heads, grid reduction) from the run seed, not from what ran before
-    stage = FinetuneStage(cfg, train, val, crops_dir(entry))
+    stage = FinetuneStage(cfg, train, val, Layout.of(entry).crops)
     tcfg = dataclasses.replace(cfg.train, out=str(out))
     if not tcfg.eval_every:  # validate once per epoch; best.pt keeps the best epoch
         tcfg = dataclasses.replace(tcfg, eval_every=max(1, len(stage.data) // tcfg.batch_size))
@@ -319,29 +190,28 @@ def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
     if (out / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(out / "best.pt")["model"])
     preds = stage.predict(stage.model, val)
     metrics = evaluate_predictions(val, preds, cfg.tasks)
-    preds.attrs.update(config=json.dumps(dataclasses.asdict(cfg), default=str), dataset=entry.name)
-    with atomic_path(out / "predictions_validation.nc") as tmp: preds.to_netcdf(tmp, engine="h5netcdf")
+    save_predictions(preds, out / "predictions_validation.nc", config=dataclasses.asdict(cfg), dataset=entry.name,
+                     model="static", checkpoint="best.pt", split="validation")
     with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
+    save_predictions(val, out / "labels_validation.nc", dataset=entry.name, split="validation")
+    write_manifest(out, "finetune", dataset=entry.name, config=dataclasses.asdict(cfg), metrics=out / "metrics.json",
+                   models={"static": {"kind": "frame", "checkpoints": {"static": out / "best.pt"},
+                                      "predictions": out / "predictions_validation.nc"}},
+                   labels=out / "labels_validation.nc", frames={"kind": "crops", "root": Layout.of(entry).crops})
     return metrics
 
 def finetune_args(p):
     "Arguments of `abaw finetune`."
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) to train and validate on (default: demo)")
-    p.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
     p.add_argument("--init", default=None, help="initial weights: a catalog checkpoint entry or a file (MAE, MAE-Face or timm format)")
-    p.add_argument("--config", default=None, help="YAML file with FinetuneConfig values")
-    p.add_argument("--out", default="runs/finetune", help="run folder (resumed when it holds a checkpoint)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. tasks=[au] train.epochs=3 layer_decay=0.65")
+    stage_args(p, "runs/finetune", "YAML file with FinetuneConfig values", "tasks=[au] train.epochs=3 layer_decay=0.65")
 
 def finetune_main(args) -> int:
     "Fine-tune the encoder and heads; print the validation metrics as JSON."
-    from abaw_workbench.catalog import Catalog, default_catalog_path
-    from abaw_workbench.core import load_config
     cat = Catalog.load(args.catalog or default_catalog_path())
     entry = cat.resolve(args.dataset, "affwild2")
-    ov = list(args.overrides)
-    if args.init: ov.append(f"init={cat.resolve(args.init, 'checkpoint').path if args.init in cat else args.init}")
-    cfg = load_config(FinetuneConfig, args.config, ov)
+    cfg = stage_config(FinetuneConfig, args)
+    if args.init: cfg.init = str(cat.resolve(args.init, "checkpoint").path if args.init in cat else args.init)  # a path, never parsed
     if cfg.init and not Path(cfg.init).exists(): raise AbawError(f"init: checkpoint {cfg.init} does not exist")
     print(json.dumps(run_finetune(cfg, entry, args.out)))
     return 0

@@ -4,138 +4,31 @@
 
 # %% ../nbs/12_fusion.ipynb #264ffb65
 from __future__ import annotations
-import json, math
-from dataclasses import dataclass
+import dataclasses, json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import AbawError
-from .finetune import TASK_DIMS
-from .schema import TASKS, video_slices
+from .core import AbawError, atomic_write, seed_everything, stage_args, stage_config, write_manifest
+from .layout import Layout
+from .schema import TASKS, save_predictions, video_slices
+from .annotations import read_split
+from .catalog import Catalog, default_catalog_path
+from .data import window_starts
+from .train import Stage, TrainConfig, fit, read_checkpoint
+from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
+from .evaluation import evaluate_predictions, postprocess_report, test_frames, write_submissions
+from .temporal import FusionConfig, FusionNet
+from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows
 
 # %% auto #0
-__all__ = ['MODALITIES', 'DESIGNS', 'SMOOTH_WINDOWS', 'FusionConfig', 'sinusoid', 'Projection', 'FrameHead', 'FusionNet',
-           'audio_stats', 'window_starts', 'predict_video', 'split_outputs', 'drop_modalities', 'FusionStage',
-           'apply_postprocess', 'tune_postprocess', 'score_postprocessed', 'score_postprocessed_cv',
-           'postprocess_report', 'FuseRunConfig', 'test_frames', 'write_submissions', 'fusion_models', 'predict_split',
-           'run_fusion', 'fuse_args', 'fuse_main']
+__all__ = ['audio_stats', 'predict_video', 'split_outputs', 'drop_modalities', 'FusionStage', 'FuseRunConfig', 'fusion_models',
+           'predict_split', 'run_fusion', 'fuse_args', 'fuse_main']
 
 # %% ../nbs/12_fusion.ipynb #dc6da32e
-@dataclass
-class FusionConfig:
-    "The fusion network and its windows."
-    modalities: str = "audio_visual" # "visual", "audio" or "audio_visual"
-    design: str = "concat" # "concat" (early fusion, the authors') or "cross_attention"
-    hidden: int = 256 # width of the first 1x1 convolution
-    d_model: int = 128 # transformer width
-    layers: int = 4 # transformer layers
-    heads: int = 4 # attention heads
-    ff: int = 128 # transformer feed-forward width
-    dropout: float = 0.3 # transformer dropout
-    head_hidden: int = 64 # per-frame head hidden width
-    positional: bool = True # add sinusoidal positions to the transformer input
-    window: int = 100 # frames per window (the authors': 100)
-    stride: int = 50 # stride between training/inference windows
-    visual_norm: str = "none" # "video": subtract each video's mean visual feature (person-specific normalisation)
-    modality_dropout: float = 0.0 # audio_visual training: share of windows with one modality zeroed (half each)
-
-MODALITIES = ("visual", "audio", "audio_visual")
-DESIGNS = ("concat", "cross_attention")
-
-def _check(cfg:FusionConfig):
-    if cfg.modalities not in MODALITIES: raise AbawError(f"fusion.modalities: {cfg.modalities!r} is not one of {MODALITIES}")
-    if cfg.design not in DESIGNS: raise AbawError(f"fusion.design: {cfg.design!r} is not one of {DESIGNS}")
-    if cfg.design == "cross_attention" and cfg.modalities != "audio_visual":
-        raise AbawError("fusion.design 'cross_attention' needs modalities 'audio_visual'")
-    if cfg.window < 1 or cfg.stride < 1: raise AbawError("fusion.window and fusion.stride must be >= 1")
-    if cfg.d_model % cfg.heads: raise AbawError(f"fusion.d_model ({cfg.d_model}) must be divisible by fusion.heads ({cfg.heads})")
-    from abaw_workbench.features import VISUAL_NORMS
-    if cfg.visual_norm not in VISUAL_NORMS: raise AbawError(f"fusion.visual_norm: {cfg.visual_norm!r} is not one of {VISUAL_NORMS}")
-    if not 0 <= cfg.modality_dropout <= 1: raise AbawError(f"fusion.modality_dropout must lie in [0, 1], got {cfg.modality_dropout}")
-
-# %% ../nbs/12_fusion.ipynb #96ff4380
-def sinusoid(T:int, d:int, device=None) -> torch.Tensor:
-    "Sinusoidal positions [T, d]."
-    pos = torch.arange(T, device=device, dtype=torch.float32)[:, None]
-    div = torch.exp(torch.arange(0, d, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / d))
-    pe = torch.zeros(T, d, device=device)
-    pe[:, 0::2] = torch.sin(pos * div); pe[:, 1::2] = torch.cos(pos * div)[:, : d // 2]
-    return pe
-
-class Projection(nn.Module):
-    "Per-frame 1x1 convolutions: D → hidden → d_model with LeakyReLU(0.1)."
-    def __init__(self, d_in:int, hidden:int, d_out:int):
-        super().__init__()
-        self.net = nn.Sequential(nn.Conv1d(d_in, hidden, 1), nn.LeakyReLU(0.1), nn.Conv1d(hidden, d_out, 1))
-    def forward(self, x): return self.net(x.transpose(1, 2)).transpose(1, 2)  # [B, T, D] -> [B, T, d_out]
-
-class FrameHead(nn.Module):
-    "Linear → BatchNorm (over valid frames only) → Linear, per frame."
-    def __init__(self, d:int, hidden:int, out:int):
-        super().__init__()
-        self.fc1, self.bn, self.fc2 = nn.Linear(d, hidden), nn.BatchNorm1d(hidden), nn.Linear(hidden, out)
-    def forward(self, x, valid):                                  # x [B, T, d], valid [B, T]
-        h = self.fc1(x)                                           # [B, T, hidden]
-        flat = h.reshape(-1, h.shape[-1])
-        idx = valid.reshape(-1)
-        normed = torch.zeros_like(flat)
-        if idx.any(): normed[idx] = self.bn(flat[idx]) if (idx.sum() > 1 or not self.training) else flat[idx]
-        return self.fc2(normed.reshape(h.shape))                  # [B, T, out]
-
-class FusionNet(nn.Module):
-    "Temporal transformer over per-frame visual and/or audio features."
-    def __init__(self, visual_dim:int, audio_dim:int, tasks=TASKS, cfg:FusionConfig|None=None):
-        super().__init__()
-        self.cfg = cfg = cfg or FusionConfig(); _check(cfg)
-        self.tasks, self.visual_dim, self.audio_dim = tuple(tasks), visual_dim, audio_dim
-        # audio features mix dB, Hz and ratios: standardised with training statistics kept in the state dict
-        self.register_buffer("audio_mean", torch.zeros(audio_dim)); self.register_buffer("audio_std", torch.ones(audio_dim))
-        m = cfg.modalities
-        if cfg.design == "concat":
-            d_in = (visual_dim if m != "audio" else 0) + (audio_dim if m != "visual" else 0)
-            self.proj = Projection(d_in, cfg.hidden, cfg.d_model)
-        else:
-            self.proj_v = Projection(visual_dim, cfg.hidden, cfg.d_model)
-            self.proj_a = Projection(audio_dim, cfg.hidden, cfg.d_model)
-            self.cross = nn.MultiheadAttention(cfg.d_model, cfg.heads, dropout=cfg.dropout, batch_first=True)
-            self.cross_norm = nn.LayerNorm(cfg.d_model)
-        layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.heads, cfg.ff, cfg.dropout, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
-        outs = {"au": TASK_DIMS["au"], "expr": TASK_DIMS["expr"], "valence": 1, "arousal": 1}
-        names = [n for n in outs if (n in self.tasks) or (n in ("valence", "arousal") and "va" in self.tasks)]
-        self.heads = nn.ModuleDict({n: FrameHead(cfg.d_model, cfg.head_hidden, outs[n]) for n in names})
-
-    def forward(self, visual:torch.Tensor|None, # [B, T, Dv]
-                audio:torch.Tensor|None, # [B, T, Da]
-                valid:torch.Tensor # [B, T] bool: real (not padded) frames
-               ) -> dict:
-        "Per-frame outputs: `au` [B, T, 12], `expr` [B, T, 8], `va` [B, T, 2]."
-        m = self.cfg.modalities
-        if audio is not None:  # standardise; frames without audio (all zeros) stay zero
-            present = (audio != 0).any(-1, keepdim=True)
-            audio = torch.where(present, (audio - self.audio_mean) / self.audio_std, torch.zeros_like(audio))
-        if self.cfg.design == "concat":
-            parts = ([visual] if m != "audio" else []) + ([audio] if m != "visual" else [])
-            x = self.proj(torch.cat(parts, -1))                         # [B, T, d_model]
-        else:
-            v, a = self.proj_v(visual), self.proj_a(audio)              # [B, T, d_model] each
-            att, _ = self.cross(v, a, a, key_padding_mask=~valid)       # visual frames query audio
-            x = self.cross_norm(v + att)
-        if self.cfg.positional: x = x + sinusoid(x.shape[1], x.shape[2], x.device)
-        x = self.encoder(x, src_key_padding_mask=~valid)               # [B, T, d_model]
-        out = {}
-        for name, head in self.heads.items(): out[name] = head(x, valid)
-        if "valence" in out: out["va"] = torch.cat([out.pop("valence"), out.pop("arousal")], -1)
-        return out
-
-    def set_audio_stats(self, mean, std):
-        "Standardise audio inputs with these per-feature statistics (of the training frames)."
-        self.audio_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
-        self.audio_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32).clamp_min(1e-6))
-
 def audio_stats(store, # a FeatureStore
                 videos # the videos whose frames (with audio) count
                ) -> tuple:
@@ -148,15 +41,6 @@ def audio_stats(store, # a FeatureStore
         s += a.sum(0); ss += (a * a).sum(0); n += len(a)
     mean = s / max(n, 1)
     return mean, np.sqrt(np.maximum(ss / max(n, 1) - mean ** 2, 0)) if n else np.ones(d)
-
-# %% ../nbs/12_fusion.ipynb #395bea9f
-def window_starts(n:int, # frames in the video
-                  window:int, stride:int) -> np.ndarray:
-    "Start frames of the windows covering `n` frames."
-    if n <= window: return np.array([0])
-    starts = np.arange(0, n - window + 1, stride)
-    if starts[-1] + window < n: starts = np.r_[starts, n - window]
-    return starts
 
 # %% ../nbs/12_fusion.ipynb #d31391b3
 @torch.no_grad()
@@ -188,7 +72,6 @@ def predict_video(net:FusionNet, visual:np.ndarray|None, # [T, Dv] features (or 
 def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's labels (schema)
                   window:int|None=None, stride:int|None=None, device="cpu") -> dict:
     "Per-frame outputs for every frame of `labels`, video by video."
-    from abaw_workbench.features import stored_rows, normalize_visual
     n = labels.sizes["frame"]
     outs, fi_all = {}, labels.frame_index.values
     for video, sl in video_slices(labels).items():
@@ -206,9 +89,6 @@ def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's
     return outs
 
 # %% ../nbs/12_fusion.ipynb #235d875d
-from .finetune import TaskLoss, LossConfig, au_pos_weight, expr_class_weight, predictions_dataset, evaluate_predictions
-from .train import Stage
-
 def drop_modalities(visual:torch.Tensor, audio:torch.Tensor, # [B, T, D] features of B windows
                     p:float, # share of windows with one modality zeroed
                     generator:torch.Generator|None=None):
@@ -224,7 +104,6 @@ class FusionStage(Stage):
                  loss:LossConfig|None=None, device="cpu",
                  audio_norm:tuple|None=None # (mean, std) of the training audio (`audio_stats`); None: computed here
                 ):
-        from abaw_workbench.features import WindowFeatureDataset
         self.cfg, self.tasks, self.store, self.val_labels, self.device = cfg or FusionConfig(), tuple(tasks), store, val_labels, device
         meta = store.meta
         self.model = FusionNet(meta["visual_dim"], meta["audio_dim"], self.tasks, self.cfg)
@@ -260,68 +139,7 @@ class FusionStage(Stage):
         if self.val_labels is None: return None
         return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.tasks)
 
-# %% ../nbs/12_fusion.ipynb #df4a4f07
-SMOOTH_WINDOWS = (1, 5, 9, 15, 25, 41)
-
-def apply_postprocess(preds, pp:dict):
-    "Smooth each task with its window; returns predictions (AU thresholds are applied when scoring or writing)."
-    from abaw_workbench.metrics import smooth_predictions
-    out = preds.copy()
-    for t, w in pp.get("smooth", {}).items():
-        if w <= 1: continue
-        sm = smooth_predictions(preds, int(w))
-        names = {"au": ["au"], "va": ["va"], "expr": ["expr_prob", "expr"]}[t]
-        for n in names:
-            if n in sm: out[n] = sm[n]
-    out.attrs["postprocess"] = json.dumps(pp)
-    return out
-
-def tune_postprocess(labels, preds, tasks=TASKS, windows=SMOOTH_WINDOWS) -> dict:
-    "Pick each task's smoothing window, then the AU thresholds, on `labels` (validation)."
-    from abaw_workbench.metrics import score, smooth_predictions, tune_au_thresholds
-    pp = {"smooth": {}, "thresholds": None}
-    for t in tasks:
-        scores = {w: score(labels, smooth_predictions(preds, w) if w > 1 else preds, t)["score"] for w in windows}
-        pp["smooth"][t] = int(max(scores, key=lambda w: (scores[w], -w)))
-    if "au" in tasks: pp["thresholds"] = tune_au_thresholds(labels, apply_postprocess(preds, pp))
-    return pp
-
-def score_postprocessed(labels, preds, pp:dict, tasks=TASKS) -> dict:
-    "Metrics (as `evaluate_predictions`) after post-processing."
-    return evaluate_predictions(labels, apply_postprocess(preds, pp), tasks, pp.get("thresholds") or 0.5)
-
-def score_postprocessed_cv(labels, preds, tasks=TASKS, folds:int=2) -> dict:
-    "Metrics after post-processing tuned on the *other* videos (folds by sorted name): what tuning gives on unseen videos."
-    import xarray as xr
-    from abaw_workbench.schema import AU_NAMES
-    videos = sorted(video_slices(labels))
-    if len(videos) < folds: raise AbawError(f"post-processing cross-validation needs at least {folds} videos, got {len(videos)}")
-    def sel(ds, vs): return ds.isel(frame=np.flatnonzero(np.isin(ds.video.values, vs)))
-    parts = []
-    for k in range(folds):
-        tune_v = [v for i, v in enumerate(videos) if i % folds != k]
-        held = [v for i, v in enumerate(videos) if i % folds == k]
-        pp = tune_postprocess(sel(labels, tune_v), sel(preds, tune_v), tasks)
-        out = apply_postprocess(sel(preds, held), pp)
-        if "au" in tasks:  # decisions with this fold's thresholds, so that the folds can be pooled
-            t = pp["thresholds"] or 0.5
-            thr = np.asarray([t[n] for n in AU_NAMES] if isinstance(t, dict) else t, np.float32)
-            out["au"] = out["au"].where(np.isnan(out["au"]), (out["au"] >= thr).astype(np.float32))
-        parts.append(out)
-    return evaluate_predictions(labels, xr.concat(parts, "frame"), tasks)
-
-
-def postprocess_report(labels, preds, tasks=TASKS) -> tuple[dict, dict]:
-    "Post-processing tuned on `labels`, and its metrics: `postprocessed`, plus `postprocessed_cv` when there are 2+ videos."
-    pp = tune_postprocess(labels, preds, tasks)
-    m = {"postprocessed": score_postprocessed(labels, preds, pp, tasks)}
-    if len(video_slices(labels)) >= 2: m["postprocessed_cv"] = score_postprocessed_cv(labels, preds, tasks)
-    return pp, m
-
 # %% ../nbs/12_fusion.ipynb #bdf1eb9c
-from dataclasses import field
-from .train import TrainConfig
-
 def _fusion_train_defaults() -> TrainConfig:
     # The authors': AdamW lr 5e-5, wd 0.05, cosine, 50 epochs, batch 32. The embedded default
     # trains far fewer steps on a small set, so its learning rate is higher.
@@ -338,32 +156,6 @@ class FuseRunConfig:
     postprocess: bool = True # tune smoothing and AU thresholds on validation
     per_task: bool = True # one model per task, as the authors trained one per challenge track (False: one joint model)
     task_epochs: dict = field(default_factory=dict) # with per_task: a task's epochs where they differ from train.epochs, e.g. {"va": 6}
-
-def test_frames(entry, tasks=TASKS):
-    "A (label-free) dataset of every frame named in the data set's test-set sample lists, sorted by video and frame."
-    from abaw_workbench.annotations import read_test_list
-    from abaw_workbench.schema import make_dataset
-    pairs = set()
-    for t in tasks:
-        f = Path(entry.path) / entry.folders[f"test_{t}"]
-        if f.exists(): pairs |= set(read_test_list(f)[1])
-    if not pairs: return None
-    vid, fi = zip(*sorted(pairs))
-    return make_dataset(list(vid), list(fi))
-
-def write_submissions(entry, preds, pp:dict|None, out:str|Path, tasks=TASKS) -> list[Path]:
-    "Challenge submission files (`submission_<TASK>.txt`) in the test lists' row order, post-processing applied."
-    from abaw_workbench.annotations import write_submission
-    p = apply_postprocess(preds, pp) if pp else preds
-    written = []
-    for t in tasks:
-        sample = Path(entry.path) / entry.folders[f"test_{t}"]
-        if not sample.exists(): continue
-        dst = Path(out) / f"submission_{t.upper()}.txt"
-        thr = ((pp or {}).get("thresholds") or 0.5) if t == "au" else 0.5
-        write_submission(p, t, sample, dst, thresholds=thr)
-        written.append(dst)
-    return written
 
 def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
     "The models a run trains: (tasks, sub-folder, epochs) each; one per task with `per_task`."
@@ -382,9 +174,6 @@ def predict_split(stages:list, labels, attrs:dict|None=None):
 
 def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path, entry=None) -> dict:
     "Train, evaluate and post-process the fusion model(s); returns the metrics (raw and post-processed). With `entry`, also write test submissions."
-    import dataclasses, torch
-    from abaw_workbench.core import atomic_path, atomic_write, seed_everything
-    from abaw_workbench.train import fit, read_checkpoint
     out = Path(out)
     stages, models = [], fusion_models(cfg)
     norm = audio_stats(store, list(video_slices(train_labels)))   # once for every model of the run
@@ -409,32 +198,32 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
         if missing: print(f"[fuse] {len(missing)} test video(s) not in the feature store (e.g. {missing[0]}): no submission written")
         else:
             tp = predict_split(stages, test, attrs)
-            with atomic_path(out / "predictions_test.nc") as tmp: tp.to_netcdf(tmp, engine="h5netcdf")
+            save_predictions(tp, out / "predictions_test.nc", split="test")
             metrics["submissions"] = [str(p) for p in write_submissions(entry, tp, pp, out, cfg.tasks)]
-    preds.attrs.update(config=json.dumps(dataclasses.asdict(cfg), default=str), store=str(store.path))
-    with atomic_path(out / "predictions_validation.nc") as tmp: preds.to_netcdf(tmp, engine="h5netcdf")
+    save_predictions(preds, out / "predictions_validation.nc", config=dataclasses.asdict(cfg), store=str(store.path),
+                     split="validation", checkpoint=[str(Path(sub) / "best.pt") for _, sub, _ in models])
     with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
+    save_predictions(val_labels, out / "labels_validation.nc", split="validation")
+    write_manifest(out, "fuse", dataset=getattr(entry, "name", None), config=dataclasses.asdict(cfg), metrics=out / "metrics.json",
+                   models={f"fusion_{cfg.fusion.modalities}": {
+                       "kind": "fusion", "checkpoints": {(sub or "all"): out / sub / "best.pt" for _, sub, _ in models},
+                       "predictions": out / "predictions_validation.nc"}},
+                   labels=out / "labels_validation.nc", store=store.path,
+                   frames={"kind": "crops", "root": Layout.of(entry).crops} if entry is not None else None)
     return metrics
 
 def fuse_args(p):
     "Arguments of `abaw fuse`."
     p.add_argument("--features", required=True, help="feature store: a catalog entry name (kind feature_store) or a folder written by `abaw extract`")
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) with the labels (default: demo)")
-    p.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
-    p.add_argument("--config", default=None, help="YAML file with FuseRunConfig values")
-    p.add_argument("--out", default="runs/fuse", help="run folder (resumed when it holds a checkpoint)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. fusion.modalities=visual train.epochs=5")
+    stage_args(p, "runs/fuse", "YAML file with FuseRunConfig values", "fusion.modalities=visual train.epochs=5")
 
 def fuse_main(args) -> int:
     "Train the fusion network and report its validation metrics."
-    from abaw_workbench.annotations import read_split
-    from abaw_workbench.catalog import Catalog, default_catalog_path
-    from abaw_workbench.core import load_config
-    from abaw_workbench.features import FeatureStore
     cat = Catalog.load(args.catalog or default_catalog_path())
     entry = cat.resolve(args.dataset, "affwild2")
     store = FeatureStore(cat.resolve(args.features, "feature_store").path if args.features in cat else args.features)
-    cfg = load_config(FuseRunConfig, args.config, args.overrides)
+    cfg = stage_config(FuseRunConfig, args)
     m = run_fusion(cfg, store, read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks), args.out, entry)
     print(json.dumps(m))
     return 0
