@@ -98,10 +98,10 @@ def _arr(x, dtype=np.float32) -> np.ndarray:
     "A contiguous 1-D array of a dtype the widget protocol sends as a binary buffer (not int64: that goes as a list)."
     return np.ascontiguousarray(x, dtype)
 
-def _grid(z) -> list:
-    "A 2-D heat-map as nested lists, None where NaN (widgets send only 1-D arrays as buffers, and JSON has no NaN)."
+def _grid(z) -> np.ndarray:
+    "A 2-D heat-map as an object array, None where NaN: widgets send 2-D arrays as lists, and JSON has no NaN (object arrays skip plotly's per-element checks)."
     z = np.round(np.asarray(z, np.float64), 4)
-    return np.where(np.isnan(z), None, z).tolist()
+    return np.where(np.isnan(z), None, z)
 
 def _factor(n:int, max_points:int) -> int: return max(1, int(np.ceil(n / max(max_points, 1))))
 
@@ -135,7 +135,7 @@ def _expr_colorscale():
 def timeline_figure(a:dict, # `explore.video_arrays` of model A
                     b:dict|None=None, # and of model B (same frames) to compare
                     names=("prediction", "B"), # what to call A and B
-                    max_points:int=2000, # most columns drawn for the whole video
+                    max_points:int=1000, # most columns drawn for the whole video (about one per pixel)
                     detail:int=300, # frames of full-resolution VA curves around the cursor (when downsampled)
                     height:int=640, width:int=1150,
                     webgl:bool|None=None, # WebGL curves (default: when a curve has over 1,000 points)

@@ -7,7 +7,7 @@ binary buffers) by a comm that counts the bytes, so the figures include serialis
    and serialised; the ratio is baseline / ours.
 2. One scrub step, server side: a slider change rendered (frame read from disk or cache, per-frame figures, cursor,
    detail curves when they move), median over random frames. Target <= 30 ms. Baseline: moving the cursor by
-   resending the timeline curves instead of one layout shape.
+   resending the full-resolution VA curves (as lists) instead of one layout shape.
 3. Play-through: 50 slider changes arriving before the kernel's event loop runs (as when playing faster than frames
    are drawn) are rendered once, at the last frame (a real asyncio loop drives the default scheduler). Target: 1.
 
@@ -37,7 +37,8 @@ comm.create_comm = lambda **kw: WireComm(**kw)
 import cv2
 import plotly.graph_objects as go
 from abaw_workbench.schema import make_dataset, AU_NAMES
-from abaw_workbench.explore import DatasetRun, CropFrames, synthetic_predictions, video_arrays
+from abaw_workbench.explore import DatasetRun, synthetic_predictions, video_arrays
+from abaw_workbench.runs import CropFrames
 from abaw_workbench.widgets import VideoScrubber, timeline_figure
 
 
@@ -124,12 +125,13 @@ def main(argv=None):
         assert sc._shown == int(frames[-1])
         step = statistics.median(times)
         tl = sc.timeline
-        cols = [k for m, k in sc._ti.items() if m.startswith("va") and ":detail" not in m]
+        full = [sc.a["va_label"][:, 0], sc.a["va_pred"][:, 0], sc.a["va_label"][:, 1], sc.a["va_pred"][:, 1]]
         naive = []
-        for f in frames[:10]:   # the baseline: the cursor drawn by resending the curves
+        for f in frames[:10]:   # the baseline: the cursor drawn by resending the full-resolution curves (as lists)
             t0 = time.perf_counter()
             with tl.batch_update():
-                for k in cols: tl.data[k].y = np.array(tl.data[k].y).tolist()
+                for k, v in zip([sc._ti[m] for m in ("va0:label", "va0:pred0", "va1:label", "va1:pred0")], full):
+                    tl.data[k].x = sc.a["frame_index"].tolist(); tl.data[k].y = v.tolist()
             naive.append(time.perf_counter() - t0)
         nb = statistics.median(naive)
         print(f"{'scrub step, server side (ms, median)':<40} {1000 * step:10.1f} {1000 * nb:10.1f} {nb / step:7.1f}   "

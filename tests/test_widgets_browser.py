@@ -17,7 +17,7 @@ SHOTS = ROOT / ".cache" / "browser-screenshots"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
-pytestmark = [pytest.mark.timeout(120),
+pytestmark = [pytest.mark.timeout(150),   # the first test also starts JupyterLab and runs the notebook
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium missing (make browser installs it)")]
 
 
