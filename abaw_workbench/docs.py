@@ -120,12 +120,13 @@ def _plotly_to_html(cells:list[dict]) -> tuple[list[dict], bool]:
 def _page_body(nb:dict) -> tuple[str, str, bool]:
     import nbformat
     from nbconvert import HTMLExporter
+    from nbformat.v4.rwbase import rejoin_lines
     cells = []
     for c in doc_cells(nb):
         c = dict(c); c.pop("hide_input", None)
         cells.append(c)
     cells, uses_plotly = _plotly_to_html(cells)
-    nb2 = nbformat.from_dict({**nb, "cells": cells})
+    nb2 = rejoin_lines(nbformat.from_dict({**nb, "cells": cells}))  # outputs saved as lists of lines: one string each
     exp = HTMLExporter(template_name="lab")
     exp.exclude_input_prompt = exp.exclude_output_prompt = True
     full, _ = exp.from_notebook_node(nb2)

@@ -166,7 +166,7 @@ def timeline_figure(a:dict, # `explore.video_arrays` of model A
     ez = [bin_mode(a["expr_label"], f)] + [bin_mode(d["expr_pred"], f) for d, _, _ in models]
     fig.add_trace(go.Heatmap(x=x, y=["EXPR label"] + [f"EXPR {mn}" for _, mn, _ in models], z=_grid(np.stack(ez)), zmin=-0.5,
                              zmax=len(EXPR_NAMES) - 0.5, colorscale=_expr_colorscale(), meta="expr",
-                             colorbar=dict(tickvals=list(range(len(EXPR_NAMES))), ticktext=EXPR_NAMES, len=0.14, y=0.2, thickness=10),
+                             colorbar=dict(tickvals=list(range(len(EXPR_NAMES))), ticktext=EXPR_NAMES, len=0.3, y=0.2, thickness=10, tickfont=dict(size=9)),
                              hovertemplate="frame %{x}<br>%{y}: class %{z}<extra></extra>"), row=4, col=1)
     er, ez = [], []
     for d, mn, _ in models:
@@ -211,9 +211,9 @@ def au_bars_figure(prob:np.ndarray, # [12] predicted probabilities of model A
     fig.add_bar(x=AU_NAMES, y=np.asarray(prob, np.float32), marker_color=A_COLOR, name="A", meta="pred0")
     if prob_b is not None: fig.add_bar(x=AU_NAMES, y=np.asarray(prob_b, np.float32), marker_color=B_COLOR, name="B", meta="pred1")
     fig.add_scatter(x=AU_NAMES, y=_thr(thresholds), mode="markers", name="threshold", meta="threshold", hoverinfo="skip",
-                    marker=dict(symbol="line-ew-open", size=16, line=dict(width=2, color=CURSOR_COLOR)))
+                    marker=dict(symbol="line-ew-open", size=16, color=CURSOR_COLOR, line=dict(width=2, color=CURSOR_COLOR)))
     fig.add_scatter(x=AU_NAMES, y=np.asarray(label, np.float32), mode="markers", name="label", meta="label",
-                    marker=dict(symbol="line-ew-open", size=20, line=dict(width=4, color=LABEL_COLOR)))
+                    marker=dict(symbol="line-ew-open", size=20, color=LABEL_COLOR, line=dict(width=4, color=LABEL_COLOR)))
     fig.update_yaxes(range=[-0.03, 1.05]); fig.update_layout(barmode="group", bargap=0.15)
     return _small(fig, "AU probability · label (black) · threshold (red)")
 
