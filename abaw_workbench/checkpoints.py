@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .core import AbawError, config_from_dict
-from .mae import MaskedAutoencoder, build_encoder, load_checkpoint, read_state_dict, size_name
+from .mae import MaskedAutoencoder, build_encoder, load_checkpoint, mae_config, read_state_dict, size_name
 from .finetune import FrameModel
 from .temporal import FusionConfig, FusionNet
 

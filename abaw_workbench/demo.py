@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_demo.ipynb #01881e7b
 from __future__ import annotations
-import base64, dataclasses, io, json, sys, time
+import base64, dataclasses, io, json, time
 from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from .mae import EncoderConfig, PretrainConfig, ImageFolderDataset, list_images,
 from .finetune import FinetuneConfig, run_finetune
 from .features import ExtractConfig, FeatureStore, extract_features
 from .fusion import FuseRunConfig, run_fusion
-from .evaluation import postprocess_report
+from .evaluation import evaluate_predictions, postprocess_report
 from .checkpoints import load_model
 from .runs import StageRunner
 

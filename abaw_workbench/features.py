@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_features.ipynb #e62bd9b6
 from __future__ import annotations
-import dataclasses, json, os
+import dataclasses, json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path

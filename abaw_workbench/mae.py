@@ -17,7 +17,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .core import AbawError, atomic_write, load_config, stage_args, stage_config
+from .core import AbawError, atomic_write, stage_args, stage_config
 from .catalog import Catalog, default_catalog_path
 from .train import Stage, TrainConfig, fit, init_distributed
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from .core import AbawError, RUN_KINDS, RUN_MANIFEST, atomic_write, config_hash
 from .schema import load_predictions
-from .layout import Layout
+from .layout import crop_name
 from .checkpoints import load_model
 
 # %% auto #0
@@ -59,7 +59,7 @@ class CropFrames:
     "Frames of an Aff-Wild2-layout data set: its face crops."
     kind = "crops"
     def __init__(self, root:str|Path): self.root = Path(root)
-    def path(self, video:str, frame_index:int) -> Path: return Layout(self.root.parent, {"cropped_aligned": self.root.name}).crop_path(video, frame_index)
+    def path(self, video:str, frame_index:int) -> Path: return self.root / video / crop_name(frame_index)
     def image(self, video:str, frame_index:int) -> np.ndarray|None:
         "The crop of a frame as RGB uint8 [H, W, 3]; None when the frame has no crop."
         p = self.path(video, frame_index)

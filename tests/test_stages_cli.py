@@ -26,6 +26,8 @@ def test_stages_one_by_one(tmp_path):
               "train.max_steps=2", "train.batch_size=8", "train.progress=false", cwd=tmp_path)
     m = json.loads(out.strip().splitlines()[-1])
     assert {"au", "expr", "va", "valence", "arousal", "score"} <= set(m)
+    from abaw_workbench.runs import Run
+    assert Run.open(tmp_path / "runs/finetune").metrics == m   # the run folder explains itself
     run("extract", *c, "--dataset", "syn", "--encoder", "runs/finetune/best.pt", "--out", "runs/features",
         "num_workers=0", cwd=tmp_path)
     assert len(list((tmp_path / "runs/features/videos").glob("*.nc"))) >= 3
