@@ -138,12 +138,12 @@ def timeline_figure(a:dict, # `explore.video_arrays` of model A
                     max_points:int=1000, # most columns drawn for the whole video (about one per pixel)
                     detail:int=300, # frames of full-resolution VA curves around the cursor (when downsampled)
                     height:int=640, width:int=1150,
-                    webgl:bool|None=None, # WebGL curves (default: when a curve has over 1,000 points)
+                    webgl:bool|None=None, # WebGL curves (default: for videos longer than `max_points`)
                    ) -> go.Figure:
     "Timelines of one video: VA curves, AU heat-map, EXPR ribbon and error bands, with a cursor shape."
     fi = a["frame_index"]; n = len(fi)
     f = _factor(n, max_points)
-    Line = go.Scattergl if (webgl if webgl is not None else min(n, max_points) > 1000 or (f > 1 and detail > 1000)) else go.Scatter
+    Line = go.Scattergl if (webgl if webgl is not None else f > 1) else go.Scatter
     x = _arr(fi[::f], np.int32)
     models = [(a, names[0], A_COLOR)] + ([(b, names[1], B_COLOR)] if b is not None else [])
     fig = make_subplots(rows=5, cols=1, shared_xaxes=True, vertical_spacing=0.025, row_heights=[0.17, 0.17, 0.36, 0.12, 0.18])
