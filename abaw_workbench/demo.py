@@ -32,7 +32,8 @@ from .runs import StageRunner
 
 # %% auto #0
 __all__ = ['STAGES', 'DemoConfig', 'named_configs', 'demo_config', 'calibrate', 'timing_rows', 'timing_table', 'run_demo',
-           'summary_table', 'report_figures', 'reconstruction_png', 'write_report', 'demo_args', 'demo_main']
+           'summary_table', 'report_figures', 'reconstruction_png', 'write_report', 'demo_args', 'demo_main',
+           'tiny_run']
 
 # %% ../nbs/13_demo.ipynb #8c6136a4
 @dataclass
@@ -301,3 +302,20 @@ def demo_main(args) -> int:
     if args.faces: cfg.faces = args.faces
     run_demo(cfg, args.out, args.catalog, args.force)
     return 0
+
+# %% ../nbs/13_demo.ipynb #1b7e8e9b
+def tiny_run(folder:str|Path, # where the catalog, data and run go
+             frames:int=32 # frames per synthetic video
+            ) -> tuple[Path, Path]:
+    "Train a tiny demo run on a tiny synthetic set (seconds per stage); returns (run folder, catalog file)."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    cat = folder / "catalog.yaml"
+    cat.write_text("cache_dir: cache\nentries:\n"
+                   f"  demo: {{kind: affwild2, path: data/demo, synth: {{videos: 3, frames: {frames}, seed: 0, size: 112}}}}\n"
+                   "  demo_faces: {kind: image_folder, path: data/faces, synth: {images: 16, seed: 1, size: 112}}\n")
+    cfg = demo_config("tiny", ["pretrain.train.max_steps=2", "pretrain.train.batch_size=8", "finetune.train.max_steps=2",
+                               "finetune.train.batch_size=8", "fusion.train.max_steps=3", "fusion.train.batch_size=2",
+                               "fusion.fusion.window=16", "fusion.fusion.stride=8", "extract.num_workers=0",
+                               "finetune.train.num_workers=0", "pretrain.train.num_workers=0"])
+    run_demo(cfg, folder / "run", cat, log=lambda *a: None)
+    return folder / "run", cat
