@@ -41,7 +41,8 @@ def lab():
     (tmp / "root").mkdir(); shutil.copy(NB, tmp / "root" / "explore.ipynb")
     _settings(tmp / "settings")
     port = _free_port()
-    env = {**os.environ, "ABAW_EXPLORE_FIXTURE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "ABAW_EXPLORE_FIXTURE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "TMPDIR": str(tmp)}   # the kernel's fixture run goes with the test's folder
     cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--ip", "127.0.0.1", f"--port={port}", "--no-browser",
            "--allow-root", f"--ServerApp.root_dir={tmp / 'root'}", f"--IdentityProvider.token={TOKEN}",
            f"--LabApp.user_settings_dir={tmp / 'settings'}", f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
