@@ -16,7 +16,7 @@ help:
 	@echo "make demo       run the whole method on the embedded synthetic data set (abaw demo)"
 	@echo "make test       every fast test: notebook hygiene, notebooks (nbdev_test), tests/"
 	@echo "make test-slow  the slow-flagged notebook cells and slow tests too"
-	@echo "make lab        JupyterLab on nbs/ (127.0.0.1)"
+	@echo "make lab        JupyterLab (127.0.0.1) on the failure-case explorer, nbs/tutorials/explore.ipynb"
 	@echo "make docs       build the HTML docs site from the notebooks into _docs/ (pure Python, offline; no Quarto)"
 	@echo "make docs-quarto  nbdev's own docs path (nbdev_docs), for machines with Quarto on PATH"
 	@echo "make bench      run every benchmark in bench/ and print one table"
@@ -52,8 +52,11 @@ test-slow: env browser
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags slow --timing
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# Opens on the explore notebook; the project's lab settings (lab/user-settings: no news pop-up) are used.
 lab: env
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=nbs
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=nbs \
+	  --LabApp.default_url=/lab/tree/tutorials/explore.ipynb \
+	  --LabApp.user_settings_dir=lab/user-settings --LabApp.workspaces_dir=lab/workspaces
 
 # The Python builder (nbs/91_docs.ipynb) is the default and the one CI checks; it writes only _docs/.
 docs: env

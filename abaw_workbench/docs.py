@@ -287,7 +287,9 @@ def output_html(o:dict, ctx:PageContext, div_id:str) -> str:
     if "image/svg+xml" in data: return f'<div class="out">{"".join(data["image/svg+xml"])}</div>'
     if "text/html" in data:
         h = "".join(data["text/html"])
-        if not _EXTERNAL.search(h) and len(h) < 60_000: return f'<div class="out">{h}</div>'
+        static = 'abaw-static' in h   # a widget's static fallback: plotly figures drawn by the page's plotly.js
+        if static: ctx.uses_plotly = True
+        if not _EXTERNAL.search(h) and (len(h) < 60_000 or static): return f'<div class="out">{h}</div>'
     if "text/markdown" in data: return f'<div class="out">{ctx.markdown("".join(data["text/markdown"]))}</div>'
     if WIDGET_MIME in data: return '<p class="out widget">(an interactive widget: open the notebook in JupyterLab to use it)</p>'
     if "text/plain" in data: return f'<pre class="out">{html.escape(_short("".join(data["text/plain"])))}</pre>'
