@@ -34,7 +34,7 @@ OUTPUT_KINDS = ("feature_store", "run")
 TOP_KEYS = {"entries", "cache_dir"}
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-CHECKPOINT_FORMATS = ("auto", "mae", "timm")
+CHECKPOINT_FORMATS = ("auto", "mae", "timm", "hf_audio")  # hf_audio: a transformers audio-encoder folder (wav2vec2 / HuBERT)
 
 # %% ../nbs/05a_catalog.ipynb #9d8492ca
 def _expand(p:str, base:Path, where:str="path") -> Path:
@@ -81,7 +81,10 @@ class Entry:
             raise AbawError(f"{self.where()}: {self.path} does not exist{hint}")
         if self.kind in ("affwild2", "image_folder", "feature_store", "run") and not self.path.is_dir():
             raise AbawError(f"{self.where()}: {self.path} is not a directory")
-        if self.kind == "checkpoint" and not self.path.is_file():
+        if self.kind == "checkpoint" and self.options.get("format") == "hf_audio":
+            if not (self.path / "config.json").is_file():
+                raise AbawError(f"{self.where()}: {self.path} is not a transformers model folder (no config.json)")
+        elif self.kind == "checkpoint" and not self.path.is_file():
             raise AbawError(f"{self.where()}: {self.path} is not a file")
         if self.kind == "affwild2":
             lay = self.layout
