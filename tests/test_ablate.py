@@ -142,3 +142,26 @@ def test_the_same_grid_on_a_dask_localcluster(grid):
 def test_grid_expansion_matches_the_run_ids_on_disk(grid):
     d, _ = grid
     assert {r.id for r in load_grid(d / "grid.yaml").runs()} == set(_statuses(d / "out"))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("grid_file", sorted((ROOT / "ablations").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_grids_match_their_notebooks(grid_file):
+    "Every shipped grid names an experiment notebook and parameters of the right types, over at least 2 seeds."
+    from abaw_workbench.ablate import check_parameters
+    g = load_grid(grid_file)
+    check_parameters(g)
+    assert g.notebook.parent == ROOT / "nbs" / "experiments" and len(g.seeds) >= 2 and len(g.runs()) >= 4
+
+
+def test_shipped_grids_cover_the_papers_axes():
+    vals = {}
+    for f in (ROOT / "ablations").glob("*.yaml"):
+        for k, v in load_grid(f).parameters.items(): vals.setdefault(k, set()).update(map(str, v))
+    assert {"True", "False"} <= vals["pretrained"]
+    assert {"visual", "audio", "audio_visual"} <= vals["modalities"]
+    assert {"16", "32", "64", "100"} <= vals["window"]
+    assert {"concat", "cross_attention"} <= vals["design"]
+    assert {"True", "False"} <= vals["smoothing"] and {"True", "False"} <= vals["thresholds"]
