@@ -103,15 +103,15 @@ def _ours(path):
 
 def test_sigkill_then_rerun_gives_the_table_of_an_uninterrupted_run(tmp_path):
     make_probe_notebook(tmp_path / "probe.ipynb")
-    (tmp_path / "grid.yaml").write_text("notebook: probe.ipynb\nparameters: {x: [1, 2, 3]}\nfixed: {sleep: 1.5}\nseeds: 2\n")
+    (tmp_path / "grid.yaml").write_text("notebook: probe.ipynb\nparameters: {x: [1, 2]}\nfixed: {sleep: 1.0}\nseeds: 2\n")
     p = subprocess.Popen([str(ABAW), "ablate", "grid.yaml", "--workers", "2", "--out", "killed", "--no-progress"],
                          cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.time()
-    while len(_statuses(tmp_path / "killed")) < 2 and time.time() - t0 < 300 and p.poll() is None: time.sleep(0.2)
+    while len(_statuses(tmp_path / "killed")) < 1 and time.time() - t0 < 300 and p.poll() is None: time.sleep(0.1)
     assert p.poll() is None, "the grid finished before it could be killed"
     p.send_signal(signal.SIGKILL); p.wait()
     n_finished = len(_statuses(tmp_path / "killed"))
-    assert 2 <= n_finished < 6
+    assert 1 <= n_finished < 4
     t0 = time.time()   # the orphaned workers notice and kill their runs
     while _ours(tmp_path / "killed") and time.time() - t0 < 30: time.sleep(0.5)
     assert not _ours(tmp_path / "killed"), [p.info["cmdline"] for p in _ours(tmp_path / "killed")]
@@ -123,7 +123,7 @@ def test_sigkill_then_rerun_gives_the_table_of_an_uninterrupted_run(tmp_path):
     run_grid(tmp_path / "grid.yaml", tmp_path / "straight", workers=2, progress=False)
     a, b = _table(tmp_path / "killed"), _table(tmp_path / "straight")
     assert a.equals(b), (a, b)
-    assert (a["status"] == "done").all() and len(a) == 6
+    assert (a["status"] == "done").all() and len(a) == 4
 
 
 def test_the_same_grid_on_a_dask_localcluster(grid):
