@@ -205,6 +205,7 @@ def with_fixed(grid:Grid, # a loaded grid
 STATUS = "status.json" # the runner's record of a run (written last, atomically)
 RECORD = "record.json" # the experiment notebook's own record (metrics, timing, ...), beside the executed notebook
 EXECUTED = "notebook.ipynb" # the executed notebook in each run folder
+_ACTIVE = set() # run folders this process is executing
 
 def _kill_tree(proc, known:set):
     "Kill `proc`'s session and every process seen under it (kernels start sessions of their own)."
@@ -239,7 +240,7 @@ def execute_run(notebook:str, # the experiment notebook
                 poll:float=0.2 # watchdog period in seconds
                ) -> dict:
     "Execute one run headless with papermill in a child process under a watchdog; write and return its status record."
-    folder = Path(folder)
+    folder = Path(folder).absolute()
     if folder.exists(): shutil.rmtree(folder)  # an unfinished run starts again from nothing
     folder.mkdir(parents=True)
     (folder / "parameters.yaml").write_text(yaml.safe_dump(parameters, sort_keys=False))
@@ -247,19 +248,22 @@ def execute_run(notebook:str, # the experiment notebook
            "-f", str(folder / "parameters.yaml"), "--cwd", str(folder), "-k", kernel, "--no-progress-bar", "--log-output"]
     parent, t0, started = os.getppid(), time.time(), _now()
     status, known = None, set()
-    with open(folder / "log.txt", "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            while proc.poll() is None:
-                with contextlib.suppress(psutil.Error): known |= set(psutil.Process(proc.pid).children(recursive=True))
-                if os.getppid() != parent:  # whoever handed out this run is gone: leave no orphans, record nothing
-                    _kill_tree(proc, known); os._exit(1)
-                if timeout is not None and time.time() - t0 > timeout:
-                    _kill_tree(proc, known); status = "timed_out"; break
-                time.sleep(poll)
-        except BaseException:
-            _kill_tree(proc, known); raise
-        _kill_tree(proc, known)   # whatever it left running
+    _ACTIVE.add(str(folder))  # from before the start: the pool worker's parent watch must not exit under a run
+    try:
+        with open(folder / "log.txt", "wb") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            try:
+                while proc.poll() is None:
+                    with contextlib.suppress(psutil.Error): known |= set(psutil.Process(proc.pid).children(recursive=True))
+                    if os.getppid() != parent:  # whoever handed out this run is gone: leave no orphans, record nothing
+                        _kill_tree(proc, known); os._exit(1)
+                    if timeout is not None and time.time() - t0 > timeout:
+                        _kill_tree(proc, known); status = "timed_out"; break
+                    time.sleep(poll)
+            except BaseException:
+                _kill_tree(proc, known); raise
+            _kill_tree(proc, known)   # whatever it left running
+    finally: _ACTIVE.discard(str(folder))
     rc = proc.returncode
     if status is None: status = "done" if rc == 0 else "failed"
     error = None
@@ -290,8 +294,8 @@ def _write_grid_json(grid:Grid, out:Path, runs:list[Run]):
 def _watch_parent(parent:int):
     "In a pool worker: exit when the process that made the pool is gone (no idle orphans after a SIGKILL)."
     import threading
-    def watch():
-        while os.getppid() == parent: time.sleep(0.5)
+    def watch():  # a run in progress is left to its watchdog, which kills it first
+        while os.getppid() == parent or _ACTIVE: time.sleep(0.5)
         os._exit(1)
     threading.Thread(target=watch, daemon=True).start()
 
@@ -337,7 +341,7 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
     own = executor is None
     if own: executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_watch_parent, initargs=(os.getpid(),))
-    bar, inflight = _Progress(len(pending), progress), {}
+    bar, inflight, interrupted = _Progress(len(pending), progress), {}, False
     try:
         queue = list(pending)
         while queue or inflight:
@@ -353,9 +357,11 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
                 except Exception as e:  # the worker itself died: record it, unless the run recorded itself
                     rec = read_status(out / "runs" / r.id) or _record_crash(out / "runs" / r.id, r, e)
                 bar.update(len(inflight), rec)
+    except KeyboardInterrupt:  # don't wait for the runs: pool workers see this process go and kill their runs
+        interrupted = True; raise
     finally:
         bar.close()
-        if own: executor.shutdown(wait=True, cancel_futures=True)
+        if own: executor.shutdown(wait=not interrupted, cancel_futures=True)
     ds = load_results(out)
     write_results(ds, out)
     return ds

@@ -109,12 +109,15 @@ def test_sigkill_then_rerun_gives_the_table_of_an_uninterrupted_run(tmp_path):
     t0 = time.time()
     while len(_statuses(tmp_path / "killed")) < 1 and time.time() - t0 < 300 and p.poll() is None: time.sleep(0.1)
     assert p.poll() is None, "the grid finished before it could be killed"
+    tree = psutil.Process(p.pid).children(recursive=True)   # pool workers, papermill, kernels
+    assert any("papermill" in " ".join(c.cmdline()) for c in tree)
     p.send_signal(signal.SIGKILL); p.wait()
+    # the orphaned workers notice and kill their runs (a run that just ended may still record itself), then exit
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert not alive, [c.cmdline() for c in alive]
+    assert not _ours(tmp_path), [p.info["cmdline"] for p in _ours(tmp_path)]   # papermill names the notebook's path
     n_finished = len(_statuses(tmp_path / "killed"))
     assert 1 <= n_finished < 4
-    t0 = time.time()   # the orphaned workers notice and kill their runs
-    while _ours(tmp_path / "killed") and time.time() - t0 < 30: time.sleep(0.5)
-    assert not _ours(tmp_path / "killed"), [p.info["cmdline"] for p in _ours(tmp_path / "killed")]
     for f in (tmp_path / "killed" / "runs").glob("*/*"):   # no half-written record
         assert not f.name.endswith(".tmp"), f
         if f.name == STATUS: json.loads(f.read_text())
