@@ -16,6 +16,9 @@ import yaml
 from tqdm.auto import tqdm
 
 from .core import AbawError, atomic_path, atomic_write, config_hash
+from .evaluation import apply_postprocess, evaluate_predictions, postprocess_report, tune_postprocess
+from .metrics import tune_au_thresholds
+from .schema import AU_NAMES, video_slices
 
 # %% auto #0
 __all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'PAPERMILL_TAGS', 'EXPERIMENT_STAGES', 'Run', 'run_id', 'Grid',
@@ -537,7 +540,7 @@ def file_lock(path:str|Path # the lock file (made if absent)
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
-def shared_stage(runner, # a stage cache (`StageRunner`): folders keyed by chained config hashes
+def shared_stage(runner, # a stage cache (`runs.StageRunner`): folders keyed by chained config hashes
                  name:str, # stage name
                  settings, # the stage's settings (hashed)
                  fn # `fn(folder) -> dict`, run unless finished before
@@ -586,7 +589,7 @@ def _stage_settings(c) -> dict:
 
 def experiment_stages(cfg, # a `demo.DemoConfig`: every stage's settings
                       cat, # the `catalog.Catalog` (cfg.dataset, cfg.faces)
-                      runner, # the stage cache (`demo.StageRunner`) in a folder the runs of a grid share
+                      runner, # the stage cache (`runs.StageRunner`) in a folder the runs of a grid share
                       until:str="fusion", # the last stage: "finetune", "extract" or "fusion"
                       pretrained:bool=True # fine-tune from the MAE encoder (False: from random weights)
                      ) -> dict:
@@ -624,11 +627,10 @@ def experiment_stages(cfg, # a `demo.DemoConfig`: every stage's settings
         return {"metrics": run_finetune(fc, entry, d)}
     _, folders["finetune"] = shared_stage(runner, "finetune", _stage_settings(cfg.finetune), fine)
     if until == "finetune": return {"entry": entry, "labels": labels, "folders": folders}
-    ext_cfg = dataclasses.replace(cfg.extract, pool=cfg.finetune.pool, grid_dim=cfg.finetune.grid_dim)
-    def ext(d):
-        extract_features(entry, d / "store", folders["finetune"] / "best.pt", ext_cfg, cat.cache_dir, progress=False)
+    def ext(d):   # the encoder, its pooling and size come from the fine-tuned checkpoint
+        extract_features(entry, d / "store", folders["finetune"] / "best.pt", cfg.extract, cat.cache_dir, progress=False)
         return {}
-    _, folders["extract"] = shared_stage(runner, "extract", dataclasses.asdict(ext_cfg), ext)
+    _, folders["extract"] = shared_stage(runner, "extract", dataclasses.asdict(cfg.extract), ext)
     if until == "extract": return {"entry": entry, "labels": labels, "folders": folders}
     store = FeatureStore(folders["extract"] / "store")
     def fu(d):
@@ -638,9 +640,6 @@ def experiment_stages(cfg, # a `demo.DemoConfig`: every stage's settings
 
 # %% ../nbs/14_ablate.ipynb #3022e3e0
 def _restricted_tune(labels, preds, tasks, smoothing:bool, thresholds:bool) -> dict:
-    # scoring imports torch through fusion/finetune: kept out of the runner, which only starts notebooks
-    from abaw_workbench.fusion import tune_postprocess
-    from abaw_workbench.metrics import tune_au_thresholds
     pp = tune_postprocess(labels, preds, tasks) if smoothing else {"smooth": {}, "thresholds": None}
     if not thresholds or "au" not in tasks: pp["thresholds"] = None
     elif not smoothing: pp["thresholds"] = tune_au_thresholds(labels, preds)
@@ -652,10 +651,7 @@ def selected_scores(labels, preds, # validation labels and predictions (schema)
                     tasks=("au", "expr", "va"), # tasks to score
                     folds:int=2 # post-processing tuned on the other folds of videos
                    ) -> dict:
-    "Metrics with the chosen post-processing tuned on other validation videos (as `fusion.score_postprocessed_cv`)."
-    from abaw_workbench.finetune import evaluate_predictions
-    from abaw_workbench.fusion import apply_postprocess
-    from abaw_workbench.schema import AU_NAMES, video_slices
+    "Metrics with the chosen post-processing tuned on other validation videos (as `evaluation.score_postprocessed_cv`)."
     tasks = list(tasks)
     if not smoothing and not thresholds: return evaluate_predictions(labels, preds, tasks)
     videos = sorted(video_slices(labels))
@@ -680,8 +676,6 @@ def experiment_metrics(labels, preds, # validation labels and predictions (schem
                        tasks=("au", "expr", "va") # tasks to score
                       ) -> dict:
     "A model's metrics as in the demo's metrics.json (raw, `postprocessed`, `postprocessed_cv`) plus `selected`."
-    from abaw_workbench.finetune import evaluate_predictions
-    from abaw_workbench.fusion import postprocess_report
     tasks = list(tasks)
     m = evaluate_predictions(labels, preds, tasks)
     pp, more = postprocess_report(labels, preds, tasks)

@@ -13,20 +13,21 @@ import pandas as pd
 import xarray as xr
 
 from .core import AbawError, atomic_write
-from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, make_dataset, video_slices
+from .layout import Layout, crop_indices
+from .schema import (AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, check_task, fps_from_name, frame_positions, make_dataset,
+                                   prediction_values, video_slices)
 
 # %% auto #0
-__all__ = ['HEADERS', 'MARKERS', 'NCOLS', 'SPLITS', 'read_annotation_file', 'format_floats', 'format_rows', 'format_annotations',
-           'write_annotation_file', 'annotation_dir', 'crop_indices', 'read_split', 'split_summary',
-           'write_annotations', 'read_test_list', 'frame_positions', 'prediction_values', 'write_submission']
+__all__ = ['HEADERS', 'MARKERS', 'NCOLS', 'read_annotation_file', 'format_floats', 'format_rows', 'format_annotations',
+           'write_annotation_file', 'read_split', 'split_summary', 'write_annotations', 'read_test_list',
+           'write_submission']
 
 # %% ../nbs/03_annotations.ipynb #61c71900
 HEADERS = {"au": ",".join(AU_NAMES), "expr": ",".join(EXPR_NAMES), "va": ",".join(VA_NAMES)}
 MARKERS = {"au": -1, "expr": -1, "va": -5}
 NCOLS = {"au": len(AU_NAMES), "expr": 1, "va": len(VA_NAMES)}
 
-def _check_task(task):
-    if task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
+
 
 # %% ../nbs/03_annotations.ipynb #d6e608f5
 def _split_header(raw:bytes) -> tuple[bytes, bytes]:
@@ -80,7 +81,7 @@ def read_annotation_file(path:str|Path, # an AU, EXPR or VA annotation (or predi
                          task:str, # "au", "expr" or "va"
                         ) -> np.ndarray:
     "Read one file: AU float32 [n,12] (NaN = no label), EXPR int8 [n] (-1), VA float64 [n,2] (NaN)."
-    _check_task(task)
+    check_task(task)
     path = Path(path)
     try: raw = path.read_bytes()
     except OSError as e: raise AbawError(f"{path}: cannot read ({e.strerror})") from None
@@ -112,7 +113,7 @@ def format_rows(task:str, # "au", "expr" or "va"
                 where:str="values" # name used in error messages
                ) -> list[str]:
     "One text row per frame, as in annotation files: ints for AU / EXPR, shortest floats for VA, markers for no label."
-    _check_task(task)
+    check_task(task)
     v = np.asarray(values)
     k = NCOLS[task]
     if task == "expr":
@@ -150,33 +151,12 @@ def write_annotation_file(path:str|Path, # the file to (re)write
     with atomic_write(path, "wb") as f: f.write(text.encode())
 
 # %% ../nbs/03_annotations.ipynb #2abd2a33
-SPLITS = ("train", "validation")
-
-def annotation_dir(entry, # a catalog `Entry` of kind affwild2
-                   task:str, # "au", "expr" or "va"
-                   split:str # "train" or "validation"
-                  ) -> Path:
-    "The folder holding one task's per-video annotation files for one split."
-    _check_task(task)
-    if split not in SPLITS: raise AbawError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
-    f = entry.folders
-    return Path(entry.path) / f["annotations"] / f[task] / f[split]
-
 def _list_txt(d:Path) -> dict[str, Path]:
     with os.scandir(d) as it:
         return {e.name[:-4]: Path(e.path) for e in it if e.name.endswith(".txt") and e.is_file()}
 
-def crop_indices(crop_dir:Path) -> np.ndarray:
-    "Sorted frame indices of the `NNNNN.jpg` crops in one video's folder (empty if it does not exist)."
-    try: names = os.listdir(crop_dir)
-    except (FileNotFoundError, NotADirectoryError): return np.zeros(0, np.int64)
-    s = pd.Series(names, dtype=object)
-    s = s[s.str.fullmatch(r"\d{5,}\.jpg")]
-    return np.sort(s.str[:-4].astype(np.int64).to_numpy())
-
 # %% ../nbs/03_annotations.ipynb #25c7397f
 def _video_time(video_names, counts, fi) -> np.ndarray:
-    from abaw_workbench.schema import fps_from_name
     fps = np.array([fps_from_name(v) or np.nan for v in video_names], np.float64)
     return (fi - 1) / np.repeat(fps, counts)
 
@@ -186,10 +166,11 @@ def read_split(entry, # a catalog `Entry` of kind affwild2
                crops:bool=True, # look for cropped images (else has_face is True everywhere)
               ) -> xr.Dataset:
     "Read one split's annotation files (and which frames have a crop) into the schema."
-    tasks = tuple(tasks or entry.tasks)
+    tasks = tuple(tasks or getattr(entry, "tasks", TASKS))
+    lay = Layout.of(entry)
     files = {}
     for t in tasks:
-        d = annotation_dir(entry, t, split)
+        d = lay.annotation_dir(t, split)
         if not d.is_dir(): raise AbawError(f"{getattr(entry, 'name', entry)}: annotation folder {d} does not exist")
         files[t] = _list_txt(d)
     videos = sorted(set().union(*[set(f) for f in files.values()]))
@@ -214,9 +195,8 @@ def read_split(entry, # a catalog `Entry` of kind affwild2
     has_face = np.ones(n, bool)
     n_extra = 0
     if crops:
-        crop_root = Path(entry.path) / entry.folders["cropped_aligned"]
         for i, v in enumerate(videos):
-            idx = crop_indices(crop_root / v)
+            idx = crop_indices(lay.crop_dir(v))
             m = np.zeros(counts[i] + 1, bool)
             inside = idx[idx <= counts[i]]
             m[inside] = True
@@ -248,14 +228,8 @@ def split_summary(ds:xr.Dataset) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/03_annotations.ipynb #388c99fb
-def _task_dir(target, task, split) -> Path:
-    if hasattr(target, "folders"): return annotation_dir(target, task, split)
-    from abaw_workbench.catalog import AFFWILD2_FOLDERS as F
-    if split not in SPLITS: raise AbawError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
-    return Path(target) / F[task] / F[split]
-
 def write_annotations(ds:xr.Dataset, # labels in the schema
-                      target, # a catalog `Entry`, or the annotations folder (holding `AU_Detection_Challenge`, ...)
+                      target, # a catalog `Entry`, a `Layout` or a data set root folder
                       split:str, # "train" or "validation"
                       tasks:Sequence[str]|None=None, # default: all three
                      ) -> dict[str, int]:
@@ -266,8 +240,8 @@ def write_annotations(ds:xr.Dataset, # labels in the schema
     has_in_file = "in_file" in ds
     written = {}
     for t in tasks:
-        _check_task(t)
-        d = _task_dir(target, t, split)
+        check_task(t)
+        d = Layout.of(target).annotation_dir(t, split)
         d.mkdir(parents=True, exist_ok=True)
         vals = ds[t].values
         lab = vals >= 0 if t == "expr" else ~np.isnan(vals).all(1)
@@ -318,34 +292,6 @@ def read_test_list(path:str|Path # a CVPR_5th_ABAW_<TASK>_test_set_sample.txt fi
     return task, list(zip(vid.tolist(), fi.tolist()))
 
 # %% ../nbs/03_annotations.ipynb #27d5c9fe
-def frame_positions(ds:xr.Dataset, # a dataset in the schema
-                    vid, # video name of each wanted frame
-                    fi, # frame_index of each wanted frame
-                   ) -> np.ndarray:
-    "Positions in `ds` of the (video, frame_index) pairs; -1 where absent (a hash join, fast on millions of frames)."
-    index = pd.MultiIndex.from_arrays([ds.video.values, ds.frame_index.values])
-    if not index.is_unique: raise AbawError("predictions: a (video, frame_index) pair occurs twice")
-    return index.get_indexer(pd.MultiIndex.from_arrays([vid, fi]))
-
-def prediction_values(ds:xr.Dataset, # predictions in the schema
-                      task:str, # "au", "expr" or "va"
-                      thresholds=0.5, # AU: one threshold, or one per AU (dict by name or sequence)
-                     ) -> np.ndarray:
-    "Hard predictions per frame: AU 0/1 (thresholded), EXPR class (argmax of expr_prob if present), VA floats."
-    _check_task(task)
-    if task == "au":
-        thr = np.array([thresholds[a] for a in AU_NAMES] if isinstance(thresholds, dict) else thresholds, np.float64)
-        p = ds.au.values
-        return np.where(np.isnan(p), np.nan, (p >= thr).astype(np.float32))
-    if task == "expr":
-        if "expr_prob" in ds:
-            pr = ds.expr_prob.values
-            out = pr.argmax(1).astype(np.int8)
-            out[np.isnan(pr).any(1)] = -1                     # a frame without probabilities has no prediction
-            return out
-        return ds.expr.values
-    return ds.va.values
-
 def _nearest(ds, valid, vid, fi, rows, where) -> np.ndarray:
     "For sample rows `rows`, the position in `ds` of the nearest frame (same video) with a valid prediction."
     sl, dfi = video_slices(ds), ds.frame_index.values

@@ -13,24 +13,11 @@ import numpy as np
 
 from .core import AbawError, atomic_write
 from .schema import base_video
+from .layout import Layout
 
 # %% auto #0
-__all__ = ['VIDEO_EXTENSIONS', 'AUDIO_FEATURE_NAMES', 'find_video_file', 'extract_waveform', 'AudioConfig', 'audio_feature_names',
-           'pitch_track', 'audio_features', 'video_fps', 'video_audio_features']
-
-# %% ../nbs/07_audio.ipynb #8ae36daa
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
-
-def find_video_file(entry, # a catalog `Entry` of kind affwild2 (uses `path` and `folders["videos"]`)
-                    video:str # video name, possibly with `_left`/`_right`
-                   ) -> Path|None:
-    "The raw video file of `video`, or None when there is none."
-    d = Path(entry.path) / entry.folders["videos"]
-    for name in dict.fromkeys([video, base_video(video)]):
-        for ext in VIDEO_EXTENSIONS:
-            for e in (ext, ext.upper()):
-                if (d / (name + e)).is_file(): return d / (name + e)
-    return None
+__all__ = ['AUDIO_FEATURE_NAMES', 'extract_waveform', 'AudioConfig', 'audio_feature_names', 'pitch_track', 'audio_features',
+           'video_fps', 'video_audio_features']
 
 # %% ../nbs/07_audio.ipynb #a5e75b62
 _warned: set = set()
@@ -177,7 +164,7 @@ def _pool(x:np.ndarray, lo, hi, w:np.ndarray|None=None):
 # %% ../nbs/07_audio.ipynb #fb724921
 def _hop_features(y:np.ndarray, sr:int, cfg:AudioConfig) -> dict:
     "Hop-level log-mel, MFCC, deltas, pitch, voicing and RMS of `y`."
-    import librosa
+    import librosa   # imported here: librosa takes seconds to import, and only feature extraction needs it
     hop = int(round(cfg.hop * sr)); win = int(round(cfg.win * sr)); n_fft = 1 << int(np.ceil(np.log2(win)))
     y = np.asarray(y, np.float32)
     if len(y) < n_fft: y = np.pad(y, (0, n_fft - len(y)))  # very short clips: zeros after the end (masked by the caller)
@@ -236,7 +223,7 @@ def video_fps(video_path:str|Path) -> float|None:
             return float(r) if r else None
     except av.FFmpegError as e: raise AbawError(f"{video_path}: cannot read video ({e})") from None
 
-def video_audio_features(entry, # a catalog `Entry` of kind affwild2
+def video_audio_features(entry, # a catalog `Entry` of kind affwild2, or a `Layout`
                          video:str, # video name (with `_left`/`_right` if any)
                          frame_times, # [n_frames] frame times in seconds (e.g. `ds.time` of the video; NaN = unknown)
                          cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
@@ -246,10 +233,10 @@ def video_audio_features(entry, # a catalog `Entry` of kind affwild2
     "Features [n_frames, D] and the bool mask of frames with audio, for one video."
     cfg = cfg or AudioConfig()
     t = np.asarray(frame_times, np.float64).copy()
-    p = find_video_file(entry, video)
+    lay = Layout.of(entry)
+    p = lay.raw_video(video)
     if p is None:
-        _warn_once(f"{entry.path}:{base_video(video)}",
-                   f"{Path(entry.path) / entry.folders['videos']}: no raw video for {video!r}; audio features are zeros")
+        _warn_once(f"{lay.root}:{base_video(video)}", f"{lay.videos}: no raw video for {video!r}; audio features are zeros")
         return np.zeros((len(t), len(audio_feature_names(cfg))), np.float32), np.zeros(len(t), bool)
     wave, sr, has_audio = extract_waveform(p, cache_dir, cfg.sr)
     if frame_index is not None and np.isnan(t).any():

@@ -4,29 +4,51 @@
 
 # %% ../nbs/90_cli.ipynb #40fc8825
 from __future__ import annotations
-import argparse, importlib, sys
+import argparse, importlib, importlib.util, sys
+from dataclasses import dataclass
 
+import abaw_workbench
 from .core import AbawError
 
 # %% auto #0
-__all__ = ['COMMANDS', 'Parser', 'main']
+__all__ = ['COMMANDS', 'Command', 'available_commands', 'Parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #d4f3e5c3
+@dataclass(frozen=True)
+class Command:
+    "One `abaw` sub-command: where its functions are, and its one-line help."
+    main: str # "module:function" doing the work, `f(args) -> int`
+    args: str # "module:function" adding its arguments, `f(parser)`
+    help: str # one line for `abaw --help`
+
+    @property
+    def module(self) -> str: return self.main.split(":")[0]
+    def available(self) -> bool: return importlib.util.find_spec(self.module) is not None
+    def load(self, which:str):
+        mod, fn = getattr(self, which).split(":")
+        return getattr(importlib.import_module(mod), fn)
+
+def _cmd(module:str, name:str, help:str) -> Command:
+    return Command(f"abaw_workbench.{module}:{name}_main", f"abaw_workbench.{module}:{name}_args", help)
+
 COMMANDS = {
-    # name: (module, one-line help, issue that delivers it)
-    "catalog":     ("abaw_workbench.catalog", "list data_catalog.yaml entries with their status", 2),
-    "synth":       ("abaw_workbench.synth", "write a synthetic Aff-Wild2-like data set", 4),
-    "synth-faces": ("abaw_workbench.synth", "write a folder of synthetic face images (MAE pre-training)", 4),
-    "pretrain":    ("abaw_workbench.mae", "MAE pre-training on a folder of face images", 5),
-    "finetune":    ("abaw_workbench.finetune", "fine-tune the encoder on frames for AU / EXPR / VA", 5),
-    "extract":     ("abaw_workbench.features", "extract visual and audio features into a feature store", 6),
-    "fuse":        ("abaw_workbench.fusion", "train the temporal fusion transformer on stored features", 6),
-    "score":       ("abaw_workbench.metrics", "score predictions against labels with the ABAW metrics", 3),
-    "predict":     ("abaw_workbench.predict", "predict AU / EXPR / VA for a raw video", None),
-    "ablate":      ("abaw_workbench.ablate", "run a grid of papermill ablation notebooks into one table", None),
-    "demo":        ("abaw_workbench.demo", "run the whole method end to end on the embedded data set", 7),
-    "docs":        ("abaw_workbench.docs", "build the HTML docs and README from the notebooks", 2),
+    "catalog":     _cmd("catalog", "catalog", "list data_catalog.yaml entries with their status"),
+    "synth":       _cmd("synth", "synth", "write a synthetic Aff-Wild2-like data set"),
+    "synth-faces": _cmd("synth", "synth_faces", "write a folder of synthetic face images (MAE pre-training)"),
+    "pretrain":    _cmd("mae", "pretrain", "MAE pre-training on a folder of face images"),
+    "finetune":    _cmd("finetune", "finetune", "fine-tune the encoder on frames for AU / EXPR / VA"),
+    "extract":     _cmd("features", "extract", "extract visual and audio features into a feature store"),
+    "fuse":        _cmd("fusion", "fuse", "train the temporal fusion transformer on stored features"),
+    "score":       _cmd("metrics", "score", "score predictions against labels with the ABAW metrics"),
+    "predict":     _cmd("predict", "predict", "predict AU / EXPR / VA for a raw video"),
+    "ablate":      _cmd("ablate", "ablate", "run a grid of papermill ablation notebooks into one table"),
+    "demo":        _cmd("demo", "demo", "run the whole method end to end on the embedded data set"),
+    "docs":        _cmd("docs", "docs", "build the HTML docs and README from the notebooks"),
 }
+
+def available_commands() -> dict[str, Command]:
+    "The commands whose module is installed."
+    return {n: c for n, c in COMMANDS.items() if c.available()}
 
 # %% ../nbs/90_cli.ipynb #d5137a9f
 class Parser(argparse.ArgumentParser):
@@ -36,16 +58,12 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 def _overview() -> str:
-    from abaw_workbench import __version__
-    w = max(map(len, COMMANDS))
-    lines = [f"abaw {__version__}: facial affective behaviour analysis (AU, EXPR, VA) with masked autoencoders",
+    cmds = available_commands()
+    w = max(map(len, cmds))
+    lines = [f"abaw {abaw_workbench.__version__}: facial affective behaviour analysis (AU, EXPR, VA) with masked autoencoders",
              "", "usage: abaw COMMAND [options]   (abaw COMMAND --help for its options)", "", "commands:"]
-    lines += [f"  {n:<{w}}  {h}" for n, (_, h, _) in COMMANDS.items()]
+    lines += [f"  {n:<{w}}  {c.help}" for n, c in cmds.items()]
     return "\n".join(lines)
-
-def _not_ready(cmd, issue) -> int:
-    sys.stderr.write(f"abaw {cmd}: not available yet (planned in issue #{issue}: {COMMANDS[cmd][1]})\n")
-    return 1
 
 def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         ) -> int:
@@ -54,24 +72,17 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_overview()); return 0
     if argv[0] == "--version":
-        from abaw_workbench import __version__
-        print(__version__); return 0
+        print(abaw_workbench.__version__); return 0
     cmd, rest = argv[0], argv[1:]
-    if cmd not in COMMANDS:
-        sys.stderr.write(f"abaw: error: unknown command {cmd!r} (commands: {', '.join(COMMANDS)}; see 'abaw --help')\n")
+    cmds = available_commands()
+    if cmd not in cmds:
+        sys.stderr.write(f"abaw: error: unknown command {cmd!r} (commands: {', '.join(cmds)}; see 'abaw --help')\n")
         return 2
-    modname, help_, issue = COMMANDS[cmd]
-    fn = cmd.replace("-", "_")
-    try: mod = importlib.import_module(modname)
-    except ModuleNotFoundError as e:
-        if e.name == modname: return _not_ready(cmd, issue)
-        raise
-    configure, run = getattr(mod, f"{fn}_args", None), getattr(mod, f"{fn}_main", None)
-    if configure is None or run is None: return _not_ready(cmd, issue)
-    p = Parser(prog=f"abaw {cmd}", description=help_)
-    configure(p)
+    c = cmds[cmd]
+    p = Parser(prog=f"abaw {cmd}", description=c.help)
+    c.load("args")(p)
     args = p.parse_args(rest)
-    try: return int(run(args) or 0)
+    try: return int(c.load("main")(args) or 0)
     except AbawError as e:
         sys.stderr.write(f"abaw {cmd}: error: {e}\n"); return 1
     except KeyboardInterrupt:

@@ -11,8 +11,9 @@ from typing import Any, Iterator
 import yaml
 
 # %% auto #0
-__all__ = ['AbawError', 'atomic_write', 'atomic_path', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value',
-           'load_config', 'config_hash', 'get_device', 'seed_everything']
+__all__ = ['RUN_MANIFEST', 'RUN_KINDS', 'AbawError', 'atomic_write', 'atomic_path', 'atomic_dir', 'config_from_dict',
+           'apply_overrides', 'parse_value', 'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything',
+           'write_manifest', 'stage_args', 'stage_config']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -160,6 +161,13 @@ def load_config(cls:type, # the config dataclass
     base = dataclasses.asdict(config_from_dict(cls, d, where))
     return config_from_dict(cls, apply_overrides(base, overrides), where)
 
+def file_hash(path:str|Path, n:int=16) -> str:
+    "SHA-1 of a file's bytes, first `n` hex digits (the checkpoint hash recorded with features and predictions)."
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
+    return h.hexdigest()[:n]
+
 def config_hash(cfg) -> str:
     "A short stable hash of a config (dataclass or dict), for caching stages and naming runs."
     d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
@@ -169,7 +177,7 @@ def config_hash(cfg) -> str:
 def get_device(name:str="auto" # "auto", "cpu", "cuda", "cuda:1", ...
               ):
     "Resolve a device name at run time."
-    import torch
+    import torch   # imported here: light commands (abaw catalog, score) use this module without torch
     if name == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -178,5 +186,52 @@ def get_device(name:str="auto" # "auto", "cpu", "cuda", "cuda:1", ...
 
 def seed_everything(seed:int):
     "Seed Python, NumPy and torch."
-    import numpy as np, torch
+    import numpy as np, torch   # see `get_device`
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+
+# %% ../nbs/00_core.ipynb #a623178f
+RUN_MANIFEST = "run.json"
+RUN_KINDS = ("demo", "finetune", "fuse", "predict")
+
+def write_manifest(folder:str|Path, # the run folder
+                   kind:str, # one of `RUN_KINDS`
+                   **fields # dataset, config, metrics, models, labels, frames, ...: JSON values
+                  ) -> Path:
+    "Write a run folder's `run.json` atomically; paths under `folder` are made relative to it."
+    folder = Path(folder)
+    if kind not in RUN_KINDS: raise AbawError(f"run kind {kind!r} is not one of {RUN_KINDS}")
+    root = folder.resolve()
+    def rel(v):
+        if isinstance(v, Path):
+            v = v.resolve()
+            return str(v.relative_to(root)) if v.is_relative_to(root) else str(v)
+        if isinstance(v, dict): return {k: rel(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)): return [rel(x) for x in v]
+        return v
+    with atomic_write(folder / RUN_MANIFEST, "w") as f:
+        json.dump({"format": 1, "kind": kind, **rel(fields)}, f, indent=1, default=str)
+    return folder / RUN_MANIFEST
+
+# %% ../nbs/00_core.ipynb #58f6cc54
+def stage_args(p, # an `argparse.ArgumentParser`
+               out:str|None, # default output folder (None: --out is required)
+               config:str="YAML file with the stage's configuration values", # help of --config
+               example:str="train.epochs=3", # an override shown in the help
+               config_default:str|None=None):
+    "Add --catalog, --config, --out and key=value overrides to a stage command's parser."
+    p.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
+    p.add_argument("--config", default=config_default, help=config)
+    p.add_argument("--out", default=out, required=out is None,
+                   help="output folder" + (f" (default: {out})" if out else "") + "; resumed when it holds a checkpoint")
+    p.add_argument("overrides", nargs="*", help=f"key=value overrides of the configuration, e.g. {example}")
+
+def stage_config(cls:type, # the stage's config dataclass
+                 args, # parsed arguments (from a parser set up by `stage_args`)
+                 source=None # the configuration (default: `args.config`, a YAML file or None)
+                ):
+    "The typed configuration of a stage command; a training stage writes to `--out`."
+    if any(o.split("=", 1)[0].strip() == "train.out" for o in args.overrides):
+        raise AbawError("train.out: the output folder is --out")
+    cfg = load_config(cls, args.config if source is None else source, args.overrides)
+    if hasattr(cfg, "train"): cfg.train.out = str(args.out)
+    return cfg

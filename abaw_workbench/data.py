@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import timm
 import torch
 import xarray as xr
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
@@ -17,6 +18,7 @@ from torchvision.transforms import InterpolationMode
 
 from .core import AbawError
 from .schema import TASKS, video_slices
+from .layout import crop_name
 
 # torchvision 0.29 flags its image codecs as superseded by TorchCodec (not a dependency here);
 # they work, and the notice would otherwise repeat in every DataLoader worker.
@@ -24,8 +26,9 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 
 # %% auto #0
 __all__ = ['preprocess_config', 'decode_file', 'resize_image', 'normalize_hwc', 'prepare_image', 'load_image', 'random_box',
-           'augment_params', 'color_jitter', 'augment_image', 'label_arrays', 'has_label', 'crops_dir', 'FrameDataset',
-           'normalize_batch', 'window_index', 'window_labels', 'WindowDataset', 'default_workers', 'make_loader']
+           'augment_params', 'color_jitter', 'augment_image', 'label_arrays', 'has_label', 'FrameDataset',
+           'normalize_batch', 'window_starts', 'window_index', 'window_labels', 'WindowDataset', 'default_workers',
+           'make_loader']
 
 # %% ../nbs/06_data.ipynb #867f0d5b
 def _cfg_dict(cfg) -> dict: return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
@@ -34,7 +37,6 @@ def preprocess_config(model_or_name, # a timm model name (with optional `.tag`),
                       img_size:int|None=None # override the square input size
                      ) -> dict:
     "Image size, mean, std and interpolation for a model, from timm's pretrained_cfg."
-    import timm
     size = None
     if isinstance(model_or_name, str):
         pc = timm.models.get_pretrained_cfg(model_or_name)
@@ -182,11 +184,6 @@ def has_label(lab:dict) -> np.ndarray:
     return lab["au_mask"].any(1) | lab["expr_mask"] | lab["va_mask"].any(1)
 
 # %% ../nbs/06_data.ipynb #96e5f06a
-def crops_dir(entry # a catalog `Entry` of kind affwild2
-             ) -> Path:
-    "The folder of face crops of a catalog entry."
-    return Path(entry.path) / entry.folders["cropped_aligned"]
-
 class _Crops:
     "Crop paths of the frames of a labels dataset, built on demand."
     def __init__(self, ds:xr.Dataset, root:str|Path):
@@ -196,7 +193,7 @@ class _Crops:
         self.fi = ds.frame_index.values.astype(np.int64)
         self.has_face = ds.has_face.values.astype(bool)
 
-    def path(self, i:int) -> str: return f"{self.root}/{self.videos[self.code[i]]}/{self.fi[i]:05d}.jpg"
+    def path(self, i:int) -> str: return f"{self.root}/{self.videos[self.code[i]]}/{crop_name(self.fi[i])}"
 
 # %% ../nbs/06_data.ipynb #fa42986b
 def _key(k) -> tuple[int, int|None]:
@@ -208,7 +205,7 @@ class FrameDataset(torch.utils.data.Dataset):
     "Single face crops with their labels and masks (frames without a crop or a label skipped, counted)."
     takes_seed = True
     def __init__(self, ds:xr.Dataset, # labels in the schema (e.g. from `read_split`)
-                 crops_root:str|Path, # `<root>/cropped_aligned` (see `crops_dir`)
+                 crops_root:str|Path, # `<root>/cropped_aligned` (`Layout.of(entry).crops`)
                  cfg:dict, # preprocessing, from `preprocess_config`
                  tasks:Sequence[str]=TASKS, # tasks whose labels are returned
                  augment:bool=False, # random resized crop + horizontal flip (training)
@@ -283,6 +280,17 @@ def normalize_batch(x:torch.Tensor, # uint8 [..., 3, H, W] images, on any device
     return x.to(torch.float32) * scale[:, None, None] + shift[:, None, None]
 
 # %% ../nbs/06_data.ipynb #dd2171d2
+def window_starts(n:int, # frames in the video
+                  window:int, # frames per window
+                  stride:int # frames between window starts
+                 ) -> np.ndarray:
+    "Start frames of the windows covering `n` frames: every `stride`, plus one flush with the end; one window if n <= window."
+    if n <= window: return np.array([0])
+    starts = np.arange(0, n - window + 1, stride)
+    if starts[-1] + window < n: starts = np.r_[starts, n - window]
+    return starts
+
+# %% ../nbs/06_data.ipynb #abf251b0
 def window_index(ds:xr.Dataset, # labels in the schema (frames grouped by video)
                  window:int, # frames per window
                  stride:int|None=None # rows between window starts (default: `window`, no overlap)
@@ -294,10 +302,8 @@ def window_index(ds:xr.Dataset, # labels in the schema (frames grouped by video)
     out = []
     for sl in video_slices(ds).values():
         n = sl.stop - sl.start
-        if n <= window: out.append([[sl.start, n]]); continue
-        starts = np.arange(0, n - window + 1, stride)
-        if starts[-1] + window < n: starts = np.r_[starts, n - window]
-        out.append(np.stack([sl.start + starts, np.full(len(starts), window)], 1))
+        starts = window_starts(n, window, stride)
+        out.append(np.stack([sl.start + starts, np.full(len(starts), min(n, window))], 1))
     return np.concatenate(out).astype(np.int64) if out else np.zeros((0, 2), np.int64)
 
 # %% ../nbs/06_data.ipynb #1ba44238
@@ -320,7 +326,7 @@ class WindowDataset(torch.utils.data.Dataset):
     "Windows of consecutive face crops of one video, padded, with per-frame masks and labels."
     takes_seed = True
     def __init__(self, ds:xr.Dataset, # labels in the schema (e.g. from `read_split`)
-                 crops_root:str|Path, # `<root>/cropped_aligned` (see `crops_dir`)
+                 crops_root:str|Path, # `<root>/cropped_aligned` (`Layout.of(entry).crops`)
                  cfg:dict, # preprocessing, from `preprocess_config`
                  window:int=16, # frames per window
                  stride:int|None=None, # rows between window starts (default: `window`)

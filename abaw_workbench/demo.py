@@ -4,22 +4,31 @@
 
 # %% ../nbs/13_demo.ipynb #01881e7b
 from __future__ import annotations
-import dataclasses, json, shutil, sys, time
+import base64, dataclasses, io, json, time
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+import yaml
 
-from .core import AbawError, atomic_path, atomic_write, config_hash, load_config
-from .schema import TASKS, AU_NAMES, EXPR_NAMES
-from .mae import PretrainConfig
-from .finetune import FinetuneConfig
-from .features import ExtractConfig
-from .fusion import FuseRunConfig, FusionConfig
-from .train import TrainConfig
+from .core import AbawError, apply_overrides, atomic_write, load_config, stage_args, write_manifest
+from .schema import TASKS, save_predictions, load_predictions
+from .annotations import read_split, split_summary
+from .catalog import Catalog, default_catalog_path
+from .synth import GENERATOR_VERSION
+from .figures import au_f1_bars, expr_confusion, metrics_table, most_va_labelled, va_scatter, va_timeline
+from .mae import EncoderConfig, PretrainConfig, ImageFolderDataset, list_images, pretrain, reconstruction_grid
+from .finetune import FinetuneConfig, run_finetune
+from .features import ExtractConfig, FeatureStore, extract_features
+from .fusion import FuseRunConfig, run_fusion
+from .evaluation import evaluate_predictions, postprocess_report
+from .checkpoints import load_model
+from .runs import StageRunner
 
 # %% auto #0
-__all__ = ['DEMO_CONFIGS', 'STAGES', 'DemoConfig', 'demo_config', 'StageRunner', 'run_demo', 'summary_table', 'report_figures',
+__all__ = ['STAGES', 'DemoConfig', 'named_configs', 'demo_config', 'run_demo', 'summary_table', 'report_figures',
            'reconstruction_png', 'write_report', 'demo_args', 'demo_main']
 
 # %% ../nbs/13_demo.ipynb #8c6136a4
@@ -28,80 +37,39 @@ class DemoConfig:
     "Every stage of the demo."
     dataset: str = "demo" # catalog entry (affwild2) to train and evaluate on
     faces: str = "demo_faces" # catalog entry (image_folder) for MAE pre-training
+    encoder: EncoderConfig = field(default_factory=EncoderConfig) # the one encoder every stage uses
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     fusion: FuseRunConfig = field(default_factory=FuseRunConfig)
 
-def _tiny() -> dict:
-    return {
-        # "micro": ViT-Ti width, 6 blocks (see mae.MAE_SIZES): twice the fine-tuning steps of ViT-Ti in the same time
-        "pretrain": {"size": "micro", "img_size": 112,
-                     "train": {"epochs": 8, "batch_size": 64, "blr": 1.5e-3, "warmup_epochs": 1, "checkpoint_every": 100}},
-        # pool="grid": on the small synthetic set the global average pool loses where a face changes (see finetune)
-        "finetune": {"size": "micro", "img_size": 112, "layer_decay": 0.75, "eval_batch": 128, "pool": "grid",
-                     "train": {"epochs": 5, "batch_size": 32, "blr": 8e-3, "warmup_epochs": 0.3, "checkpoint_every": 100,
-                               "eval_every": 0}},
-        "extract": {"size": "micro", "img_size": 112, "batch_size": 64},
-        # person-specific normalisation and modality dropout: see fusion.FusionConfig; one model per task,
-        # VA and EXPR trained shorter than AU (see fusion, "One model per task")
-        "fusion": {"fusion": {"window": 32, "stride": 8, "dropout": 0.3, "visual_norm": "video", "modality_dropout": 0.4},
-                   "train": {"epochs": 20, "batch_size": 32, "lr": 1e-3, "warmup_epochs": 1.0, "checkpoint_every": 200},
-                   "task_epochs": {"expr": 8, "va": 6}},
-    }
 
-def _paper() -> dict:
-    return {
-        "pretrain": {"size": "base", "img_size": 224,
-                     "train": {"epochs": 400, "batch_size": 256, "blr": 1.5e-4, "warmup_epochs": 2, "checkpoint_every": 1000}},
-        "finetune": {"size": "base", "img_size": 224, "drop_path": 0.1, "layer_decay": 0.65,
-                     "train": {"epochs": 10, "batch_size": 128, "blr": 5e-4, "warmup_epochs": 1, "checkpoint_every": 1000}},
-        "extract": {"size": "base", "img_size": 224, "batch_size": 128},
-        "fusion": {"fusion": {"window": 100, "stride": 50, "dropout": 0.3},
-                   "train": {"epochs": 50, "batch_size": 32, "lr": 5e-5, "weight_decay": 0.05, "warmup_epochs": 1, "checkpoint_every": 1000}},
-    }
+def named_configs() -> dict[str, Path]:
+    "The configurations that ship with the package, by name."
+    return {p.stem: Path(str(p)) for p in sorted(resources.files("abaw_workbench").joinpath("configs").iterdir(), key=str)
+            if p.name.endswith(".yaml")}
 
-DEMO_CONFIGS = {"tiny": _tiny, "paper": _paper}
-
-def demo_config(name:str="tiny", # "tiny", "paper", or a YAML file of DemoConfig values
+def demo_config(name:str="tiny", # a named configuration (`named_configs`) or a YAML file of DemoConfig values
                 overrides:list|tuple=() # key=value overrides, e.g. "finetune.train.epochs=1"
                ) -> DemoConfig:
-    "A named (or YAML) demo configuration with overrides."
-    if name in DEMO_CONFIGS: return load_config(DemoConfig, DEMO_CONFIGS[name](), overrides)
-    if Path(name).is_file(): return load_config(DemoConfig, name, overrides)
-    raise AbawError(f"--config: {name!r} is neither a named configuration ({', '.join(DEMO_CONFIGS)}) nor a YAML file")
+    "A named (or YAML) demo configuration with overrides; the encoder section sets every stage's encoder."
+    named = named_configs()
+    path = named.get(name) or Path(name)
+    if not path.is_file():
+        raise AbawError(f"--config: {name!r} is neither a named configuration ({', '.join(named)}) nor a YAML file")
+    try: d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e: raise AbawError(f"{path}: not a readable YAML file ({e})") from None
+    if not isinstance(d, dict): raise AbawError(f"{path}: expected a mapping of DemoConfig keys")
+    d = apply_overrides(d, overrides)
+    for stage in ("pretrain", "finetune"):
+        twice = [k for k in ("size", "img_size") if k in (d.get(stage) or {})]
+        if twice: raise AbawError(f"{path}: {stage}.{twice[0]}: set encoder.{twice[0]} (the encoder is described once, for every stage)")
+    cfg = load_config(DemoConfig, d)
+    for c in (cfg.pretrain, cfg.finetune): c.size, c.img_size = cfg.encoder.size, cfg.encoder.img_size
+    return cfg
 
 # %% ../nbs/13_demo.ipynb #f2d8ed70
 STAGES = ("data", "pretrain", "finetune", "extract", "fusion_visual", "fusion_audio_visual")
-
-class StageRunner:
-    "Runs named stages in order, each cached in a folder named by its chained config hash."
-    def __init__(self, out:str|Path, force:str|None=None, log=print):
-        if force is not None and force not in STAGES: raise AbawError(f"--force: unknown stage {force!r} (one of {', '.join(STAGES)})")
-        self.out, self.force, self.log = Path(out), force, log
-        self.chain, self.forcing, self.times = [], False, {}
-
-    def run(self, name:str, settings, fn):
-        "Run `fn(folder) -> dict` unless a finished run with the same settings exists; returns (result, folder)."
-        h = config_hash({"stage": name, "settings": settings, "upstream": self.chain})
-        d = self.out / f"{name}-{h}"
-        done = d / "done.json"
-        if name == self.force: self.forcing = True
-        if self.forcing and d.exists(): shutil.rmtree(d)
-        self.chain.append(h)
-        if done.exists():
-            r = json.loads(done.read_text())
-            self.log(f"[demo] {name}: finished before with the same settings, skipped ({d})")
-            self.times[name] = 0.0
-            return r["result"], d
-        self.log(f"[demo] {name}: running in {d}")
-        t0 = time.time()
-        d.mkdir(parents=True, exist_ok=True)
-        result = fn(d)
-        self.times[name] = time.time() - t0
-        with atomic_write(done, "w") as f: json.dump({"result": result, "seconds": self.times[name]}, f, indent=1, default=str)
-        self.log(f"[demo] {name}: done in {self.times[name]:.0f} s")
-        return result, d
 
 # %% ../nbs/13_demo.ipynb #f536e641
 def _settings(c) -> dict:
@@ -117,17 +85,10 @@ def run_demo(cfg:DemoConfig, # the demo configuration
              force:str|None=None, # rerun from this stage
              log=print) -> dict:
     "Run every stage (cached), then write metrics.json, predictions and report.html into `out`."
-    from abaw_workbench.annotations import read_split, split_summary
-    from abaw_workbench.catalog import Catalog, default_catalog_path
-    from abaw_workbench.features import FeatureStore, extract_features
-    from abaw_workbench.finetune import run_finetune
-    from abaw_workbench.fusion import run_fusion, postprocess_report
-    from abaw_workbench.mae import pretrain
-    import xarray as xr
     t0 = time.time()
     out = Path(out)
     cat = Catalog.load(catalog or default_catalog_path())
-    runner = StageRunner(out, force, log)
+    runner = StageRunner(out, force, log, STAGES)
     ds_e, fc_e = cat[cfg.dataset], cat[cfg.faces]
     labels = {}
 
@@ -136,7 +97,6 @@ def run_demo(cfg:DemoConfig, # the demo configuration
         summary = {s: split_summary(read_split(entry, s)) for s in ("train", "validation")}
         for s, t in summary.items(): log(f"[demo] {s}: {t}")
         return {"summary": summary}
-    from abaw_workbench.synth import GENERATOR_VERSION
     def ident(e): return [str(e.path), e.options] + ([GENERATOR_VERSION] if e.generated else [])  # regenerated data: new stages
     runner.run("data", {"dataset": ident(ds_e), "faces": ident(fc_e)}, data)
     entry, faces = cat.resolve(cfg.dataset, "affwild2"), cat.resolve(cfg.faces, "image_folder")
@@ -154,11 +114,10 @@ def run_demo(cfg:DemoConfig, # the demo configuration
         return {"metrics": run_finetune(fc, entry, d)}
     _, ft_d = runner.run("finetune", _settings(cfg.finetune), fine)
 
-    def ext(d):
-        extract_features(entry, d / "store", ft_d / "best.pt", ext_cfg, cat.cache_dir)
+    def ext(d):   # the encoder, its pooling and size come from the fine-tuned checkpoint
+        extract_features(entry, d / "store", ft_d / "best.pt", cfg.extract, cat.cache_dir)
         return {}
-    ext_cfg = dataclasses.replace(cfg.extract, pool=cfg.finetune.pool, grid_dim=cfg.finetune.grid_dim)  # store what was fine-tuned
-    _, ex_d = runner.run("extract", dataclasses.asdict(ext_cfg), ext)
+    _, ex_d = runner.run("extract", dataclasses.asdict(cfg.extract), ext)
     store = FeatureStore(ex_d / "store")
 
     fus = {}
@@ -170,21 +129,27 @@ def run_demo(cfg:DemoConfig, # the demo configuration
 
     # -- evaluation and report (always rewritten: cheap, and the files the user opens)
     val = labels["validation"]
-    preds = {"static": xr.load_dataset(ft_d / "predictions_validation.nc", engine="h5netcdf"),
-             "fusion_visual": xr.load_dataset(fus["visual"] / "predictions_validation.nc", engine="h5netcdf"),
-             "fusion_audio_visual": xr.load_dataset(fus["audio_visual"] / "predictions_validation.nc", engine="h5netcdf")}
+    folders = {"static": ft_d, "fusion_visual": fus["visual"], "fusion_audio_visual": fus["audio_visual"]}
+    preds = {name: load_predictions(d / "predictions_validation.nc") for name, d in folders.items()}
     metrics = {}
     for name, p in preds.items():
-        from abaw_workbench.finetune import evaluate_predictions
         m = evaluate_predictions(val, p, TASKS)
         pp, more = postprocess_report(val, p, TASKS)
         m.update(more); m["postprocessed"]["settings"] = pp
         metrics[name] = m
-    (out / "predictions").mkdir(parents=True, exist_ok=True)
     for name, p in preds.items():
-        p.attrs.update(source=name, dataset=cfg.dataset, split="validation")
-        with atomic_path(out / "predictions" / f"{name}_validation.nc") as tmp: p.to_netcdf(tmp, engine="h5netcdf")
+        save_predictions(p, out / "predictions" / f"{name}_validation.nc", source=name, model=name, dataset=cfg.dataset,
+                         split="validation", run=str(out))
+    save_predictions(val, out / "labels_validation.nc", dataset=cfg.dataset, split="validation")
     with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
+    models = {}
+    for name, d in folders.items():   # the checkpoints each stage's own manifest names, relative to the run folder
+        ck = json.loads((d / "run.json").read_text())["models"]
+        models[name] = {"kind": "frame" if name == "static" else "fusion", "predictions": out / "predictions" / f"{name}_validation.nc",
+                        "checkpoints": {k: d / v for m in ck.values() for k, v in m["checkpoints"].items()}}
+    write_manifest(out, "demo", dataset=cfg.dataset, config=dataclasses.asdict(cfg), metrics=out / "metrics.json",
+                   models=models, default="fusion_audio_visual", labels=out / "labels_validation.nc",
+                   frames={"kind": "crops", "root": entry.layout.crops}, stages={k: v for k, v in runner.folders.items()})
     write_report(out / "report.html", val, preds, metrics, pre_ckpt, cfg, entry)
     total = time.time() - t0
     log(summary_table(metrics))
@@ -209,72 +174,20 @@ def _fig_html(fig, first:bool) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=first, config={"responsive": True})
 
 def report_figures(val, preds:dict, metrics:dict) -> list:
-    "The report's plotly figures."
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-    from abaw_workbench.metrics import aligned, score
-    from abaw_workbench.schema import video_slices
-    names = list(preds)
-    figs = []
-    cols = ["au", "expr", "va", "valence", "arousal"]
-    def cell(m, c):  # raw / post-processing tuned on other validation videos / tuned on the same videos
-        cv = f"{m['postprocessed_cv'][c]:.3f}" if "postprocessed_cv" in m else "–"
-        return f"{m[c]:.3f} / {cv} / {m['postprocessed'][c]:.3f}"
-    cells = [names] + [[cell(metrics[n], c) for n in names] for c in cols]
-    figs.append(go.Figure(go.Table(header=dict(values=["model"] + ["AU F1", "EXPR F1", "VA CCC", "valence CCC", "arousal CCC"]),
-                                   cells=dict(values=cells)),
-                          layout=dict(title="Validation metrics: per frame / smoothing + AU thresholds tuned on other videos / "
-                                            "tuned on the same videos (optimistic)", height=320)))
-    fig = go.Figure(layout=dict(title="F1 per action unit", barmode="group", yaxis=dict(range=[0, 1])))
-    for n in names: fig.add_bar(name=n, x=AU_NAMES, y=[score(val, preds[n], "au")["per_class"][a] for a in AU_NAMES])
-    figs.append(fig)
-    best = names[-1]
-    l, p = aligned(val, preds[best], "expr")
-    ok = l >= 0
-    cm = np.zeros((8, 8)); np.add.at(cm, (l[ok], p[ok]), 1)
-    cmn = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    figs.append(go.Figure(go.Heatmap(z=cmn, x=EXPR_NAMES, y=EXPR_NAMES, colorscale="Blues", zmin=0, zmax=1,
-                                     text=cm.astype(int), hovertemplate="true %{y}, predicted %{x}: %{text} frames<extra></extra>"),
-                          layout=dict(title=f"EXPR confusion ({best}), rows normalised", xaxis_title="predicted", yaxis_title="label",
-                                      yaxis=dict(autorange="reversed"), height=520, width=600)))
-    lv, pv = aligned(val, preds[best], "va")
-    okv = ~np.isnan(lv).any(1)
-    idx = np.flatnonzero(okv)
-    idx = idx[np.random.default_rng(0).permutation(len(idx))[:2000]]
-    sc = make_subplots(1, 2, subplot_titles=["valence", "arousal"])
-    for i in range(2):
-        sc.add_scatter(x=lv[idx, i], y=pv[idx, i], mode="markers", marker=dict(size=3, opacity=0.4), showlegend=False, row=1, col=i + 1)
-        sc.add_scatter(x=[-1, 1], y=[-1, 1], mode="lines", line=dict(dash="dot", color="grey"), showlegend=False, row=1, col=i + 1)
-    sc.update_layout(title=f"VA: prediction vs. label ({best}, {len(idx)} frames)", height=420)
-    sc.update_xaxes(title="label", range=[-1, 1]); sc.update_yaxes(title="prediction", range=[-1, 1])
-    figs.append(sc)
-    sl = video_slices(val)
-    vid = max(sl, key=lambda v: int((~np.isnan(val.va.values[sl[v], 0])).sum()))
-    s = sl[vid]
-    ts = make_subplots(2, 1, shared_xaxes=True, subplot_titles=["valence", "arousal"])
-    for i in range(2):
-        ts.add_scatter(x=val.frame_index.values[s], y=val.va.values[s, i], name="label", line=dict(color="black"), showlegend=i == 0, row=i + 1, col=1)
-        for n, color in zip(names, ("#1f77b4", "#ff7f0e", "#2ca02c")):
-            ts.add_scatter(x=val.frame_index.values[s], y=aligned(val.isel(frame=s), preds[n], "va")[1][:, i], name=n,
-                           line=dict(color=color, width=1), showlegend=i == 0, row=i + 1, col=1)
-    ts.update_layout(title=f"Validation video {vid}: labels and predictions", height=520)
-    ts.update_xaxes(title="frame", row=2, col=1)
-    figs.append(ts)
-    return figs
+    "The report's plotly figures (from `figures`, the same the explorer draws)."
+    best = list(preds)[-1]
+    return [metrics_table(metrics), au_f1_bars(val, preds), expr_confusion(val, preds[best], best),
+            va_scatter(val, preds[best], best), va_timeline(val, preds, most_va_labelled(val))]
 
-def reconstruction_png(pretrain_checkpoint:str|Path, entry, cfg:DemoConfig, n:int=4) -> str:
+def reconstruction_png(pretrain_checkpoint:str|Path, entry, mask_ratio:float=0.75, n:int=4) -> str:
     "Base64 PNG of MAE reconstructions of validation crops (original | masked | reconstruction)."
-    import base64, io, torch
-    from abaw_workbench.data import crops_dir
-    from abaw_workbench.mae import MaskedAutoencoder, load_checkpoint, mae_config, reconstruction_grid, list_images, ImageFolderDataset
-    model = MaskedAutoencoder(**mae_config(cfg.pretrain.size, cfg.pretrain.img_size, norm_pix_loss=cfg.pretrain.norm_pix_loss))
-    load_checkpoint(model, pretrain_checkpoint, verbose=False)
-    files = list_images(crops_dir(entry))
+    model = load_model(pretrain_checkpoint, kind="mae")
+    files = list_images(entry.layout.crops)
     files = [files[i] for i in np.linspace(0, len(files) - 1, n).astype(int)]
-    ds = ImageFolderDataset(files=files, img_size=cfg.pretrain.img_size, mean=model.pretrained_cfg["mean"],
-                            std=model.pretrained_cfg["std"], augment=False)
+    size = model.config["img_size"]
+    ds = ImageFolderDataset(files=files, img_size=size, mean=model.pretrained_cfg["mean"], std=model.pretrained_cfg["std"], augment=False)
     L = model.patch_embed.num_patches
-    img = reconstruction_grid(model, torch.stack([ds[i]["image"] for i in range(len(ds))]), cfg.pretrain.mask_ratio,
+    img = reconstruction_grid(model, torch.stack([ds[i]["image"] for i in range(len(ds))]), mask_ratio,
                               noise=torch.rand(len(ds), L, generator=torch.Generator().manual_seed(0)))
     buf = io.BytesIO(); img.save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode()
@@ -283,27 +196,25 @@ def write_report(path:str|Path, val, preds:dict, metrics:dict, pretrain_checkpoi
     "Write the demo's HTML report (opens offline)."
     figs = report_figures(val, preds, metrics)
     body = [_fig_html(f, i == 0) for i, f in enumerate(figs)]
-    png = reconstruction_png(pretrain_checkpoint, entry, cfg)
+    png = reconstruction_png(pretrain_checkpoint, entry, cfg.pretrain.mask_ratio)
     html = ("<!doctype html><html><head><meta charset='utf-8'><title>abaw demo report</title>"
             "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:auto;padding:1em}</style></head><body>"
             f"<h1>abaw_workbench demo</h1><p>Data set <code>{cfg.dataset}</code>, validation split; encoder "
-            f"<code>{cfg.finetune.size}</code> at {cfg.finetune.img_size} px; fusion windows of {cfg.fusion.fusion.window} frames.</p>"
+            f"<code>{cfg.encoder.size}</code> at {cfg.encoder.img_size} px; fusion windows of {cfg.fusion.fusion.window} frames.</p>"
             + "".join(f"<div>{b}</div>" for b in body)
             + f"<h2>MAE reconstructions</h2><p>original | visible patches ({1 - cfg.pretrain.mask_ratio:.0%}) | reconstruction</p>"
-            f"<img src='data:image/png;base64,{png}' style='image-rendering:pixelated;width:{3 * 2 * cfg.pretrain.img_size}px'>"
+            f"<img src='data:image/png;base64,{png}' style='image-rendering:pixelated;width:{3 * 2 * cfg.encoder.img_size}px'>"
             "</body></html>")
     with atomic_write(path, "w", encoding="utf-8") as f: f.write(html)
 
 # %% ../nbs/13_demo.ipynb #fbc7fe28
 def demo_args(p):
     "Arguments of `abaw demo`."
-    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
     p.add_argument("--dataset", default=None, help="catalog entry (kind affwild2) to run on (default: demo)")
     p.add_argument("--faces", default=None, help="catalog entry (kind image_folder) for MAE pre-training (default: demo_faces)")
-    p.add_argument("--config", default="tiny", help=f"named configuration ({', '.join(DEMO_CONFIGS)}) or a YAML file (default: tiny)")
     p.add_argument("--force", default=None, choices=STAGES, help="rerun this stage and every later one")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. finetune.train.epochs=1 fusion.fusion.window=64")
+    stage_args(p, "runs/demo", f"named configuration ({', '.join(named_configs())}) or a YAML file (default: tiny)",
+               "finetune.train.epochs=1 fusion.fusion.window=64", config_default="tiny")
 
 def demo_main(args) -> int:
     "Run the whole method and report."

@@ -4,22 +4,33 @@
 
 # %% ../nbs/11_features.ipynb #e62bd9b6
 from __future__ import annotations
-import dataclasses, json, os
+import dataclasses, json
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
 import xarray as xr
 
-from .core import AbawError, atomic_path, atomic_write
-from .schema import fps_from_name, video_slices
+import torch
+from tqdm import tqdm
+
+from .core import AbawError, atomic_path, atomic_write, file_hash, get_device, stage_args, stage_config
+from .schema import fps_from_name, make_dataset, video_slices
+from .layout import Layout, crop_indices
+from .annotations import read_split, read_test_list
+from .catalog import Catalog, default_catalog_path
+from .data import label_arrays, make_loader, preprocess_config, window_starts
+from .audio import AudioConfig, audio_feature_names, video_audio_features
+from .mae import MaskedAutoencoder, build_encoder, load_checkpoint, size_name
+from .finetune import CropDataset, FrameModel
+from .checkpoints import load_model
+from .temporal import VISUAL_NORMS
 
 # %% auto #0
-__all__ = ['VISUAL_NORMS', 'FeatureStore', 'stored_rows', 'normalize_visual', 'WindowFeatureDataset', 'ExtractConfig',
-           'file_hash', 'load_encoder', 'load_feature_model', 'frames_to_extract', 'split_videos', 'extract_features',
-           'extract_args', 'extract_main']
+__all__ = ['FeatureStore', 'stored_rows', 'normalize_visual', 'WindowFeatureDataset', 'ExtractConfig', 'feature_model',
+           'frames_to_extract', 'split_videos', 'extract_features', 'extract_args', 'extract_main']
 
 # %% ../nbs/11_features.ipynb #3a550916
 class FeatureStore:
@@ -104,8 +115,6 @@ def stored_rows(stored_fi:np.ndarray, # sorted frame_index of a video's feature 
     pos = np.clip(np.searchsorted(stored_fi, frame_index), 0, len(stored_fi) - 1)
     return np.where(stored_fi[pos] == frame_index, pos, -1)
 
-VISUAL_NORMS = ("none", "video")
-
 def normalize_visual(visual:np.ndarray, # [T, D] features of one video's frames
                      face_mask:np.ndarray, # [T] bool: frames with a face (the others stay zero)
                      mean:np.ndarray|None # the video's mean feature (`FeatureStore.visual_mean`), None: unchanged
@@ -119,8 +128,6 @@ class WindowFeatureDataset:
     def __init__(self, store:FeatureStore, labels:xr.Dataset, window:int=100, stride:int=50, train:bool=True,
                  visual_norm:str="none" # "video": subtract each video's mean visual feature (person-specific normalisation)
                 ):
-        from abaw_workbench.data import label_arrays
-        from abaw_workbench.fusion import window_starts
         if visual_norm not in VISUAL_NORMS: raise AbawError(f"visual_norm: {visual_norm!r} is not one of {VISUAL_NORMS}")
         self.store, self.window, self.visual_norm = store, window, visual_norm
         self._means = {}  # video -> mean visual feature (one vector per video)
@@ -188,78 +195,44 @@ class WindowFeatureDataset:
         return item
 
 # %% ../nbs/11_features.ipynb #40814dd5
-import hashlib
-from dataclasses import field
-from .audio import AudioConfig, audio_feature_names, video_audio_features
-
 @dataclass
 class ExtractConfig:
-    "What to extract and how."
-    size: str = "tiny" # encoder size (mae.MAE_SIZES) of the checkpoint
-    img_size: int = 112 # input side in pixels
+    "What to extract and how (the encoder itself, its size, image size and pooling, come from its checkpoint)."
     splits: list = field(default_factory=lambda: ["train", "validation", "test"]) # "test": the videos of the test lists
     batch_size: int = 64 # frames per encoder batch
     num_workers: int|None = None # crop-decoding workers (None: all cores but one)
     device: str = "auto" # "auto", "cpu", "cuda", ...
-    pool: str = "avg" # the fine-tuned model's pooling ("avg" or "grid", see finetune.FrameModel)
-    grid_dim: int = 32 # with pool="grid"
     audio: AudioConfig = field(default_factory=AudioConfig)
 
-def file_hash(path:str|Path, n:int=16) -> str:
-    "SHA-1 of a file's bytes (the checkpoint hash recorded with features and predictions)."
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
-    return h.hexdigest()[:n]
-
-def load_encoder(path:str|Path|None, size:str="tiny", img_size:int=112):
-    "A `build_encoder` ViT with weights from a fine-tuning run (`encoder.*` keys) or any MAE / timm checkpoint."
-    import torch
-    from abaw_workbench.mae import build_encoder, load_checkpoint, read_state_dict
-    enc = build_encoder(size, img_size, drop_path=0.0)
-    if path is None: return enc
-    sd, _ = read_state_dict(path)
-    if any(k.startswith("encoder.") for k in sd):
-        sd = {k[len("encoder."):]: v for k, v in sd.items() if k.startswith("encoder.")}
-        missing, unexpected = enc.load_state_dict(sd, strict=False)
-        if missing or unexpected:
-            raise AbawError(f"{path}: encoder weights do not fit a {size!r} encoder at {img_size} px "
-                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    else: load_checkpoint(enc, path, verbose=False)
-    return enc.eval()
-
-def load_feature_model(path:str|Path|None, size:str="tiny", img_size:int=112, pool:str="avg", grid_dim:int=32):
-    "A `finetune.FrameModel` (without heads) whose `features` are what gets stored; weights from a fine-tuning run or MAE / timm."
-    from abaw_workbench.finetune import FrameModel
-    from abaw_workbench.mae import read_state_dict
-    m = FrameModel(load_encoder(path, size, img_size), tasks=(), pool=pool, grid_dim=grid_dim)
-    if pool == "grid" and path is not None:
-        sd, _ = read_state_dict(path)
-        red = {k[len("reduce."):]: v for k, v in sd.items() if k.startswith("reduce.")}
-        if not red: raise AbawError(f"{path}: no 'reduce.*' weights: pool='grid' needs a checkpoint fine-tuned with pool='grid'")
-        try: m.reduce.load_state_dict(red)
-        except RuntimeError as e: raise AbawError(f"{path}: grid weights do not fit grid_dim={grid_dim} ({str(e).splitlines()[0]})") from None
-    return m.eval()
+def feature_model(encoder # a checkpoint (a fine-tuning run's best.pt, an MAE pre-training or MAE / timm file), or a module
+                 ) -> FrameModel:
+    "The model whose `features` a store holds: a fine-tuned `FrameModel` as it is; any other encoder average-pooled."
+    if isinstance(encoder, (str, Path)):
+        m = load_model(encoder, kind=("frame", "encoder", "mae"))
+        if isinstance(m, MaskedAutoencoder):  # a pre-training checkpoint: its encoder, without the decoder
+            c = m.config
+            enc = build_encoder(size_name(c["embed_dim"], c["depth"], c["patch_size"]), c["img_size"], drop_path=0.0)
+            load_checkpoint(enc, encoder, verbose=False); m = enc
+    else: m = encoder
+    return (m if isinstance(m, FrameModel) else FrameModel(m, tasks=())).eval()
 
 def frames_to_extract(entry, labels:list, videos:list[str]) -> dict[str, np.ndarray]:
     "Per video: the sorted union of labelled frames and frames with a crop."
-    from abaw_workbench.annotations import crop_indices
-    from abaw_workbench.data import crops_dir
+    lay = Layout.of(entry)
     lab = {}
     for ds in labels:
         for v, sl in video_slices(ds).items(): lab.setdefault(v, []).append(ds.frame_index.values[sl])
-    return {v: np.union1d(crop_indices(crops_dir(entry) / v), np.concatenate(lab.get(v, [np.zeros(0, np.int64)]))).astype(np.int64)
+    return {v: np.union1d(crop_indices(lay.crop_dir(v)), np.concatenate(lab.get(v, [np.zeros(0, np.int64)]))).astype(np.int64)
             for v in videos}
 
 # %% ../nbs/11_features.ipynb #f089f0a0
 def split_videos(entry, splits) -> tuple[list, list[str]]:
     "Labels of the train/validation splits asked for, and all their videos plus the test lists' videos."
-    from abaw_workbench.annotations import read_split, read_test_list
     labels = [read_split(entry, s, entry.tasks) for s in splits if s in ("train", "validation")]
     videos = {v for ds in labels for v in video_slices(ds)}
     if "test" in splits:
         for t in entry.tasks:
-            f = Path(entry.path) / entry.folders[f"test_{t}"]
+            f = Layout.of(entry).test_list(t)
             if f.exists(): videos |= {v for v, _ in read_test_list(f)[1]}
     bad = [s for s in splits if s not in ("train", "validation", "test")]
     if bad: raise AbawError(f"extract: unknown split(s) {bad} (train, validation, test)")
@@ -267,38 +240,32 @@ def split_videos(entry, splits) -> tuple[list, list[str]]:
 
 def extract_features(entry, # a catalog `Entry` of kind affwild2
                      store_path:str|Path, # the feature store folder
-                     encoder:str|Path|None, # checkpoint of the visual encoder (None: random weights, for tests)
+                     encoder, # the visual encoder: a checkpoint file (see `feature_model`) or a module
                      cfg:ExtractConfig|None=None,
                      cache_dir:str|Path=".cache/abaw", # where extracted waveforms are cached
                      shard:tuple=(0, 1), # (i, k): this process takes videos i, i+k, i+2k, ...
                      progress:bool=True) -> FeatureStore:
     "Extract visual and audio features of a data set's videos into a store (resumable, shardable)."
-    import torch
-    from tqdm import tqdm
-    from abaw_workbench.annotations import crop_indices
-    from abaw_workbench.core import get_device
-    from abaw_workbench.data import crops_dir, make_loader, preprocess_config
-    from abaw_workbench.finetune import CropDataset
-    from abaw_workbench.schema import make_dataset
     cfg = cfg or ExtractConfig()
     i, k = shard
     if not (0 <= i < k): raise AbawError(f"extract: shard {i}/{k} is not valid (need 0 <= i < k)")
     labels, videos = split_videos(entry, cfg.splits)
     videos = videos[i::k]
     dev = get_device(cfg.device)
-    fm = load_feature_model(encoder, cfg.size, cfg.img_size, cfg.pool, cfg.grid_dim).to(dev).eval()
-    pre = preprocess_config(fm.encoder, cfg.img_size)
+    fm = feature_model(encoder).to(dev)
+    pre = preprocess_config(fm.encoder, fm.encoder.patch_embed.img_size[0])
+    is_file = isinstance(encoder, (str, Path))
     anames = audio_feature_names(cfg.audio)
     meta = {"visual_dim": int(fm.num_features), "audio_dim": len(anames), "audio_features": anames,
-            "encoder": str(encoder) if encoder else None, "checkpoint_hash": file_hash(encoder) if encoder else "random-init",
-            "size": cfg.size, "img_size": cfg.img_size, "pool": cfg.pool, "preprocess": pre, "audio": dataclasses.asdict(cfg.audio),
+            "encoder": str(encoder) if is_file else None, "checkpoint_hash": file_hash(encoder) if is_file else "module",
+            "model": fm.spec(), "preprocess": pre, "audio": dataclasses.asdict(cfg.audio),
             "dataset": entry.name}
     store = FeatureStore(store_path).init(meta)
     todo = [v for v in videos if not store.has(v)]
     if len(todo) < len(videos): print(f"[extract] {len(videos) - len(todo)} of {len(videos)} videos already in {store.path}: skipped")
     if not todo: return store
     frames = frames_to_extract(entry, labels, todo)
-    crops = crops_dir(entry)
+    crops = Layout.of(entry).crops
     has = {v: np.isin(frames[v], crop_indices(crops / v)) for v in todo}
     table = make_dataset(np.repeat(todo, [len(frames[v]) for v in todo]), np.concatenate([frames[v] for v in todo]),
                          has_face=np.concatenate([has[v] for v in todo]))
@@ -335,27 +302,20 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
 def extract_args(p):
     "Arguments of `abaw extract`."
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) whose videos are extracted (default: demo)")
-    p.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
-    p.add_argument("--encoder", default=None, help="visual encoder checkpoint: a catalog entry or a file (a fine-tuning run's best.pt, or MAE / timm weights)")
-    p.add_argument("--out", required=True, help="feature store: a catalog entry name (kind feature_store) or a folder")
+    p.add_argument("--encoder", required=True, help="visual encoder checkpoint: a catalog entry or a file (a fine-tuning run's best.pt, an MAE pre-training checkpoint, or MAE / timm weights); its model is rebuilt from the file")
     p.add_argument("--shard", default="0/1", help="i/k: this process extracts videos i, i+k, ... (default 0/1)")
-    p.add_argument("--config", default=None, help="YAML file with ExtractConfig values")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. splits=[train,validation] batch_size=32")
+    stage_args(p, None, "YAML file with ExtractConfig values", "splits=[train,validation] batch_size=32")
 
 def extract_main(args) -> int:
     "Extract features into a store; resumable and shardable."
-    from abaw_workbench.catalog import Catalog, default_catalog_path
-    from abaw_workbench.core import load_config
     cat = Catalog.load(args.catalog or default_catalog_path())
     entry = cat.resolve(args.dataset, "affwild2")
-    enc = args.encoder
-    if enc is not None:
-        enc = cat.resolve(enc, "checkpoint").path if enc in cat else Path(enc)
-        if not Path(enc).exists(): raise AbawError(f"--encoder: checkpoint {enc} does not exist")
+    enc = cat.resolve(args.encoder, "checkpoint").path if args.encoder in cat else Path(args.encoder)
+    if not enc.exists(): raise AbawError(f"--encoder: checkpoint {enc} does not exist")
     out = cat[args.out].path if args.out in cat else Path(args.out)
     try: i, k = (int(x) for x in args.shard.split("/"))
     except ValueError: raise AbawError(f"--shard: expected i/k such as 0/2, got {args.shard!r}") from None
-    cfg = load_config(ExtractConfig, args.config, args.overrides)
+    cfg = stage_config(ExtractConfig, args)
     st = extract_features(entry, out, enc, cfg, cat.cache_dir, (i, k))
     print(f"{st.path}: {len(st.videos)} videos")
     return 0

@@ -12,18 +12,20 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
+from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .core import AbawError, atomic_write, load_config
+from .core import AbawError, atomic_write, stage_args, stage_config
+from .catalog import Catalog, default_catalog_path
 from .train import Stage, TrainConfig, fit, init_distributed
 
 # %% auto #0
-__all__ = ['MAE_SIZES', 'IMAGE_EXTENSIONS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder', 'build_encoder', 'LoadReport',
-           'read_state_dict', 'load_checkpoint', 'list_images', 'ImageFolderDataset', 'PretrainTrainConfig',
-           'PretrainConfig', 'mask_noise', 'PretrainStage', 'pretrain', 'reconstruction_grid', 'pretrain_args',
-           'pretrain_main']
+__all__ = ['MAE_SIZES', 'IMAGE_EXTENSIONS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder', 'build_encoder', 'size_name',
+           'LoadReport', 'read_state_dict', 'load_checkpoint', 'list_images', 'ImageFolderDataset', 'EncoderConfig',
+           'PretrainTrainConfig', 'PretrainConfig', 'mask_noise', 'PretrainStage', 'pretrain', 'reconstruction_grid',
+           'pretrain_args', 'pretrain_main']
 
 # %% ../nbs/09_mae.ipynb #d93d0720
 def _sincos_1d(dim:int, pos:torch.Tensor) -> torch.Tensor:
@@ -93,6 +95,10 @@ class MaskedAutoencoder(nn.Module):
         self.decoder_pred = nn.Linear(decoder_embed_dim, patch_size**2 * in_chans)
         self.patch_size, self.in_chans, self.norm_pix_loss = patch_size, in_chans, norm_pix_loss
         self.initialize_weights()
+
+    def spec(self) -> dict:
+        "What rebuilds this model (`checkpoints.load_model`)."
+        return {"kind": "mae", "args": dict(self.config)}
 
     def initialize_weights(self):
         "MAE's initialisation: sin-cos position embeddings, Xavier-uniform linears, N(0, 0.02²) tokens."
@@ -187,10 +193,20 @@ def build_encoder(size:str="tiny", # a key of `MAE_SIZES`
                  ) -> nn.Module:
     "A timm ViT encoder of a registry size, ready to load MAE weights."
     c = mae_config(size, img_size)
-    return timm.create_model("vit_base_patch16_224.mae", pretrained=False, img_size=img_size, patch_size=c["patch_size"],
-                             embed_dim=c["embed_dim"], depth=c["depth"], num_heads=c["num_heads"], mlp_ratio=c["mlp_ratio"],
-                             qkv_bias=True, norm_layer=_ln, num_classes=num_classes, drop_path_rate=drop_path,
-                             global_pool="avg" if global_pool else "token")
+    enc = timm.create_model("vit_base_patch16_224.mae", pretrained=False, img_size=img_size, patch_size=c["patch_size"],
+                            embed_dim=c["embed_dim"], depth=c["depth"], num_heads=c["num_heads"], mlp_ratio=c["mlp_ratio"],
+                            qkv_bias=True, norm_layer=_ln, num_classes=num_classes, drop_path_rate=drop_path,
+                            global_pool="avg" if global_pool else "token")
+    # what rebuilds it: checkpoints of models holding this encoder describe it with these (`checkpoints.load_model`)
+    enc.build_args = dict(size=size, img_size=img_size, drop_path=drop_path, global_pool=global_pool, num_classes=num_classes)
+    return enc
+
+def size_name(embed_dim:int, depth:int, patch_size:int=16) -> str:
+    "The `MAE_SIZES` entry with this encoder width, depth and patch size (to rebuild a checkpoint that names none)."
+    for name, c in MAE_SIZES.items():
+        if (c["embed_dim"], c["depth"], c["patch_size"]) == (embed_dim, depth, patch_size): return name
+    raise AbawError(f"no MAE size has embed_dim={embed_dim}, depth={depth}, patch_size={patch_size} "
+                    f"(known: {', '.join(MAE_SIZES)})")
 
 # %% ../nbs/09_mae.ipynb #0b0b5fd3
 @dataclass
@@ -219,7 +235,6 @@ def read_state_dict(path:str|Path) -> tuple[dict, str]:
     if not path.is_file(): raise AbawError(f"{path}: checkpoint file not found")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
             return load_file(str(path)), "safetensors"
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -322,6 +337,12 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
 # %% ../nbs/09_mae.ipynb #55f5b953
 @dataclass
+class EncoderConfig:
+    "The encoder every stage of a pipeline builds (written once in a pipeline's configuration)."
+    size: str = "tiny" # a key of MAE_SIZES
+    img_size: int = 112 # input side in pixels
+
+@dataclass
 class PretrainTrainConfig(TrainConfig):
     "The loop's settings with MAE pre-training defaults (kept when a YAML file sets only some of them)."
     epochs: int = 10
@@ -423,20 +444,16 @@ def reconstruction_grid(model:MaskedAutoencoder, # a pre-trained autoencoder
 # %% ../nbs/09_mae.ipynb #0be50c2d
 def pretrain_args(p):
     "Arguments of `abaw pretrain`."
-    p.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
     p.add_argument("--dataset", default="demo_faces", help="an image_folder catalog entry")
-    p.add_argument("--config", default="tiny", help=f"a model size ({', '.join(MAE_SIZES)}) or a YAML file of PretrainConfig fields")
-    p.add_argument("--out", default=None, help="run folder (default: train.out, runs/pretrain)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=20 img_size=224 train.device=cuda")
+    stage_args(p, "runs/pretrain", f"a model size ({', '.join(MAE_SIZES)}) or a YAML file of PretrainConfig fields",
+               "train.epochs=20 img_size=224 train.device=cuda", config_default="tiny")
 
 def pretrain_main(args) -> int:
     "Run MAE pre-training on a catalog entry."
-    from abaw_workbench.catalog import Catalog, default_catalog_path
     src = args.config
     if not (src.endswith((".yaml", ".yml")) or Path(src).is_file()): src = {"size": src}
-    cfg = load_config(PretrainConfig, src, args.overrides)
+    cfg = stage_config(PretrainConfig, args, src)
     mae_config(cfg.size)  # an unknown size fails before any data is touched
-    if args.out: cfg.train.out = args.out
     entry = Catalog.load(args.catalog or default_catalog_path()).resolve(args.dataset, "image_folder")
     pretrain(cfg, list_images(entry.path, entry.options.get("extensions", IMAGE_EXTENSIONS)))
     print(f"[pretrain] done: {Path(cfg.train.out) / 'checkpoint.pt'}", file=sys.stderr)

@@ -13,8 +13,8 @@ import pandas as pd
 import xarray as xr
 
 from .core import AbawError
-from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, video_slices
-from .annotations import read_annotation_file, prediction_values, frame_positions
+from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, frame_positions, prediction_values, video_slices
+from .annotations import read_annotation_file
 
 # %% auto #0
 __all__ = ['ccc', 'au_f1', 'expr_f1', 'va_ccc', 'aligned', 'score_arrays', 'score', 'per_video_scores', 'tune_au_thresholds',

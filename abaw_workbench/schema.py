@@ -4,23 +4,30 @@
 
 # %% ../nbs/01_schema.ipynb #2a75ce36
 from __future__ import annotations
-import re
+import json, re
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-from .core import AbawError
+from .core import AbawError, atomic_path
 
 # %% auto #0
-__all__ = ['AU_NAMES', 'EXPR_NAMES', 'VA_NAMES', 'TASKS', 'base_video', 'fps_from_name', 'make_dataset', 'validate_dataset',
-           'video_slices', 'select_video']
+__all__ = ['AU_NAMES', 'EXPR_NAMES', 'VA_NAMES', 'TASKS', 'check_task', 'base_video', 'fps_from_name', 'make_dataset',
+           'validate_dataset', 'video_slices', 'select_video', 'frame_positions', 'prediction_values',
+           'save_predictions', 'load_predictions']
 
 # %% ../nbs/01_schema.ipynb #fdc9fab8
 AU_NAMES = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
 EXPR_NAMES = ["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise", "Other"]
 VA_NAMES = ["valence", "arousal"]
 TASKS = ("au", "expr", "va")
+
+def check_task(task:str):
+    "Raise `AbawError` unless `task` is one of `TASKS`."
+    if task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
 
 # %% ../nbs/01_schema.ipynb #df100759
 _fps_re = re.compile(r"^[^-]+-(\d+(?:\.\d+)?)-\d+x\d+")
@@ -106,3 +113,58 @@ def select_video(ds:xr.Dataset, video:str) -> xr.Dataset:
     sl = video_slices(ds)
     if video not in sl: raise AbawError(f"video {video!r} not in dataset (has {len(sl)} videos)")
     return ds.isel(frame=sl[video])
+
+# %% ../nbs/01_schema.ipynb #a9b8d193
+def frame_positions(ds:xr.Dataset, # a dataset in the schema
+                    vid, # video name of each wanted frame
+                    fi, # frame_index of each wanted frame
+                   ) -> np.ndarray:
+    "Positions in `ds` of the (video, frame_index) pairs; -1 where absent (a hash join, fast on millions of frames)."
+    index = pd.MultiIndex.from_arrays([ds.video.values, ds.frame_index.values])
+    if not index.is_unique: raise AbawError("predictions: a (video, frame_index) pair occurs twice")
+    return index.get_indexer(pd.MultiIndex.from_arrays([vid, fi]))
+
+def prediction_values(ds:xr.Dataset, # predictions in the schema
+                      task:str, # "au", "expr" or "va"
+                      thresholds=0.5, # AU: one threshold, or one per AU (dict by name or sequence)
+                     ) -> np.ndarray:
+    "Hard predictions per frame: AU 0/1 (thresholded), EXPR class (argmax of expr_prob if present), VA floats."
+    check_task(task)
+    if task == "au":
+        thr = np.array([thresholds[a] for a in AU_NAMES] if isinstance(thresholds, dict) else thresholds, np.float64)
+        p = ds.au.values
+        return np.where(np.isnan(p), np.nan, (p >= thr).astype(np.float32))
+    if task == "expr":
+        if "expr_prob" in ds:
+            pr = ds.expr_prob.values
+            out = pr.argmax(1).astype(np.int8)
+            out[np.isnan(pr).any(1)] = -1                     # a frame without probabilities has no prediction
+            return out
+        return ds.expr.values
+    return ds.va.values
+
+# %% ../nbs/01_schema.ipynb #f6e05518
+def _attr_value(v):
+    return v if isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, bool) else json.dumps(v, default=str)
+
+def save_predictions(ds:xr.Dataset, # labels or predictions in the schema
+                     path:str|Path, # the .nc file to (over)write atomically
+                     **attrs # provenance: run, model, checkpoint, checkpoint_hash, config, dataset, split...
+                    ) -> Path:
+    "Check `ds` against the schema and write it (with `attrs`) as netCDF, atomically."
+    path = Path(path)
+    validate_dataset(ds, str(path))
+    ds = ds.copy()
+    ds.attrs = {k: _attr_value(v) for k, v in {**ds.attrs, **attrs}.items() if v is not None}
+    with atomic_path(path) as tmp: ds.to_netcdf(tmp, engine="h5netcdf")
+    return path
+
+def load_predictions(path:str|Path # a file written by `save_predictions`
+                    ) -> xr.Dataset:
+    "Read a predictions (or labels) file into memory, checking it against the schema; errors name the file."
+    path = Path(path)
+    if not path.is_file(): raise AbawError(f"{path}: predictions file not found")
+    try: ds = xr.load_dataset(path, engine="h5netcdf")
+    except (OSError, ValueError) as e: raise AbawError(f"{path}: not a readable netCDF predictions file ({e})") from None
+    validate_dataset(ds, str(path))
+    return ds

@@ -4,14 +4,19 @@
 
 # %% ../nbs/05_synth.ipynb #29e9d636
 from __future__ import annotations
-import json, math, os, shutil
+import json, math, os, shutil, time, warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
+from scipy.signal import lfilter
 
 from .core import AbawError, atomic_dir, atomic_write
-from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES
+from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS
+from .layout import SPLITS as LABELLED_SPLITS, Layout, crop_name
+from .annotations import HEADERS, read_split, write_annotation_file
 
 # %% auto #0
 __all__ = ['EXPR_PRIOR', 'EXPR_PROTOTYPES', 'EXPR_VALENCE', 'EXPR_AROUSAL', 'AU_BACKGROUND', 'SR', 'FPS', 'RAW_H', 'RAW_FACE',
@@ -420,7 +425,6 @@ def room_noise(rng:np.random.Generator, N:int, level:float, sr:int=SR) -> np.nda
     "Low-passed background noise (and sometimes mains hum) at RMS `level`."
     w = rng.normal(0, 1, N)
     a = rng.uniform(0.85, 0.98)  # one-pole low-pass
-    from scipy.signal import lfilter
     x = lfilter([1 - a], [1, -a], w); x = 0.7 * x / (x.std() + 1e-9) + 0.3 * w
     if rng.random() < 0.3: x += 0.5 * np.sin(2 * np.pi * rng.choice([50, 60]) * np.arange(N) / sr)
     return (level * x / (x.std() + 1e-9)).astype(np.float32)
@@ -463,7 +467,6 @@ def _room(rng, w:int, h:int) -> np.ndarray:
     return img
 
 def _open_video(path:Path, w:int, h:int):
-    import av
     c = av.open(str(path), "w")
     vs = c.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "crf": "26"})
     vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
@@ -472,7 +475,6 @@ def _open_video(path:Path, w:int, h:int):
 
 def _write_audio(c, st, y:np.ndarray):
     "Encode waveform `y` (float, [-1, 1]) into the container's mono AAC stream `st`."
-    import av
     f = av.AudioFrame.from_ndarray(np.ascontiguousarray(y[None], np.float32), format="flt", layout="mono"); f.sample_rate = SR
     for pkt in st.encode(f): c.mux(pkt)
     for pkt in st.encode(): c.mux(pkt)
@@ -494,11 +496,11 @@ def render_video(root:Path, # the data set's (temporary) root
     subs = [_subject(rng, n, size, forced[i] if forced else (), None if nocrop_runs is None else nocrop_runs[i], difficulty) for i in range(k)]
     W = 160 * k
     room = _room(rng, W, RAW_H)
-    dirs = [root / "cropped_aligned" / nm for nm in names]
+    lay = Layout.of(root)
+    dirs = [lay.crop_dir(nm) for nm in names]
     for d in dirs: d.mkdir(parents=True, exist_ok=True)
-    (root / "videos").mkdir(parents=True, exist_ok=True)
-    c, vs, st = _open_video(root / "videos" / f"{raw}.mp4", W, RAW_H)
-    import av
+    lay.videos.mkdir(parents=True, exist_ok=True)
+    c, vs, st = _open_video(lay.videos / f"{raw}.mp4", W, RAW_H)
     enc = [int(cv2.IMWRITE_JPEG_QUALITY), quality]
     hand = np.clip(subs[0].idt.p["skin"] * 0.9, 0, 255)
     try:
@@ -507,7 +509,7 @@ def render_video(root:Path, # the data set's (temporary) root
             for j, s in enumerate(subs):
                 img = s.ren.render(s.lab.au_int[i], float(s.lab.mood[i]), float(s.lab.va[i, 1]), tuple(s.pose[i]))
                 if not s.nocrop[i]:
-                    (dirs[j] / f"{i + 1:05d}.jpg").write_bytes(cv2.imencode(".jpg", img, enc)[1].tobytes())
+                    (dirs[j] / crop_name(i + 1)).write_bytes(cv2.imencode(".jpg", img, enc)[1].tobytes())
                 small = cv2.resize(img, (RAW_FACE, RAW_FACE), interpolation=cv2.INTER_AREA)
                 x0 = 160 * j + 32 + int(6 * s.pose[i, 1] / 0.025); y0 = 12 + int(4 * s.pose[i, 2] / 0.02)
                 x0 = min(max(x0, 160 * j), 160 * j + 160 - RAW_FACE); y0 = min(max(y0, 0), RAW_H - RAW_FACE)
@@ -581,10 +583,6 @@ def plan_dataset(videos:int, frames:int, seed:int) -> list[dict]:
     return [dict(raw=r, subjects=s, seed=[seed, i]) for i, (r, s) in enumerate(raws.items())]
 
 # %% ../nbs/05_synth.ipynb #064e6929
-_TASK_DIRS = {"au": "AU_Detection_Challenge", "expr": "EXPR_Classification_Challenge", "va": "VA_Estimation_Challenge"}
-_SPLIT_DIRS = {"train": "Train_Set", "validation": "Validation_Set"}
-_TEST_FILES = {t: f"CVPR_5th_ABAW_{t.upper()}_test_set_sample.txt" for t in ("au", "expr", "va")}
-
 def _render_job(args):
     root, job, frames, size, difficulty = args
     subs = render_video(Path(root), job["raw"], [s["name"] for s in job["subjects"]], frames, size, job["seed"],
@@ -611,7 +609,6 @@ def synth_affwild2(out:str|Path, # the data set's root folder (created; replaced
                    difficulty:float=1.0, # 1: the documented model; lower: less nuisance and noise, exaggerated AUs (0..1)
                   ) -> Path:
     "Write a synthetic Aff-Wild2-layout data set at `out` (atomically) and return its path."
-    from abaw_workbench.annotations import write_annotation_file
     out = Path(out)
     if size < 32: raise AbawError(f"synth: --size must be at least 32 pixels, got {size}")
     if not 0 <= difficulty <= 1: raise AbawError(f"synth: --difficulty must lie in [0, 1], got {difficulty}")
@@ -619,28 +616,27 @@ def synth_affwild2(out:str|Path, # the data set's root folder (created; replaced
     with atomic_dir(out) as tmp:
         jobs = [(str(tmp), j, frames, size, difficulty) for j in plan]
         if workers > 1:
-            from concurrent.futures import ProcessPoolExecutor
             with ProcessPoolExecutor(workers) as ex: results = list(ex.map(_render_job, jobs))
         else: results = [_render_job(j) for j in jobs]
         manifest = manifest_head(videos=videos, frames=frames, seed=seed, size=size, difficulty=difficulty) | dict(fps=FPS, sample_rate=SR, videos=[])
-        test_rows = {t: [] for t in _TEST_FILES}
+        lay = Layout.of(tmp)
+        test_rows = {t: [] for t in TASKS}
         for job, res in zip(plan, results):
             for s, (au, expr, va, nocrop) in zip(job["subjects"], res):
                 for t in s["tasks"]:
                     vals = _task_values(t, au, expr, va, s["invalid"].get(t), s["truncate"].get(t, 0))
                     if s["split"] == "test":
-                        write_annotation_file(tmp / ".synth" / "test_labels" / _TASK_DIRS[t] / f"{s['name']}.txt", t, vals)
-                        test_rows[t] += [f"{s['name']}/{i:05d}.jpg," for i in range(1, frames + 1)]
+                        write_annotation_file(tmp / ".synth" / "test_labels" / lay.folders[t] / f"{s['name']}.txt", t, vals)
+                        test_rows[t] += [f"{s['name']}/{crop_name(i)}," for i in range(1, frames + 1)]
                     else:
-                        write_annotation_file(tmp / "Annotations" / _TASK_DIRS[t] / _SPLIT_DIRS[s["split"]] / f"{s['name']}.txt", t, vals)
+                        write_annotation_file(lay.annotation_dir(t, s["split"]) / f"{s['name']}.txt", t, vals)
                 manifest["videos"].append(dict(s, frames=frames, no_crop=int(nocrop.sum()),
                                                expr_counts=np.bincount(expr, minlength=8).tolist(),
                                                au_rate=au.mean(0).round(3).tolist()))
-        for t in _TASK_DIRS:  # every split folder exists, even when empty
-            for sp in _SPLIT_DIRS.values(): (tmp / "Annotations" / _TASK_DIRS[t] / sp).mkdir(parents=True, exist_ok=True)
-        from abaw_workbench.annotations import HEADERS
+        for t in TASKS:  # every split folder exists, even when empty
+            for sp in LABELLED_SPLITS: lay.annotation_dir(t, sp).mkdir(parents=True, exist_ok=True)
         for t, rows in test_rows.items():
-            (tmp / _TEST_FILES[t]).write_text("\n".join([f"image_location,{HEADERS[t]}"] + rows) + "\n")
+            lay.test_list(t).write_text("\n".join([f"image_location,{HEADERS[t]}"] + rows) + "\n")
         (tmp / ".synth" / "manifest.json").write_text(json.dumps(manifest, indent=1))
         (tmp / "data_catalog.yaml").write_text(
             "# Written by `abaw synth`: use this data set with ABAW_CATALOG=<this file>.\n"
@@ -715,7 +711,6 @@ def synth_args(p):
 
 def synth_main(args) -> int:
     "Write a synthetic Aff-Wild2-like data set."
-    import time
     out = Path(args.out); _check_out(out, args.force)
     t0 = time.time()
     synth_affwild2(out, args.videos, args.frames, args.seed, args.size, args.workers, args.difficulty)
@@ -749,19 +744,16 @@ def pixel_baseline(root:str|Path, # a data set written by `synth_affwild2`
                    px:int=16, # images are shrunk to px×px grey
                   ) -> dict:
     "Train logistic/ridge regression on px×px grey single frames (train split); ABAW scores on validation."
-    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.linear_model import LogisticRegression, Ridge   # imported here: only this baseline uses scikit-learn
     from sklearn.metrics import f1_score
-    from abaw_workbench.catalog import Entry
-    from abaw_workbench.annotations import read_split
-    root = Path(root); e = Entry(root.name, "affwild2", root)
+    lay = Layout.of(root)
     def load(sp):
-        ds = read_split(e, sp); ds = ds.isel(frame=np.flatnonzero(ds.has_face.values))
-        X = np.stack([cv2.resize(cv2.imread(str(root / "cropped_aligned" / v / f"{i:05d}.jpg"), cv2.IMREAD_GRAYSCALE), (px, px),
+        ds = read_split(lay, sp); ds = ds.isel(frame=np.flatnonzero(ds.has_face.values))
+        X = np.stack([cv2.resize(cv2.imread(str(lay.crop_path(v, i)), cv2.IMREAD_GRAYSCALE), (px, px),
                                  interpolation=cv2.INTER_AREA).ravel() for v, i in zip(ds.video.values, ds.frame_index.values)]) / 255.0
         return X, ds
     Xtr, tr = load("train"); Xva, va = load("validation")
     mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6; Xtr, Xva = (Xtr - mu) / sd, (Xva - mu) / sd
-    import warnings
     with warnings.catch_warnings():  # convergence chatter: this is a deliberately trivial model
         warnings.simplefilter("ignore")
         f1 = []

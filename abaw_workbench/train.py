@@ -12,6 +12,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 from torch import nn
 
 from .core import AbawError, atomic_write, get_device, seed_everything
@@ -226,6 +227,7 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
     env = init_distributed(cfg.device)
     out = Path(cfg.out)
     ckpt_path, best_path, log_path = out/"checkpoint.pt", out/"best.pt", out/"log.jsonl"
+    spec = stage.model.spec() if hasattr(stage.model, "spec") else None  # the model's description: rebuilt from the file alone
     seed_everything(cfg.seed + env.rank)
     model = stage.model.to(env.device)
     opt = torch.optim.AdamW(stage.param_groups(cfg.weight_decay), lr=0.0, betas=tuple(cfg.betas))
@@ -268,7 +270,7 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
         if env.distributed:
             rngs = [None] * env.world; dist.all_gather_object(rngs, rng_state())
         if env.main:
-            save_checkpoint(ckpt_path, model=model.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict(),
+            save_checkpoint(ckpt_path, model=model.state_dict(), spec=spec, optimizer=opt.state_dict(), scaler=scaler.state_dict(),
                             step=step, best=best, rng=rngs, config=dataclasses.asdict(cfg),
                             schedule=dict(lr=peak, total=total, warmup=warmup, min_lr=cfg.min_lr, cosine=cfg.cosine))
 
@@ -282,9 +284,8 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
         key = getattr(stage, "best", None)
         if key and _better(metrics[key], best, getattr(stage, "best_mode", "min")):
             best = metrics[key]
-            save_checkpoint(best_path, model=model.state_dict(), step=step, metrics=metrics)
+            save_checkpoint(best_path, model=model.state_dict(), spec=spec, step=step, metrics=metrics)
 
-    from tqdm import tqdm
     bar = tqdm(total=total, initial=step, disable=not (env.main and cfg.progress), desc=out.name, file=sys.stderr, dynamic_ncols=True)
     model.train()
     rec, sums, n_logged, t0 = {}, {}, 0, time.time()

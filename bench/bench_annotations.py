@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from abaw_workbench.annotations import HEADERS, annotation_dir, read_split, crop_indices, write_submission
-from abaw_workbench.catalog import Entry
+from abaw_workbench.annotations import HEADERS, read_split, write_submission
+from abaw_workbench.layout import Layout, crop_indices
 from abaw_workbench.metrics import score, per_video_scores
 from abaw_workbench.schema import make_dataset, AU_NAMES
 
@@ -27,12 +27,12 @@ def generate(root: Path, n_frames: int, n_videos: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     lens = rng.lognormal(0, 0.8, n_videos)
     lens = np.clip(np.round(lens / lens.sum() * n_frames), 500, 20000).astype(int)
-    e = Entry("bench", "affwild2", root)
+    e = Layout.of(root)
     au_rows = np.array([",".join(map(str, r)) for r in rng.integers(0, 2, (256, 12))] + [",".join(["-1"] * 12)], dtype=object)
     expr_rows = np.array([str(i) for i in range(-1, 8)], dtype=object)
     vals = np.array([np.format_float_positional(x, trim="-") for x in np.round(np.linspace(-1, 1, 2001), 3)], dtype=object)
     counts = {"au": 0, "expr": 0, "va": 0}
-    for t in counts: annotation_dir(e, t, "train").mkdir(parents=True, exist_ok=True)
+    for t in counts: e.annotation_dir(t, "train").mkdir(parents=True, exist_ok=True)
     for i, n in enumerate(lens):
         name = [f"{i}-30-1280x720", f"video{i}", f"{i}-25-640x360_left"][i % 3]
         tasks = [t for t, p in (("va", 0.8), ("expr", 0.55), ("au", 0.5)) if rng.random() < p] or ["va"]
@@ -45,7 +45,7 @@ def generate(root: Path, n_frames: int, n_videos: int, seed: int = 0) -> dict:
                 rows = a + "," + b
                 rows[rng.random(m) < 0.03] = "-5,-5"
             text = HEADERS[t] + "\n" + "\n".join(rows.tolist()) + "\n"
-            (annotation_dir(e, t, "train") / f"{name}.txt").write_text(text)
+            (e.annotation_dir(t, "train") / f"{name}.txt").write_text(text)
             counts[t] += m
     return e, counts
 
@@ -73,7 +73,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="bench_annotations_") as d:
         root = Path(d)
         (e, counts), t_gen = timed(generate, root, args.frames, args.videos)
-        files = [p for t in counts for p in annotation_dir(e, t, "train").glob("*.txt")]
+        files = [p for t in counts for p in e.annotation_dir(t, "train").glob("*.txt")]
         mb = sum(p.stat().st_size for p in files) / 1e6
         print(f"generated {len(files)} files ({mb:.0f} MB; AU {counts['au']:,} / EXPR {counts['expr']:,} / VA {counts['va']:,} lines) in {t_gen:.1f} s")
         read_bytes = lambda: sum(len(p.read_bytes()) for p in files)

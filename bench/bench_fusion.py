@@ -23,7 +23,8 @@ HERE = Path(__file__).resolve().parent
 
 
 def _fit_window_net(store_dir, labels, steps, batch, window):
-    from abaw_workbench.fusion import FusionConfig, FusionStage
+    from abaw_workbench.fusion import FusionStage
+    from abaw_workbench.temporal import FusionConfig
     from abaw_workbench.features import FeatureStore
     from abaw_workbench.train import TrainConfig, fit
     st = FeatureStore(store_dir)
@@ -54,8 +55,8 @@ def make_store(path, videos, frames, vd, ad, seed=0):
 
 
 def _bare_step_time(steps, batch, window, vd, ad):
-    from abaw_workbench.fusion import FusionConfig, FusionNet
-    from abaw_workbench.finetune import TaskLoss
+    from abaw_workbench.temporal import FusionConfig, FusionNet
+    from abaw_workbench.tasks import TaskLoss
     net = FusionNet(vd, ad, cfg=FusionConfig(window=window))
     crit = TaskLoss()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -92,7 +93,8 @@ def bench_training(steps=8, batch=32, window=100, rounds=3):
 
 def bench_extract(videos=6, frames=400):
     from abaw_workbench.catalog import Catalog
-    from abaw_workbench.features import ExtractConfig, extract_features, load_encoder
+    from abaw_workbench.features import ExtractConfig, extract_features
+    from abaw_workbench.mae import build_encoder
     from abaw_workbench.synth import synth_affwild2
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
@@ -102,12 +104,13 @@ def bench_extract(videos=6, frames=400):
         cfg = ExtractConfig(batch_size=64)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            extract_features(entry, d / "warm", None, ExtractConfig(batch_size=64, splits=["validation"]), d / "cache", progress=False)
+            torch.manual_seed(0); model = build_encoder("tiny", 112, drop_path=0.0)
+            extract_features(entry, d / "warm", model, ExtractConfig(batch_size=64, splits=["validation"]), d / "cache", progress=False)
             t0 = time.perf_counter()
-            st = extract_features(entry, d / "store", None, cfg, d / "cache", progress=False)
+            st = extract_features(entry, d / "store", model, cfg, d / "cache", progress=False)
             loop_s = time.perf_counter() - t0
         n = sum(int(st.read(v)["face_mask"].sum()) for v in st.videos)
-    enc = load_encoder(None).eval()
+    enc = build_encoder("tiny", 112, drop_path=0.0).eval()
     with torch.inference_mode():
         enc(torch.randn(64, 3, 112, 112))
         t0 = time.perf_counter()
@@ -121,7 +124,7 @@ def bench_extract(videos=6, frames=400):
 
 def _child(mode, store, frames_per_video):
     "Run in a fresh process: train a few steps (mode=store) or only build the net (mode=base); print peak RSS."
-    from abaw_workbench.fusion import FusionConfig, FusionNet
+    from abaw_workbench.temporal import FusionConfig, FusionNet
     if mode == "store":
         from abaw_workbench.features import FeatureStore
         from abaw_workbench.schema import make_dataset

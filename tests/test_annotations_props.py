@@ -144,15 +144,15 @@ video_name = st.sampled_from(["1-30-1280x720", "video10_1", "118-30-640x480_left
 @given(st.sets(st.tuples(st.sampled_from(TASKS), video_name), min_size=1, max_size=8), st.data())
 def test_split_round_trips_through_the_schema(plan, data):
     "Random split trees (videos with any mix of tasks and file lengths) read into the schema and write back identically."
-    from abaw_workbench.annotations import annotation_dir, read_split, write_annotations
-    from abaw_workbench.catalog import Entry
+    from abaw_workbench.annotations import read_split, write_annotations
+    from abaw_workbench.layout import Layout
     with tempfile.TemporaryDirectory() as d:
-        e = Entry("props", "affwild2", Path(d) / "src")
+        e = Layout.of(Path(d) / "src")
         texts = {}
-        for t in TASKS: annotation_dir(e, t, "train").mkdir(parents=True)
+        for t in TASKS: e.annotation_dir(t, "train").mkdir(parents=True)
         for task, video in sorted(plan):
             _, v = data.draw(labels(task=task, min_rows=1))   # a header-only file has no frames: nothing to write back
-            p = annotation_dir(e, task, "train") / f"{video}.txt"
+            p = e.annotation_dir(task, "train") / f"{video}.txt"
             p.parent.mkdir(parents=True, exist_ok=True)
             texts[(task, video)] = format_annotations(task, v)
             p.write_text(texts[(task, video)])
@@ -160,6 +160,5 @@ def test_split_round_trips_through_the_schema(plan, data):
         assert list(ds.video.values) == sorted(ds.video.values)
         out = Path(d) / "out"
         write_annotations(ds, out, "train")
-        from abaw_workbench.catalog import AFFWILD2_FOLDERS as F
-        written = {(t, p.stem): p.read_text() for t in TASKS for p in (out / F[t] / F["train"]).glob("*.txt")}
+        written = {(t, p.stem): p.read_text() for t in TASKS for p in Layout.of(out).annotation_dir(t, "train").glob("*.txt")}
         assert written == texts

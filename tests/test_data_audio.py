@@ -13,29 +13,22 @@ from abaw_workbench.schema import video_slices, base_video, make_dataset
 synth = pytest.importorskip("abaw_workbench.synth")
 annotations = pytest.importorskip("abaw_workbench.annotations")
 from abaw_workbench import audio, data
+from abaw_workbench.layout import Layout
 
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities of TorchVision")
-
-
-class _Entry:
-    "The attributes of a catalog Entry that the readers use."
-    def __init__(self, path):
-        from abaw_workbench.catalog import AFFWILD2_FOLDERS
-        from abaw_workbench.schema import TASKS
-        self.path, self.name, self.folders, self.tasks = Path(path), "synth-test", dict(AFFWILD2_FOLDERS), TASKS
 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("aff") / "synth"
     synth.synth_affwild2(root, videos=6, frames=60, seed=0, size=64)
-    return _Entry(root)
+    return Layout.of(root)   # readers take a catalog entry or its layout
 
 
 def test_frames_follow_the_policy(tree):
     ds = annotations.read_split(tree, "train")
     cfg = data.preprocess_config("vit_tiny_patch16_224", img_size=64)
-    fd = data.FrameDataset(ds, data.crops_dir(tree), cfg)
+    fd = data.FrameDataset(ds, tree.crops, cfg)
     c = fd.counts
     assert c["used"] + c["no_crop"] + c["no_label"] + c["neither"] == ds.sizes["frame"]
     assert c["no_crop"] == int(((~ds.has_face.values) & data.has_label(data.label_arrays(ds))).sum())
@@ -48,7 +41,7 @@ def test_frames_follow_the_policy(tree):
 def test_windows_cover_the_split(tree):
     ds = annotations.read_split(tree, "train")
     cfg = data.preprocess_config("vit_tiny_patch16_224", img_size=64)
-    wd = data.WindowDataset(ds, data.crops_dir(tree), cfg, window=32, stride=32)
+    wd = data.WindowDataset(ds, tree.crops, cfg, window=32, stride=32)
     seen = np.zeros(ds.sizes["frame"], int)
     for k in range(len(wd)):
         it = wd[k]
@@ -63,7 +56,7 @@ def test_audio_of_synthetic_videos(tree, tmp_path):
     ds = xr.concat([annotations.read_split(tree, s) for s in ("train", "validation")], "frame")
     vids = list(video_slices(ds))
     # a raw video without an audio track: the stated rule, not a crash
-    p0 = audio.find_video_file(tree, vids[0])
+    p0 = tree.raw_video(vids[0])
     silent = p0.with_name("silent-30-64x64.mp4")
     import av
     with av.open(str(p0)) as src, av.open(str(silent), "w") as dst:
@@ -81,10 +74,10 @@ def test_audio_of_synthetic_videos(tree, tmp_path):
             F, m = audio.video_audio_features(tree, v, sub.time.values, tmp_path)
             assert F.shape == (sub.sizes["frame"], len(audio.AUDIO_FEATURE_NAMES))
             assert np.isfinite(F).all()
-            p = audio.find_video_file(tree, v)
+            p = tree.raw_video(v)
             if p is not None and audio.extract_waveform(p, tmp_path)[2]: assert m.mean() > 0.9
             else: assert not m.any() and not F.any()
     # one cache file per raw video, whatever the number of subjects
-    raw = {base_video(v) for v in vids if audio.find_video_file(tree, v) is not None}
+    raw = {base_video(v) for v in vids if tree.raw_video(v) is not None}
     assert len(list((tmp_path / "audio").iterdir())) == len(raw)
     assert any(v.endswith(("_left", "_right")) for v in vids[:-1])

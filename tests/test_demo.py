@@ -46,6 +46,23 @@ def test_outputs_follow_the_contract(demo):
     assert "total" in out and "fusion_audio_visual" in out
 
 
+def test_the_run_folder_opens(demo):
+    "`Run.open` on the demo's folder: every model's predictions, the labels, the models themselves, the frames."
+    from abaw_workbench.runs import Run
+    from abaw_workbench.finetune import FrameModel
+    from abaw_workbench.temporal import FusionNet
+    d, _, _ = demo
+    run = Run.open(d / "run")
+    assert (run.kind, run.models) == ("demo", ["static", "fusion_visual", "fusion_audio_visual"])
+    assert run.metrics["fusion_audio_visual"]["va"] == json.loads((d / "run" / "metrics.json").read_text())["fusion_audio_visual"]["va"]
+    assert run.predictions().sizes["frame"] == run.labels.sizes["frame"]
+    assert isinstance(run.load_model("static"), FrameModel)
+    nets = run.load_model("fusion_audio_visual")
+    assert set(nets) == {"au", "expr", "va"} and all(isinstance(n, FusionNet) for n in nets.values())
+    v, fi = str(run.labels.video.values[0]), int(run.labels.frame_index.values[0])
+    assert run.frames.image(v, fi).shape[2] == 3
+
+
 def test_rerun_skips_finished_stages_and_force_reruns_from_a_stage(demo):
     d, run, _ = demo
     out = run()
@@ -64,6 +81,8 @@ def test_a_moved_run_folder_is_reused(demo):
                        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (r.stdout + r.stderr).count("skipped") == 6 and (d / "moved" / "metrics.json").exists()
+    from abaw_workbench.runs import Run
+    assert Run.open(d / "moved").load_model("static") is not None   # the manifest's paths are relative to the folder
 
 
 @pytest.mark.slow
@@ -83,5 +102,5 @@ def test_paper_config_runs_one_step_per_stage_on_cpu(tmp_path):
     import torch
     from abaw_workbench.features import FeatureStore
     st = FeatureStore(next((tmp_path / "run").glob("extract-*")) / "store")
-    assert st.meta["visual_dim"] == 768 and st.meta["img_size"] == 224
+    assert st.meta["visual_dim"] == 768 and st.meta["model"]["args"]["encoder"]["img_size"] == 224   # read from the checkpoint
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()).keys() == {"static", "fusion_visual", "fusion_audio_visual"}

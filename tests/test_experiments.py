@@ -11,7 +11,7 @@ from abaw_workbench.ablate import load_results, run_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 EXP = ROOT / "nbs" / "experiments"
-TINY = ["pretrain.img_size=32", "finetune.img_size=32", "extract.img_size=32",
+TINY = ["encoder.img_size=32",
         "pretrain.train.max_steps=2", "pretrain.train.batch_size=8", "finetune.train.max_steps=2",
         "finetune.train.batch_size=8", "finetune.eval_batch=64", "fusion.train.max_steps=2", "fusion.train.batch_size=4",
         "extract.num_workers=0", "extract.batch_size=64"]

@@ -26,6 +26,8 @@ def test_stages_one_by_one(tmp_path):
               "train.max_steps=2", "train.batch_size=8", "train.progress=false", cwd=tmp_path)
     m = json.loads(out.strip().splitlines()[-1])
     assert {"au", "expr", "va", "valence", "arousal", "score"} <= set(m)
+    from abaw_workbench.runs import Run
+    assert Run.open(tmp_path / "runs/finetune").metrics == m   # the run folder explains itself
     run("extract", *c, "--dataset", "syn", "--encoder", "runs/finetune/best.pt", "--out", "runs/features",
         "num_workers=0", cwd=tmp_path)
     assert len(list((tmp_path / "runs/features/videos").glob("*.nc"))) >= 3
@@ -37,12 +39,13 @@ def test_stages_one_by_one(tmp_path):
     for t in ("AU", "EXPR", "VA"): assert (tmp_path / f"runs/fuse/submission_{t}.txt").exists()
     # the fusion's validation predictions, written per video in the annotation format, score like the run said
     import xarray as xr
-    from abaw_workbench.annotations import annotation_dir, write_annotation_file, prediction_values
+    from abaw_workbench.annotations import write_annotation_file
+    from abaw_workbench.schema import prediction_values
     from abaw_workbench.catalog import Catalog
     from abaw_workbench.schema import video_slices
     entry = Catalog.load(tmp_path / "cat.yaml").resolve("syn")
     preds = xr.load_dataset(tmp_path / "runs/fuse/predictions_validation.nc", engine="h5netcdf")
-    labels_dir = annotation_dir(entry, "expr", "validation")
+    labels_dir = entry.layout.annotation_dir("expr", "validation")
     pred_dir = tmp_path / "pred_expr"
     vals = prediction_values(preds, "expr")
     for v, sl in video_slices(preds).items():
