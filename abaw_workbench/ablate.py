@@ -4,7 +4,7 @@
 
 # %% ../nbs/14_ablate.ipynb #1f768cb2
 from __future__ import annotations
-import concurrent.futures as cf, ast, contextlib, datetime, fcntl, itertools, json, math, multiprocessing, os, re
+import concurrent.futures as cf, ast, contextlib, datetime, fcntl, itertools, json, multiprocessing, os, re
 import shutil, signal, socket, subprocess, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
