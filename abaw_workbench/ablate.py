@@ -545,10 +545,14 @@ def shared_stage(runner, # a stage cache (`runs.StageRunner`): folders keyed by 
                  settings, # the stage's settings (hashed)
                  fn # `fn(folder) -> dict`, run unless finished before
                 ):
-    "`runner.run(name, settings, fn)` under a lock, so that parallel runs compute a shared stage once."
+    "`runner.run(name, settings, fn)` under a lock, so that parallel runs compute a shared stage once; the stage folder keeps the code version that ran it (code.json)."
     key = config_hash({"stage": name, "settings": settings, "upstream": list(runner.chain)})
+    def run_and_note(d):
+        r = fn(d)
+        with atomic_write(Path(d) / "code.json", "w") as f: json.dump(code_version(), f)
+        return r
     with file_lock(Path(runner.out) / ".locks" / f"{name}-{key}.lock"):
-        return runner.run(name, settings, fn)
+        return runner.run(name, settings, run_and_note)
 
 # %% ../nbs/14_ablate.ipynb #c0c84116
 def code_version() -> dict:
@@ -567,7 +571,10 @@ def write_record(parameters:dict, # the notebook's parameters, as run
                  entries:list, # catalog entries read (`catalog.Entry`)
                  path:str|Path=RECORD, # where (beside the executed notebook: the kernel's working directory)
                  **extra) -> Path:
-    "Write an experiment's machine-readable record atomically."
+    "Write an experiment's machine-readable record atomically (`stages={name: folder}`: with the code version that ran each)."
+    if isinstance(extra.get("stages"), dict):
+        def code(d): f = Path(d) / "code.json"; return json.loads(f.read_text()) if f.exists() else None
+        extra["stages"] = {k: {"folder": str(d), "code": code(d)} for k, d in extra["stages"].items()}
     rec = {"format": 1, "parameters": parameters, "metrics": metrics, "timing": timing, "code": code_version(),
            "catalog": {e.name: {"kind": e.kind, "path": str(e.path), "source": str(e.source),
                                 **({"synth": e.options["synth"]} if "synth" in e.options else {})} for e in entries},

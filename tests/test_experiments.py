@@ -49,6 +49,8 @@ def _check_record(run_dir, models):
         assert "settings" in m["postprocessed"]
     assert "tiny" in rec["catalog"] and rec["catalog"]["tiny"]["synth"]["videos"] == 6
     assert set(rec["code"]) == {"commit", "dirty"} and rec["timing"]["total"] > 0
+    for st in rec["stages"].values():   # every stage folder it read, with the code version that computed it
+        assert Path(st["folder"]).is_dir() and set(st["code"]) == {"commit", "dirty"}
     assert (run_dir / "notebook.ipynb").exists()
     return rec
 
