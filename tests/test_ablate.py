@@ -168,3 +168,19 @@ def test_shipped_grids_cover_the_papers_axes():
     assert {"16", "32", "64", "100"} <= vals["window"]
     assert {"concat", "cross_attention"} <= vals["design"]
     assert {"True", "False"} <= vals["smoothing"] and {"True", "False"} <= vals["thresholds"]
+
+
+def test_a_kernel_that_never_starts_is_killed_at_the_timeout(tmp_path, monkeypatch):
+    "papermill waits for a kernel that never answers; the watchdog kills papermill and the kernel process."
+    from abaw_workbench.ablate import execute_run
+    spec = tmp_path / "jupyter" / "kernels" / "never"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({"argv": ["sleep", "613"], "display_name": "never", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    make_probe_notebook(tmp_path / "probe.ipynb")
+    t0 = time.time()
+    rec = execute_run(str(tmp_path / "probe.ipynb"), {"x": 1}, str(tmp_path / "run"), timeout=8, kernel="never")
+    assert rec["status"] == "timed_out" and time.time() - t0 < 40, rec
+    assert json.loads((tmp_path / "run" / STATUS).read_text())["status"] == "timed_out"
+    left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "613"]]
+    assert not left, "the kernel process outlived its run"
