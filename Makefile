@@ -10,14 +10,15 @@ STAMP := $(VENV)/.deps-$(DEPS_HASH)
 # Two workers, one thread each: the CI machine has 2 cores.
 NB_WORKERS ?= 2
 
-.PHONY: env browser demo test test-slow lab docs bench clean-nbs export help
+.PHONY: env browser demo test test-slow lab docs docs-quarto bench clean-nbs export help
 
 help:
 	@echo "make demo       run the whole method on the embedded synthetic data set (abaw demo)"
 	@echo "make test       every fast test: notebook hygiene, notebooks (nbdev_test), tests/"
 	@echo "make test-slow  the slow-flagged notebook cells and slow tests too"
-	@echo "make lab        JupyterLab on nbs/ (127.0.0.1)"
-	@echo "make docs       build the HTML docs from the notebooks into _docs/ (no Quarto needed)"
+	@echo "make lab        JupyterLab (127.0.0.1) on the failure-case explorer, nbs/tutorials/explore.ipynb"
+	@echo "make docs       build the HTML docs site from the notebooks into _docs/ (pure Python, offline; no Quarto)"
+	@echo "make docs-quarto  nbdev's own docs path (nbdev_docs), for machines with Quarto on PATH"
 	@echo "make bench      run every benchmark in bench/ and print one table"
 	@echo "make export     nbdev_export + nbdev_clean + README (after editing notebooks)"
 
@@ -51,11 +52,19 @@ test-slow: env browser
 	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags slow --timing
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
+# Opens on the explore notebook; the project's lab settings (lab/user-settings: no news pop-up) are used.
 lab: env
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=nbs
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --ServerApp.root_dir=nbs \
+	  --LabApp.default_url=/lab/tree/tutorials/explore.ipynb \
+	  --LabApp.user_settings_dir=lab/user-settings --LabApp.workspaces_dir=lab/workspaces
 
+# The Python builder (nbs/91_docs.ipynb) is the default and the one CI checks; it writes only _docs/.
 docs: env
 	$(BIN)/abaw docs --out _docs
+
+docs-quarto: env
+	@command -v quarto >/dev/null 2>&1 || { echo "[docs-quarto] quarto is not on PATH: use make docs"; exit 1; }
+	$(BIN)/nbdev_docs
 
 bench: env
 	$(PY) bench/run_all.py

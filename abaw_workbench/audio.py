@@ -17,7 +17,7 @@ from .layout import Layout
 
 # %% auto #0
 __all__ = ['AUDIO_FEATURE_NAMES', 'extract_waveform', 'AudioConfig', 'audio_feature_names', 'pitch_track', 'audio_features',
-           'video_fps', 'video_audio_features']
+           'video_fps', 'video_audio_features', 'file_audio_features']
 
 # %% ../nbs/07_audio.ipynb #a5e75b62
 _warned: set = set()
@@ -232,15 +232,25 @@ def video_audio_features(entry, # a catalog `Entry` of kind affwild2, or a `Layo
                         ) -> tuple[np.ndarray, np.ndarray]:
     "Features [n_frames, D] and the bool mask of frames with audio, for one video."
     cfg = cfg or AudioConfig()
-    t = np.asarray(frame_times, np.float64).copy()
     lay = Layout.of(entry)
     p = lay.raw_video(video)
     if p is None:
         _warn_once(f"{lay.root}:{base_video(video)}", f"{lay.videos}: no raw video for {video!r}; audio features are zeros")
-        return np.zeros((len(t), len(audio_feature_names(cfg))), np.float32), np.zeros(len(t), bool)
-    wave, sr, has_audio = extract_waveform(p, cache_dir, cfg.sr)
+        return np.zeros((len(frame_times), len(audio_feature_names(cfg))), np.float32), np.zeros(len(frame_times), bool)
+    return file_audio_features(p, frame_times, cache_dir, cfg, frame_index)
+
+def file_audio_features(path:str|Path, # a raw video file
+                        frame_times, # [n_frames] frame times in seconds from the video's start (NaN = unknown)
+                        cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
+                        cfg:AudioConfig|None=None,
+                        frame_index=None # [n_frames] 1-based frame numbers: fill NaN times from the video's fps
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    "Features [n_frames, D] and the bool mask of frames with audio, for one video file (no audio track: zeros, mask False)."
+    cfg = cfg or AudioConfig()
+    t = np.asarray(frame_times, np.float64).copy()
+    wave, sr, has_audio = extract_waveform(path, cache_dir, cfg.sr)
     if frame_index is not None and np.isnan(t).any():
-        fps = video_fps(p)
+        fps = video_fps(path)
         if fps: t = np.where(np.isnan(t), (np.asarray(frame_index, np.float64) - 1) / fps, t)
     F, mask = audio_features(wave, sr, t, cfg, return_mask=True)
     if not has_audio: F[:], mask[:] = 0, False

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #3a9504f8
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, json, os, random, shutil, tempfile, typing
+import contextlib, dataclasses, hashlib, json, os, random, shutil, tempfile, time, typing
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,7 +13,7 @@ import yaml
 # %% auto #0
 __all__ = ['RUN_MANIFEST', 'RUN_KINDS', 'AbawError', 'atomic_write', 'atomic_path', 'atomic_dir', 'config_from_dict',
            'apply_overrides', 'parse_value', 'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything',
-           'write_manifest', 'stage_args', 'stage_config']
+           'write_manifest', 'stage_args', 'stage_config', 'Timer']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -235,3 +235,13 @@ def stage_config(cls:type, # the stage's config dataclass
     cfg = load_config(cls, args.config if source is None else source, args.overrides)
     if hasattr(cfg, "train"): cfg.train.out = str(args.out)
     return cfg
+
+# %% ../nbs/00_core.ipynb #9f4b027e
+class Timer:
+    "Wall-clock seconds per named part, summed over repeats (`with timer('validation'): ...`)."
+    def __init__(self): self.parts = {}
+    @contextlib.contextmanager
+    def __call__(self, name:str):
+        t0 = time.perf_counter()
+        try: yield
+        finally: self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - t0

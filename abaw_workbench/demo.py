@@ -19,8 +19,11 @@ from .annotations import read_split, split_summary
 from .catalog import Catalog, default_catalog_path
 from .synth import GENERATOR_VERSION
 from .figures import au_f1_bars, expr_confusion, metrics_table, most_va_labelled, va_scatter, va_timeline
-from .mae import EncoderConfig, PretrainConfig, ImageFolderDataset, list_images, pretrain, reconstruction_grid
-from .finetune import FinetuneConfig, run_finetune
+from .mae import (EncoderConfig, PretrainConfig, ImageFolderDataset, MaskedAutoencoder, build_encoder, list_images, mae_config,
+                                pretrain, reconstruction_grid)
+from .train import bare_step_seconds
+from .finetune import FinetuneConfig, FrameModel, run_finetune
+from .temporal import FusionNet
 from .features import ExtractConfig, FeatureStore, extract_features
 from .fusion import FuseRunConfig, run_fusion
 from .evaluation import evaluate_predictions, postprocess_report
@@ -28,8 +31,9 @@ from .checkpoints import load_model
 from .runs import StageRunner
 
 # %% auto #0
-__all__ = ['STAGES', 'DemoConfig', 'named_configs', 'demo_config', 'run_demo', 'summary_table', 'report_figures',
-           'reconstruction_png', 'write_report', 'demo_args', 'demo_main']
+__all__ = ['STAGES', 'DemoConfig', 'named_configs', 'demo_config', 'calibrate', 'timing_rows', 'timing_table', 'run_demo',
+           'summary_table', 'report_figures', 'reconstruction_png', 'write_report', 'demo_args', 'demo_main',
+           'tiny_run']
 
 # %% ../nbs/13_demo.ipynb #8c6136a4
 @dataclass
@@ -71,6 +75,76 @@ def demo_config(name:str="tiny", # a named configuration (`named_configs`) or a 
 # %% ../nbs/13_demo.ipynb #f2d8ed70
 STAGES = ("data", "pretrain", "finetune", "extract", "fusion_visual", "fusion_audio_visual")
 
+# %% ../nbs/13_demo.ipynb #1df3f9f1
+def calibrate(cfg:DemoConfig, # the run's configuration
+              store_meta:dict # the feature store's description (feature sizes)
+             ) -> dict:
+    "Bare seconds per step of each stage's model on random tensors of its batch shape."
+    torch.manual_seed(0)
+    e, H = cfg.encoder, cfg.encoder.img_size
+    img = lambda b: (torch.randn(b, 3, H, H),)
+    mae = MaskedAutoencoder(**mae_config(e.size, H, norm_pix_loss=cfg.pretrain.norm_pix_loss))
+    fm = FrameModel(build_encoder(e.size, H, drop_path=cfg.finetune.drop_path), cfg.finetune.tasks, pool=cfg.finetune.pool,
+                    grid_dim=cfg.finetune.grid_dim)
+    out = {"pretrain": bare_step_seconds(mae, (torch.randn(cfg.pretrain.train.batch_size, 3, H, H), cfg.pretrain.mask_ratio)),
+           "finetune": bare_step_seconds(fm, img(cfg.finetune.train.batch_size)),
+           "extract": bare_step_seconds(fm, img(cfg.extract.batch_size), train=False)}
+    B, T = cfg.fusion.train.batch_size, cfg.fusion.fusion.window
+    for mod in ("visual", "audio_visual"):
+        net = FusionNet(store_meta["visual_dim"], store_meta["audio_dim"], ["au"], dataclasses.replace(cfg.fusion.fusion, modalities=mod))
+        x = (torch.randn(B, T, store_meta["visual_dim"]), torch.randn(B, T, store_meta["audio_dim"]), torch.ones(B, T, dtype=torch.bool))
+        out[f"fusion_{mod}"] = bare_step_seconds(net, x)
+    return out
+
+def _timing(folder:Path) -> dict:
+    p = folder / "timing.json"
+    return json.loads(p.read_text()) if p.exists() else {"parts": {}}
+
+def timing_rows(runner:StageRunner, # the run's stages (folders and wall times)
+                bare:dict, # `calibrate`'s seconds per step
+                cfg:DemoConfig, n_frames:int, n_store_frames:int) -> list[dict]:
+    "One row per stage and part: seconds, work done, throughput and the ratio to the bare limit."
+    rows = []
+    def row(stage, part, s, n=None, unit="", limit=None):
+        r = {"stage": stage, "part": part, "seconds": round(s, 2), "items": n, "unit": unit,
+             "per_second": round(n / s, 2) if n and s > 0 else None, "bare_per_second": None, "ratio": None}
+        if limit is not None and n: r.update(bare_per_second=round(n / limit, 2), ratio=round(limit / s, 3) if s > 0 else None)
+        rows.append(r)
+    wall = {k: json.loads((d / "done.json").read_text()).get("seconds", 0.0) for k, d in runner.folders.items()}
+    row("data", "read and check the data set", wall["data"], n_frames, "frames")
+    for st in ("pretrain", "finetune"):
+        t = _timing(runner.folders[st])
+        train = t["parts"].get("loop", 0.0) - t["parts"].get("validation", 0.0)
+        row(st, "training", train, t.get("items"), t.get("unit", "images"), bare[st] * t.get("steps", 0))
+        for k in ("validation", "final prediction"):
+            if k in t["parts"]: row(st, k, t["parts"][k])
+        row(st, "data, set-up, checkpoints", wall[st] - sum(t["parts"].values()))
+    row("extract", "extraction (crops, encoder, audio)", wall["extract"], n_store_frames, "frames",
+        bare["extract"] * n_store_frames / cfg.extract.batch_size)
+    for mod in ("visual", "audio_visual"):
+        st, d = f"fusion_{mod}", runner.folders[f"fusion_{mod}"]
+        per_model = [_timing(p.parent) for p in sorted(d.glob("*/timing.json"))] or [_timing(d)]
+        steps = sum(t.get("steps", 0) for t in per_model)
+        train = sum(t["parts"].get("loop", 0.0) - t["parts"].get("validation", 0.0) for t in per_model)
+        row(st, f"training ({len(per_model)} models)", train, sum(t.get("items", 0) for t in per_model), "windows", bare[st] * steps)
+        row(st, "validation", sum(t["parts"].get("validation", 0.0) for t in per_model))
+        top = _timing(d)["parts"] if len(per_model) > 1 or not (d / "timing.json").exists() else per_model[0]["parts"]
+        for k in ("final prediction", "post-processing search"):
+            if k in top: row(st, k, top[k])
+        parts = sum(sum(t["parts"].values()) for t in per_model) + (sum(_timing(d)["parts"].values()) if len(per_model) > 1 else 0)
+        row(st, "data, set-up, checkpoints", wall[st] - parts)
+    return rows
+
+def timing_table(rows:list[dict]) -> str:
+    "The timing rows as a text table."
+    out = [f"{'stage':<20}{'part':<36}{'seconds':>9}{'work':>16}{'per s':>10}{'bare per s':>12}{'ratio':>7}"]
+    for r in rows:
+        work = f"{r['items']} {r['unit']}" if r["items"] else ""
+        f = lambda v, w, p: f"{v:>{w}.{p}f}" if v is not None else " " * w
+        out.append(f"{r['stage']:<20}{r['part']:<36}{r['seconds']:>9.1f}{work:>16}{f(r['per_second'], 10, 1)}"
+                   f"{f(r['bare_per_second'], 12, 1)}{f(r['ratio'], 7, 2)}")
+    return "\n".join(out)
+
 # %% ../nbs/13_demo.ipynb #f536e641
 def _settings(c) -> dict:
     d = dataclasses.asdict(c)
@@ -84,7 +158,7 @@ def run_demo(cfg:DemoConfig, # the demo configuration
              catalog:str|Path|None=None, # catalog file (default: the project's)
              force:str|None=None, # rerun from this stage
              log=print) -> dict:
-    "Run every stage (cached), then write metrics.json, predictions and report.html into `out`."
+    "Run every stage (cached), then write metrics.json (per model, and `timing`), predictions, run.json and report.html into `out`."
     t0 = time.time()
     out = Path(out)
     cat = Catalog.load(catalog or default_catalog_path())
@@ -127,6 +201,10 @@ def run_demo(cfg:DemoConfig, # the demo configuration
             return {"metrics": run_fusion(fcfg, store, labels["train"], labels["validation"], d, entry)}
         _, fus[mod] = runner.run(f"fusion_{mod}", _settings(fcfg), fu)
 
+    # -- where the time went, against the bare limits measured now
+    timing = timing_rows(runner, calibrate(cfg, store.meta), cfg, sum(l.sizes["frame"] for l in labels.values()),
+                         sum(len(store.read(v, keys=("frame_index",))["frame_index"]) for v in store.videos))
+
     # -- evaluation and report (always rewritten: cheap, and the files the user opens)
     val = labels["validation"]
     folders = {"static": ft_d, "fusion_visual": fus["visual"], "fusion_audio_visual": fus["audio_visual"]}
@@ -141,7 +219,7 @@ def run_demo(cfg:DemoConfig, # the demo configuration
         save_predictions(p, out / "predictions" / f"{name}_validation.nc", source=name, model=name, dataset=cfg.dataset,
                          split="validation", run=str(out))
     save_predictions(val, out / "labels_validation.nc", dataset=cfg.dataset, split="validation")
-    with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
+    with atomic_write(out / "metrics.json", "w") as f: json.dump({**metrics, "timing": timing}, f, indent=1)
     models = {}
     for name, d in folders.items():   # the checkpoints each stage's own manifest names, relative to the run folder
         ck = json.loads((d / "run.json").read_text())["models"]
@@ -153,8 +231,9 @@ def run_demo(cfg:DemoConfig, # the demo configuration
     write_report(out / "report.html", val, preds, metrics, pre_ckpt, cfg, entry)
     total = time.time() - t0
     log(summary_table(metrics))
+    log(timing_table(timing))
     log(f"[demo] total {total / 60:.1f} min; metrics: {out / 'metrics.json'}; report: {out / 'report.html'}")
-    return metrics
+    return {**metrics, "timing": timing}
 
 # %% ../nbs/13_demo.ipynb #0bb4228e
 def summary_table(metrics:dict) -> str:
@@ -223,3 +302,20 @@ def demo_main(args) -> int:
     if args.faces: cfg.faces = args.faces
     run_demo(cfg, args.out, args.catalog, args.force)
     return 0
+
+# %% ../nbs/13_demo.ipynb #1b7e8e9b
+def tiny_run(folder:str|Path, # where the catalog, data and run go
+             frames:int=32 # frames per synthetic video
+            ) -> tuple[Path, Path]:
+    "Train a tiny demo run on a tiny synthetic set (seconds per stage); returns (run folder, catalog file)."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    cat = folder / "catalog.yaml"
+    cat.write_text("cache_dir: cache\nentries:\n"
+                   f"  demo: {{kind: affwild2, path: data/demo, synth: {{videos: 3, frames: {frames}, seed: 0, size: 112}}}}\n"
+                   "  demo_faces: {kind: image_folder, path: data/faces, synth: {images: 16, seed: 1, size: 112}}\n")
+    cfg = demo_config("tiny", ["pretrain.train.max_steps=2", "pretrain.train.batch_size=8", "finetune.train.max_steps=2",
+                               "finetune.train.batch_size=8", "fusion.train.max_steps=3", "fusion.train.batch_size=2",
+                               "fusion.fusion.window=16", "fusion.fusion.stride=8", "extract.num_workers=0",
+                               "finetune.train.num_workers=0", "pretrain.train.num_workers=0"])
+    run_demo(cfg, folder / "run", cat, log=lambda *a: None)
+    return folder / "run", cat

@@ -9,11 +9,13 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, video_slices
+from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, video_slices
 from .metrics import aligned, score
 
 # %% auto #0
-__all__ = ['METRIC_COLUMNS', 'metrics_table', 'au_f1_bars', 'expr_confusion', 'va_scatter', 'most_va_labelled', 'va_timeline']
+__all__ = ['METRIC_COLUMNS', 'LABEL_COLOR', 'A_COLOR', 'B_COLOR', 'CURSOR_COLOR', 'EXPR_COLORS', 'metrics_table', 'au_f1_bars',
+           'expr_confusion', 'va_scatter', 'most_va_labelled', 'va_timeline', 'bin_mean', 'bin_mode', 'timeline_figure',
+           'trace_index', 'au_bars_figure', 'expr_figure', 'expr_label_marks', 'va_plane_figure']
 
 # %% ../nbs/04a_figures.ipynb #afd426c7
 METRIC_COLUMNS = {"au": "AU F1", "expr": "EXPR F1", "va": "VA CCC", "valence": "valence CCC", "arousal": "arousal CCC"}
@@ -87,3 +89,168 @@ def va_timeline(labels, preds:dict, video:str) -> go.Figure:
     fig.update_layout(title=f"Video {video}: labels and predictions", height=520)
     fig.update_xaxes(title="frame", row=2, col=1)
     return fig
+
+# %% ../nbs/04a_figures.ipynb #c0cb9d78
+LABEL_COLOR, A_COLOR, B_COLOR, CURSOR_COLOR = "#222222", "#1f77b4", "#ff7f0e", "#d62728"
+EXPR_COLORS = ["#9e9e9e", "#d62728", "#8c564b", "#9467bd", "#ffbf00", "#1f77b4", "#17becf", "#2ca02c"]
+
+def _arr(x, dtype=np.float32) -> np.ndarray:
+    "A contiguous 1-D array of a dtype the widget protocol sends as a binary buffer (not int64: that goes as a list)."
+    return np.ascontiguousarray(x, dtype)
+
+def _grid(z) -> np.ndarray:
+    "A 2-D heat-map as an object array, None where NaN: widgets send 2-D arrays as lists, and JSON has no NaN (object arrays skip plotly's per-element checks)."
+    z = np.round(np.asarray(z, np.float64), 4)
+    return np.where(np.isnan(z), None, z)
+
+def _factor(n:int, max_points:int) -> int: return max(1, int(np.ceil(n / max(max_points, 1))))
+
+def bin_mean(x:np.ndarray, # [n, ...] values, NaN = missing
+             f:int, # frames per bin
+            ) -> np.ndarray:
+    "Mean of every `f` consecutive rows, skipping NaN (float32; NaN where a bin has no value)."
+    x = np.asarray(x, np.float32)
+    if f == 1: return np.ascontiguousarray(x)
+    m = -(-len(x) // f)
+    y = np.concatenate([x, np.full((m * f - len(x),) + x.shape[1:], np.nan, np.float32)]).reshape((m, f) + x.shape[1:])
+    k = (~np.isnan(y)).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"): return np.where(k > 0, np.nansum(y, 1) / np.maximum(k, 1), np.nan).astype(np.float32)
+
+def bin_mode(c:np.ndarray, # [n] classes 0-7, -1 = none
+             f:int, # frames per bin
+            ) -> np.ndarray:
+    "Most frequent class of every `f` consecutive frames as float32 (NaN where a bin has none)."
+    c = np.asarray(c, np.int64)
+    if f == 1: return np.where(c >= 0, c, np.nan).astype(np.float32)
+    m = -(-len(c) // f)
+    y = np.concatenate([c, np.full(m * f - len(c), -1)]).reshape(m, f) + 1
+    counts = (y[..., None] == np.arange(1, len(EXPR_NAMES) + 1)).sum(1)
+    return np.where(counts.max(1) > 0, counts.argmax(1), np.nan).astype(np.float32)
+
+# %% ../nbs/04a_figures.ipynb #b2174aec
+def _expr_colorscale():
+    k = len(EXPR_COLORS)
+    return [[v, c] for i, c in enumerate(EXPR_COLORS) for v in (i / k, (i + 1) / k)]
+
+def timeline_figure(a:dict, # `explore.video_arrays` of model A
+                    b:dict|None=None, # and of model B (same frames) to compare
+                    names=("prediction", "B"), # what to call A and B
+                    max_points:int=1000, # most columns drawn for the whole video (about one per pixel)
+                    detail:int=300, # frames of full-resolution VA curves around the cursor (when downsampled)
+                    height:int=640, width:int=1150,
+                    webgl:bool|None=None, # WebGL curves (default: for videos longer than `max_points`)
+                   ) -> go.Figure:
+    "Timelines of one video: VA curves, AU heat-map, EXPR ribbon and error bands, with a cursor shape."
+    fi = a["frame_index"]; n = len(fi)
+    f = _factor(n, max_points)
+    Line = go.Scattergl if (webgl if webgl is not None else f > 1) else go.Scatter
+    x = _arr(fi[::f], np.int32)
+    models = [(a, names[0], A_COLOR)] + ([(b, names[1], B_COLOR)] if b is not None else [])
+    fig = make_subplots(rows=5, cols=1, shared_xaxes=True, vertical_spacing=0.025, row_heights=[0.17, 0.17, 0.36, 0.12, 0.18])
+    for j, nm in enumerate(VA_NAMES):
+        fig.add_trace(Line(x=x, y=bin_mean(a["va_label"][:, j], f), name="label", meta=f"va{j}:label", legendgroup="label",
+                                   showlegend=j == 0, line=dict(color=LABEL_COLOR, width=1.5)), row=j + 1, col=1)
+        for m, (d, mn, c) in enumerate(models):
+            fig.add_trace(Line(x=x, y=bin_mean(d["va_pred"][:, j], f), name=mn, meta=f"va{j}:pred{m}", legendgroup=mn,
+                                       showlegend=j == 0, line=dict(color=c, width=1.2)), row=j + 1, col=1)
+        for m, (d, mn, c) in enumerate([(a, "label", LABEL_COLOR)] + models):   # full resolution near the cursor
+            fig.add_trace(Line(x=_arr(fi[:1], np.int32), y=np.full(1, np.nan, np.float32), meta=f"va{j}:detail{m}", showlegend=False,
+                                       hoverinfo="skip", line=dict(color=c, width=1.5)), row=j + 1, col=1)
+        fig.update_yaxes(title_text=nm, range=[-1.05, 1.05], row=j + 1, col=1)
+    rows, z = [], []
+    for i, au in enumerate(AU_NAMES):
+        rows.append(f"{au} label"); z.append(bin_mean(a["au_label"][:, i], f))
+        for d, mn, _ in models: rows.append(f"{au} {mn}"); z.append(bin_mean(d["au_pred"][:, i], f))
+    fig.add_trace(go.Heatmap(x=x, y=rows, z=_grid(np.stack(z)), zmin=0, zmax=1, colorscale="Blues", showscale=False, meta="au",
+                             hovertemplate="frame %{x}<br>%{y}: %{z:.2f}<extra></extra>"), row=3, col=1)
+    ez = [bin_mode(a["expr_label"], f)] + [bin_mode(d["expr_pred"], f) for d, _, _ in models]
+    fig.add_trace(go.Heatmap(x=x, y=["EXPR label"] + [f"EXPR {mn}" for _, mn, _ in models], z=_grid(np.stack(ez)), zmin=-0.5,
+                             zmax=len(EXPR_NAMES) - 0.5, colorscale=_expr_colorscale(), meta="expr",
+                             colorbar=dict(tickvals=list(range(len(EXPR_NAMES))), ticktext=EXPR_NAMES, len=0.3, y=0.2, thickness=10, tickfont=dict(size=9)),
+                             hovertemplate="frame %{x}<br>%{y}: class %{z}<extra></extra>"), row=4, col=1)
+    er, ez = [], []
+    for d, mn, _ in models:
+        for t in TASKS: er.append(f"{t.upper()} wrong" + (f" ({mn})" if b is not None else "")); ez.append(np.minimum(bin_mean(d[f"{t}_error"], f), 1))
+    er.append("no face"); ez.append(np.where(bin_mean(~a["has_face"], f) > 0, -1.0, np.nan))
+    # one heat-map (two in one subplot break plotly.js): errors 0..1 white to red; -1 = no face, grey
+    fig.add_trace(go.Heatmap(x=x, y=er, z=_grid(np.stack(ez)), zmin=-1, zmax=1, showscale=False, meta="errors",
+                             colorscale=[[0, "#888888"], [0.5, "#888888"], [0.5, "#ffffff"], [1, CURSOR_COLOR]],
+                             hovertemplate="frame %{x}<br>%{y}: %{z:.2f} (-1: no face)<extra></extra>"), row=5, col=1)
+    fig.add_shape(type="line", x0=int(fi[0]), x1=int(fi[0]), y0=0, y1=1, xref="x", yref="paper", name="cursor",
+                  line=dict(color=CURSOR_COLOR, width=2))
+    fig.update_xaxes(range=[int(fi[0]) - 0.5, int(fi[-1]) + 0.5])
+    fig.update_xaxes(title_text="frame", row=5, col=1)
+    fig.update_layout(height=height, width=width, margin=dict(l=110, r=30, t=30, b=40), hovermode="closest", clickmode="event",
+                      legend=dict(orientation="h", y=1.04, x=0), title=dict(text=str(a.get("video", "")), x=0.5, y=0.995, font=dict(size=12)),
+                      meta={"frames_per_column": f, "detail": detail if f > 1 else 0})
+    return fig
+
+def trace_index(fig, meta:str) -> int:
+    "Index of the trace of `fig` whose `meta` is `meta`."
+    for i, t in enumerate(fig.data):
+        if t.meta == meta: return i
+    raise KeyError(meta)
+
+# %% ../nbs/04a_figures.ipynb #4628ea9b
+def _thr(thresholds) -> np.ndarray:
+    if isinstance(thresholds, dict): return np.array([thresholds[a] for a in AU_NAMES], np.float32)
+    return np.broadcast_to(np.asarray(thresholds, np.float32), (len(AU_NAMES),)).copy()
+
+def _small(fig, title, width=330, height=270):
+    fig.update_layout(title=dict(text=title, x=0.5, font=dict(size=12)), width=width, height=height,
+                      margin=dict(l=40, r=10, t=30, b=40), showlegend=False)
+    return fig
+
+def au_bars_figure(prob:np.ndarray, # [12] predicted probabilities of model A
+                   label:np.ndarray, # [12] 0/1 labels, NaN = none
+                   thresholds=0.5, # AU thresholds
+                   prob_b:np.ndarray|None=None, # [12] model B's probabilities
+                  ) -> go.Figure:
+    "AU probabilities against labels, threshold marked."
+    fig = go.Figure()
+    fig.add_bar(x=AU_NAMES, y=np.asarray(prob, np.float32), marker_color=A_COLOR, name="A", meta="pred0")
+    if prob_b is not None: fig.add_bar(x=AU_NAMES, y=np.asarray(prob_b, np.float32), marker_color=B_COLOR, name="B", meta="pred1")
+    fig.add_scatter(x=AU_NAMES, y=_thr(thresholds), mode="markers", name="threshold", meta="threshold", hoverinfo="skip",
+                    marker=dict(symbol="line-ew-open", size=16, color=CURSOR_COLOR, line=dict(width=2, color=CURSOR_COLOR)))
+    fig.add_scatter(x=AU_NAMES, y=np.asarray(label, np.float32), mode="markers", name="label", meta="label",
+                    marker=dict(symbol="line-ew-open", size=20, color=LABEL_COLOR, line=dict(width=4, color=LABEL_COLOR)))
+    fig.update_yaxes(range=[-0.03, 1.05]); fig.update_layout(barmode="group", bargap=0.15)
+    return _small(fig, "AU probability · label (black) · threshold (red)")
+
+def expr_figure(prob:np.ndarray, # [8] predicted class probabilities of model A
+                label:int, # the label's class, -1 = none
+                prob_b:np.ndarray|None=None, # [8] model B's probabilities
+               ) -> go.Figure:
+    "The predicted expression distribution, the label marked with a star."
+    fig = go.Figure()
+    fig.add_bar(x=EXPR_NAMES, y=np.asarray(prob, np.float32), marker_color=A_COLOR, name="A", meta="pred0")
+    if prob_b is not None: fig.add_bar(x=EXPR_NAMES, y=np.asarray(prob_b, np.float32), marker_color=B_COLOR, name="B", meta="pred1")
+    fig.add_scatter(x=EXPR_NAMES, y=expr_label_marks(label), mode="markers", name="label", meta="label",
+                    marker=dict(symbol="star", size=14, color=LABEL_COLOR))
+    fig.update_yaxes(range=[0, 1.12]); fig.update_layout(barmode="group")
+    return _small(fig, "EXPR probability · label (star)")
+
+def expr_label_marks(label:int) -> np.ndarray:
+    "y of the label star per class: 1.06 at the label, NaN elsewhere."
+    y = np.full(len(EXPR_NAMES), np.nan, np.float32)
+    if label >= 0: y[int(label)] = 1.06
+    return y
+
+def va_plane_figure(label:np.ndarray, # [k, 2] the last k labels (valence, arousal), the current frame last
+                    pred:np.ndarray, # [k, 2] model A's last k predictions
+                    pred_b:np.ndarray|None=None, # [k, 2] model B's
+                   ) -> go.Figure:
+    "The valence–arousal plane: label and predicted points with a short trail."
+    fig = go.Figure()
+    series = [(label, LABEL_COLOR, "label"), (pred, A_COLOR, "pred0")] + ([(pred_b, B_COLOR, "pred1")] if pred_b is not None else [])
+    for v, c, m in series:
+        v = np.asarray(v, np.float32)
+        fig.add_scatter(x=_arr(v[:, 0]), y=_arr(v[:, 1]), mode="lines", line=dict(color=c, width=1), opacity=0.5, meta=f"{m}:trail", hoverinfo="skip")
+    for v, c, m in series:
+        v = np.asarray(v, np.float32)
+        fig.add_scatter(x=_arr(v[-1:, 0]), y=_arr(v[-1:, 1]), mode="markers", marker=dict(color=c, size=11), meta=f"{m}:point", name=m)
+    fig.add_shape(type="line", x0=-1, x1=1, y0=0, y1=0, line=dict(color="#cccccc", width=1))
+    fig.add_shape(type="line", x0=0, x1=0, y0=-1, y1=1, line=dict(color="#cccccc", width=1))
+    fig.update_xaxes(range=[-1.05, 1.05], title_text="valence", zeroline=False)
+    fig.update_yaxes(range=[-1.05, 1.05], title_text="arousal", zeroline=False, scaleanchor="x")
+    return _small(fig, "VA: label (black) · prediction", width=290, height=290)

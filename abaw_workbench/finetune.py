@@ -12,13 +12,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .core import AbawError, atomic_write, seed_everything, stage_args, stage_config, write_manifest
+from .core import AbawError, Timer, atomic_write, seed_everything, stage_args, stage_config, write_manifest
 from .schema import TASKS, save_predictions
 from .layout import Layout
 from .annotations import read_split
 from .catalog import Catalog, default_catalog_path
 from .data import FrameDataset, _Crops, load_image, make_loader, preprocess_config
-from .train import Stage, TrainConfig, fit, read_checkpoint
+from .train import Stage, TrainConfig, fit, read_checkpoint, write_timing
 from .tasks import (LossConfig, TaskHeads, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
                                   predictions_dataset)
 from .evaluation import evaluate_predictions
@@ -161,6 +161,7 @@ class FinetuneStage(Stage):
         self.data = FrameDataset(train_labels, crops_root, self.pre, cfg.tasks, augment=cfg.augment, jitter=cfg.color_jitter)
         self.criterion = TaskLoss(cfg.tasks, cfg.loss, au_pos_weight(train_labels.au.values),
                                   expr_class_weight(train_labels.expr.values))
+        self.timer = Timer()   # validation inside the loop is timed apart from training
 
     def param_groups(self, weight_decay): return layer_decay_groups(self.model, weight_decay, self.cfg.layer_decay)
     def train_data(self): return self.data
@@ -173,7 +174,8 @@ class FinetuneStage(Stage):
 
     def evaluate(self, model):
         if self.val_labels is None: return None
-        return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.cfg.tasks)
+        with self.timer("validation"):
+            return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.cfg.tasks)
 
 # %% ../nbs/10_finetune.ipynb #293022c2
 def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
@@ -185,10 +187,12 @@ def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
     tcfg = dataclasses.replace(cfg.train, out=str(out))
     if not tcfg.eval_every:  # validate once per epoch; best.pt keeps the best epoch
         tcfg = dataclasses.replace(tcfg, eval_every=max(1, len(stage.data) // tcfg.batch_size))
-    fit(stage, tcfg)
+    with stage.timer("loop"): rec = fit(stage, tcfg)
     if (out / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(out / "best.pt")["model"])
-    preds = stage.predict(stage.model, val)
-    metrics = evaluate_predictions(val, preds, cfg.tasks)
+    with stage.timer("final prediction"):
+        preds = stage.predict(stage.model, val)
+        metrics = evaluate_predictions(val, preds, cfg.tasks)
+    write_timing(out, stage.timer, rec, tcfg.batch_size, "images")
     save_predictions(preds, out / "predictions_validation.nc", config=dataclasses.asdict(cfg), dataset=entry.name,
                      model="static", checkpoint="best.pt", split="validation")
     with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import AbawError, atomic_write, seed_everything, stage_args, stage_config, write_manifest
+from .core import AbawError, Timer, atomic_write, seed_everything, stage_args, stage_config, write_manifest
 from .layout import Layout
 from .schema import TASKS, save_predictions, video_slices
 from .annotations import read_split
 from .catalog import Catalog, default_catalog_path
 from .data import window_starts
-from .train import Stage, TrainConfig, fit, read_checkpoint
+from .train import Stage, TrainConfig, fit, read_checkpoint, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, test_frames, write_submissions
 from .temporal import FusionConfig, FusionNet
@@ -110,6 +110,7 @@ class FusionStage(Stage):
         self.criterion = TaskLoss(self.tasks, loss, au_pos_weight(train_labels.au.values), expr_class_weight(train_labels.expr.values))
         self.windows = WindowFeatureDataset(store, train_labels, self.cfg.window, self.cfg.stride, train=True,
                                             visual_norm=self.cfg.visual_norm)
+        self.timer = Timer()   # validation inside the loop is timed apart from training
 
     def train_data(self): return self.windows
 
@@ -136,7 +137,8 @@ class FusionStage(Stage):
 
     def evaluate(self, model):
         if self.val_labels is None: return None
-        return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.tasks)
+        with self.timer("validation"):
+            return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.tasks)
 
 # %% ../nbs/12_fusion.ipynb #bdf1eb9c
 def _fusion_train_defaults() -> TrainConfig:
@@ -180,15 +182,18 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
         d = out / sub
         seed_everything(cfg.train.seed)   # initial weights from the run seed, not from what ran before in this process
         stage = FusionStage(store, train_labels, val_labels, tasks, cfg.fusion, cfg.loss, audio_norm=norm)
-        fit(stage, dataclasses.replace(cfg.train, out=str(d), epochs=epochs))
+        with stage.timer("loop"): rec = fit(stage, dataclasses.replace(cfg.train, out=str(d), epochs=epochs))
+        write_timing(d, stage.timer, rec, cfg.train.batch_size, "windows")
         if (d / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(d / "best.pt")["model"])
         stages.append(stage)
     attrs = {"source": "fusion", "modalities": cfg.fusion.modalities, "per_task": int(cfg.per_task)}
-    preds = predict_split(stages, val_labels, attrs)
-    metrics = {"raw": evaluate_predictions(val_labels, preds, cfg.tasks)}
+    timer = Timer()
+    with timer("final prediction"):
+        preds = predict_split(stages, val_labels, attrs)
+        metrics = {"raw": evaluate_predictions(val_labels, preds, cfg.tasks)}
     pp = None
     if cfg.postprocess:
-        pp, more = postprocess_report(val_labels, preds, cfg.tasks)
+        with timer("post-processing search"): pp, more = postprocess_report(val_labels, preds, cfg.tasks)
         metrics.update(more)
         with atomic_write(out / "postprocess.json", "w") as f: json.dump(pp, f, indent=1)
     test = test_frames(entry, cfg.tasks) if entry is not None else None
@@ -203,6 +208,7 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
                      split="validation", checkpoint=[str(Path(sub) / "best.pt") for _, sub, _ in models])
     with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
     save_predictions(val_labels, out / "labels_validation.nc", split="validation")
+    write_timing(out, timer)   # the run's own parts (each model's loop and validation are in its folder)
     write_manifest(out, "fuse", dataset=getattr(entry, "name", None), config=dataclasses.asdict(cfg), metrics=out / "metrics.json",
                    models={f"fusion_{cfg.fusion.modalities}": {
                        "kind": "fusion", "checkpoints": {(sub or "all"): out / sub / "best.pt" for _, sub, _ in models},

@@ -17,9 +17,9 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .core import AbawError, atomic_write, stage_args, stage_config
+from .core import AbawError, Timer, atomic_write, stage_args, stage_config
 from .catalog import Catalog, default_catalog_path
-from .train import Stage, TrainConfig, fit, init_distributed
+from .train import Stage, TrainConfig, fit, init_distributed, write_timing
 
 # %% auto #0
 __all__ = ['MAE_SIZES', 'IMAGE_EXTENSIONS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder', 'build_encoder', 'size_name',
@@ -413,7 +413,9 @@ def pretrain(cfg:PretrainConfig, # the run's configuration
     if init_distributed(cfg.train.device).main:
         with atomic_write(out / "pretrain.json", "w") as f:
             json.dump(dict(config=dataclasses.asdict(cfg), model=model.config, images=len(files)), f, indent=1, default=str)
-    fit(PretrainStage(model, data, cfg.mask_ratio, val), cfg.train)
+    timer = Timer()
+    with timer("loop"): rec = fit(PretrainStage(model, data, cfg.mask_ratio, val), cfg.train)
+    if init_distributed(cfg.train.device).main: write_timing(out, timer, rec, cfg.train.batch_size, "images")
     return model
 
 # %% ../nbs/09_mae.ipynb #64c2f66e

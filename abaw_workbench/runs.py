@@ -15,6 +15,7 @@ from .core import AbawError, RUN_KINDS, RUN_MANIFEST, atomic_write, config_hash
 from .schema import load_predictions
 from .layout import crop_name
 from .checkpoints import load_model
+from .video import VideoFrames
 
 # %% auto #0
 __all__ = ['StageRunner', 'CropFrames', 'frame_source', 'Run']
@@ -69,12 +70,13 @@ class CropFrames:
         except OSError as e: raise AbawError(f"{p}: unreadable image ({e})") from None
     def __repr__(self): return f"CropFrames({self.root})"
 
-def frame_source(spec:dict|None, # the manifest's `frames`: {"kind": "crops", "root": ...}
+def frame_source(spec:dict|None, # the manifest's `frames`: {"kind": "crops", "root": ...} or {"kind": "video", "videos": {name: file}}
                  base:Path # the run folder (relative paths are relative to it)
                 ):
     "The frame source a run manifest names (None when it names none)."
     if not spec: return None
     if spec.get("kind") == "crops": return CropFrames(base / spec["root"])
+    if spec.get("kind") == "video": return VideoFrames({v: base / p for v, p in spec["videos"].items()})   # `abaw predict`
     raise AbawError(f"{base / RUN_MANIFEST}: frames of kind {spec.get('kind')!r} are not supported here")
 
 # %% ../nbs/12a_runs.ipynb #fbcbd684
@@ -82,7 +84,7 @@ class Run:
     "An opened run folder: configuration, metrics, models, predictions, labels and frames."
     def __init__(self, path:Path, manifest:dict):
         self.path, self.manifest = Path(path), manifest
-        self._preds, self._models, self._labels = {}, {}, None
+        self._preds, self._models, self._labels, self._frames = {}, {}, None, None
 
     @classmethod
     def open(cls, path:str|Path # a folder written by `abaw demo`, `finetune`, `fuse` or `predict`
@@ -155,7 +157,8 @@ class Run:
     @property
     def frames(self):
         "Where each frame's image comes from (`image(video, frame_index)`), or None."
-        return frame_source(self.manifest.get("frames"), self.path)
+        if self._frames is None: self._frames = frame_source(self.manifest.get("frames"), self.path)   # one source: its decoders and cache stay
+        return self._frames
 
     def __repr__(self):
         return f"Run({self.path}, kind={self.kind!r}, dataset={self.dataset!r}, models={self.models})"

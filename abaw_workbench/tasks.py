@@ -107,7 +107,7 @@ def predictions_dataset(labels, # the labels dataset the outputs are aligned wit
                         outputs:dict, # numpy arrays: `au` [frame, 12] logits, `expr` [frame, 8] logits, `va` [frame, 2]
                         attrs:dict|None=None # source, config, checkpoint hash...
                        ):
-    "A predictions dataset (schema of `design.md`) from per-frame model outputs."
+    "A predictions dataset (the shared schema, `schema.make_dataset`) from per-frame model outputs."
     n = labels.sizes["frame"]
     kw = {}
     if "au" in outputs: kw["au"] = 1 / (1 + np.exp(-np.asarray(outputs["au"], np.float64)))

@@ -19,7 +19,8 @@ from .core import AbawError, atomic_write, get_device, seed_everything
 
 # %% auto #0
 __all__ = ['TrainConfig', 'param_groups', 'Stage', 'get_lr', 'DistEnv', 'init_distributed', 'sample_seed', 'ShardedBatches',
-           'to_device', 'rng_state', 'set_rng_state', 'save_checkpoint', 'read_checkpoint', 'amp_dtype', 'fit']
+           'to_device', 'rng_state', 'set_rng_state', 'save_checkpoint', 'read_checkpoint', 'bare_step_seconds',
+           'write_timing', 'amp_dtype', 'fit']
 
 # %% ../nbs/08_train.ipynb #1e8348c6
 @dataclass
@@ -193,6 +194,44 @@ def read_checkpoint(path:str|Path) -> dict:
     "Read a checkpoint written by `save_checkpoint` (weights only: nothing in it can run code)."
     try: return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e: raise AbawError(f"{path}: cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+
+# %% ../nbs/08_train.ipynb #66de4012
+def _output_sum(o):
+    if isinstance(o, dict): return sum(v.float().mean() for v in o.values())
+    if isinstance(o, (tuple, list)): return _output_sum(o[0])
+    return o.float().mean()
+
+def bare_step_seconds(model:nn.Module, # the model, as the stage builds it
+                      inputs:tuple, # its positional inputs, random tensors of the stage's batch shape
+                      train:bool=True, # forward + backward + AdamW step; False: forward only
+                      steps:int=3, warmup:int=1) -> float:
+    "Median seconds of one bare step of `model` on `inputs`."
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-9) if train else None
+    model.train(train)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        if train:
+            _output_sum(model(*inputs)).backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        else:
+            with torch.inference_mode(): model(*inputs)
+        if i >= warmup: times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+# %% ../nbs/08_train.ipynb #4e62a25d
+def write_timing(folder:str|Path, # the stage's folder
+                 timer, # a `core.Timer` with the stage's parts ("loop", "validation", ...)
+                 rec:dict|None=None, # the loop's last record (`fit`'s return): its step count
+                 batch_size:int|None=None, # items per optimizer step
+                 unit:str|None=None # what an item is: "images", "windows", ...
+                ) -> dict:
+    "Add a stage's timed parts (and a training loop's steps and items) to `folder/timing.json`."
+    p = Path(folder) / "timing.json"
+    t = json.loads(p.read_text()) if p.exists() else {"parts": {}}
+    for k, v in timer.parts.items(): t["parts"][k] = round(t["parts"].get(k, 0.0) + v, 3)
+    if rec and "step" in rec: t.update(steps=int(rec["step"]), batch_size=batch_size, items=int(rec["step"]) * (batch_size or 0), unit=unit)
+    with atomic_write(p, "w") as f: json.dump(t, f, indent=1)
+    return t
 
 # %% ../nbs/08_train.ipynb #5f8fb0ba
 def amp_dtype(amp:str, # "auto", "bf16", "fp16" or "off"

@@ -32,7 +32,13 @@ def demo(tmp_path_factory):
 def test_outputs_follow_the_contract(demo):
     d, _, out = demo
     m = json.loads((d / "run" / "metrics.json").read_text())
-    assert list(m) == ["static", "fusion_visual", "fusion_audio_visual"]
+    assert list(m) == ["static", "fusion_visual", "fusion_audio_visual", "timing"]
+    timing = m.pop("timing")
+    stages = [r["stage"] for r in timing]
+    for st in ("data", "pretrain", "finetune", "extract", "fusion_visual", "fusion_audio_visual"): assert st in stages, st
+    train = [r for r in timing if r["part"] == "training" or r["part"].startswith("training (")]
+    assert len(train) == 4 and all(r["items"] and r["ratio"] and r["bare_per_second"] > 0 for r in train), train
+    assert "validation" in [r["part"] for r in timing if r["stage"] == "finetune"]
     for v in m.values():
         for k in ("au", "expr", "va", "valence", "arousal"):
             assert isinstance(v[k], float) and -1 <= v[k] <= 1
@@ -43,7 +49,7 @@ def test_outputs_follow_the_contract(demo):
     html = (d / "run" / "report.html").read_text()
     assert "Plotly.newPlot" in html and "data:image/png;base64" in html and "EXPR confusion" in html
     assert "tuned on other videos" in html   # the honest post-processing figure is in the report's table
-    assert "total" in out and "fusion_audio_visual" in out
+    assert "total" in out and "fusion_audio_visual" in out and "bare per s" in out   # the timing table is printed
 
 
 def test_the_run_folder_opens(demo):
@@ -103,4 +109,4 @@ def test_paper_config_runs_one_step_per_stage_on_cpu(tmp_path):
     from abaw_workbench.features import FeatureStore
     st = FeatureStore(next((tmp_path / "run").glob("extract-*")) / "store")
     assert st.meta["visual_dim"] == 768 and st.meta["model"]["args"]["encoder"]["img_size"] == 224   # read from the checkpoint
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text()).keys() == {"static", "fusion_visual", "fusion_audio_visual"}
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()).keys() == {"static", "fusion_visual", "fusion_audio_visual", "timing"}
