@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_annotations.ipynb #12815d0b
 from __future__ import annotations
-import csv, io, os, re
+import csv, io, os, re, sys
 from pathlib import Path
 from typing import Sequence
 
@@ -32,7 +32,7 @@ NCOLS = {"au": len(AU_NAMES), "expr": 1, "va": len(VA_NAMES)}
 # %% ../nbs/03_annotations.ipynb #d6e608f5
 def _split_header(raw:bytes) -> tuple[bytes, bytes]:
     if raw.startswith(b"\xef\xbb\xbf"): raw = raw[3:]
-    if b"\r" in raw: raw = raw.replace(b"\r\n", b"\n")
+    if b"\r" in raw: raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")   # CRLF, and old Mac CR-only line ends
     nl = raw.find(b"\n")
     if nl < 0: return raw, b""
     return raw[:nl], raw[nl + 1:].rstrip(b"\n")
@@ -88,7 +88,9 @@ def read_annotation_file(path:str|Path, # an AU, EXPR or VA annotation (or predi
     head, body = _split_header(raw)
     names = [h.strip() for h in head.decode("utf-8", "replace").split(",")]
     if names != HEADERS[task].split(","):
-        raise AbawError(f"{path}: line 1: bad header {head.decode('utf-8', 'replace')!r}, expected {HEADERS[task]!r} for {task.upper()}")
+        h = head.decode('utf-8', 'replace')
+        h = h if len(h) <= 80 else h[:80] + f"... ({len(h)} characters)"
+        raise AbawError(f"{path}: line 1: bad header {h!r}, expected {HEADERS[task]!r} for {task.upper()}")
     v = _parse_values(body, NCOLS[task], path)
     marker = v == MARKERS[task]
     if task == "au": bad = ~(marker | (v == 0) | (v == 1))
@@ -152,8 +154,14 @@ def write_annotation_file(path:str|Path, # the file to (re)write
 
 # %% ../nbs/03_annotations.ipynb #2abd2a33
 def _list_txt(d:Path) -> dict[str, Path]:
-    with os.scandir(d) as it:
-        return {e.name[:-4]: Path(e.path) for e in it if e.name.endswith(".txt") and e.is_file()}
+    "The `.txt` files of an annotation folder; one that is a folder or a dangling link is an error, not skipped."
+    with os.scandir(d) as it: found = {e.name[:-4]: Path(e.path) for e in it if e.name.endswith(".txt")}
+    for p in found.values():
+        if p.is_file(): continue
+        if p.is_dir(): raise AbawError(f"{p}: is a folder, expected an annotation file: move it out of {d}")
+        if p.is_symlink(): raise AbawError(f"{p}: is a link to a missing file ({os.readlink(p)}): restore the file or remove the link")
+        raise AbawError(f"{p}: is not a regular file: move it out of {d}")
+    return found
 
 # %% ../nbs/03_annotations.ipynb #25c7397f
 def _video_time(video_names, counts, fi) -> np.ndarray:
@@ -175,6 +183,10 @@ def read_split(entry, # a catalog `Entry` of kind affwild2
         files[t] = _list_txt(d)
     videos = sorted(set().union(*[set(f) for f in files.values()]))
     labels = {t: {v: read_annotation_file(p, t) for v, p in files[t].items()} for t in tasks}
+    for t in tasks:
+        for v, x in labels[t].items():
+            if not len(x): raise AbawError(f"{files[t][v]}: only a header, no frame lines: restore its lines, "
+                                           f"or delete it if {v} has no {t.upper()} labels")
     counts = np.array([max(len(labels[t][v]) if v in labels[t] else 0 for t in tasks) for v in videos], np.int64)
     n = int(counts.sum())
     starts = np.cumsum(counts) - counts
@@ -193,9 +205,10 @@ def read_split(entry, # a catalog `Entry` of kind affwild2
             out[t][s:s + len(x)] = x
             in_file[s:s + len(x), j] = True
     has_face = np.ones(n, bool)
-    n_extra = 0
+    n_extra, no_crops = 0, []
     if crops:
         for i, v in enumerate(videos):
+            if not lay.crop_dir(v).is_dir(): no_crops.append(v)
             idx = crop_indices(lay.crop_dir(v))
             m = np.zeros(counts[i] + 1, bool)
             inside = idx[idx <= counts[i]]
@@ -209,10 +222,15 @@ def read_split(entry, # a catalog `Entry` of kind affwild2
              "n_videos": len(videos), "n_labelled_without_crop": int((any_label & ~has_face).sum()),
              **{f"n_labelled_without_crop_{t}": int((labelled[t] & ~has_face).sum()) for t in tasks},
              "n_crops_without_label": n_extra, "crops_checked": int(crops),
+             "n_videos_without_crops": len(no_crops), "videos_without_crops": ",".join(no_crops),
              "missing_frame_policy": "labelled frames without a crop kept with has_face=False; crops past the last labelled line not included"}
     ds = make_dataset(vid, fi, au=au, expr=expr, va=va, has_face=has_face,
                       time=_video_time(videos, counts, fi), attrs=attrs)
     ds["in_file"] = (("frame", "task"), in_file)
+    if no_crops:  # a counted warning (see the fault policy in 00_core): said now, counted in split_summary
+        print(f"WARNING: {attrs['source']} / {split}: {len(no_crops)} annotated video(s) without a crops folder in "
+              f"{lay.crops} (all their frames has_face=False): {', '.join(no_crops[:5])}{', ...' if len(no_crops) > 5 else ''}",
+              file=sys.stderr)
     return ds.assign_coords(task=list(TASKS))
 
 def split_summary(ds:xr.Dataset) -> str:
@@ -225,6 +243,9 @@ def split_summary(ds:xr.Dataset) -> str:
     if "n_labelled_without_crop" in a:
         lines.append(f"labelled frames without a crop (kept, has_face=False): {a['n_labelled_without_crop']:,}; "
                      f"crops past the last labelled line (not included): {a['n_crops_without_label']:,}")
+    if a.get("n_videos_without_crops"):
+        v = a["videos_without_crops"].split(",")
+        lines.append(f"WARNING: videos without a crops folder (kept, has_face=False): {len(v)} ({', '.join(v[:5])}{', ...' if len(v) > 5 else ''})")
     return "\n".join(lines)
 
 # %% ../nbs/03_annotations.ipynb #388c99fb

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_audio.ipynb #7e480baa
 from __future__ import annotations
-import hashlib, json, warnings
+import hashlib, json, sys, warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +14,12 @@ import numpy as np
 from .core import AbawError, atomic_write
 from .schema import base_video
 from .layout import Layout
+from .catalog import Catalog, default_catalog_path
 
 # %% auto #0
-__all__ = ['AUDIO_FEATURE_NAMES', 'extract_waveform', 'AudioConfig', 'audio_feature_names', 'pitch_track', 'audio_features',
+__all__ = ['AUDIO_FEATURE_NAMES', 'ENCODER_TYPES', 'extract_waveform', 'AudioConfig', 'audio_feature_names', 'pitch_track',
+           'audio_features', 'audio_encoder_path', 'encoder_sample_rate', 'encoder_feature_names',
+           'stored_audio_feature_names', 'encoder_hash', 'load_audio_encoder', 'encoder_hops', 'encoder_features',
            'video_fps', 'video_audio_features', 'file_audio_features']
 
 # %% ../nbs/07_audio.ipynb #a5e75b62
@@ -53,6 +56,13 @@ def _decode_audio(path:Path, sr:int) -> tuple[np.ndarray|None, float]:
     w = np.r_[np.zeros(shift, np.int16), w] if shift > 0 else w[-shift:]
     return w.astype(np.int16), dur
 
+def _cache_ok(f:Path) -> bool:
+    "Whether a cached waveform (.npy of int16) or no-audio note (.json with a duration) reads back."
+    try:
+        if f.suffix == ".npy": return np.load(f, mmap_mode="r").dtype == np.int16
+        return isinstance(json.loads(f.read_text())["duration"], (int, float))
+    except (OSError, ValueError, EOFError, KeyError, TypeError, UnicodeDecodeError): return False
+
 def extract_waveform(video_path:str|Path, # a raw video (mp4, avi, ...)
                      cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
                      sr:int=16000 # output sample rate, Hz
@@ -62,6 +72,9 @@ def extract_waveform(video_path:str|Path, # a raw video (mp4, avi, ...)
     if not p.is_file(): raise AbawError(f"{p}: video file not found")
     base = Path(cache_dir) / "audio" / _cache_key(p, sr)
     npy, none = base.with_suffix(".npy"), base.with_suffix(".noaudio.json")
+    for f in (npy, none):  # a cache entry cut short or damaged: said, removed and decoded again (it is derived data)
+        if f.exists() and not _cache_ok(f):
+            print(f"WARNING: {f}: damaged audio cache entry, decoding {p} again", file=sys.stderr); f.unlink()
     if npy.exists(): return np.load(npy).astype(np.float32) / 32768, sr, True
     if not none.exists():
         w, dur = _decode_audio(p, sr)
@@ -88,6 +101,10 @@ class AudioConfig:
     voicing_threshold: float = 0.5  # NCCF peak above which a hop is voiced
     silence_db: float = -60.0  # RMS level (dBFS) below which a hop is never voiced
     context: float = 0.5       # width of the window pooled around each video frame, s
+    encoder: str|None = None   # a wav2vec2 / HuBERT model: catalog entry (kind checkpoint, format hf_audio) or folder; None: librosa only
+    encoder_layer: int = -1    # the encoder's hidden state pooled: -1 the last, 0 the projected conv features, k layer k
+    encoder_only: bool = False # store only the encoder's features (no librosa features)
+    encoder_chunk: float = 30.0  # seconds of audio per encoder forward pass (bounds memory)
 
 def audio_feature_names(cfg:AudioConfig|None=None) -> list[str]:
     "Names of the columns `audio_features` returns for `cfg`."
@@ -213,6 +230,122 @@ def audio_features(wave:np.ndarray, # mono waveform (float, in [-1, 1])
     out[~mask] = 0
     return (out, mask) if return_mask else out
 
+# %% ../nbs/07_audio.ipynb #4bf491f7
+ENCODER_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")  # transformers model types with a wav2vec2-style conv front end
+
+def audio_encoder_path(name:str, # catalog entry (kind checkpoint, format hf_audio) or a folder
+                       catalog:Catalog|None=None # None: the default catalog, if there is one
+                      ) -> Path:
+    "The folder of an audio encoder named by `AudioConfig.encoder`."
+    if catalog is None and default_catalog_path().is_file(): catalog = Catalog.load(default_catalog_path())
+    if catalog is not None and name in catalog:
+        e = catalog.resolve(name, "checkpoint")
+        if e.options.get("format") != "hf_audio":
+            raise AbawError(f"{e.where('format')}: an audio encoder needs format 'hf_audio', found {e.options.get('format', 'auto')!r}")
+        return e.path
+    if Path(name).is_dir(): return Path(name)
+    raise AbawError(f"audio.encoder: {name!r} is neither a catalog entry nor a folder")
+
+def _encoder_config(path:Path) -> dict:
+    "The encoder folder's config.json, checked."
+    f = Path(path) / "config.json"
+    if not f.is_file(): raise AbawError(f"{f}: not found (an audio encoder folder in transformers format has a config.json)")
+    try: c = json.loads(f.read_text())
+    except json.JSONDecodeError as e: raise AbawError(f"{f}: unreadable ({e})") from None
+    if c.get("model_type") not in ENCODER_TYPES:
+        raise AbawError(f"{f}: model_type {c.get('model_type')!r} is not an audio encoder ({', '.join(ENCODER_TYPES)})")
+    return c
+
+def encoder_sample_rate(path:Path) -> int:
+    "The sample rate the encoder expects (its preprocessor_config.json, else 16 kHz)."
+    f = Path(path) / "preprocessor_config.json"
+    return int(json.loads(f.read_text()).get("sampling_rate", 16000)) if f.is_file() else 16000
+
+def encoder_feature_names(path:Path) -> list[str]:
+    "Names of an encoder's pooled features: w2v_0 ... w2v_{D-1}."
+    return [f"w2v_{i}" for i in range(int(_encoder_config(path)["hidden_size"]))]
+
+def stored_audio_feature_names(cfg:AudioConfig|None=None, catalog:Catalog|None=None) -> list[str]:
+    "Names of the columns `file_audio_features` returns for `cfg`: librosa features, then the encoder's."
+    cfg = cfg or AudioConfig()
+    if not cfg.encoder: return audio_feature_names(cfg)
+    enc = encoder_feature_names(audio_encoder_path(cfg.encoder, catalog))
+    return enc if cfg.encoder_only else audio_feature_names(cfg) + enc
+
+def encoder_hash(path:Path, n:int=16) -> str:
+    "SHA-1 over an encoder folder's config and weight files (recorded in feature stores)."
+    h = hashlib.sha1()
+    for f in sorted(Path(path).iterdir()):
+        if f.name == "config.json" or f.suffix in (".safetensors", ".bin"):
+            h.update(f.name.encode())
+            with open(f, "rb") as fh:
+                for b in iter(lambda: fh.read(1 << 20), b""): h.update(b)
+    return h.hexdigest()[:n]
+
+# %% ../nbs/07_audio.ipynb #89a503e9
+_encoders: dict = {}
+
+def load_audio_encoder(path:Path, # encoder folder (transformers format)
+                       device="cpu") -> dict:
+    "A local wav2vec2 / HuBERT model in eval mode with its framing: model, sr, stride, rf, normalize, dim (cached)."
+    key = (str(Path(path).resolve()), str(device))
+    if key in _encoders: return _encoders[key]
+    c = _encoder_config(path)
+    try: import transformers  # imported here: optional, slow to import, and only encoder features need it
+    except ImportError: raise AbawError(f"{path}: audio encoders need the `transformers` package (pip install transformers)") from None
+    try: m = transformers.AutoModel.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as e: raise AbawError(f"{path}: cannot load the audio encoder ({str(e).splitlines()[0]})") from None
+    rf, jump = 1, 1
+    for k, s in zip(c.get("conv_kernel", [10, 3, 3, 3, 3, 2, 2]), c.get("conv_stride", [5, 2, 2, 2, 2, 2, 2])):
+        rf += (k - 1) * jump; jump *= s
+    pf = Path(path) / "preprocessor_config.json"
+    norm = bool(json.loads(pf.read_text()).get("do_normalize", True)) if pf.is_file() else True
+    _encoders[key] = dict(model=m.eval().to(device), sr=encoder_sample_rate(path), stride=jump, rf=rf,
+                          normalize=norm, dim=int(c["hidden_size"]), device=device)
+    return _encoders[key]
+
+def encoder_hops(wave:np.ndarray, # mono waveform at the encoder's sample rate
+                 enc:dict, # `load_audio_encoder`'s result
+                 layer:int=-1, # hidden state: -1 the last, 0 the projected conv features, k layer k
+                 chunk:float=30.0 # seconds per forward pass
+                ) -> np.ndarray:
+    "Hop-level hidden states [ceil(len(wave)/stride), D] of the encoder (hop i centred at (i*stride + rf/2)/sr)."
+    import torch  # imported here: the librosa features do not need torch
+    st, rf, sr = enc["stride"], enc["rf"], enc["sr"]
+    y = np.asarray(wave, np.float32)
+    if enc["normalize"] and len(y): y = (y - y.mean()) / np.sqrt(y.var() + 1e-7)  # as the feature extractor does
+    T = -(-len(y) // st)
+    n = max(1, int(chunk * sr) // st) * st
+    y = np.pad(y, (0, T * st + rf - st - len(y)))  # zeros after the end: the last hops' windows are complete
+    out = []
+    with torch.inference_mode():
+        for s in range(0, T * st, n):
+            x = torch.from_numpy(y[s:s + min(n, T * st - s) + rf - st])[None].to(enc["device"])
+            o = enc["model"](x, output_hidden_states=layer != -1)
+            out.append((o.last_hidden_state if layer == -1 else o.hidden_states[layer])[0].float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, enc["dim"]), np.float32)
+
+def encoder_features(wave:np.ndarray, # mono waveform
+                     sr:int, # its sample rate (must be the encoder's)
+                     frame_times, # [n_frames] video frame times, s (NaN = unknown)
+                     path:Path, # encoder folder
+                     cfg:AudioConfig|None=None, # `context`, `encoder_layer`, `encoder_chunk`
+                     device="cpu"
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    "Encoder features [n_frames, D] mean-pooled over each frame's centred window, and the mask of frames with audio."
+    cfg = cfg or AudioConfig()
+    enc = load_audio_encoder(path, device)
+    if sr != enc["sr"]: raise AbawError(f"{path}: the encoder expects {enc['sr']} Hz audio, got {sr} Hz")
+    n = len(frame_times)
+    if len(wave) == 0 or n == 0: return np.zeros((n, enc["dim"]), np.float32), np.zeros(n, bool)
+    h = encoder_hops(wave, enc, cfg.encoder_layer, cfg.encoder_chunk)
+    t0 = enc["rf"] / 2 / sr   # hop 0's centre
+    lo, hi = _window_bounds(np.asarray(frame_times, np.float64) - t0, enc["stride"] / sr, len(h), cfg.context)
+    m, _ = _pool(h, lo, hi)
+    mask = hi > lo
+    m[~mask] = 0
+    return m.astype(np.float32), mask
+
 # %% ../nbs/07_audio.ipynb #b89df8c9
 def video_fps(video_path:str|Path) -> float|None:
     "Frame rate of a video file's first video stream (None when unknown)."
@@ -228,7 +361,9 @@ def video_audio_features(entry, # a catalog `Entry` of kind affwild2, or a `Layo
                          frame_times, # [n_frames] frame times in seconds (e.g. `ds.time` of the video; NaN = unknown)
                          cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
                          cfg:AudioConfig|None=None,
-                         frame_index=None # [n_frames] 1-based frame numbers: fill NaN times from the video's fps
+                         frame_index=None, # [n_frames] 1-based frame numbers: fill NaN times from the video's fps
+                         device="cpu", # where the audio encoder (`cfg.encoder`) runs
+                         catalog:Catalog|None=None # resolves `cfg.encoder` (None: the default catalog)
                         ) -> tuple[np.ndarray, np.ndarray]:
     "Features [n_frames, D] and the bool mask of frames with audio, for one video."
     cfg = cfg or AudioConfig()
@@ -236,14 +371,17 @@ def video_audio_features(entry, # a catalog `Entry` of kind affwild2, or a `Layo
     p = lay.raw_video(video)
     if p is None:
         _warn_once(f"{lay.root}:{base_video(video)}", f"{lay.videos}: no raw video for {video!r}; audio features are zeros")
-        return np.zeros((len(frame_times), len(audio_feature_names(cfg))), np.float32), np.zeros(len(frame_times), bool)
-    return file_audio_features(p, frame_times, cache_dir, cfg, frame_index)
+        D = len(stored_audio_feature_names(cfg, catalog))
+        return np.zeros((len(frame_times), D), np.float32), np.zeros(len(frame_times), bool)
+    return file_audio_features(p, frame_times, cache_dir, cfg, frame_index, device, catalog)
 
 def file_audio_features(path:str|Path, # a raw video file
                         frame_times, # [n_frames] frame times in seconds from the video's start (NaN = unknown)
                         cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
                         cfg:AudioConfig|None=None,
-                        frame_index=None # [n_frames] 1-based frame numbers: fill NaN times from the video's fps
+                        frame_index=None, # [n_frames] 1-based frame numbers: fill NaN times from the video's fps
+                        device="cpu", # where the audio encoder (`cfg.encoder`) runs
+                        catalog:Catalog|None=None # resolves `cfg.encoder` (None: the default catalog)
                        ) -> tuple[np.ndarray, np.ndarray]:
     "Features [n_frames, D] and the bool mask of frames with audio, for one video file (no audio track: zeros, mask False)."
     cfg = cfg or AudioConfig()
@@ -252,6 +390,14 @@ def file_audio_features(path:str|Path, # a raw video file
     if frame_index is not None and np.isnan(t).any():
         fps = video_fps(path)
         if fps: t = np.where(np.isnan(t), (np.asarray(frame_index, np.float64) - 1) / fps, t)
-    F, mask = audio_features(wave, sr, t, cfg, return_mask=True)
+    parts, mask = [], np.ones(len(t), bool)
+    if not (cfg.encoder and cfg.encoder_only):
+        F, mask = audio_features(wave, sr, t, cfg, return_mask=True); parts.append(F)
+    if cfg.encoder:  # the encoder's own sample rate (a second cached decode when it differs)
+        enc = audio_encoder_path(cfg.encoder, catalog)
+        w2, sr2, _ = extract_waveform(path, cache_dir, encoder_sample_rate(enc))
+        E, emask = encoder_features(w2, sr2, t, enc, cfg, device); parts.append(E); mask = mask & emask
+    F = np.concatenate(parts, 1) if len(parts) > 1 else parts[0]
+    F[~mask] = 0
     if not has_audio: F[:], mask[:] = 0, False
     return F, mask

@@ -4,13 +4,13 @@
 
 # %% ../nbs/05a_catalog.ipynb #0c554895
 from __future__ import annotations
-import inspect, json, os, time
+import inspect, json, os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .core import AbawError
+from .core import AbawError, load_yaml
 from .schema import TASKS
 from .layout import FOLDERS, SPLITS, Layout
 
@@ -34,11 +34,14 @@ OUTPUT_KINDS = ("feature_store", "run")
 TOP_KEYS = {"entries", "cache_dir"}
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-CHECKPOINT_FORMATS = ("auto", "mae", "timm")
+CHECKPOINT_FORMATS = ("auto", "mae", "timm", "hf_audio")  # hf_audio: a transformers audio-encoder folder (wav2vec2 / HuBERT)
 
 # %% ../nbs/05a_catalog.ipynb #9d8492ca
-def _expand(p:str, base:Path) -> Path:
-    p = Path(os.path.expandvars(os.path.expanduser(str(p))))
+def _expand(p:str, base:Path, where:str="path") -> Path:
+    s = os.path.expandvars(os.path.expanduser(str(p)))
+    unset = [a or b for a, b in re.findall(r"\$(?:\{(\w+)\}|(\w+))", s) if (a or b) not in os.environ]
+    if unset: raise AbawError(f"{where}: {p}: environment variable ${unset[0]} is not set (set it, or write the path out)")
+    p = Path(s)
     return p if p.is_absolute() else (base / p)
 
 @dataclass
@@ -78,7 +81,10 @@ class Entry:
             raise AbawError(f"{self.where()}: {self.path} does not exist{hint}")
         if self.kind in ("affwild2", "image_folder", "feature_store", "run") and not self.path.is_dir():
             raise AbawError(f"{self.where()}: {self.path} is not a directory")
-        if self.kind == "checkpoint" and not self.path.is_file():
+        if self.kind == "checkpoint" and self.options.get("format") == "hf_audio":
+            if not (self.path / "config.json").is_file():
+                raise AbawError(f"{self.where()}: {self.path} is not a transformers model folder (no config.json)")
+        elif self.kind == "checkpoint" and not self.path.is_file():
             raise AbawError(f"{self.where()}: {self.path} is not a file")
         if self.kind == "affwild2":
             lay = self.layout
@@ -127,8 +133,7 @@ class Catalog:
         "Read and validate a catalog file."
         path = Path(path).absolute()
         if not path.is_file(): raise AbawError(f"{path}: catalog file not found")
-        try: d = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e: raise AbawError(f"{path}: not valid YAML: {e}") from None
+        d = load_yaml(path, "catalog file")  # UTF-8, and no entry name given twice
         d = d or {}
         if not isinstance(d, dict): raise AbawError(f"{path}: expected a mapping with key 'entries'")
         for k in d:
@@ -140,9 +145,10 @@ class Catalog:
         for name, e in raw.items():
             _check_entry(name, e, path.name)
             opts = {k: v for k, v in e.items() if k not in COMMON_KEYS}
-            entries[name] = Entry(str(name), e["kind"], _expand(e["path"], base), e.get("description", ""),
+            entries[name] = Entry(str(name), e["kind"], _expand(e["path"], base, f"{path.name}: entry {name!r}: key 'path'"),
+                                  e.get("description", ""),
                                   opts, path.name)
-        cat = cls(entries, path, _expand(d.get("cache_dir", ".cache/abaw"), base))
+        cat = cls(entries, path, _expand(d.get("cache_dir", ".cache/abaw"), base, f"{path.name}: key 'cache_dir'"))
         if check_paths:
             for e in entries.values():
                 if e.kind in OUTPUT_KINDS or (e.generated and not e.exists()): continue

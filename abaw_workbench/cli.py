@@ -8,7 +8,7 @@ import argparse, importlib, importlib.util, sys
 from dataclasses import dataclass
 
 import abaw_workbench
-from .core import AbawError
+from .core import AbawError, FIXABLE_ERRNOS, error_line, worker_died
 
 # %% auto #0
 __all__ = ['COMMANDS', 'Command', 'available_commands', 'Parser', 'main']
@@ -65,6 +65,13 @@ def _overview() -> str:
     lines += [f"  {n:<{w}}  {c.help}" for n, c in cmds.items()]
     return "\n".join(lines)
 
+def _end_progress():
+    "Close progress bars left open by an error, so that the error starts its own line."
+    tq = sys.modules.get("tqdm")
+    for bar in list(getattr(getattr(tq, "tqdm", None), "_instances", []) or []):
+        try: bar.close()
+        except Exception: pass  # a bar that cannot close must not hide the error
+
 def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         ) -> int:
     "Entry point of the `abaw` command."
@@ -84,6 +91,12 @@ def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
     args = p.parse_args(rest)
     try: return int(c.load("main")(args) or 0)
     except AbawError as e:
-        sys.stderr.write(f"abaw {cmd}: error: {e}\n"); return 1
+        _end_progress(); sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
+    except OSError as e:  # a full disk, a read-only or misplaced output folder: the user's to fix, not a bug
+        if e.errno not in FIXABLE_ERRNOS: raise
+        _end_progress(); sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
+    except RuntimeError as e:  # a data-loading worker killed (out of memory): said in one line
+        if not worker_died(e): raise
+        _end_progress(); sys.stderr.write(f"abaw {cmd}: error: {error_line(e)}\n"); return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"abaw {cmd}: interrupted\n"); return 130

@@ -4,26 +4,118 @@
 
 # %% ../nbs/00_core.ipynb #3a9504f8
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, json, os, random, shutil, tempfile, time, typing
+import contextlib, dataclasses, errno, hashlib, json, os, random, re, shutil, tempfile, time, typing
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
 # %% auto #0
-__all__ = ['RUN_MANIFEST', 'RUN_KINDS', 'AbawError', 'atomic_write', 'atomic_path', 'atomic_dir', 'config_from_dict',
-           'apply_overrides', 'parse_value', 'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything',
-           'write_manifest', 'stage_args', 'stage_config', 'Timer']
+__all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'AbawError', 'worker_died', 'error_line', 'read_text', 'load_yaml',
+           'atomic_write', 'atomic_path', 'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides',
+           'parse_value', 'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything', 'write_manifest',
+           'stage_args', 'stage_config', 'Timer']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
     "An error in the user's input or data: shown as one line, without a traceback."
 
+# %% ../nbs/00_core.ipynb #976d537d
+_HINTS = {errno.ENOSPC: "the disk is full: free space or write elsewhere",
+          errno.EDQUOT: "the disk quota is exceeded: free space or write elsewhere",
+          errno.EROFS: "the file system is read-only: write elsewhere",
+          errno.EACCES: "permission denied: fix the permissions or use another path",
+          errno.EPERM: "not permitted: fix the permissions or use another path",
+          errno.ENOTDIR: "a file stands where a folder is expected: move it or choose another path",
+          errno.EISDIR: "a folder stands where a file is expected: choose another path",
+          errno.EEXIST: "a file stands where a folder is expected: move it or choose another path",
+          errno.ENOENT: "not found"}
+FIXABLE_ERRNOS = frozenset(_HINTS) # OS errors `abaw` shows as one line (the user can fix them), not as a traceback
+
+def worker_died(e:BaseException) -> bool:
+    "Whether `e` says a DataLoader worker process ended abruptly (killed, out of memory)."
+    return isinstance(e, RuntimeError) and str(e).startswith("DataLoader worker (pid")
+
+def error_line(e:BaseException, # an AbawError, or an OSError the user can fix (full disk, read-only folder, ...)
+               limit:int=400 # longest message kept
+              ) -> str:
+    "The one line shown for a fault: a worker's traceback dropped, line ends folded, long text cut."
+    if worker_died(e):
+        return (f"a data-loading worker process died ({str(e).strip().splitlines()[0][:120]}): killed, or out of memory; "
+                "run again (the work done so far is kept), with fewer workers (num_workers) or a smaller batch_size")
+    if isinstance(e, OSError) and e.errno in _HINTS:
+        name = e.filename or (e.args[1] if len(e.args) > 2 else None)
+        msg = f"{name}: {_HINTS[e.errno]}" if name else f"{os.strerror(e.errno)}: {_HINTS[e.errno]}"
+    else: msg = str(e)
+    if "Original Traceback" in msg:  # re-raised from a DataLoader worker: the last line is the original error
+        last = msg.strip().splitlines()[-1]
+        msg = last.split(": ", 1)[1] if ": " in last else last
+        if not isinstance(e, AbawError): msg = f"{type(e).__name__}: {msg}"
+    msg = " ".join(msg.split())
+    return msg if len(msg) <= limit else msg[:limit - 16] + " ... (cut short)"
+
+# %% ../nbs/00_core.ipynb #092f3d37
+def read_text(path:str|Path, # a text file
+              what:str="file" # what it is, for messages ("catalog file", "config file", ...)
+             ) -> str:
+    "The text of a UTF-8 file; `AbawError` naming it when missing, a folder, unreadable or not UTF-8."
+    p = Path(path)
+    try: data = p.read_bytes()
+    except FileNotFoundError:
+        raise AbawError(f"{p}: {what} not found" + (" (a link to a missing file)" if p.is_symlink() else "")) from None
+    except IsADirectoryError: raise AbawError(f"{p}: {what} is a folder, expected a file") from None
+    except PermissionError: raise AbawError(f"{p}: {what} is not readable (permission denied): fix its permissions") from None
+    except OSError as e: raise AbawError(f"{p}: cannot read {what} ({e.strerror})") from None
+    try: return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise AbawError(f"{p}: {what} is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}): save it as UTF-8") from None
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    "A SafeLoader that refuses a mapping key given twice."
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for k, _ in node.value:
+            key = self.construct_object(k, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", k.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+def load_yaml(path:str|Path, # a YAML file
+              what:str="file" # what it is, for messages
+             ):
+    "Parse a YAML file (UTF-8, no key twice in a mapping); `AbawError` naming the file and line otherwise."
+    try: return yaml.load(read_text(path, what), Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise AbawError(f"{path}: {where}not valid YAML ({getattr(e, 'problem', None) or e})") from None
+
 # %% ../nbs/00_core.ipynb #98acb9b7
+def _umask() -> int:
+    m = os.umask(0); os.umask(m)
+    return m
+
 def _file_mode() -> int:
     "Permissions of a new file under the current umask."
-    m = os.umask(0); os.umask(m)
-    return 0o666 & ~m
+    return 0o666 & ~_umask()
+
+@contextlib.contextmanager
+def _named(path:Path):
+    "Re-raise an OS error of a write as one about `path` (not about its temporary file)."
+    try: yield
+    except OSError as e:
+        if e.errno is None or (e.filename and Path(e.filename) == path): raise
+        raise OSError(e.errno, os.strerror(e.errno), str(path)) from None
+
+def _mkstemp(path:Path) -> tuple[int, str]:
+    "A temporary file beside `path`, named `.NAME.PID-XXXX.tmp` (so `remove_stale_tmp` knows its writer)."
+    with _named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _file_mode())  # mkstemp makes 0600; give the file the usual permissions
+    return fd, tmp
 
 @contextlib.contextmanager
 def atomic_write(path:str|Path, # the file to (re)write
@@ -31,15 +123,17 @@ def atomic_write(path:str|Path, # the file to (re)write
                  **kw) -> Iterator[typing.IO]:
     "Open a temporary file beside `path`; on success rename it over `path`, on error remove it."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, _file_mode())  # mkstemp makes 0600; give the file the usual permissions
+    fd, tmp = _mkstemp(path)
     try:
-        with os.fdopen(fd, mode, **kw) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with _named(path):
+            with os.fdopen(fd, mode, **kw) as f:
+                try: yield f
+                except RuntimeError:  # a library that hides the OS error (torch.save): probe for a full disk
+                    with _named(path): f.write(b"\0" * 65536 if "b" in mode else "\0" * 65536); f.flush(); os.fsync(f.fileno())
+                    raise
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
@@ -50,15 +144,37 @@ def atomic_path(path:str|Path # the file to (re)write
                ) -> Iterator[Path]:
     "Yield a temporary path beside `path`; on success rename it over `path`, on error remove it."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd); os.chmod(tmp, _file_mode())
+    fd, tmp = _mkstemp(path)
+    os.close(fd)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        with _named(path):
+            yield Path(tmp)
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
+
+# %% ../nbs/00_core.ipynb #14d9d94d
+_TMP = re.compile(r"^\..+\.(\d+)-[^.]+\.tmp$")
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def remove_stale_tmp(folder:str|Path # a folder written with atomic_write / atomic_path / atomic_dir
+                    ) -> int:
+    "Delete temporary files and folders left in `folder` by killed writers; returns how many."
+    n = 0
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError, PermissionError):
+        for e in os.scandir(folder):
+            m = _TMP.match(e.name)
+            if not m or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))): continue
+            with contextlib.suppress(OSError):
+                shutil.rmtree(e.path) if e.is_dir(follow_symlinks=False) else os.unlink(e.path)
+                n += 1
+    return n
 
 # %% ../nbs/00_core.ipynb #64541b24
 @contextlib.contextmanager
@@ -66,12 +182,16 @@ def atomic_dir(path:str|Path # the directory to create (must not exist yet)
               ) -> Iterator[Path]:
     "Build a directory under a temporary name and rename it to `path` only when complete."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    with _named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(path.parent)  # what a killed build of this (or a sibling) folder left
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
+        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; give the folder the usual permissions
     try:
-        yield tmp
-        if path.exists(): shutil.rmtree(path)
-        os.replace(tmp, path)
+        with _named(path):
+            yield tmp
+            if path.exists(): shutil.rmtree(path)
+            os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -153,9 +273,8 @@ def load_config(cls:type, # the config dataclass
     "Load a typed config from YAML or a dict, then apply overrides."
     if isinstance(source, (str, Path)):
         p = Path(source)
-        if not p.exists(): raise AbawError(f"{p}: config file not found")
-        try: d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e: raise AbawError(f"{p}: not valid YAML ({e})") from None
+        d = load_yaml(p, "config file") or {}
+        if not isinstance(d, dict): raise AbawError(f"{p}: expected a mapping of config keys, got {type(d).__name__}")
         where = str(p)
     else: d, where = dict(source or {}), cls.__name__
     base = dataclasses.asdict(config_from_dict(cls, d, where))

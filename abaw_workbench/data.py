@@ -58,20 +58,27 @@ def preprocess_config(model_or_name, # a timm model name (with optional `.tag`),
 _INTERP = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
            "nearest": InterpolationMode.NEAREST, "lanczos": InterpolationMode.LANCZOS}
 
+def _is_image(data:bytes) -> bool:
+    "Whether `data` starts like a JPEG, PNG, GIF, BMP or WebP file."
+    return data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n" or data[:4] == b"GIF8" or data[:2] == b"BM" \
+        or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
 def decode_file(path:str|Path # an image file (JPEG fast path; PNG etc. also read)
                ) -> torch.Tensor:
     "Decode an image file to uint8 [3, H, W] RGB; `AbawError` naming the file if it can't be."
     try:
         with open(path, "rb") as f: data = f.read()
     except OSError as e: raise AbawError(f"{path}: cannot read image ({e.strerror})") from None
-    if not data: raise AbawError(f"{path}: cannot decode image (empty file)")
+    if not data: raise AbawError(f"{path}: cannot decode image (empty file): replace or delete it")
+    if not _is_image(data):
+        raise AbawError(f"{path}: cannot decode image (not an image file: it starts with {data[:12]!r}): replace or delete it")
     buf = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
         if data[:2] == b"\xff\xd8": return decode_jpeg(buf, mode=ImageReadMode.RGB)
         return decode_image(buf, mode=ImageReadMode.RGB)
     except RuntimeError as e:
         msg = str(e).strip().splitlines()[-1].split(", ")[-1]
-        raise AbawError(f"{path}: cannot decode image ({msg})") from None
+        raise AbawError(f"{path}: cannot decode image ({msg}): replace or delete it") from None
 
 def resize_image(img:torch.Tensor, # uint8 [3, H, W]
                  cfg:dict, # from `preprocess_config` (uses `size`, `interpolation`)

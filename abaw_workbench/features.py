@@ -16,13 +16,14 @@ import xarray as xr
 import torch
 from tqdm import tqdm
 
-from .core import AbawError, atomic_path, atomic_write, file_hash, get_device, stage_args, stage_config
+from .core import AbawError, atomic_path, atomic_write, file_hash, get_device, remove_stale_tmp, stage_args, stage_config
 from .schema import fps_from_name, make_dataset, video_slices
 from .layout import Layout, crop_indices
 from .annotations import read_split, read_test_list
 from .catalog import Catalog, default_catalog_path
 from .data import label_arrays, make_loader, preprocess_config, window_starts
-from .audio import AudioConfig, audio_feature_names, video_audio_features
+from .audio import (AudioConfig, audio_feature_names, video_audio_features, stored_audio_feature_names,
+                                  audio_encoder_path, encoder_hash)
 from .mae import MaskedAutoencoder, build_encoder, load_checkpoint, size_name
 from .finetune import CropDataset, FrameModel
 from .checkpoints import load_model
@@ -48,6 +49,7 @@ class FeatureStore:
 
     def init(self, meta:dict):
         "Create the store, or check that an existing one was made with the same settings."
+        for d in (self.path, self.video_dir): remove_stale_tmp(d)  # what killed extractions left (live ones' stay)
         if self.meta_path.exists():
             old = self.meta
             if old != json.loads(json.dumps(meta)):
@@ -238,13 +240,21 @@ def split_videos(entry, splits) -> tuple[list, list[str]]:
     if bad: raise AbawError(f"extract: unknown split(s) {bad} (train, validation, test)")
     return labels, sorted(videos)
 
+def _audio_meta(cfg:AudioConfig, catalog) -> dict:
+    "store.json's audio entries: the settings (encoder fields only when one is used, so older stores still match) and the encoder's hash."
+    d = dataclasses.asdict(cfg)
+    if not cfg.encoder: return {"audio": {k: v for k, v in d.items() if not k.startswith("encoder")}}
+    return {"audio": d, "audio_encoder_hash": encoder_hash(audio_encoder_path(cfg.encoder, catalog))}
+
 def extract_features(entry, # a catalog `Entry` of kind affwild2
                      store_path:str|Path, # the feature store folder
                      encoder, # the visual encoder: a checkpoint file (see `feature_model`) or a module
                      cfg:ExtractConfig|None=None,
                      cache_dir:str|Path=".cache/abaw", # where extracted waveforms are cached
                      shard:tuple=(0, 1), # (i, k): this process takes videos i, i+k, i+2k, ...
-                     progress:bool=True) -> FeatureStore:
+                     progress:bool=True,
+                     catalog:Catalog|None=None # resolves `cfg.audio.encoder` (None: the default catalog)
+                    ) -> FeatureStore:
     "Extract visual and audio features of a data set's videos into a store (resumable, shardable)."
     cfg = cfg or ExtractConfig()
     i, k = shard
@@ -255,10 +265,10 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
     fm = feature_model(encoder).to(dev)
     pre = preprocess_config(fm.encoder, fm.encoder.patch_embed.img_size[0])
     is_file = isinstance(encoder, (str, Path))
-    anames = audio_feature_names(cfg.audio)
+    anames = stored_audio_feature_names(cfg.audio, catalog)
     meta = {"visual_dim": int(fm.num_features), "audio_dim": len(anames), "audio_features": anames,
             "encoder": str(encoder) if is_file else None, "checkpoint_hash": file_hash(encoder) if is_file else "module",
-            "model": fm.spec(), "preprocess": pre, "audio": dataclasses.asdict(cfg.audio),
+            "model": fm.spec(), "preprocess": pre, **_audio_meta(cfg.audio, catalog),
             "dataset": entry.name}
     store = FeatureStore(store_path).init(meta)
     todo = [v for v in videos if not store.has(v)]
@@ -280,7 +290,7 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
         vis = acc.pop(j, None)
         if vis is None: vis = np.zeros((len(fi), meta["visual_dim"]), np.float32)
         fps = fps_from_name(v) or np.nan   # unknown: the audio module takes the raw video's own frame rate
-        a, amask = video_audio_features(entry, v, (fi - 1) / fps, cache_dir, cfg.audio, frame_index=fi)
+        a, amask = video_audio_features(entry, v, (fi - 1) / fps, cache_dir, cfg.audio, frame_index=fi, device=dev, catalog=catalog)
         store.write(v, fi, vis, a, has[v], amask)
 
     for j in np.flatnonzero(remaining == 0): finish(j)
@@ -316,6 +326,6 @@ def extract_main(args) -> int:
     try: i, k = (int(x) for x in args.shard.split("/"))
     except ValueError: raise AbawError(f"--shard: expected i/k such as 0/2, got {args.shard!r}") from None
     cfg = stage_config(ExtractConfig, args)
-    st = extract_features(entry, out, enc, cfg, cat.cache_dir, (i, k))
+    st = extract_features(entry, out, enc, cfg, cat.cache_dir, (i, k), catalog=cat)
     print(f"{st.path}: {len(st.videos)} videos")
     return 0

@@ -136,8 +136,10 @@ class FinetuneConfig:
     size: str = "tiny" # a key of mae.MAE_SIZES
     img_size: int = 112 # input side in pixels
     init: str|None = None # MAE / timm checkpoint to start from (None: random init, the "no pre-training" ablation)
+    allow_partial_init: bool = False # load an `init` of another model in part (warned); False: an error
     tasks: list = field(default_factory=lambda: list(TASKS)) # tasks trained jointly
     drop_path: float = 0.1 # stochastic depth
+    head_dropout: float = 0.0 # dropout before the task heads
     layer_decay: float = 0.75 # layer-wise lr decay
     pool: str = "avg" # "avg" (the paper's global pool) or "grid" (patch tokens reduced to grid_dim, layout kept)
     grid_dim: int = 32 # with pool="grid": per-token width
@@ -154,8 +156,8 @@ class FinetuneStage(Stage):
         self.cfg, self.val_labels, self.crops_root = cfg, val_labels, crops_root
         if model is None:
             enc = build_encoder(cfg.size, cfg.img_size, drop_path=cfg.drop_path)
-            if cfg.init: load_checkpoint(enc, cfg.init)
-            model = FrameModel(enc, cfg.tasks, pool=cfg.pool, grid_dim=cfg.grid_dim)
+            if cfg.init: load_checkpoint(enc, cfg.init, allow_partial=cfg.allow_partial_init)
+            model = FrameModel(enc, cfg.tasks, cfg.head_dropout, pool=cfg.pool, grid_dim=cfg.grid_dim)
         self.model = model
         self.pre = preprocess_config(model.encoder, cfg.img_size)
         self.data = FrameDataset(train_labels, crops_root, self.pre, cfg.tasks, augment=cfg.augment, jitter=cfg.color_jitter)
@@ -208,6 +210,7 @@ def finetune_args(p):
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) to train and validate on (default: demo)")
     p.add_argument("--init", default=None, help="initial weights: a catalog checkpoint entry or a file (MAE, MAE-Face or timm format)")
     stage_args(p, "runs/finetune", "YAML file with FinetuneConfig values", "tasks=[au] train.epochs=3 layer_decay=0.65")
+    p.add_argument("--allow-partial-init", action="store_true", help="load --init even where it does not fit the model (the rest stays random; warned)")
 
 def finetune_main(args) -> int:
     "Fine-tune the encoder and heads; print the validation metrics as JSON."
@@ -215,6 +218,7 @@ def finetune_main(args) -> int:
     entry = cat.resolve(args.dataset, "affwild2")
     cfg = stage_config(FinetuneConfig, args)
     if args.init: cfg.init = str(cat.resolve(args.init, "checkpoint").path if args.init in cat else args.init)  # a path, never parsed
+    if args.allow_partial_init: cfg.allow_partial_init = True
     if cfg.init and not Path(cfg.init).exists(): raise AbawError(f"init: checkpoint {cfg.init} does not exist")
     print(json.dumps(run_finetune(cfg, entry, args.out)))
     return 0

@@ -22,10 +22,10 @@ from .catalog import Catalog, default_catalog_path
 from .train import Stage, TrainConfig, fit, init_distributed, write_timing
 
 # %% auto #0
-__all__ = ['MAE_SIZES', 'IMAGE_EXTENSIONS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder', 'build_encoder', 'size_name',
-           'LoadReport', 'read_state_dict', 'load_checkpoint', 'list_images', 'ImageFolderDataset', 'EncoderConfig',
-           'PretrainTrainConfig', 'PretrainConfig', 'mask_noise', 'PretrainStage', 'pretrain', 'reconstruction_grid',
-           'pretrain_args', 'pretrain_main']
+__all__ = ['MAE_SIZES', 'FRESH_KEYS', 'EXTRA_KEYS', 'IMAGE_EXTENSIONS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder',
+           'build_encoder', 'size_name', 'LoadReport', 'read_state_dict', 'load_checkpoint', 'load_weights',
+           'list_images', 'ImageFolderDataset', 'EncoderConfig', 'PretrainTrainConfig', 'PretrainConfig', 'mask_noise',
+           'PretrainStage', 'pretrain', 'reconstruction_grid', 'pretrain_args', 'pretrain_main']
 
 # %% ../nbs/09_mae.ipynb #d93d0720
 def _sincos_1d(dim:int, pos:torch.Tensor) -> torch.Tensor:
@@ -219,6 +219,7 @@ class LoadReport:
     unexpected: list = field(default_factory=list) # checkpoint keys the model lacks
     mismatched: list = field(default_factory=list) # (key, checkpoint shape, model shape), not loaded
     resampled: list = field(default_factory=list) # (key, checkpoint shape, model shape), interpolated
+    partial: list = field(default_factory=list) # keys that make the load partial (need allow_partial): model tensors left random, checkpoint tensors of no use
 
     def __str__(self):
         def keys(ks, n=8): return ", ".join(ks[:n]) + (f", ... ({len(ks)} in all)" if len(ks) > n else "")
@@ -238,7 +239,8 @@ def read_state_dict(path:str|Path) -> tuple[dict, str]:
             return load_file(str(path)), "safetensors"
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise AbawError(f"{path}: cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        why = "empty file" if path.stat().st_size == 0 else f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+        raise AbawError(f"{path}: cannot read checkpoint ({why}); replace it with a complete checkpoint") from None
     fmt = "timm"
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict): obj, fmt = obj["model"], "mae"
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict): obj = obj["state_dict"]
@@ -251,12 +253,22 @@ def read_state_dict(path:str|Path) -> tuple[dict, str]:
         sd[k] = v
     return sd, fmt
 
+FRESH_KEYS = ("head.", "fc_norm.")  # a classifier and its norm: absent from pre-training checkpoints, trained by the task
+EXTRA_KEYS = ("decoder_", "mask_token", "norm.", "head.", "fc_norm.")  # checkpoint parts an encoder / autoencoder may leave out
+
 def load_checkpoint(model:nn.Module, # a `MaskedAutoencoder` or a timm ViT (`build_encoder`)
                     path:str|Path, # .pth / .pt / .safetensors
-                    verbose:bool=True # print the report
+                    verbose:bool=True, # print the report
+                    allow_partial:bool=False # load what fits and warn, instead of refusing a checkpoint of another model
                    ) -> LoadReport:
-    "Load official MAE / MAE-Face or timm ViT weights into `model`, resampling position embeddings; report what did not fit."
+    "Load official MAE / MAE-Face or timm ViT weights into `model`, resampling position embeddings; refuse a partial fit."
     sd, fmt = read_state_dict(path)
+    return load_weights(model, sd, path, fmt, verbose, allow_partial)
+
+def load_weights(model:nn.Module, sd:dict, # a state dict read by `read_state_dict`
+                 path:str|Path, fmt:str="mae", # where it came from (for messages) and its format
+                 verbose:bool=True, allow_partial:bool=False) -> LoadReport:
+    "The body of `load_checkpoint`, for a state dict already read (e.g. the `encoder.*` part of a fine-tuning run)."
     own = model.state_dict()
     rep, new = LoadReport(str(path), fmt), {}
     for k, v in sd.items():
@@ -269,12 +281,25 @@ def load_checkpoint(model:nn.Module, # a `MaskedAutoencoder` or a timm ViT (`bui
                 v = resample_abs_pos_embed(v.float(), [g_new, g_new], [g_old, g_old], num_prefix_tokens=1).to(target.dtype)
         if v.shape != target.shape: rep.mismatched.append((k, tuple(v.shape), tuple(target.shape))); continue
         new[k] = v
-    if not new:
-        raise AbawError(f"{path}: no tensor of the checkpoint matches the model (checkpoint keys: {', '.join(list(sd)[:5])}, ...)")
     rep.missing = [k for k in own if k not in new]
+    random_ = [k for k in rep.missing if not k.startswith(FRESH_KEYS)]
+    unused = [k for k in rep.unexpected if not k.startswith(EXTRA_KEYS)]
+    rep.partial = random_ + unused
+    if (rep.partial and not allow_partial) or not new:
+        def few(ks): return "; ".join(ks[:3]) + ("; ..." if len(ks) > 3 else "")
+        shapes = [f"{k} {a} vs model {b}" for k, a, b in rep.mismatched if not k.startswith(FRESH_KEYS)]
+        absent = [k for k in random_ if k not in {m for m, *_ in rep.mismatched}]
+        what = ([f"{len(shapes)} tensor(s) of another shape ({few(shapes)})"] if shapes else []) + \
+               ([f"{len(absent)} model tensor(s) missing ({few(absent)})"] if absent else []) + \
+               ([f"{len(unused)} checkpoint tensor(s) the model has no place for ({few(unused)})"] if unused else [])
+        head = "no tensor of the checkpoint matches the model" if not new else "does not fit the model"
+        raise AbawError(f"{path}: {head} ({', '.join(what)}); use a checkpoint of this model's size and "
+                        f"image size, or to start from it anyway ask for a partial load (allow_partial_init=true; abaw finetune --allow-partial-init)")
     model.load_state_dict(new, strict=False)
     rep.loaded = len(new)
-    if verbose: print(rep, file=sys.stderr)
+    if rep.partial: print(f"WARNING: partial load (allowed): {len(random_)} of {len(own)} model tensors left as initialised, "
+                          f"{len(unused)} checkpoint tensors unused\n{rep}", file=sys.stderr)
+    elif verbose: print(rep, file=sys.stderr)
     return rep
 
 # %% ../nbs/09_mae.ipynb #0b4dc901
@@ -362,6 +387,7 @@ class PretrainConfig:
     norm_pix_loss: bool = True # reconstruct per-patch normalised pixels
     augment: bool = True # random resized crop + flip
     init: str|None = None # a checkpoint file to start from (official MAE / timm formats)
+    allow_partial_init: bool = False # load an `init` of another model in part (warned); False: an error
     val_images: int = 0 # images held out to select best.pt (0: none)
     train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
 
@@ -400,7 +426,7 @@ def pretrain(cfg:PretrainConfig, # the run's configuration
     "Pre-train a masked autoencoder on face images; the run folder holds checkpoint.pt (`{'model': ...}`), best.pt, log.jsonl."
     torch.manual_seed(cfg.train.seed)
     model = model or MaskedAutoencoder(**mae_config(cfg.size, cfg.img_size, norm_pix_loss=cfg.norm_pix_loss))
-    if cfg.init: load_checkpoint(model, cfg.init)
+    if cfg.init: load_checkpoint(model, cfg.init, allow_partial=cfg.allow_partial_init)
     files = list_images(images) if not isinstance(images, list) else images
     val = []
     if cfg.val_images:

@@ -21,6 +21,11 @@ from .video import VideoFrames
 __all__ = ['StageRunner', 'CropFrames', 'frame_source', 'Run']
 
 # %% ../nbs/12a_runs.ipynb #17c57759
+def _record_ok(done:Path) -> bool:
+    "Whether a stage's done.json reads back as a record with a result."
+    try: return "result" in json.loads(done.read_text())
+    except (OSError, ValueError, TypeError): return False
+
 class StageRunner:
     "Runs named stages in order, each cached in a folder named by its chained config hash."
     def __init__(self, out:str|Path, # the cache folder (stage folders go here)
@@ -41,6 +46,8 @@ class StageRunner:
         if name == self.force: self.forcing = True
         if self.forcing and d.exists(): shutil.rmtree(d)
         self.chain.append(h); self.folders[name] = d
+        if done.exists() and not _record_ok(done):  # damaged by hand or by the disk: run the stage again (it resumes)
+            self.log(f"[stages] WARNING: {done}: damaged stage record, running {name} again"); done.unlink()
         if done.exists():
             r = json.loads(done.read_text())
             self.log(f"[stages] {name}: finished before with the same settings, skipped ({d})")

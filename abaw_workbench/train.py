@@ -15,7 +15,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 from torch import nn
 
-from .core import AbawError, atomic_write, get_device, seed_everything
+from .core import AbawError, atomic_write, get_device, remove_stale_tmp, seed_everything
 
 # %% auto #0
 __all__ = ['TrainConfig', 'param_groups', 'Stage', 'get_lr', 'DistEnv', 'init_distributed', 'sample_seed', 'ShardedBatches',
@@ -192,8 +192,14 @@ def save_checkpoint(path:str|Path, # file to (over)write atomically
 
 def read_checkpoint(path:str|Path) -> dict:
     "Read a checkpoint written by `save_checkpoint` (weights only: nothing in it can run code)."
-    try: return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise AbawError(f"{path}: cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0: raise AbawError(f"{path}: cannot read checkpoint (empty file); delete it to start over")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except AbawError: raise
+    except Exception as e:
+        why = (str(e).strip().splitlines() or [""])[0][:200]
+        raise AbawError(f"{path}: cannot read checkpoint ({type(e).__name__}: {why}); replace or delete it") from None
 
 # %% ../nbs/08_train.ipynb #66de4012
 def _output_sum(o):
@@ -246,16 +252,37 @@ def amp_dtype(amp:str, # "auto", "bf16", "fp16" or "off"
 def _log(path:Path, rec:dict):
     with open(path, "a") as f: f.write(json.dumps(rec) + "\n")
 
-def _trim_log(path:Path, step:int):
-    "Drop log lines written after `step` (they will be written again by the resumed run)."
+def _trim_log(path:Path, step:int, evaluation:bool=False):
+    "Drop log lines written after `step` (and its evaluation when `evaluation`): the resumed run writes them again."
     if not path.exists(): return
-    keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
+    def keep_line(r): return r.get("step", 0) < step or (r.get("step", 0) == step and not (evaluation and "metrics" in r))
+    keep = []
+    for l in path.read_text(errors="replace").splitlines():
+        try: r = json.loads(l)
+        except ValueError: continue  # a line cut short by a kill
+        if isinstance(r, dict) and keep_line(r): keep.append(l)
     with atomic_write(path, "w") as f: f.write("".join(l + "\n" for l in keep))
 
 def _mean_over_ranks(x:float, env:DistEnv) -> float:
     if not env.distributed: return x
     t = torch.tensor([x], dtype=torch.float64, device=env.device if env.device.type == "cuda" else "cpu")
     dist.all_reduce(t); return t.item() / env.world
+
+def _resume_from(ck:dict, path:Path, model, opt, scaler):
+    "Load a run's checkpoint into model, optimizer and scaler; AbawError when it does not belong to this run."
+    fix = "use the configuration it was written with, or another --out (or train.resume=false to start over)"
+    miss = [k for k in ("model", "optimizer", "step", "rng") if k not in ck]
+    if miss: raise AbawError(f"{path}: not a training checkpoint (no {', '.join(miss)}); {fix}")
+    own = model.state_dict()
+    bad = [f"{k} {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in ck["model"].items()
+           if k in own and torch.is_tensor(v) and v.shape != own[k].shape]
+    if bad: raise AbawError(f"{path}: written for another model (shape mismatch: {'; '.join(bad[:3])}"
+                            f"{f'; ... {len(bad)} in all' if len(bad) > 3 else ''}); {fix}")
+    try:
+        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
+        if ck.get("scaler"): scaler.load_state_dict(ck["scaler"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise AbawError(f"{path}: does not fit this run ({str(e).splitlines()[0][:300]}); {fix}") from None
 
 def _better(v, best, mode): return best is None or (v < best if mode == "min" else v > best)
 
@@ -283,17 +310,19 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
     peak = cfg.lr if cfg.lr is not None else cfg.blr * cfg.batch_size / 256
 
     # -- resume
-    step, best = 0, None
+    step, best, pending_eval = 0, None, False
     if cfg.resume and ckpt_path.exists():
         ck = read_checkpoint(ckpt_path)
-        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
-        if ck.get("scaler"): scaler.load_state_dict(ck["scaler"])
-        step, best = ck["step"], ck.get("best")
+        _resume_from(ck, ckpt_path, model, opt, scaler)
+        step, best, pending_eval = ck["step"], ck.get("best"), bool(ck.get("eval_pending"))
         rngs = ck["rng"]; set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0])
-        if env.main: _trim_log(log_path, step); print(f"[train] resuming {ckpt_path} at step {step}/{total}", file=sys.stderr)
+        if env.main:
+            _trim_log(log_path, step, pending_eval)
+            print(f"[train] resuming {ckpt_path} at step {step}/{total}", file=sys.stderr)
     elif env.main and cfg.resume is False and log_path.exists(): log_path.unlink()
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(out)  # temporary files of a killed run
         with atomic_write(out/"config.json", "w") as f: json.dump(dataclasses.asdict(cfg), f, indent=1, default=str)
 
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
@@ -301,23 +330,24 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=ShardedBatches(len(data), cfg.batch_size, cfg.accum_steps, env.world, env.rank, cfg.seed, step, total),
         num_workers=cfg.num_workers, collate_fn=getattr(stage, "collate", None), pin_memory=env.device.type == "cuda",
-        persistent_workers=False)
-    batches = iter(loader)
+        persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed + env.rank))
+    batches = iter(loader)  # its own generator: making the iterator draws nothing from the restored global RNG
 
-    def checkpoint():
+    def checkpoint(eval_pending=False):
         rngs = [rng_state()]
         if env.distributed:
             rngs = [None] * env.world; dist.all_gather_object(rngs, rng_state())
         if env.main:
             save_checkpoint(ckpt_path, model=model.state_dict(), spec=spec, optimizer=opt.state_dict(), scaler=scaler.state_dict(),
-                            step=step, best=best, rng=rngs, config=dataclasses.asdict(cfg),
+                            step=step, best=best, rng=rngs, config=dataclasses.asdict(cfg), eval_pending=eval_pending,
                             schedule=dict(lr=peak, total=total, warmup=warmup, min_lr=cfg.min_lr, cosine=cfg.cosine))
 
     def evaluate():
         nonlocal best
         ev = getattr(stage, "evaluate", None)
-        metrics = ev(model) if env.main and ev else None
-        model.train()
+        saved = rng_state()  # evaluation never moves the training RNG, so a resumed run draws what an unbroken one does
+        try: metrics = ev(model) if env.main and ev else None
+        finally: set_rng_state(saved); model.train()
         if not metrics: return
         _log(log_path, dict(step=step, metrics=metrics))
         key = getattr(stage, "best", None)
@@ -328,6 +358,7 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
     bar = tqdm(total=total, initial=step, disable=not (env.main and cfg.progress), desc=out.name, file=sys.stderr, dynamic_ncols=True)
     model.train()
     rec, sums, n_logged, t0 = {}, {}, 0, time.time()
+    if pending_eval: evaluate(); checkpoint()  # the evaluation the last run did not finish
     while step < total:
         lr = get_lr(step, peak, total, warmup, cfg.min_lr, cfg.cosine)
         for g in opt.param_groups: g["lr"] = lr * g["lr_scale"]
@@ -354,8 +385,10 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
             if not math.isfinite(rec["loss"]):
                 raise AbawError(f"{out}: the loss is {rec['loss']} at step {step}: training diverged "
                                 f"(lower train.lr / train.blr, or set train.clip_grad); last checkpoint: {ckpt_path}")
-        if (cfg.eval_every and step % cfg.eval_every == 0) or step == total: evaluate()
-        if step % cfg.checkpoint_every == 0 or step == total: checkpoint()
+        if (cfg.eval_every and step % cfg.eval_every == 0) or step == total:
+            checkpoint(eval_pending=True)  # a fault in the evaluation loses no training step
+            evaluate(); checkpoint()
+        elif step % cfg.checkpoint_every == 0: checkpoint()
     bar.close()
     if env.distributed: dist.barrier()
     return rec
