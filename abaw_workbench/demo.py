@@ -113,26 +113,27 @@ def timing_rows(runner:StageRunner, # the run's stages (folders and wall times)
     wall = {k: json.loads((d / "done.json").read_text()).get("seconds", 0.0) for k, d in runner.folders.items()}
     row("data", "read and check the data set", wall["data"], n_frames, "frames")
     for st in ("pretrain", "finetune"):
+        p = _timing(runner.folders[st])["parts"]
         t = _timing(runner.folders[st])
-        train = t["parts"].get("loop", 0.0) - t["parts"].get("validation", 0.0)
-        row(st, "training", train, t.get("items"), t.get("unit", "images"), bare[st] * t.get("steps", 0))
+        row(st, "training", p.get("loop", 0.0) - p.get("validation", 0.0), t.get("items"), t.get("unit", "images"),
+            bare[st] * t.get("steps", 0))
         for k in ("validation", "final prediction"):
-            if k in t["parts"]: row(st, k, t["parts"][k])
-        row(st, "data, set-up, checkpoints", wall[st] - sum(t["parts"].values()))
+            if k in p: row(st, k, p[k])
+        row(st, "data, set-up, checkpoints", wall[st] - p.get("loop", 0.0) - p.get("final prediction", 0.0))  # validation is in the loop
     row("extract", "extraction (crops, encoder, audio)", wall["extract"], n_store_frames, "frames",
         bare["extract"] * n_store_frames / cfg.extract.batch_size)
     for mod in ("visual", "audio_visual"):
         st, d = f"fusion_{mod}", runner.folders[f"fusion_{mod}"]
-        per_model = [_timing(p.parent) for p in sorted(d.glob("*/timing.json"))] or [_timing(d)]
-        steps = sum(t.get("steps", 0) for t in per_model)
-        train = sum(t["parts"].get("loop", 0.0) - t["parts"].get("validation", 0.0) for t in per_model)
-        row(st, f"training ({len(per_model)} models)", train, sum(t.get("items", 0) for t in per_model), "windows", bare[st] * steps)
-        row(st, "validation", sum(t["parts"].get("validation", 0.0) for t in per_model))
-        top = _timing(d)["parts"] if len(per_model) > 1 or not (d / "timing.json").exists() else per_model[0]["parts"]
-        for k in ("final prediction", "post-processing search"):
-            if k in top: row(st, k, top[k])
-        parts = sum(sum(t["parts"].values()) for t in per_model) + (sum(_timing(d)["parts"].values()) if len(per_model) > 1 else 0)
-        row(st, "data, set-up, checkpoints", wall[st] - parts)
+        per_model = [_timing(p.parent) for p in sorted(d.glob("*/timing.json"))] or [_timing(d)]   # one per task model
+        top = _timing(d)["parts"]                                                                  # the run's own parts
+        loop = sum(t["parts"].get("loop", 0.0) for t in per_model)
+        val = sum(t["parts"].get("validation", 0.0) for t in per_model)
+        row(st, f"training ({len(per_model)} models)", loop - val, sum(t.get("items", 0) for t in per_model), "windows",
+            bare[st] * sum(t.get("steps", 0) for t in per_model))
+        row(st, "validation", val)
+        after = {k: top[k] for k in ("final prediction", "post-processing search") if k in top}
+        for k, v in after.items(): row(st, k, v)
+        row(st, "data, set-up, checkpoints", wall[st] - loop - sum(after.values()))
     return rows
 
 def timing_table(rows:list[dict]) -> str:
