@@ -1,0 +1,85 @@
+"""Each experiment notebook of nbs/experiments/ runs once, through `abaw_workbench.ablate.run_grid`, on a tiny synthetic
+data set (6 videos of 40 frames at 32 px, micro encoder, a few steps per stage), and writes its record. The fusion
+grid's two runs (in parallel) share every stage before fusion: the encoder is fine-tuned once."""
+import json, os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from abaw_workbench.ablate import load_results, run_grid
+
+ROOT = Path(__file__).resolve().parent.parent
+EXP = ROOT / "nbs" / "experiments"
+TINY = ["encoder.img_size=32",
+        "pretrain.train.max_steps=2", "pretrain.train.batch_size=8", "finetune.train.max_steps=2",
+        "finetune.train.batch_size=8", "finetune.eval_batch=64", "fusion.train.max_steps=2", "fusion.train.batch_size=4",
+        "extract.num_workers=0", "extract.batch_size=64"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    d = tmp_path_factory.mktemp("experiments")
+    (d / "cat.yaml").write_text(
+        "cache_dir: cache\nentries:\n"
+        "  tiny: {kind: affwild2, path: data/tiny, synth: {videos: 6, frames: 40, seed: 0, size: 32}}\n"
+        "  tiny_faces: {kind: image_folder, path: data/faces, synth: {images: 24, seed: 1, size: 32}}\n")
+    old = {k: os.environ.get(k) for k in ("ABAW_CATALOG", "OMP_NUM_THREADS")}
+    os.environ.update(ABAW_CATALOG=str(d / "cat.yaml"), OMP_NUM_THREADS="1")   # the kernels inherit it
+    yield d
+    for k, v in old.items():
+        if v is None: os.environ.pop(k, None)
+        else: os.environ[k] = v
+
+
+def _grid(d, name, notebook, body, fixed=""):
+    f = d / f"{name}.yaml"
+    f.write_text(f"notebook: {EXP / notebook}\ntimeout: 600\nfixed:\n  dataset: tiny\n  faces: tiny_faces\n"
+                 f"  overrides: {json.dumps(TINY)}\n{fixed}{body}")
+    return f
+
+
+def _check_record(run_dir, models):
+    rec = json.loads((run_dir / "record.json").read_text())
+    assert {"parameters", "metrics", "timing", "code", "catalog"} <= set(rec)
+    assert set(rec["metrics"]) == set(models)
+    for m in rec["metrics"].values():
+        for k in ("au", "expr", "va", "valence", "arousal", "score"): assert -1 <= m[k] <= 1
+        assert {"postprocessed", "postprocessed_cv", "selected"} <= set(m)
+        assert "settings" in m["postprocessed"]
+    assert "tiny" in rec["catalog"] and rec["catalog"]["tiny"]["synth"]["videos"] == 6
+    assert set(rec["code"]) == {"commit", "dirty"} and rec["timing"]["total"] > 0
+    for st in rec["stages"].values():   # every stage folder it read, with the code version that computed it
+        assert Path(st["folder"]).is_dir() and set(st["code"]) == {"commit", "dirty"}
+    assert (run_dir / "notebook.ipynb").exists()
+    return rec
+
+
+def test_temporal_fusion_grid_shares_the_encoder(env):
+    g = _grid(env, "fusion", "temporal_fusion.ipynb", "parameters: {design: [concat, cross_attention]}\n",
+              fixed="  window: 16\n  stride: 8\n")
+    ds = run_grid(g, env / "fusion_out", workers=2, progress=False)
+    assert ds.status.values.tolist() == ["done", "done"], ds.error.values
+    stages = env / "cache" / "stages"
+    count = {s: len(list(stages.glob(f"{s}-*"))) for s in ("data", "pretrain", "finetune", "extract", "fusion")}
+    assert count == {"data": 1, "pretrain": 1, "finetune": 1, "extract": 1, "fusion": 2}, count
+    for rid in ds.run.values: _check_record(env / "fusion_out" / "runs" / rid, ["fusion"])
+    assert np.isfinite(ds["fusion.selected.score"].values).all() and "design" in ds.coords
+    assert (env / "fusion_out" / "results.md").exists()
+
+
+def test_static_finetune_runs_and_reuses_the_cache(env):
+    g = _grid(env, "static", "static_finetune.ipynb", "")
+    ds = run_grid(g, env / "static_out", workers=1, progress=False)
+    assert ds.status.values.tolist() == ["done"], ds.error.values
+    rec = _check_record(env / "static_out" / "runs" / ds.run.values[0], ["static"])
+    assert rec["parameters"]["pool"] == "grid"
+
+
+def test_mae_pretraining_comparison(env):
+    g = _grid(env, "mae", "mae_pretraining.ipynb", "parameters: {pretrained: [true, false]}\n")
+    ds = run_grid(g, env / "mae_out", workers=2, progress=False)
+    assert ds.status.values.tolist() == ["done", "done"], ds.error.values
+    recs = {bool(p): _check_record(env / "mae_out" / "runs" / r, ["static"]) for r, p in zip(ds.run.values, ds.pretrained.values)}
+    assert "pretrain" in recs[True]["stages"] and "pretrain" not in recs[False]["stages"]
+    assert "tiny_faces" in recs[True]["catalog"] and "tiny_faces" not in recs[False]["catalog"]
