@@ -16,9 +16,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .core import AbawError, atomic_path, atomic_write, config_hash
-from .evaluation import apply_postprocess, evaluate_predictions, postprocess_report, tune_postprocess
-from .metrics import tune_au_thresholds
-from .schema import AU_NAMES, video_slices
+from .evaluation import evaluate_predictions, postprocess_report, score_postprocessed_cv
 
 # %% auto #0
 __all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'PAPERMILL_TAGS', 'EXPERIMENT_STAGES', 'Run', 'run_id', 'Grid',
@@ -646,12 +644,6 @@ def experiment_stages(cfg, # a `demo.DemoConfig`: every stage's settings
     return {"entry": entry, "labels": labels, "folders": folders}
 
 # %% ../nbs/14_ablate.ipynb #3022e3e0
-def _restricted_tune(labels, preds, tasks, smoothing:bool, thresholds:bool) -> dict:
-    pp = tune_postprocess(labels, preds, tasks) if smoothing else {"smooth": {}, "thresholds": None}
-    if not thresholds or "au" not in tasks: pp["thresholds"] = None
-    elif not smoothing: pp["thresholds"] = tune_au_thresholds(labels, preds)
-    return pp
-
 def selected_scores(labels, preds, # validation labels and predictions (schema)
                     smoothing:bool=True, # tune and apply temporal smoothing
                     thresholds:bool=True, # tune and apply AU thresholds
@@ -661,21 +653,7 @@ def selected_scores(labels, preds, # validation labels and predictions (schema)
     "Metrics with the chosen post-processing tuned on other validation videos (as `evaluation.score_postprocessed_cv`)."
     tasks = list(tasks)
     if not smoothing and not thresholds: return evaluate_predictions(labels, preds, tasks)
-    videos = sorted(video_slices(labels))
-    if len(videos) < folds: raise AbawError(f"post-processing needs at least {folds} validation videos, got {len(videos)}")
-    def sel(ds, vs): return ds.isel(frame=np.flatnonzero(np.isin(ds.video.values, vs)))
-    parts = []
-    for k in range(folds):
-        tune_v = [v for i, v in enumerate(videos) if i % folds != k]
-        held = [v for i, v in enumerate(videos) if i % folds == k]
-        pp = _restricted_tune(sel(labels, tune_v), sel(preds, tune_v), tasks, smoothing, thresholds)
-        part = apply_postprocess(sel(preds, held), pp)
-        if "au" in tasks:
-            t = pp["thresholds"] or 0.5
-            thr = np.asarray([t[n] for n in AU_NAMES] if isinstance(t, dict) else t, np.float32)
-            part["au"] = part["au"].where(np.isnan(part["au"]), (part["au"] >= thr).astype(np.float32))
-        parts.append(part)
-    return evaluate_predictions(labels, xr.concat(parts, "frame"), tasks)
+    return score_postprocessed_cv(labels, preds, tasks, folds, smoothing=smoothing, thresholds=thresholds)
 
 def experiment_metrics(labels, preds, # validation labels and predictions (schema)
                        smoothing:bool=True, # the run's smoothing switch

@@ -46,20 +46,25 @@ def apply_postprocess(preds, pp:dict):
     out.attrs["postprocess"] = json.dumps(pp)
     return out
 
-def tune_postprocess(labels, preds, tasks=TASKS, windows=SMOOTH_WINDOWS) -> dict:
+def tune_postprocess(labels, preds, tasks=TASKS, windows=SMOOTH_WINDOWS,
+                     smoothing:bool=True, # tune a smoothing window per task (False: none)
+                     thresholds:bool=True # tune per-AU thresholds (False: 0.5)
+                    ) -> dict:
     "Pick each task's smoothing window, then the AU thresholds, on `labels` (validation)."
     pp = {"smooth": {}, "thresholds": None}
-    for t in tasks:
+    for t in (tasks if smoothing else ()):
         scores = {w: score(labels, smooth_predictions(preds, w) if w > 1 else preds, t)["score"] for w in windows}
         pp["smooth"][t] = int(max(scores, key=lambda w: (scores[w], -w)))
-    if "au" in tasks: pp["thresholds"] = tune_au_thresholds(labels, apply_postprocess(preds, pp))
+    if thresholds and "au" in tasks: pp["thresholds"] = tune_au_thresholds(labels, apply_postprocess(preds, pp))
     return pp
 
 def score_postprocessed(labels, preds, pp:dict, tasks=TASKS) -> dict:
     "Metrics (as `evaluate_predictions`) after post-processing."
     return evaluate_predictions(labels, apply_postprocess(preds, pp), tasks, pp.get("thresholds") or 0.5)
 
-def score_postprocessed_cv(labels, preds, tasks=TASKS, folds:int=2) -> dict:
+def score_postprocessed_cv(labels, preds, tasks=TASKS, folds:int=2,
+                           smoothing:bool=True, thresholds:bool=True # which post-processing to tune (`tune_postprocess`)
+                          ) -> dict:
     "Metrics after post-processing tuned on the *other* videos (folds by sorted name): what tuning gives on unseen videos."
     videos = sorted(video_slices(labels))
     if len(videos) < folds: raise AbawError(f"post-processing cross-validation needs at least {folds} videos, got {len(videos)}")
@@ -68,7 +73,7 @@ def score_postprocessed_cv(labels, preds, tasks=TASKS, folds:int=2) -> dict:
     for k in range(folds):
         tune_v = [v for i, v in enumerate(videos) if i % folds != k]
         held = [v for i, v in enumerate(videos) if i % folds == k]
-        pp = tune_postprocess(sel(labels, tune_v), sel(preds, tune_v), tasks)
+        pp = tune_postprocess(sel(labels, tune_v), sel(preds, tune_v), tasks, smoothing=smoothing, thresholds=thresholds)
         out = apply_postprocess(sel(preds, held), pp)
         if "au" in tasks:  # decisions with this fold's thresholds, so that the folds can be pooled
             t = pp["thresholds"] or 0.5
