@@ -583,65 +583,20 @@ def write_record(parameters:dict, # the notebook's parameters, as run
 # %% ../nbs/14_ablate.ipynb #a8a4fab6
 EXPERIMENT_STAGES = ("data", "pretrain", "finetune", "extract", "fusion")
 
-def _stage_settings(c) -> dict:
-    "A stage's settings as hashed: its config without where and how it runs (as the demo hashes them)."
-    import dataclasses
-    d = dataclasses.asdict(c)
-    tr = d.get("train")
-    if isinstance(tr, dict):
-        for k in ("out", "progress", "device", "num_workers"): tr.pop(k, None)
-    return d
-
 def experiment_stages(cfg, # a `demo.DemoConfig`: every stage's settings
                       cat, # the `catalog.Catalog` (cfg.dataset, cfg.faces)
                       runner, # the stage cache (`runs.StageRunner`) in a folder the runs of a grid share
                       until:str="fusion", # the last stage: "finetune", "extract" or "fusion"
                       pretrained:bool=True # fine-tune from the MAE encoder (False: from random weights)
                      ) -> dict:
-    "Run, or find in the shared cache, the demo's stages up to `until`, each under a lock; returns the entry, labels and stage folders."
-    import dataclasses
-    # the stages import torch: kept out of the runner, which only starts notebooks
-    from abaw_workbench.annotations import read_split
-    from abaw_workbench.features import FeatureStore, extract_features
-    from abaw_workbench.finetune import run_finetune
-    from abaw_workbench.fusion import run_fusion
-    from abaw_workbench.mae import pretrain
-    from abaw_workbench.synth import GENERATOR_VERSION
+    "The demo's stages (`demo.method_stages`) up to `until`, each found in the shared cache or run under a lock; entry, labels, folders."
+    from abaw_workbench.demo import method_stages   # imported here: the stages pull in torch; the grid runner only starts notebooks
     if until not in EXPERIMENT_STAGES[2:]: raise AbawError(f"until: expected one of {EXPERIMENT_STAGES[2:]}, got {until!r}")
-    ds_e = cat[cfg.dataset]
-    fc_e = cat[cfg.faces] if pretrained else None
-    def ident(e): return None if e is None else [str(e.path), e.options] + ([GENERATOR_VERSION] if e.generated else [])
-    def data(d):
-        cat.resolve(cfg.dataset, "affwild2")
-        if pretrained: cat.resolve(cfg.faces, "image_folder")
-        return {}
-    shared_stage(runner, "data", {"dataset": ident(ds_e), "faces": ident(fc_e)}, data)
-    entry = cat.resolve(cfg.dataset, "affwild2")
-    labels = {s: read_split(entry, s) for s in ("train", "validation")}
-    folders, init = {}, None
-    if pretrained:
-        faces = cat.resolve(cfg.faces, "image_folder")
-        def pre(d):
-            pretrain(dataclasses.replace(cfg.pretrain, train=dataclasses.replace(cfg.pretrain.train, out=str(d))), faces.path)
-            return {}
-        _, folders["pretrain"] = shared_stage(runner, "pretrain", _stage_settings(cfg.pretrain), pre)
-        init = folders["pretrain"] / "checkpoint.pt"
-    def fine(d):
-        fc = dataclasses.replace(cfg.finetune, init=None if init is None else str(init),
-                                 train=dataclasses.replace(cfg.finetune.train, out=str(d)))
-        return {"metrics": run_finetune(fc, entry, d)}
-    _, folders["finetune"] = shared_stage(runner, "finetune", _stage_settings(cfg.finetune), fine)
-    if until == "finetune": return {"entry": entry, "labels": labels, "folders": folders}
-    def ext(d):   # the encoder, its pooling and size come from the fine-tuned checkpoint
-        extract_features(entry, d / "store", folders["finetune"] / "best.pt", cfg.extract, cat.cache_dir, progress=False)
-        return {}
-    _, folders["extract"] = shared_stage(runner, "extract", dataclasses.asdict(cfg.extract), ext)
-    if until == "extract": return {"entry": entry, "labels": labels, "folders": folders}
-    store = FeatureStore(folders["extract"] / "store")
-    def fu(d):
-        return {"metrics": run_fusion(cfg.fusion, store, labels["train"], labels["validation"], d)}
-    _, folders["fusion"] = shared_stage(runner, "fusion", _stage_settings(cfg.fusion), fu)
-    return {"entry": entry, "labels": labels, "folders": folders}
+    mod = cfg.fusion.fusion.modalities
+    st = method_stages(cfg, cat, runner, until, pretrained, modalities=(mod,), submissions=False, log=lambda *a: None,
+                       run=lambda name, settings, fn: shared_stage(runner, name, settings, fn), progress=False)
+    if until == "fusion": st["folders"]["fusion"] = st["folders"].pop(f"fusion_{mod}")
+    return st
 
 # %% ../nbs/14_ablate.ipynb #3022e3e0
 def selected_scores(labels, preds, # validation labels and predictions (schema)

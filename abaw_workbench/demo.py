@@ -31,9 +31,9 @@ from .checkpoints import load_model
 from .runs import StageRunner
 
 # %% auto #0
-__all__ = ['STAGES', 'DemoConfig', 'named_configs', 'demo_config', 'calibrate', 'timing_rows', 'timing_table', 'run_demo',
-           'summary_table', 'report_figures', 'reconstruction_png', 'write_report', 'demo_args', 'demo_main',
-           'tiny_run']
+__all__ = ['STAGES', 'FUSION_MODALITIES', 'DemoConfig', 'named_configs', 'demo_config', 'calibrate', 'timing_rows',
+           'timing_table', 'method_stages', 'run_demo', 'summary_table', 'report_figures', 'reconstruction_png',
+           'write_report', 'demo_args', 'demo_main', 'tiny_run']
 
 # %% ../nbs/13_demo.ipynb #8c6136a4
 @dataclass
@@ -154,6 +154,56 @@ def _settings(c) -> dict:
         for k in ("out", "progress", "device", "num_workers"): tr.pop(k, None)
     return d
 
+FUSION_MODALITIES = ("visual", "audio_visual")
+
+def method_stages(cfg:DemoConfig, # every stage's settings
+                  cat:Catalog, # the catalog (cfg.dataset, cfg.faces)
+                  runner:StageRunner, # the stage cache
+                  until:str="fusion", # the last stage: "finetune", "extract" or "fusion"
+                  pretrained:bool=True, # fine-tune from the MAE encoder (False: from random weights, no pre-training stage)
+                  modalities:tuple=FUSION_MODALITIES, # one fusion stage per modality
+                  submissions:bool=True, # fusion writes test submissions (when the data set has test lists)
+                  run=None, # how a stage runs: `runner.run` (default), or a locked version of it for parallel grids
+                  log=print, progress:bool=True) -> dict:
+    "Run, or find in the cache, the method's stages up to `until`; returns the entry, labels and stage folders."
+    run = run or runner.run
+    ds_e, fc_e = cat[cfg.dataset], (cat[cfg.faces] if pretrained else None)
+    def ident(e): return None if e is None else [str(e.path), e.options] + ([GENERATOR_VERSION] if e.generated else [])  # regenerated data: new stages
+    def data(d):
+        entry = cat.resolve(cfg.dataset, "affwild2")
+        if pretrained: cat.resolve(cfg.faces, "image_folder")
+        summary = {s: split_summary(read_split(entry, s)) for s in ("train", "validation")}
+        for s, t in summary.items(): log(f"[demo] {s}: {t}")
+        return {"summary": summary}
+    run("data", {"dataset": ident(ds_e), "faces": ident(fc_e)}, data)
+    entry = cat.resolve(cfg.dataset, "affwild2")
+    labels = {s: read_split(entry, s) for s in ("train", "validation")}
+    folders, init = {}, None
+    if pretrained:
+        faces = cat.resolve(cfg.faces, "image_folder")
+        def pre(d):
+            pretrain(dataclasses.replace(cfg.pretrain, train=dataclasses.replace(cfg.pretrain.train, out=str(d))), faces.path)
+            return {}
+        _, folders["pretrain"] = run("pretrain", _settings(cfg.pretrain), pre)
+        init = folders["pretrain"] / "checkpoint.pt"
+    def fine(d):
+        fc = dataclasses.replace(cfg.finetune, init=None if init is None else str(init), train=dataclasses.replace(cfg.finetune.train, out=str(d)))
+        return {"metrics": run_finetune(fc, entry, d)}
+    _, folders["finetune"] = run("finetune", _settings(cfg.finetune), fine)
+    if until == "finetune": return {"entry": entry, "labels": labels, "folders": folders}
+    def ext(d):   # the encoder, its pooling and size come from the fine-tuned checkpoint
+        extract_features(entry, d / "store", folders["finetune"] / "best.pt", cfg.extract, cat.cache_dir, progress=progress)
+        return {}
+    _, folders["extract"] = run("extract", dataclasses.asdict(cfg.extract), ext)
+    if until == "extract": return {"entry": entry, "labels": labels, "folders": folders}
+    store = FeatureStore(folders["extract"] / "store")
+    for mod in modalities:
+        fcfg = dataclasses.replace(cfg.fusion, fusion=dataclasses.replace(cfg.fusion.fusion, modalities=mod))
+        def fu(d, fcfg=fcfg):
+            return {"metrics": run_fusion(fcfg, store, labels["train"], labels["validation"], d, entry if submissions else None)}
+        _, folders[f"fusion_{mod}"] = run(f"fusion_{mod}", _settings(fcfg), fu)
+    return {"entry": entry, "labels": labels, "folders": folders}
+
 def run_demo(cfg:DemoConfig, # the demo configuration
              out:str|Path="runs/demo", # output folder
              catalog:str|Path|None=None, # catalog file (default: the project's)
@@ -164,43 +214,11 @@ def run_demo(cfg:DemoConfig, # the demo configuration
     out = Path(out)
     cat = Catalog.load(catalog or default_catalog_path())
     runner = StageRunner(out, force, log, STAGES)
-    ds_e, fc_e = cat[cfg.dataset], cat[cfg.faces]
-    labels = {}
-
-    def data(d):
-        entry, faces = cat.resolve(cfg.dataset, "affwild2"), cat.resolve(cfg.faces, "image_folder")
-        summary = {s: split_summary(read_split(entry, s)) for s in ("train", "validation")}
-        for s, t in summary.items(): log(f"[demo] {s}: {t}")
-        return {"summary": summary}
-    def ident(e): return [str(e.path), e.options] + ([GENERATOR_VERSION] if e.generated else [])  # regenerated data: new stages
-    runner.run("data", {"dataset": ident(ds_e), "faces": ident(fc_e)}, data)
-    entry, faces = cat.resolve(cfg.dataset, "affwild2"), cat.resolve(cfg.faces, "image_folder")
-    labels = {s: read_split(entry, s) for s in ("train", "validation")}
-
-    def pre(d):
-        pc = dataclasses.replace(cfg.pretrain, train=dataclasses.replace(cfg.pretrain.train, out=str(d)))
-        pretrain(pc, faces.path)
-        return {}
-    _, pre_d = runner.run("pretrain", _settings(cfg.pretrain), pre)
-    pre_ckpt = pre_d / "checkpoint.pt"  # files are found in the stage folders (the run folder may have moved)
-
-    def fine(d):
-        fc = dataclasses.replace(cfg.finetune, init=str(pre_ckpt), train=dataclasses.replace(cfg.finetune.train, out=str(d)))
-        return {"metrics": run_finetune(fc, entry, d)}
-    _, ft_d = runner.run("finetune", _settings(cfg.finetune), fine)
-
-    def ext(d):   # the encoder, its pooling and size come from the fine-tuned checkpoint
-        extract_features(entry, d / "store", ft_d / "best.pt", cfg.extract, cat.cache_dir)
-        return {}
-    _, ex_d = runner.run("extract", dataclasses.asdict(cfg.extract), ext)
-    store = FeatureStore(ex_d / "store")
-
-    fus = {}
-    for mod in ("visual", "audio_visual"):
-        fcfg = dataclasses.replace(cfg.fusion, fusion=dataclasses.replace(cfg.fusion.fusion, modalities=mod))
-        def fu(d, fcfg=fcfg):
-            return {"metrics": run_fusion(fcfg, store, labels["train"], labels["validation"], d, entry)}
-        _, fus[mod] = runner.run(f"fusion_{mod}", _settings(fcfg), fu)
+    st = method_stages(cfg, cat, runner, log=log)
+    entry, labels, folders = st["entry"], st["labels"], st["folders"]
+    pre_ckpt, ft_d = folders["pretrain"] / "checkpoint.pt", folders["finetune"]   # found in the stage folders (the run folder may move)
+    store = FeatureStore(folders["extract"] / "store")
+    fus = {mod: folders[f"fusion_{mod}"] for mod in FUSION_MODALITIES}
 
     # -- where the time went, against the bare limits measured now
     timing = timing_rows(runner, calibrate(cfg, store.meta), cfg, sum(l.sizes["frame"] for l in labels.values()),
