@@ -101,6 +101,12 @@ def _ours(path):
     return out
 
 
+def _cmdline(proc) -> str:
+    "A process's command line; empty for one that has just ended (a run finishing as the grid is killed)."
+    try: return " ".join(proc.cmdline())
+    except (psutil.ZombieProcess, psutil.NoSuchProcess, psutil.AccessDenied): return ""
+
+
 def test_sigkill_then_rerun_gives_the_table_of_an_uninterrupted_run(tmp_path):
     make_probe_notebook(tmp_path / "probe.ipynb")
     (tmp_path / "grid.yaml").write_text("notebook: probe.ipynb\nparameters: {x: [1, 2]}\nfixed: {sleep: 1.0}\nseeds: 2\n")
@@ -110,11 +116,11 @@ def test_sigkill_then_rerun_gives_the_table_of_an_uninterrupted_run(tmp_path):
     while len(_statuses(tmp_path / "killed")) < 1 and time.time() - t0 < 300 and p.poll() is None: time.sleep(0.1)
     assert p.poll() is None, "the grid finished before it could be killed"
     tree = psutil.Process(p.pid).children(recursive=True)   # pool workers, papermill, kernels
-    assert any("papermill" in " ".join(c.cmdline()) for c in tree)
+    assert any("papermill" in _cmdline(c) for c in tree)
     p.send_signal(signal.SIGKILL); p.wait()
     # the orphaned workers notice and kill their runs (a run that just ended may still record itself), then exit
     _, alive = psutil.wait_procs(tree, timeout=30)
-    assert not alive, [c.cmdline() for c in alive]
+    assert not alive, [_cmdline(c) for c in alive]
     assert not _ours(tmp_path), [p.info["cmdline"] for p in _ours(tmp_path)]   # papermill names the notebook's path
     n_finished = len(_statuses(tmp_path / "killed"))
     assert 1 <= n_finished < 4
