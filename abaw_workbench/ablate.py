@@ -19,7 +19,7 @@ from .core import AbawError, atomic_path, atomic_write, config_hash
 from .evaluation import evaluate_predictions, postprocess_report, score_postprocessed_cv
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'PAPERMILL_TAGS', 'EXPERIMENT_STAGES', 'Run', 'run_id', 'Grid',
+__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'PAPERMILL_TAGS', 'EXPERIMENT_STAGES', 'GridRun', 'run_id', 'Grid',
            'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status',
            'run_grid', 'load_results', 'summary_frame', 'results_markdown', 'results_figures', 'write_results',
            'file_lock', 'shared_stage', 'code_version', 'write_record', 'experiment_stages', 'selected_scores',
@@ -29,7 +29,7 @@ __all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'PAPERMILL_TAGS', 'EXPER
 GRID_KEYS = ("notebook", "description", "parameters", "zip", "fixed", "seeds", "seed_parameter", "timeout", "table")
 
 @dataclass
-class Run:
+class GridRun:
     "One run of a grid: a notebook and the values injected into its parameters cell."
     id: str # stable id: notebook name + a hash of notebook name and parameters
     notebook: Path # the experiment notebook
@@ -64,7 +64,7 @@ class Grid:
         if self.seeds: v[self.seed_parameter] = list(self.seeds)
         return v
 
-    def runs(self) -> list[Run]:
+    def runs(self) -> list[GridRun]:
         "The runs, in grid order (product of `parameters`, then `zip` groups, then seeds innermost)."
         axes = [[{k: x} for x in vs] for k, vs in self.parameters.items()]
         axes += [[dict(zip(g, row)) for row in zip(*g.values())] for g in self.zip]
@@ -73,7 +73,7 @@ class Grid:
         for combo in itertools.product(*axes):
             p = dict(self.fixed)
             for c in combo: p.update(c)
-            out.append(Run(run_id(self.notebook, p), self.notebook, p))
+            out.append(GridRun(run_id(self.notebook, p), self.notebook, p))
         return out
 
     @property
@@ -286,7 +286,7 @@ def read_status(folder:str|Path) -> dict|None:
     f = Path(folder) / STATUS
     return json.loads(f.read_text()) if f.exists() else None
 
-def _write_grid_json(grid:Grid, out:Path, runs:list[Run]):
+def _write_grid_json(grid:Grid, out:Path, runs:list[GridRun]):
     d = {"format": 1, "grid": str(grid.path.resolve()), "notebook": str(grid.notebook), "description": grid.description,
          "varied": grid.varied, "seed_parameter": grid.seed_parameter, "table": grid.table,
          "runs": [{"run": r.id, "parameters": r.parameters} for r in runs]}
@@ -367,7 +367,7 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
     write_results(ds, out)
     return ds
 
-def _record_crash(folder:Path, r:Run, e:BaseException) -> dict:
+def _record_crash(folder:Path, r:GridRun, e:BaseException) -> dict:
     rec = {"format": 1, "run": r.id, "notebook": str(r.notebook), "parameters": r.parameters, "status": "failed",
            "error": {"cell": -1, "source": "", "ename": type(e).__name__, "evalue": str(e)}, "returncode": None,
            "started": None, "finished": _now(), "seconds": float("nan"), "host": ""}
