@@ -19,11 +19,11 @@ from .core import AbawError, atomic_path, atomic_write, config_hash
 from .evaluation import evaluate_predictions, postprocess_report, score_postprocessed_cv
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'PAPERMILL_TAGS', 'EXPERIMENT_STAGES', 'GridRun', 'run_id', 'Grid',
-           'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status',
+__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_TAGS', 'EXPERIMENT_STAGES', 'GridRun', 'run_id',
+           'Grid', 'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status',
            'run_grid', 'load_results', 'summary_frame', 'results_markdown', 'results_figures', 'write_results',
-           'file_lock', 'shared_stage', 'code_version', 'write_record', 'experiment_stages', 'selected_scores',
-           'experiment_metrics', 'ablate_args', 'ablate_main']
+           'file_lock', 'shared_stage', 'code_version', 'write_record', 'experiment_stages', 'experiment_path',
+           'open_stage_cache', 'selected_scores', 'experiment_metrics', 'ablate_args', 'ablate_main']
 
 # %% ../nbs/14_ablate.ipynb #290ac4f2
 GRID_KEYS = ("notebook", "description", "parameters", "zip", "fixed", "seeds", "seed_parameter", "timeout", "table")
@@ -211,6 +211,7 @@ def with_fixed(grid:Grid, # a loaded grid
 STATUS = "status.json" # the runner's record of a run (written last, atomically)
 RECORD = "record.json" # the experiment notebook's own record (metrics, timing, ...), beside the executed notebook
 EXECUTED = "notebook.ipynb" # the executed notebook in each run folder
+BASE_ENV = "ABAW_ABLATE_BASE" # tells the kernel (which runs in the run folder) where relative paths in the parameters start
 _ACTIVE = set() # run folders this process is executing
 
 def _kill_tree(proc, known:set):
@@ -260,7 +261,8 @@ def execute_run(notebook:str, # the experiment notebook
                 run:str="", # the run id (recorded)
                 kernel:str="python3", # the Jupyter kernel
                 poll:float=0.2, # watchdog period in seconds
-                after_last_cell:float|None=60.0 # seconds papermill may take to exit after the last cell completed (None: until the timeout)
+                after_last_cell:float|None=60.0, # seconds papermill may take to exit after the last cell completed (None: until the timeout)
+                base:str|None=None # the folder relative paths in the parameters are relative to (default: the current one)
                ) -> dict:
     "Execute one run headless with papermill in a child process under a watchdog; write and return its status record."
     folder = Path(folder).absolute()
@@ -274,7 +276,8 @@ def execute_run(notebook:str, # the experiment notebook
     _ACTIVE.add(str(folder))  # from before the start: the pool worker's parent watch must not exit under a run
     try:
         with open(folder / "log.txt", "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env={**os.environ, BASE_ENV: str(Path(base or os.getcwd()).absolute())})
             try:
                 while proc.poll() is None:
                     with contextlib.suppress(psutil.Error): known |= set(psutil.Process(proc.pid).children(recursive=True))
@@ -380,7 +383,7 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
             while queue and len(inflight) < workers:
                 r = queue.pop(0)
                 fut = executor.submit(execute_run, str(r.notebook), r.parameters, str(out / "runs" / r.id), timeout, r.id,
-                                      after_last_cell=after_last_cell)
+                                      after_last_cell=after_last_cell, base=str(Path.cwd()))
                 inflight[fut] = r
             bar.update(len(inflight))
             finished, _ = cf.wait(list(inflight), return_when=cf.FIRST_COMPLETED)
@@ -632,6 +635,23 @@ def experiment_stages(cfg, # a `demo.DemoConfig`: every stage's settings
                        run=lambda name, settings, fn: shared_stage(runner, name, settings, fn), progress=False)
     if until == "fusion": st["folders"]["fusion"] = st["folders"].pop(f"fusion_{mod}")
     return st
+
+# %% ../nbs/14_ablate.ipynb #98dcc11c
+def experiment_path(p:str|Path # a path given to an experiment notebook as a parameter
+                   ) -> Path:
+    "The path, a relative one taken from the folder `abaw ablate` ran in (the kernel itself runs in the run folder)."
+    p = Path(os.path.expanduser(str(p)))
+    return p if p.is_absolute() else Path(os.environ.get(BASE_ENV) or os.getcwd()) / p
+
+def open_stage_cache(catalog:str="", # catalog file ("": $ABAW_CATALOG, else the project's)
+                     cache:str="", # stage cache folder ("": <catalog cache_dir>/stages; "runs/demo": the stages of `abaw demo`)
+                     log=print # where the stage cache's lines go
+                    ) -> tuple:
+    "An experiment's catalog and stage cache (`runs.StageRunner`); relative paths as `experiment_path`."
+    from abaw_workbench.catalog import Catalog, default_catalog_path   # here: the runs module pulls in torch; `abaw ablate` only starts notebooks
+    from abaw_workbench.runs import StageRunner
+    cat = Catalog.load(experiment_path(catalog or default_catalog_path()))
+    return cat, StageRunner(experiment_path(cache) if cache else cat.cache_dir / "stages", log=log)
 
 # %% ../nbs/14_ablate.ipynb #3022e3e0
 def selected_scores(labels, preds, # validation labels and predictions (schema)

@@ -60,17 +60,18 @@ def stage_code(fn, # the stage's function
         seen.add(id(f))
         own[f"{_package_module(f.__module__) or f.__module__}:{f.__qualname__}"] = _source_digest(f)
         g = getattr(f, "__globals__", {})
-        refs = [g[n] for n in _global_names(f.__code__) if n in g]
-        refs += [c.cell_contents for c in (f.__closure__ or ()) if c.cell_contents is not None] if _cells_filled(f) else []
-        refs += list(f.__defaults__ or ()) + list((f.__kwdefaults__ or {}).values())
-        for o in refs: use(o, home)
+        for o in [g[n] for n in _global_names(f.__code__) if n in g]: use(o, home)
+        handed = [c.cell_contents for c in (f.__closure__ or ())] if _cells_filled(f) else []
+        handed += list(f.__defaults__ or ()) + list((f.__kwdefaults__ or {}).values())
+        for o in handed:   # values it closes over: objects of the package count; functions handed to it (`log`) do not
+            if not callable(o) or inspect.isclass(o) or _package_module(type(o).__module__): use(o, home)
     def use(o, home):
         if inspect.ismethod(o): o = o.__func__
         if inspect.ismodule(o):
             if _package_module(o.__name__): modules.add(_package_module(o.__name__))
             return
         if inspect.isfunction(o):
-            if o.__module__ == home or "<locals>" in o.__qualname__: walk(o, o.__module__)   # the stage's own code: its source
+            if o.__module__ == home: walk(o, home)   # a function of the stage's own module: its source
             elif _package_module(o.__module__): modules.add(_package_module(o.__module__))
             return
         cls = o if inspect.isclass(o) else type(o)
@@ -105,7 +106,7 @@ class StageRunner:
         self.chain, self.forcing, self.times, self.folders = [], False, {}, {}
         self.made, self.ran, self._graph = {}, [], None   # stage -> fingerprint of the code and stages that made it; stages run here
 
-    def _stale(self, name:str, rec:dict, code:dict, fp:str) -> str|None:
+    def _stale(self, name:str, rec:dict, code:dict, fp:str, upstream:dict) -> str|None:
         "Why a finished stage cannot be reused (None: it can)."
         if rec.get("fingerprint") == fp: return None
         if "fingerprint" not in rec:
@@ -113,7 +114,7 @@ class StageRunner:
         changed = sorted(k for k in set(code) | set(rec.get("code") or {}) if code.get(k) != (rec.get("code") or {}).get(k))
         if changed: return f"its code changed since it ran ({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''})"
         up = rec.get("upstream") or {}
-        return f"made after another version of {', '.join(k for k, v in self.made.items() if up.get(k) != v) or 'an earlier stage'}"
+        return f"made after another version of {', '.join(k for k, v in upstream.items() if up.get(k) != v) or 'an earlier stage'}"
 
     def run(self, name:str, # the stage
             settings, # its settings (hashed into the folder name)
@@ -136,7 +137,7 @@ class StageRunner:
             self.log(f"[stages] WARNING: {done}: damaged stage record, running {name} again"); done.unlink()
         if done.exists():
             r = json.loads(done.read_text())
-            why = self._stale(name, r, src, fp)
+            why = self._stale(name, r, src, fp, upstream)
             if why == "legacy":   # made before stages recorded their code: keep it once, say so, record it
                 self.log(f"[stages] WARNING: {name}: made before stages recorded their code; kept as made by the current code "
                          f"(--force {name} reruns it) ({d})")
