@@ -4,7 +4,7 @@
 
 # %% ../nbs/12a_runs.ipynb #b9644393
 from __future__ import annotations
-import dis, hashlib, inspect, json, marshal, shutil, time
+import dis, functools, hashlib, inspect, json, marshal, shutil, time
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +79,10 @@ def stage_code(fn, # the stage's function
         if m == home and _package_module(m) and id(cls) not in seen:   # a class of the stage's own module: its source
             seen.add(id(cls)); own[f"{_package_module(m)}:{cls.__qualname__}"] = _source_digest(cls)
         elif m != home and _package_module(m): modules.add(_package_module(m))
-    walk(fn, fn.__module__)
+    while isinstance(fn, functools.partial): fn = fn.func   # the function a partial calls
+    fn = getattr(fn, "__func__", fn)                        # a bound method's function
+    if inspect.isfunction(fn): walk(fn, fn.__module__)
+    else: use(fn, None)                                     # a callable object: its class's module
     return {**{f"{m}.py": _digest(module_source(m)) for m in sorted(import_closure(graph, modules))}, **dict(sorted(own.items()))}
 
 def _cells_filled(f) -> bool:
