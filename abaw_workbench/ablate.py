@@ -143,7 +143,8 @@ def make_probe_notebook(path:str|Path # where to write the notebook
                    ["parameters"]),
         _code_cell('import json, os, time\nif fail: raise ValueError(f"failing on purpose (x={x})")'),
         _code_cell('time.sleep(sleep)\nrecord = {"parameters": dict(x=x, scale=scale, fail=fail, sleep=sleep, label=label, seed=seed),\n'
-                   '          "metrics": {"y": x * scale + seed, "z": {"half": x * scale / 2}}, "timing": {"sleep": sleep}}\n'
+                   '          "metrics": {"y": x * scale + seed, "z": {"half": x * scale / 2}}, "timing": {"sleep": sleep},\n'
+                   '          "environment": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}}\n'
                    'json.dump(record, open("record.tmp", "w")); os.replace("record.tmp", "record.json")  # whole or absent\n'
                    'if hang:  # papermill\'s known hang after the last cell: it waits for a kernel_info reply that never comes\n'
                    '    import asyncio\n'
@@ -262,7 +263,8 @@ def execute_run(notebook:str, # the experiment notebook
                 kernel:str="python3", # the Jupyter kernel
                 poll:float=0.2, # watchdog period in seconds
                 after_last_cell:float|None=60.0, # seconds papermill may take to exit after the last cell completed (None: until the timeout)
-                base:str|None=None # the folder relative paths in the parameters are relative to (default: the current one)
+                base:str|None=None, # the folder relative paths in the parameters are relative to (default: the current one)
+                threads:int|None=None # torch threads of the run's kernel (OMP_NUM_THREADS), unless the environment sets them
                ) -> dict:
     "Execute one run headless with papermill in a child process under a watchdog; write and return its status record."
     folder = Path(folder).absolute()
@@ -277,7 +279,8 @@ def execute_run(notebook:str, # the experiment notebook
     try:
         with open(folder / "log.txt", "wb") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env={**os.environ, BASE_ENV: str(Path(base or os.getcwd()).absolute())})
+                                    env={**({"OMP_NUM_THREADS": str(threads)} if threads else {}), **os.environ,
+                                         BASE_ENV: str(Path(base or os.getcwd()).absolute())})
             try:
                 while proc.poll() is None:
                     with contextlib.suppress(psutil.Error): known |= set(psutil.Process(proc.pid).children(recursive=True))
@@ -374,6 +377,8 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
     log(f"[ablate] {grid.path.name}: {len(runs)} runs, {len(runs) - len(pending)} finished before, {len(pending)} to run "
         f"({workers} at a time) in {out}")
     own = executor is None
+    # local runs share the cores (a cluster's workers choose for themselves): K runs at a time get cores/K threads each
+    threads = max(1, len(os.sched_getaffinity(0)) // workers) if own else None
     if own: executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_watch_parent, initargs=(os.getpid(),))
     bar, inflight, interrupted = _Progress(len(pending), progress), {}, False
@@ -383,7 +388,7 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
             while queue and len(inflight) < workers:
                 r = queue.pop(0)
                 fut = executor.submit(execute_run, str(r.notebook), r.parameters, str(out / "runs" / r.id), timeout, r.id,
-                                      after_last_cell=after_last_cell, base=str(Path.cwd()))
+                                      after_last_cell=after_last_cell, base=str(Path.cwd()), threads=threads)
                 inflight[fut] = r
             bar.update(len(inflight))
             finished, _ = cf.wait(list(inflight), return_when=cf.FIRST_COMPLETED)
