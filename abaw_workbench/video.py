@@ -43,13 +43,16 @@ class VideoInfo:
 
 def video_info(path:str|Path # a video file
               ) -> VideoInfo:
-    "Size, average frame rate, duration and whether there is an audio track."
+    "Size as the frames are seen (turned by a display rotation), average frame rate, duration and whether there is an audio track."
     with _open(path) as c:
         vs = _video_stream(c, path)
         r = vs.average_rate or vs.guessed_rate
         dur = float(vs.duration * vs.time_base) if vs.duration else (c.duration / 1e6 if c.duration else 0.0)
-        return VideoInfo(str(path), vs.codec_context.width, vs.codec_context.height, float(r) if r else 0.0, dur,
-                         bool(c.streams.audio))
+        w, h = vs.codec_context.width, vs.codec_context.height
+        try: fr = next(c.decode(vs), None)   # the display rotation is a property of the decoded frames
+        except av.FFmpegError: fr = None
+        if fr is not None and int(round((fr.rotation or 0) / 90)) % 2: w, h = h, w
+        return VideoInfo(str(path), w, h, float(r) if r else 0.0, dur, bool(c.streams.audio))
 
 # %% ../nbs/07a_video.ipynb #87a1cca3
 _COPY_CODECS = ("aac", "mp3")
@@ -149,7 +152,8 @@ def _rgb(fr) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, k)) if k else img
 
 def iter_frames(path:str|Path, # a video file
-                want=None # None: every frame's image; else f(frame_index) -> bool, and unwanted frames come with None
+                want=None, # None: every frame's image; else f(frame_index) -> bool, and unwanted frames come with None
+                raw:bool=False # yield the decoded `av.VideoFrame` itself (not converted) instead of an RGB array
                ) -> Iterator[tuple[int, float, np.ndarray|None]]:
     "Yield (frame_index 1-based, time in s from the video's start, uint8 [H, W, 3] RGB or None) for each frame."
     with _open(path) as c:
@@ -164,7 +168,7 @@ def iter_frames(path:str|Path, # a video file
                 if t is None or t <= last: t = last + (1 / float(vs.average_rate or 30)) if np.isfinite(last) else 0.0
                 if t0 is None: t0 = t
                 last = t
-                yield i, t - t0, (_rgb(fr) if want is None or want(i) else None)
+                yield i, t - t0, ((fr if raw else _rgb(fr)) if want is None or want(i) else None)
         except av.FFmpegError as e: raise AbawError(f"{path}: cannot decode video at frame {i} ({e})") from None
     if i == 0: raise AbawError(f"{path}: no decodable video frames")
 
