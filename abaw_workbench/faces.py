@@ -15,7 +15,7 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter1d
 
 from .core import AbawError
-from .video import iter_frames, prefetch
+from .video import _rgb, is_i420, iter_frames, prefetch, yuv_planes
 
 # %% auto #0
 __all__ = ['TEMPLATE_112', 'FaceConfig', 'FaceDetector', 'Track', 'iou', 'link_detections', 'densify', 'relink', 'track_faces',
@@ -251,28 +251,19 @@ def align_face(img:np.ndarray, # uint8 [H, W, 3] frame
     return cv2.warpAffine(img, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), M
 
 # %% ../nbs/13a_faces.ipynb #0e625b47
-_BT601 = (0, 1, 2, 5, 6)   # AVCOL_SPC: RGB/unknown tags and BT.601 (what the RGB conversion assumes by default)
-
-def _plane(p) -> np.ndarray:
-    "One plane of a decoded frame, uint8 [h, w], without a copy."
-    return np.frombuffer(p, np.uint8, count=p.line_size * p.height).reshape(p.height, p.line_size)[:, :p.width]
-
 def align_frame(fr, # a decoded `av.VideoFrame`
                 landmarks:np.ndarray, # [5, 2] its face's landmarks (in the frame as seen)
                 size:int=112, margin:float=0.0) -> np.ndarray:
     "`align_face` on a decoded frame, converting a yuv420p frame to RGB only in the box the crop samples."
-    from abaw_workbench.video import _rgb   # (the video module's conversion, for the frames the fast path does not take)
     H, W = fr.height, fr.width
-    if (fr.format.name != "yuv420p" or (fr.rotation or 0) % 360 or H % 2 or W % 2 or fr.color_range == 2
-            or fr.colorspace not in _BT601):
-        return align_face(_rgb(fr), landmarks, size, margin)[0]
+    if not is_i420(fr) or (fr.rotation or 0) % 360: return align_face(_rgb(fr), landmarks, size, margin)[0]
     M = similarity(landmarks, face_template(size, margin))
     Mi = cv2.invertAffineTransform(M)
     c = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ Mi[:, :2].T + Mi[:, 2]   # the crop's corners
     x0, y0 = (max(0, int(np.floor(v)) - 2) & ~1 for v in c.min(0))
     x1, y1 = (min(lim, (int(np.ceil(v)) + 4) & ~1) for v, lim in zip(c.max(0), (W, H)))
     if x1 - x0 < 2 or y1 - y0 < 2: return align_face(_rgb(fr), landmarks, size, margin)[0]   # the face is off the frame
-    Y, U, V = (_plane(p) for p in fr.planes[:3])
+    Y, U, V = yuv_planes(fr)
     i420 = np.concatenate([Y[y0:y1, x0:x1].ravel(), U[y0 // 2:y1 // 2, x0 // 2:x1 // 2].ravel(),
                            V[y0 // 2:y1 // 2, x0 // 2:x1 // 2].ravel()]).reshape((y1 - y0) * 3 // 2, x1 - x0)
     box = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)

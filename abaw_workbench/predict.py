@@ -228,12 +228,14 @@ def _postprocessed(grid:xr.Dataset, frames:xr.Dataset, pp:dict, models:RunModels
 def predict_file(path:str|Path, # a video file
                  models:RunModels, cfg:PredictConfig, store:FeatureStore, # where the video's features are written
                  detector:FaceDetector|None=None, cache_dir:str|Path=".cache/abaw", timer:dict|None=None,
-                 log=print) -> dict:
+                 log=print,
+                 found:tuple|None=None # (times, tracks, frame size) from `faces.detect_video` on this file: reused, not detected again
+                ) -> dict:
     "Predictions (one dataset per model, post-processed as the run tuned; `raw`: without), tracks and the chosen track of one video."
     path = Path(path); name = path.stem
     timer = {} if timer is None else timer
     dev = next(models.static.parameters()).device
-    times, tracks, shape = detect_video(path, cfg.faces, detector, timer)
+    times, tracks, shape = found if found is not None else detect_video(path, cfg.faces, detector, timer)
     n = len(times); fi = np.arange(1, n + 1)
     log(f"[predict] {path.name}: {n} frames, {shape[1]}x{shape[0]}; " + describe_tracks(tracks, times).replace("\n", "; "))
     track = choose_track(tracks, cfg.face)
@@ -281,7 +283,7 @@ def predict_file(path:str|Path, # a video file
         preds = {m: blank_frames(p, far) for m, p in preds.items()}
     _tick(timer, "temporal", t0)
     return {"video": name, "path": path, "times": times, "tracks": tracks, "track": track, "predictions": preds, "raw": raw,
-            "has_audio": bool(amask.any())}
+            "has_audio": bool(amask.any()), "shape": shape}
 
 # %% ../nbs/13b_predict.ipynb #2c4413bf
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -390,7 +392,9 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
                   run_dir:str|Path, # the run whose models predict
                   out:str|Path, # output folder
                   cfg:PredictConfig|None=None, overlay:bool=False, catalog:str|Path|None=None,
-                  timer:dict|None=None, log=print) -> dict:
+                  timer:dict|None=None, log=print,
+                  found:dict|None=None # video name -> (times, tracks, frame size) from `faces.detect_video`, reused
+                 ) -> dict:
     "Predict every video of `src` with a run's models and write the output folder; returns a summary."
     cfg = cfg or PredictConfig()
     out = Path(out); videos = list_videos(src)
@@ -405,12 +409,13 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
     try: cache = Catalog.load(catalog or default_catalog_path()).cache_dir
     except AbawError: cache = out / "cache"
     store = FeatureStore(out / "features").init(models.store_meta)
-    det = FaceDetector(dataclasses.replace(cfg.faces, device=str(dev)))
+    found = found or {}
+    det = None if all(v.stem in found for v in videos) else FaceDetector(dataclasses.replace(cfg.faces, device=str(dev)))
     results, names = [], {}
     for v in videos:
         if v.stem in names: raise AbawError(f"{v}: two videos named {v.stem!r} ({names[v.stem]})")
         names[v.stem] = v
-        r = predict_file(v, models, cfg, store, det, cache, timer, log)
+        r = predict_file(v, models, cfg, store, det, cache, timer, log, found.get(v.stem))
         with atomic_path(out / "tracks" / f"{r['video']}.nc") as tmp:
             tracks_dataset(r["tracks"], r["times"], {"video_file": str(v), "chosen_track": r["predictions"]["static"].attrs["track"]}
                           ).to_netcdf(tmp, engine="h5netcdf")
@@ -439,7 +444,8 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
                    tracks={r["video"]: out / "tracks" / f"{r['video']}.nc" for r in results})
     log(f"[predict] {len(results)} video(s) -> {out} (predictions of {', '.join(models.models)}; ABAW files of {model})")
     if models.synthetic: log(f"[predict] WARNING: {models.describe()}")
-    return {"out": out, "model": model, "videos": [r["video"] for r in results], "predictions": preds}
+    return {"out": out, "model": model, "videos": [r["video"] for r in results], "predictions": preds,
+            "found": {r["video"]: (r["times"], r["tracks"], r["shape"]) for r in results}}   # (to predict again without detecting)
 
 # %% ../nbs/13b_predict.ipynb #ea01171d
 def predict_args(p):

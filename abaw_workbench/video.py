@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import av
+import cv2
 import numpy as np
 
 from .core import AbawError, atomic_path
 
 # %% auto #0
-__all__ = ['VideoInfo', 'video_info', 'write_video', 'iter_frames', 'read_frames', 'prefetch', 'VideoFrames']
+__all__ = ['VideoInfo', 'video_info', 'write_video', 'is_i420', 'yuv_planes', 'iter_frames', 'read_frames', 'prefetch',
+           'VideoFrames']
 
 # %% ../nbs/07a_video.ipynb #35ac4f3e
 def _open(path:str|Path):
@@ -145,9 +147,22 @@ def _chain(first, rest):
     yield from rest
 
 # %% ../nbs/07a_video.ipynb #d3fe9385
+_BT601 = (0, 1, 2, 5, 6)   # AVCOL_SPC: RGB/unknown tags and BT.601 (what the RGB conversion assumes by default)
+
+def is_i420(fr) -> bool:
+    "Whether a decoded frame is 8-bit 4:2:0 with BT.601 limited-range colour (H.264 / HEVC's usual), which OpenCV converts."
+    return (fr.format.name == "yuv420p" and fr.colorspace in _BT601 and fr.color_range != 2
+            and fr.width % 2 == 0 and fr.height % 2 == 0)
+
+def yuv_planes(fr) -> tuple:
+    "The Y, U, V planes of a yuv420p frame, uint8 [h, w] each, without copies."
+    return tuple(np.frombuffer(p, np.uint8, count=p.line_size * p.height).reshape(p.height, p.line_size)[:, :p.width]
+                 for p in fr.planes[:3])
+
 def _rgb(fr) -> np.ndarray:
     "A decoded frame as it is meant to be seen: RGB, turned by its display rotation (phone videos)."
-    img = fr.to_ndarray(format="rgb24")
+    # OpenCV converts 4:2:0 about 3x faster than libswscale's rgb24 path (a level or two apart: chroma upsampling)
+    img = cv2.cvtColor(fr.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420) if is_i420(fr) else fr.to_ndarray(format="rgb24")
     k = int(round((fr.rotation or 0) / 90)) % 4   # degrees counterclockwise, as np.rot90 turns
     return np.ascontiguousarray(np.rot90(img, k)) if k else img
 
