@@ -26,7 +26,8 @@ from .fusion import split_outputs
 from .evaluation import apply_postprocess
 from .annotations import write_annotation_file
 from .runs import Run
-from .faces import FaceConfig, FaceDetector, choose_track, describe_tracks, detect_video, iter_track_crops, tracks_dataset
+from .faces import (FaceConfig, FaceDetector, TrackCrops, choose_track, describe_tracks, detect_video,
+                                  iter_track_crops, tracks_dataset)
 
 # %% auto #0
 __all__ = ['TRAIN_FPS', 'PANEL_W', 'RunModels', 'run_postprocess', 'load_run_models', 'frame_forward', 'far_from_face',
@@ -235,7 +236,12 @@ def predict_file(path:str|Path, # a video file
     path = Path(path); name = path.stem
     timer = {} if timer is None else timer
     dev = next(models.static.parameters()).device
-    times, tracks, shape = found if found is not None else detect_video(path, cfg.faces, detector, timer)
+    S = models.preprocess["size"][0]
+    made = None if found is not None else TrackCrops(path, S, cfg.faces.margin)   # crops made in the detection pass
+    try: times, tracks, shape = found if found is not None else detect_video(path, cfg.faces, detector, timer, crops=made)
+    except BaseException:
+        if made is not None: made.close()
+        raise
     n = len(times); fi = np.arange(1, n + 1)
     log(f"[predict] {path.name}: {n} frames, {shape[1]}x{shape[0]}; " + describe_tracks(tracks, times).replace("\n", "; "))
     track = choose_track(tracks, cfg.face)
@@ -246,12 +252,14 @@ def predict_file(path:str|Path, # a video file
         warnings.warn(f"{path}: no face found in any frame; the predictions are empty (has_face = False everywhere)")
     else:
         t0 = time.perf_counter()
-        crops = prefetch(iter_track_crops(path, track, models.preprocess["size"][0], cfg.faces.margin, cfg.batch_size))
-        feats, outs = frame_forward(models.static, crops, models.preprocess, cfg.batch_size, dev)
-        _tick(timer, "crop_static", t0)   # decoding + warping overlap the forward: one figure
+        crops = made.batches(track, cfg.batch_size) if made is not None else \
+            iter_track_crops(path, track, S, cfg.faces.margin, cfg.batch_size)   # (tracks given: a second decoding pass)
+        feats, outs = frame_forward(models.static, prefetch(crops), models.preprocess, cfg.batch_size, dev)
+        _tick(timer, "crop_static", t0)   # reading (or decoding + warping) overlaps the forward: one figure
         face[track.frames] = True; vis[track.frames] = feats
         for k, v in outs.items():
             static[k] = np.zeros((n, v.shape[1]), np.float32); static[k][track.frames] = v
+    if made is not None: made.close()
     t0 = time.perf_counter()
     frames = make_dataset([name] * n, fi, time=times, has_face=face)
     g, src = time_grid(times, models.fps)   # the temporal models' input: on the training frame rate's time grid
