@@ -1,13 +1,12 @@
 """`abaw predict` figures (issue 17: any video in, predictions out).
 
-1. Everything but the face detector against the bare forward of the same models, interleaved: `--rounds` times, the
-   bare forward (the static model on as many ready-made, normalised crops as the track has frames, batch 64, and each
-   temporal model over features of the same number of frames on the 30 fps grid), then `predict.predict_paths` on the
-   video with its tracks given (`found=`: decoding, cropping, the static forward, audio, the temporal models,
-   post-processing, loading the models, writing every output file). Medians with their spread (min-max); target: the
-   pipeline's frames/s >= 0.8 of the bare forward's.
-2. End to end, once: `predict_paths` as `abaw predict` runs it, the detector's own time shown apart.
-3. `--detect-every k`: detector time and alignment quality (the true eye positions, mapped by the crop's transform,
+1. `--rounds` interleaved rounds of: the bare forward of the run's models (the static model on as many ready-made,
+   normalised crops as the face track has frames, batch 64, and each temporal model over features of as many frames
+   on the 30 fps grid), and `predict.predict_paths` end to end as `abaw predict` runs it (decoding, detection,
+   tracking, cropping, the static forward, audio, the temporal models, post-processing, loading the models, writing
+   every output file). "Without the detector": end to end minus the detector's own calls. Medians with their spread
+   (min-max); target: predict without the detector >= 0.8 of the bare forward's frames/s.
+2. `--detect-every k`: detector time and alignment quality (the true eye positions, mapped by the crop's transform,
    against the template's; 112 px crop) for k = 1, 2, 3 on the first `--quality-seconds`.
 
 The video: scikit-image's astronaut photograph drifting and zooming over a `--height`p 16:9 frame, with a voiced-like
@@ -133,33 +132,28 @@ def main():
         write_video(short, (img for i, _, img in iter_frames(video) if i <= a.fps), fps=a.fps, audio=video)
     predict_paths(short, run, tmp / "warm", cfg, catalog=cat, log=quiet)
 
-    # 2. end to end, once (as `abaw predict` runs it)
-    timer = {}
-    t0 = time.perf_counter()
-    found = predict_paths(video, run, tmp / "e2e", cfg, catalog=cat, timer=timer, log=quiet)["found"][video.stem]
-    total = time.perf_counter() - t0
-    det = timer.get("detect", 0.0)
-    m = len(time_grid(found[0], models.fps)[0])   # frames on the training frame rate's grid
-    n_crops = max(len(t) for t in found[1]) if found[1] else 0
-
-    # 1. interleaved rounds: bare forward, pipeline without the detector (order alternating)
+    # interleaved rounds: the bare forward, and `abaw predict`'s pipeline end to end (order alternating)
     bare, pipe, parts = [], [], []
     for r in range(a.rounds):
-        for what in (("bare", "pipe") if r % 2 == 0 else ("pipe", "bare")):
-            if what == "bare":
-                bs, bf = bare_forward(models, n_crops, m); bare.append((bs, bf))
-            else:
+        for what in (("pipe", "bare") if r % 2 == 0 else ("bare", "pipe")):
+            if what == "pipe":
                 tm = {}
                 t0 = time.perf_counter()
-                predict_paths(video, run, tmp / f"round{r}", cfg, catalog=cat, timer=tm, log=quiet, found={video.stem: found})
+                found = predict_paths(video, run, tmp / f"round{r}", cfg, catalog=cat, timer=tm, log=quiet)["found"][video.stem]
                 pipe.append(time.perf_counter() - t0); parts.append(tm)
-    b = spread([s + f for s, f in bare]); p = spread(pipe)
+                m = len(time_grid(found[0], models.fps)[0])   # frames on the training frame rate's grid
+                n_crops = max(len(t) for t in found[1]) if found[1] else 0
+            else:
+                bs, bf = bare_forward(models, n_crops, m); bare.append((bs, bf))
+    b = spread([s + f for s, f in bare])
+    tot = spread(pipe)
+    dets = [t.get("detect", 0.0) for t in parts]
+    rest = spread([p - d for p, d in zip(pipe, dets)])
+    det = spread(dets)
     bs_med, bf_med = spread([s for s, _ in bare])[0], spread([f for _, f in bare])[0]
-    part = {k: float(np.median([t.get(k, 0.0) for t in parts])) for k in ("crop_static", "audio", "temporal")}
-    fixed = p[0] - sum(part.values())
-    ratio = b[0] / p[0]
-    rest = total - det
-
+    part = {k: float(np.median([t.get(k, 0.0) for t in parts])) for k in ("crop", "crop_static", "audio", "temporal", "decode")}
+    fixed = rest[0] - sum(v for k, v in part.items())
+    ratio = b[0] / rest[0]
     load = os.getloadavg()
     H = int(a.height) // 2 * 2; W = int(round(H * 16 / 9)) // 2 * 2
     print(f"abaw predict: {a.seconds:g} s video, {W}x{H} at {a.fps:g} fps ({n} frames, face in {n_crops}; made in {made:.0f} s), "
@@ -167,27 +161,28 @@ def main():
           f"{models.store_meta['visual_dim']}-d features at {models.preprocess['size'][0]} px); torch threads "
           f"{torch.get_num_threads()}, {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     rows = [("bare forward: static + temporal", b, n_crops / b[0], 1.0),
-            ("predict without the detector", p, n_crops / p[0], ratio)]
+            ("predict without the detector", rest, n / rest[0], ratio),
+            ("predict end to end", tot, n / tot[0], None),
+            ("  the detector", det, n / det[0], None)]
     print(f"\n{'':40}{'seconds (median, min-max)':>30}{'frames/s':>10}{'vs bare':>9}")
     for name, (med, lo, hi), fps_, r in rows:
-        print(f"{name:40}{f'{med:.2f} ({lo:.2f}-{hi:.2f})':>30}{fps_:>10.1f}{r:>9.2f}")
-    cs, au, te = part["crop_static"], part["audio"], part["temporal"]
-    line = lambda name, sec, fps_="", r="": print(f"{name:40}{sec:>30}{fps_:>10}{r:>9}")
+        print(f"{name:40}{f'{med:.2f} ({lo:.2f}-{hi:.2f})':>30}{fps_:>10.1f}" + (f"{r:>9.2f}" if r is not None else ""))
+    line = lambda name, sec: print(f"{name:40}{sec:>30}")
     line("  bare: static / temporal", f"{bs_med:.2f} / {bf_med:.2f}")
-    line("  predict: crop+static / audio / temporal", f"{cs:.2f} / {au:.2f} / {te:.2f}")
-    line("  predict: fixed (models, files, rest)", f"{fixed:.2f}")
-    line("end to end (one run)", f"{total:.2f}", f"{n / total:.1f}")
-    line("  detector", f"{det:.2f}", f"{n / max(det, 1e-9):.1f}", "")
-    print(f"{'':40}{'':>30}   = {det / total:.0%} of end to end, {det / n * 1000:.0f} ms/frame")
-    line("  everything else", f"{rest:.2f}", f"{n / rest:.1f}", f"{b[0] / rest:.2f}")
+    line("  predict: crops (in the detection pass)", f"{part['crop']:.2f}")
+    line("  predict: static forward (+ reading crops)", f"{part['crop_static']:.2f}")
+    line("  predict: audio / temporal + post-processing", f"{part['audio']:.2f} / {part['temporal']:.2f}")
+    line("  predict: waiting for decoded frames", f"{part['decode']:.2f}")
+    line("  predict: fixed (models, output files)", f"{fixed:.2f}")
+    print(f"the detector: {det[0] / tot[0]:.0%} of end to end, {det[0] / n * 1000:.0f} ms/frame")
     verdict = "MET" if ratio >= 0.8 else "NOT met"
     print(f"\ntarget: predict without the detector >= 0.8 x the bare forward's frames/s: {ratio:.2f} ({verdict}; "
-          f"rounds {', '.join(f'{bb[0] + bb[1]:.2f}/{pp:.2f}' for bb, pp in zip(bare, pipe))} s bare/predict)")
+          f"rounds, bare / predict without the detector: {', '.join(f'{bb[0] + bb[1]:.2f}/{pp - dd:.2f}' for bb, pp, dd in zip(bare, pipe, dets))} s)")
     fig = lambda **k: print(json.dumps({"bench": "predict", **k}))
-    fig(metric="non_detector_fps", value=n_crops / p[0], unit="frames/s", baseline=n_crops / b[0], ratio=ratio, target=0.8)
-    fig(metric="end_to_end_fps", value=n / total, unit="frames/s")
-    fig(metric="detector_share", value=det / total, unit="share of end to end")
-    fig(metric="detector_s_per_frame", value=det / n, unit="s")
+    fig(metric="non_detector_fps", value=n / rest[0], unit="frames/s", baseline=n_crops / b[0], ratio=ratio, target=0.8)
+    fig(metric="end_to_end_fps", value=n / tot[0], unit="frames/s")
+    fig(metric="detector_share", value=det[0] / tot[0], unit="share of end to end")
+    fig(metric="detector_s_per_frame", value=det[0] / n, unit="s")
     print(f"\n--detect-every k on the first {a.quality_seconds:g} s: detector time and the true eyes' error in the 112 px crop")
     for k in (1, 2, 3):
         dt, nf, me, mx, cover = quality(video, truth, a.quality_seconds, k)
