@@ -4,8 +4,13 @@
 
 # %% ../nbs/90_cli.ipynb #40fc8825
 from __future__ import annotations
-import argparse, importlib, importlib.util, sys
+import argparse, importlib, importlib.util, os, sys
 from dataclasses import dataclass
+
+# Thread policy, set before torch loads libgomp (evidence: bench/bench_threads.py): one torch thread per core,
+# and OpenMP threads that spin only briefly at a barrier before sleeping. With libgomp's default long spin a run
+# beside one other busy process slowed 25-50x; with the short spin about 2x, at no cost on a quiet machine.
+if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ): os.environ["GOMP_SPINCOUNT"] = "1000"
 
 import abaw_workbench
 from .core import AbawError, FIXABLE_ERRNOS, error_line, worker_died

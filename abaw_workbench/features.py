@@ -128,7 +128,8 @@ def normalize_visual(visual:np.ndarray, # [T, D] features of one video's frames
 class WindowFeatureDataset:
     "Windows of `window` frames over each video of `labels`, features read from a `FeatureStore`."
     def __init__(self, store:FeatureStore, labels:xr.Dataset, window:int=100, stride:int=50, train:bool=True,
-                 visual_norm:str="none" # "video": subtract each video's mean visual feature (person-specific normalisation)
+                 visual_norm:str="none", # "video": subtract each video's mean visual feature (person-specific normalisation)
+                 preload:float=2.0 # GiB: a split whose features fit is read into memory once (0: stream every window from disk)
                 ):
         if visual_norm not in VISUAL_NORMS: raise AbawError(f"visual_norm: {visual_norm!r} is not one of {VISUAL_NORMS}")
         self.store, self.window, self.visual_norm = store, window, visual_norm
@@ -143,8 +144,42 @@ class WindowFeatureDataset:
             n = sl.stop - sl.start
             for s in window_starts(n, window, stride if train else window): self.items.append((v, sl.start, n, int(s)))
         self._rows, self._files = OrderedDict(), OrderedDict()
+        m = store.meta
+        size = len(self.frame_index) * 4 * (m["visual_dim"] + m["audio_dim"])
+        self.memory = self._load() if size <= preload * 2**30 else None
 
     def __len__(self): return len(self.items)
+
+    def _load(self) -> dict:
+        "Every labelled frame's features, aligned to the labels and normalised as configured: arrays [N, ...]."
+        N, m = len(self.frame_index), self.store.meta
+        out = dict(visual=np.zeros((N, m["visual_dim"]), np.float32), audio=np.zeros((N, m["audio_dim"]), np.float32),
+                   face_mask=np.zeros(N, bool), audio_mask=np.zeros(N, bool))
+        for v, sl in self.slices.items():
+            f = self.store.read(v)
+            rows = stored_rows(f["frame_index"], self.frame_index[sl]); ok = rows >= 0
+            for k in out: out[k][sl][ok] = f[k][rows[ok]]
+            if self.visual_norm == "video":
+                fm = f["face_mask"] != 0
+                mean = f["visual"][fm].mean(0, dtype=np.float64).astype(np.float32) if fm.any() else np.zeros(m["visual_dim"], np.float32)
+                out["visual"][sl] = normalize_visual(out["visual"][sl], out["face_mask"][sl], mean)
+        return out
+
+    def batch(self, keys) -> dict:
+        "Windows `keys` (ints, or (index, seed) pairs whose seed is ignored) as one batch of tensors [B, window, ...]."
+        ids = [k[0] if isinstance(k, tuple) else int(k) for k in (keys.tolist() if hasattr(keys, "tolist") else keys)]
+        if self.memory is None:
+            return torch.utils.data.default_collate([self[i] for i in ids])
+        W = self.window
+        it = np.array([self.items[i][1:] for i in ids], np.int64).reshape(-1, 3)   # label_start, n_frames, window_start
+        L = np.minimum(W, it[:, 1])
+        valid = np.arange(W)[None] < L[:, None]                                     # [B, W]
+        rows = np.where(valid, it[:, 0:1] + it[:, 2:3] + np.arange(W)[None], 0)    # label rows; padding reads row 0 ...
+        def gather(a, fill=0): return np.where(valid.reshape(valid.shape + (1,) * (a.ndim - 1)), a[rows], np.array(fill, a.dtype))
+        out = {k: gather(a) for k, a in self.memory.items()}
+        out.update({k: gather(a, -1 if k == "expr" else 0) for k, a in self.labels.items()})
+        out["valid"], out["index"] = valid, np.where(valid, rows, -1)                # ... and is zeroed / masked here
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
 
     def __getstate__(self):  # open HDF5 handles stay in the process that opened them (DataLoader workers)
         return {**self.__dict__, "_files": OrderedDict()}
@@ -167,6 +202,7 @@ class WindowFeatureDataset:
         return rows
 
     def __getitem__(self, i:int) -> dict:
+        if self.memory is not None: return {k: v[0].numpy() for k, v in self.batch([i]).items()}
         video, l0, n, s = self.items[i]
         L = min(self.window, n)
         lab_fi = self.frame_index[l0:l0 + n]

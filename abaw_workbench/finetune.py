@@ -17,7 +17,7 @@ from .schema import TASKS, save_predictions
 from .layout import Layout
 from .annotations import read_split
 from .catalog import Catalog, default_catalog_path
-from .data import FrameDataset, _Crops, load_image, make_loader, preprocess_config
+from .data import FrameDataset, _Crops, decode_file, load_image, make_loader, normalize_batch, preprocess_config, resize_image
 from .train import Stage, TrainConfig, fit, read_checkpoint, write_timing
 from .tasks import (LossConfig, TaskHeads, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
                                   predictions_dataset)
@@ -25,8 +25,8 @@ from .evaluation import evaluate_predictions
 from .mae import build_encoder, load_checkpoint
 
 # %% auto #0
-__all__ = ['POOLS', 'FrameModel', 'layer_id', 'layer_decay_groups', 'CropDataset', 'frame_outputs', 'predict_frames',
-           'FinetuneConfig', 'FinetuneStage', 'run_finetune', 'finetune_args', 'finetune_main']
+__all__ = ['POOLS', 'FrameModel', 'layer_id', 'layer_decay_groups', 'CropDataset', 'DecodedCrops', 'frame_outputs',
+           'predict_frames', 'FinetuneConfig', 'FinetuneStage', 'run_finetune', 'finetune_args', 'finetune_main']
 
 # %% ../nbs/10_finetune.ipynb #88b442a3
 POOLS = ("avg", "grid")
@@ -99,17 +99,44 @@ class CropDataset(torch.utils.data.Dataset):
         i = int(self.rows[k])
         return {"image": load_image(self.crops.path(i), self.cfg), "index": torch.tensor(i)}
 
+class _RawCrops(CropDataset):
+    def __getitem__(self, k):
+        i = int(self.rows[k])
+        return {"image": resize_image(decode_file(self.crops.path(i)), self.cfg).permute(1, 2, 0), "index": torch.tensor(i)}
+
+class DecodedCrops:
+    "The crops of a labels dataset decoded and resized once, kept as uint8 [N, H, W, 3], if they fit in `max_gib`."
+    def __init__(self, labels, crops_root, cfg:dict, max_gib:float=2.0, # memory budget (larger: `self.images` is None)
+                 num_workers:int|None=None):
+        ds = _RawCrops(labels, crops_root, cfg)
+        H, W = cfg["size"]
+        self.rows, self.images = ds.rows, None
+        if len(ds) * H * W * 3 > max_gib * 2**30: return
+        self.images = torch.empty(len(ds), H, W, 3, dtype=torch.uint8)
+        for b in make_loader(ds, batch_size=256, num_workers=num_workers):
+            self.images[np.searchsorted(self.rows, b["index"].numpy())] = b["image"]
+
+def _decoded_batches(crops:DecodedCrops, cfg:dict, batch_size:int):
+    for a in range(0, len(crops.rows), batch_size):
+        yield {"image": normalize_batch(crops.images[a:a + batch_size].permute(0, 3, 1, 2), cfg),
+               "index": torch.from_numpy(crops.rows[a:a + batch_size])}
+
 @torch.no_grad()
 def frame_outputs(model:nn.Module, labels, crops_root, cfg:dict, batch_size:int=64, num_workers:int|None=None,
-                  device=None, fn=None) -> tuple[dict, np.ndarray]:
+                  device=None, fn=None,
+                  decoded:DecodedCrops|None=None # `labels`' crops decoded already (used when it holds their images)
+                 ) -> tuple[dict, np.ndarray]:
     "Outputs of `fn(model, images)` (default: `model(images)`) for every frame with a crop; rows without are zero."
     device = device or next(model.parameters()).device
-    ds = CropDataset(labels, crops_root, cfg)
     n = labels.sizes["frame"]
-    ok = np.zeros(n, bool); ok[ds.rows] = True
+    if decoded is not None and decoded.images is not None: rows, batches = decoded.rows, _decoded_batches(decoded, cfg, batch_size)
+    else:
+        ds = CropDataset(labels, crops_root, cfg)
+        rows, batches = ds.rows, make_loader(ds, batch_size=batch_size, num_workers=num_workers)
+    ok = np.zeros(n, bool); ok[rows] = True
     outs = {}
     model.eval()
-    for b in make_loader(ds, batch_size=batch_size, num_workers=num_workers):
+    for b in batches:
         o = fn(model, b["image"].to(device)) if fn else model(b["image"].to(device))
         if not isinstance(o, dict): o = {"features": o}
         idx = b["index"].numpy()
@@ -118,9 +145,9 @@ def frame_outputs(model:nn.Module, labels, crops_root, cfg:dict, batch_size:int=
     return outs, ok
 
 def predict_frames(model:FrameModel, labels, crops_root, cfg:dict, batch_size:int=64, num_workers:int|None=None,
-                   attrs:dict|None=None):
+                   attrs:dict|None=None, decoded:DecodedCrops|None=None):
     "A predictions dataset of a frame model for every frame of `labels` (frames without a face filled)."
-    outs, ok = frame_outputs(model, labels, crops_root, cfg, batch_size, num_workers)
+    outs, ok = frame_outputs(model, labels, crops_root, cfg, batch_size, num_workers, decoded=decoded)
     outs = {k: fill_from_neighbours(v, ok, labels) for k, v in outs.items()}
     return predictions_dataset(labels, outs, attrs=attrs or {"source": "static"})
 
@@ -146,6 +173,7 @@ class FinetuneConfig:
     augment: bool = True # random resized crop + flip
     color_jitter: float = 1.0 # with `augment`: photometric jitter strength (data.augment_params; 0: off)
     eval_batch: int = 128 # frames per inference batch
+    eval_cache_gib: float = 2.0 # validation crops up to this size are decoded once and kept (uint8) for every evaluation; 0: decode each time
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=_finetune_train_defaults)
 
@@ -164,6 +192,7 @@ class FinetuneStage(Stage):
         self.criterion = TaskLoss(cfg.tasks, cfg.loss, au_pos_weight(train_labels.au.values),
                                   expr_class_weight(train_labels.expr.values))
         self.timer = Timer()   # validation inside the loop is timed apart from training
+        self._val_crops, self.best_evaluation = None, None   # best_evaluation: (metrics, predictions) of the best one so far
 
     def param_groups(self, weight_decay): return layer_decay_groups(self.model, weight_decay, self.cfg.layer_decay)
     def train_data(self): return self.data
@@ -172,12 +201,20 @@ class FinetuneStage(Stage):
 
     def predict(self, model, labels):
         net = getattr(model, "module", model)
-        return predict_frames(net, labels, self.crops_root, self.pre, self.cfg.eval_batch)
+        decoded = None
+        if labels is self.val_labels:   # validated after every epoch: its crops are decoded once
+            if self._val_crops is None: self._val_crops = DecodedCrops(labels, self.crops_root, self.pre, self.cfg.eval_cache_gib)
+            decoded = self._val_crops
+        return predict_frames(net, labels, self.crops_root, self.pre, self.cfg.eval_batch, decoded=decoded)
 
     def evaluate(self, model):
         if self.val_labels is None: return None
         with self.timer("validation"):
-            return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.cfg.tasks)
+            preds = self.predict(model, self.val_labels)
+            metrics = evaluate_predictions(self.val_labels, preds, self.cfg.tasks)
+        if self.best_evaluation is None or metrics[self.best] > self.best_evaluation[0][self.best]:  # the loop's rule for best.pt
+            self.best_evaluation = (metrics, preds)
+        return metrics
 
 # %% ../nbs/10_finetune.ipynb #293022c2
 def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
@@ -190,10 +227,14 @@ def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
     if not tcfg.eval_every:  # validate once per epoch; best.pt keeps the best epoch
         tcfg = dataclasses.replace(tcfg, eval_every=max(1, len(stage.data) // tcfg.batch_size))
     with stage.timer("loop"): rec = fit(stage, tcfg)
-    if (out / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(out / "best.pt")["model"])
+    best = read_checkpoint(out / "best.pt") if (out / "best.pt").exists() else None
+    if best: stage.model.load_state_dict(best["model"])
     with stage.timer("final prediction"):
-        preds = stage.predict(stage.model, val)
-        metrics = evaluate_predictions(val, preds, cfg.tasks)
+        if best and stage.best_evaluation and stage.best_evaluation[0] == best.get("metrics"):
+            metrics, preds = stage.best_evaluation   # best.pt was evaluated in this process: its predictions are at hand
+        else:
+            preds = stage.predict(stage.model, val)
+            metrics = evaluate_predictions(val, preds, cfg.tasks)
     write_timing(out, stage.timer, rec, tcfg.batch_size, "images")
     save_predictions(preds, out / "predictions_validation.nc", config=dataclasses.asdict(cfg), dataset=entry.name,
                      model="static", checkpoint="best.pt", split="validation")

@@ -158,6 +158,16 @@ class _Keyed(torch.utils.data.Dataset):
     def __init__(self, ds): self.ds, self.seeded = ds, getattr(ds, "takes_seed", False)
     def __len__(self): return len(self.ds)
     def __getitem__(self, key): return self.ds[key] if self.seeded else self.ds[key[0]]
+    def __getitems__(self, keys):
+        "A micro-batch at once: the dataset's `batch` (a collated dict) where it has one, else its items."
+        b = getattr(self.ds, "batch", None)
+        if b is None: return [self[k] for k in keys]
+        return b(keys if self.seeded else [k[0] for k in keys])
+
+class _Collate:
+    "Collate items (with the stage's `collate`, else torch's); a batch the dataset collated itself passes through."
+    def __init__(self, fn=None): self.fn = fn or torch.utils.data.default_collate
+    def __call__(self, items): return items if isinstance(items, dict) else self.fn(items)
 
 def to_device(batch, device):
     "Move tensors in a (nested) batch to `device`."
@@ -329,7 +339,7 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
         if env.distributed else model
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=ShardedBatches(len(data), cfg.batch_size, cfg.accum_steps, env.world, env.rank, cfg.seed, step, total),
-        num_workers=cfg.num_workers, collate_fn=getattr(stage, "collate", None), pin_memory=env.device.type == "cuda",
+        num_workers=cfg.num_workers, collate_fn=_Collate(getattr(stage, "collate", None)), pin_memory=env.device.type == "cuda",
         persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed + env.rank))
     batches = iter(loader)  # its own generator: making the iterator draws nothing from the restored global RNG
 

@@ -1,0 +1,158 @@
+"""Every model stage of `abaw demo`, as the demo runs it, against its bare limit measured in the same run.
+
+The stages are built from the demo's configuration (`--config`, default tiny) and data (the catalog's
+`demo` and `demo_faces` entries, generated on first use) with the demo's own code: MAE pre-training
+(`mae.pretrain`), fine-tuning (`finetune.FinetuneStage`: JPEG crops, augmentation, the grid pooling,
+the multi-task loss, layer-decay groups), its validation pass, feature extraction
+(`features.extract_features`: crop decoding, encoder, per-video writes) and both fusion stages
+(`fusion.FusionStage`: windows, modality dropout, per-task loss). Weights start random: speed does not
+depend on them.
+
+Rounds alternate the real thing with its bare limit, so that load from other processes hits both:
+  - training: S steps of the shared loop (`train.fit`; per-step times from its log, the first 3 steps of
+    each round dropped), then S bare forward+backward+AdamW steps of the same model on random tensors
+    of the batch's shape (`train.bare_step_seconds`, the demo's calibration);
+  - inference (validation, extraction): one pass over the split, then a bare forward of the same model
+    over the same number of frames in batches of the same size.
+Each figure is the median over rounds of bare time / real time, with the lowest and highest round.
+Targets: training >= 0.85, inference >= 0.9. The first validation pass decodes the crops it keeps for
+the others (the demo does the same once per run), and extraction computes the audio features in an
+untimed warm-up pass (its rounds read them from the cache).
+
+    python bench/bench_stages.py [--config tiny] [--rounds 3] [--steps 20] [--only finetune,fusion_visual]
+"""
+import argparse, dataclasses, json, os, statistics, sys, tempfile, time, warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from abaw_workbench.annotations import read_split
+from abaw_workbench.catalog import Catalog, default_catalog_path
+from abaw_workbench.demo import demo_config
+from abaw_workbench.features import ExtractConfig, FeatureStore, extract_features
+from abaw_workbench.finetune import FinetuneStage
+from abaw_workbench.fusion import FusionStage, audio_stats
+from abaw_workbench.layout import Layout
+from abaw_workbench.mae import MaskedAutoencoder, list_images, mae_config, pretrain
+from abaw_workbench.schema import video_slices
+from abaw_workbench.train import bare_step_seconds, fit
+
+TARGET = {"train": 0.85, "infer": 0.9}
+
+
+def loop_step_seconds(run, steps, out):
+    "Median seconds per step of `run(train_config_overrides)` over its steps after the first 3 (from log.jsonl)."
+    run(dict(max_steps=steps, out=str(out), resume=False, progress=False, log_every=1, eval_every=0, checkpoint_every=10**9))
+    t = [json.loads(l)["time"] for l in open(Path(out) / "log.jsonl") if '"time"' in l]
+    return float(np.median(np.diff(t)[3:]))
+
+
+def rounds(name, kind, real, bare, n_rounds, work):
+    "Alternate `real()` and `bare()` (seconds each) `n_rounds` times; one row of the table."
+    ratios, reals, bares = [], [], []
+    for _ in range(n_rounds):
+        r = real(); b = bare()
+        reals.append(r); bares.append(b); ratios.append(b / r)
+    row = dict(bench="stages", metric=name, value=round(work / statistics.median(reals), 1), unit=f"{kind} items/s",
+               baseline=round(work / statistics.median(bares), 1), ratio=round(statistics.median(ratios), 3),
+               spread=[round(min(ratios), 3), round(max(ratios), 3)], target=f">= {TARGET[kind]}")
+    print(f"{name:<34}{row['value']:>10.1f}{row['baseline']:>10.1f}{row['ratio']:>8.2f}   "
+          f"{row['spread'][0]:.2f}-{row['spread'][1]:.2f}   {'ok' if row['ratio'] >= TARGET[kind] else 'BELOW'} {row['target']}",
+          flush=True)
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="tiny", help="named demo configuration or YAML file (as `abaw demo --config`)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20, help="loop steps per round (fusion: twice as many, its steps are short)")
+    ap.add_argument("--only", default="", help="comma-separated subset of: pretrain,finetune,validation,extract,fusion_visual,fusion_audio_visual")
+    ap.add_argument("--catalog", default=None)
+    a = ap.parse_args(argv)
+    only = set(filter(None, a.only.split(",")))
+    want = lambda s: not only or s in only
+    warnings.filterwarnings("ignore")
+    cfg = demo_config(a.config)
+    cat = Catalog.load(a.catalog or default_catalog_path())
+    entry = cat.resolve(cfg.dataset, "affwild2")
+    e, H, S = cfg.encoder, cfg.encoder.img_size, a.steps
+    print(f"{'stage (as abaw demo runs it)':<34}{'real/s':>10}{'bare/s':>10}{'ratio':>8}   spread      "
+          f"(config {a.config}: {e.size} at {H} px; torch threads {torch.get_num_threads()}; {a.rounds} rounds)", flush=True)
+    rows, tmp = [], Path(tempfile.mkdtemp(prefix="bench_stages_"))
+    k = iter(range(10**6))
+
+    if want("pretrain"):
+        faces = list_images(cat.resolve(cfg.faces, "image_folder").path)
+        pc = cfg.pretrain
+        def real(): return loop_step_seconds(lambda o: pretrain(dataclasses.replace(pc, train=dataclasses.replace(pc.train, **o)), faces),
+                                             S, tmp / f"pre{next(k)}")
+        mae = MaskedAutoencoder(**mae_config(e.size, H, norm_pix_loss=pc.norm_pix_loss))
+        x = (torch.randn(pc.train.batch_size, 3, H, H), pc.mask_ratio)
+        rows.append(rounds("MAE pre-training", "train", real, lambda: bare_step_seconds(mae, x, steps=S), a.rounds,
+                           pc.train.batch_size))
+
+    train, val = (read_split(entry, s, cfg.finetune.tasks) for s in ("train", "validation"))
+    crops = Layout.of(entry).crops
+    if want("finetune") or want("validation"):
+        fc = cfg.finetune
+        stage = FinetuneStage(fc, train, val, crops)   # the demo's model, dataset, loss and groups
+        fm = stage.model
+        if want("finetune"):
+            def real():
+                stage.val_labels = None   # the rounds time training steps; validation has its own row
+                try: return loop_step_seconds(lambda o: fit(stage, dataclasses.replace(fc.train, **o)), S, tmp / f"ft{next(k)}")
+                finally: stage.val_labels = val
+            x = (torch.randn(fc.train.batch_size, 3, H, H),)
+            rows.append(rounds("fine-tuning", "train", real, lambda: bare_step_seconds(fm, x, steps=S), a.rounds,
+                               fc.train.batch_size))
+        if want("validation"):
+            n_val = int(val.has_face.values.sum())
+            def real():
+                t0 = time.perf_counter(); stage.evaluate(fm); return time.perf_counter() - t0
+            def bare():
+                n, B = n_val, fc.eval_batch
+                per = bare_step_seconds(fm, (torch.randn(B, 3, H, H),), train=False, steps=2)
+                return per * n / B
+            rows.append(rounds("fine-tuning validation pass", "infer", real, bare, a.rounds, n_val))
+
+    need_store = want("extract") or want("fusion_visual") or want("fusion_audio_visual")
+    if need_store:
+        fc = cfg.finetune
+        fm = FinetuneStage(fc, train, None, crops).model.eval()
+        xc = dataclasses.replace(cfg.extract, splits=["validation"])
+        extract_features(entry, tmp / "warm", fm, xc, tmp / "cache", progress=False)   # warm-up: audio features cached
+        n_ext = int(val.has_face.values.sum())
+        if want("extract"):
+            def real():
+                d = tmp / f"ext{next(k)}"
+                t0 = time.perf_counter(); extract_features(entry, d, fm, xc, tmp / "cache", progress=False)
+                return time.perf_counter() - t0
+            def bare():
+                B = xc.batch_size
+                return bare_step_seconds(fm, (torch.randn(B, 3, H, H),), train=False, steps=2) * n_ext / B
+            rows.append(rounds("feature extraction", "infer", real, bare, a.rounds, n_ext))
+        store = extract_features(entry, tmp / "store", fm, dataclasses.replace(cfg.extract, splits=["train"]), tmp / "cache",
+                                 progress=False)
+        norm = audio_stats(store, list(video_slices(train)))
+        m = store.meta
+        for mod in ("visual", "audio_visual"):
+            if not want(f"fusion_{mod}"): continue
+            fu = cfg.fusion
+            fcfg = dataclasses.replace(fu.fusion, modalities=mod)
+            st = FusionStage(store, train, None, ["au"], fcfg, fu.loss, audio_norm=norm)   # the demo's AU model: the longest
+            def real(st=st):
+                return loop_step_seconds(lambda o: fit(st, dataclasses.replace(fu.train, **o)), 2 * S, tmp / f"fu{next(k)}")
+            B, T = fu.train.batch_size, fcfg.window
+            x = (torch.randn(B, T, m["visual_dim"]), torch.randn(B, T, m["audio_dim"]), torch.ones(B, T, dtype=torch.bool))
+            rows.append(rounds(f"fusion ({mod.replace('_', '+')}), AU model", "train", real,
+                               lambda st=st, x=x: bare_step_seconds(st.model, x, steps=2 * S), a.rounds, B))
+    load = os.getloadavg()[0]
+    print(f"(machine: {os.cpu_count()} cores, load average {load:.1f} at the end; ratio = bare time / real time, median of rounds)")
+    for r in rows: print(json.dumps(r))
+    return 0 if all(r["ratio"] >= TARGET["train" if "train" in r["unit"] else "infer"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
