@@ -19,17 +19,17 @@ from .core import AbawError, atomic_path, atomic_write, config_hash
 from .evaluation import evaluate_predictions, postprocess_report, score_postprocessed_cv
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'PAPERMILL_TAGS', 'EXPERIMENT_STAGES', 'Run', 'run_id', 'Grid',
-           'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status',
+__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_TAGS', 'EXPERIMENT_STAGES', 'GridRun', 'run_id',
+           'Grid', 'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status',
            'run_grid', 'load_results', 'summary_frame', 'results_markdown', 'results_figures', 'write_results',
-           'file_lock', 'shared_stage', 'code_version', 'write_record', 'experiment_stages', 'selected_scores',
-           'experiment_metrics', 'ablate_args', 'ablate_main']
+           'file_lock', 'shared_stage', 'code_version', 'write_record', 'experiment_stages', 'experiment_path',
+           'open_stage_cache', 'selected_scores', 'experiment_metrics', 'ablate_args', 'ablate_main']
 
 # %% ../nbs/14_ablate.ipynb #290ac4f2
 GRID_KEYS = ("notebook", "description", "parameters", "zip", "fixed", "seeds", "seed_parameter", "timeout", "table")
 
 @dataclass
-class Run:
+class GridRun:
     "One run of a grid: a notebook and the values injected into its parameters cell."
     id: str # stable id: notebook name + a hash of notebook name and parameters
     notebook: Path # the experiment notebook
@@ -64,7 +64,7 @@ class Grid:
         if self.seeds: v[self.seed_parameter] = list(self.seeds)
         return v
 
-    def runs(self) -> list[Run]:
+    def runs(self) -> list[GridRun]:
         "The runs, in grid order (product of `parameters`, then `zip` groups, then seeds innermost)."
         axes = [[{k: x} for x in vs] for k, vs in self.parameters.items()]
         axes += [[dict(zip(g, row)) for row in zip(*g.values())] for g in self.zip]
@@ -73,7 +73,7 @@ class Grid:
         for combo in itertools.product(*axes):
             p = dict(self.fixed)
             for c in combo: p.update(c)
-            out.append(Run(run_id(self.notebook, p), self.notebook, p))
+            out.append(GridRun(run_id(self.notebook, p), self.notebook, p))
         return out
 
     @property
@@ -133,17 +133,23 @@ def _code_cell(src, tags=()):
 
 def make_probe_notebook(path:str|Path # where to write the notebook
                        ) -> Path:
-    "A tiny experiment notebook for tests and examples: fails on `fail`, sleeps `sleep` s, records `x * scale + seed`."
+    "A tiny experiment notebook for tests and examples: fails on `fail`, sleeps `sleep` s, records `x * scale + seed`, hangs after its last cell on `hang`."
     import nbformat
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}})
     nb.cells = [
         _code_cell('x: int = 1  # a number\nscale: float = 1.0  # a factor\nfail: bool = False  # raise in the second cell\n'
-                   'sleep: float = 0.0  # seconds to wait before recording\nlabel: str = "a"  # a name\nseed: int = 0  # repeat',
+                   'sleep: float = 0.0  # seconds to wait before recording\nlabel: str = "a"  # a name\nseed: int = 0  # repeat\n'
+                   'hang: bool = False  # after the last cell the kernel stops answering (papermill then waits for ever)',
                    ["parameters"]),
-        _code_cell('import json, time\nif fail: raise ValueError(f"failing on purpose (x={x})")'),
+        _code_cell('import json, os, time\nif fail: raise ValueError(f"failing on purpose (x={x})")'),
         _code_cell('time.sleep(sleep)\nrecord = {"parameters": dict(x=x, scale=scale, fail=fail, sleep=sleep, label=label, seed=seed),\n'
-                   '          "metrics": {"y": x * scale + seed, "z": {"half": x * scale / 2}}, "timing": {"sleep": sleep}}\n'
-                   'json.dump(record, open("record.json", "w"))')]
+                   '          "metrics": {"y": x * scale + seed, "z": {"half": x * scale / 2}}, "timing": {"sleep": sleep},\n'
+                   '          "environment": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}}\n'
+                   'json.dump(record, open("record.tmp", "w")); os.replace("record.tmp", "record.json")  # whole or absent\n'
+                   'if hang:  # papermill\'s known hang after the last cell: it waits for a kernel_info reply that never comes\n'
+                   '    import asyncio\n'
+                   '    async def never(*args, **kwargs): await asyncio.Event().wait()\n'
+                   '    get_ipython().kernel.shell_handlers["kernel_info_request"] = never')]
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(path))
     return path
@@ -206,6 +212,7 @@ def with_fixed(grid:Grid, # a loaded grid
 STATUS = "status.json" # the runner's record of a run (written last, atomically)
 RECORD = "record.json" # the experiment notebook's own record (metrics, timing, ...), beside the executed notebook
 EXECUTED = "notebook.ipynb" # the executed notebook in each run folder
+BASE_ENV = "ABAW_ABLATE_BASE" # tells the kernel (which runs in the run folder) where relative paths in the parameters start
 _ACTIVE = set() # run folders this process is executing
 
 def _kill_tree(proc, known:set):
@@ -229,6 +236,22 @@ def _error_cell(nb_path:Path) -> dict|None:
                 return {"cell": i, "source": c.source, "ename": o.get("ename", ""), "evalue": o.get("evalue", "")}
     return None
 
+class _LastCell:
+    "When papermill recorded every cell of the executed notebook as completed (read again when the file changes)."
+    def __init__(self, folder:Path): self.path, self.seen, self.at = folder / EXECUTED, None, None
+    def since(self) -> float:
+        "Seconds since the last cell completed; -1 while it has not."
+        if self.at is None:
+            try: st = self.path.stat(); key = (st.st_mtime_ns, st.st_size)
+            except OSError: return -1.0
+            if key != self.seen:
+                try: cells = json.loads(self.path.read_text(encoding="utf-8")).get("cells") or []
+                except (OSError, ValueError): return -1.0   # being written: read it again next time
+                self.seen = key
+                if cells and all((c.get("metadata", {}).get("papermill") or {}).get("status") == "completed" for c in cells):
+                    self.at = time.time()
+        return -1.0 if self.at is None else time.time() - self.at
+
 def _now() -> str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 # %% ../nbs/14_ablate.ipynb #b87976e2
@@ -238,7 +261,10 @@ def execute_run(notebook:str, # the experiment notebook
                 timeout:float|None=None, # seconds before the watchdog kills the run (None: no limit)
                 run:str="", # the run id (recorded)
                 kernel:str="python3", # the Jupyter kernel
-                poll:float=0.2 # watchdog period in seconds
+                poll:float=0.2, # watchdog period in seconds
+                after_last_cell:float|None=60.0, # seconds papermill may take to exit after the last cell completed (None: until the timeout)
+                base:str|None=None, # the folder relative paths in the parameters are relative to (default: the current one)
+                threads:int|None=None # torch threads of the run's kernel (OMP_NUM_THREADS), unless the environment sets them
                ) -> dict:
     "Execute one run headless with papermill in a child process under a watchdog; write and return its status record."
     folder = Path(folder).absolute()
@@ -248,18 +274,27 @@ def execute_run(notebook:str, # the experiment notebook
     cmd = [sys.executable, "-m", "papermill", str(Path(notebook).resolve()), str(folder / EXECUTED),
            "-f", str(folder / "parameters.yaml"), "--cwd", str(folder), "-k", kernel, "--no-progress-bar", "--log-output"]
     parent, t0, started = os.getppid(), time.time(), _now()
-    status, known = None, set()
+    status, known, note, last = None, set(), None, _LastCell(folder)
     _ACTIVE.add(str(folder))  # from before the start: the pool worker's parent watch must not exit under a run
     try:
         with open(folder / "log.txt", "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    env={**({"OMP_NUM_THREADS": str(threads)} if threads else {}), **os.environ,
+                                         BASE_ENV: str(Path(base or os.getcwd()).absolute())})
             try:
                 while proc.poll() is None:
                     with contextlib.suppress(psutil.Error): known |= set(psutil.Process(proc.pid).children(recursive=True))
                     if os.getppid() != parent:  # whoever handed out this run is gone: leave no orphans, record nothing
                         _kill_tree(proc, known); os._exit(1)
+                    if after_last_cell is not None and last.since() > after_last_cell and (folder / RECORD).exists():
+                        _kill_tree(proc, known); status = "done"   # a hang after the last cell loses nothing
+                        note = f"papermill had not exited {after_last_cell:g} s after the last cell completed: killed (the record was written before)"; break
                     if timeout is not None and time.time() - t0 > timeout:
-                        _kill_tree(proc, known); status = "timed_out"; break
+                        _kill_tree(proc, known)
+                        if last.since() >= 0 and (folder / RECORD).exists():
+                            status, note = "done", f"killed at the timeout ({timeout:g} s), after the last cell completed (the record was written before)"
+                        else: status = "timed_out"
+                        break
                     time.sleep(poll)
             except BaseException:
                 _kill_tree(proc, known); raise
@@ -275,7 +310,7 @@ def execute_run(notebook:str, # the experiment notebook
     elif status == "timed_out":
         error = {"cell": -1, "source": "", "ename": "timeout", "evalue": f"killed after {timeout:g} s"}
     rec = {"format": 1, "run": run, "notebook": str(notebook), "parameters": parameters, "status": status, "error": error,
-           "returncode": rc, "started": started, "finished": _now(), "seconds": round(time.time() - t0, 3),
+           "note": note, "returncode": rc, "started": started, "finished": _now(), "seconds": round(time.time() - t0, 3),
            "host": socket.gethostname()}
     with atomic_write(folder / STATUS, "w") as f: json.dump(rec, f, indent=1, default=str)
     return rec
@@ -286,7 +321,7 @@ def read_status(folder:str|Path) -> dict|None:
     f = Path(folder) / STATUS
     return json.loads(f.read_text()) if f.exists() else None
 
-def _write_grid_json(grid:Grid, out:Path, runs:list[Run]):
+def _write_grid_json(grid:Grid, out:Path, runs:list[GridRun]):
     d = {"format": 1, "grid": str(grid.path.resolve()), "notebook": str(grid.notebook), "description": grid.description,
          "varied": grid.varied, "seed_parameter": grid.seed_parameter, "table": grid.table,
          "runs": [{"run": r.id, "parameters": r.parameters} for r in runs]}
@@ -319,7 +354,9 @@ def run_grid(grid:Grid|str|Path, # a grid or grid file
              retry_failed:bool=False, # run failed and timed-out runs again
              timeout:float|None=None, # seconds per run (default: the grid's `timeout`)
              progress:bool=True, # show a progress bar
-             log=print) -> xr.Dataset:
+             log=print,
+             after_last_cell:float|None=60.0 # seconds papermill may take to exit after a run's last cell (`execute_run`)
+            ) -> xr.Dataset:
     "Run every unfinished run of a grid, `workers` at a time, then write and return the results table."
     grid = grid if isinstance(grid, Grid) else load_grid(grid)
     check_parameters(grid)
@@ -328,9 +365,9 @@ def run_grid(grid:Grid|str|Path, # a grid or grid file
     with open(out / ".lock", "a") as lock:
         try: fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError: raise AbawError(f"{out}: another `abaw ablate` is running on this folder") from None
-        return _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log)
+        return _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log, after_last_cell)
 
-def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log) -> xr.Dataset:
+def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log, after_last_cell) -> xr.Dataset:
     runs, timeout = grid.runs(), timeout if timeout is not None else grid.timeout
     _write_grid_json(grid, out, runs)
     def todo(r):
@@ -340,6 +377,8 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
     log(f"[ablate] {grid.path.name}: {len(runs)} runs, {len(runs) - len(pending)} finished before, {len(pending)} to run "
         f"({workers} at a time) in {out}")
     own = executor is None
+    # local runs share the cores (a cluster's workers choose for themselves): K runs at a time get cores/K threads each
+    threads = max(1, len(os.sched_getaffinity(0)) // workers) if own else None
     if own: executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_watch_parent, initargs=(os.getpid(),))
     bar, inflight, interrupted = _Progress(len(pending), progress), {}, False
@@ -348,7 +387,8 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
         while queue or inflight:
             while queue and len(inflight) < workers:
                 r = queue.pop(0)
-                fut = executor.submit(execute_run, str(r.notebook), r.parameters, str(out / "runs" / r.id), timeout, r.id)
+                fut = executor.submit(execute_run, str(r.notebook), r.parameters, str(out / "runs" / r.id), timeout, r.id,
+                                      after_last_cell=after_last_cell, base=str(Path.cwd()), threads=threads)
                 inflight[fut] = r
             bar.update(len(inflight))
             finished, _ = cf.wait(list(inflight), return_when=cf.FIRST_COMPLETED)
@@ -367,7 +407,7 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
     write_results(ds, out)
     return ds
 
-def _record_crash(folder:Path, r:Run, e:BaseException) -> dict:
+def _record_crash(folder:Path, r:GridRun, e:BaseException) -> dict:
     rec = {"format": 1, "run": r.id, "notebook": str(r.notebook), "parameters": r.parameters, "status": "failed",
            "error": {"cell": -1, "source": "", "ename": type(e).__name__, "evalue": str(e)}, "returncode": None,
            "started": None, "finished": _now(), "seconds": float("nan"), "host": ""}
@@ -414,6 +454,7 @@ def load_results(out:str|Path # a grid's output folder (`abaw ablate --out`)
             "error": ("run", np.array([f"{e.get('ename', '')}: {e.get('evalue', '')}" if e else "" for e in err], dtype=object)),
             "error_cell": ("run", np.array([e.get("cell", -1) if e else -1 for e in err], np.int64)),
             "error_source": ("run", np.array([e.get("source", "") if e else "" for e in err], dtype=object)),
+            "note": ("run", np.array([st.get("note") or "" for _, st, *_ in rows], dtype=object)),
             "seconds": ("run", np.array([float(st.get("seconds") if st.get("seconds") is not None else "nan") for _, st, *_ in rows]))}
     for k in mnames: data[k] = ("run", np.array([m.get(k, np.nan) for *_, m, _ in rows]))
     for k in tnames: data[k] = ("run", np.array([t.get(k, np.nan) for *_, t in rows]))
@@ -434,6 +475,8 @@ def _md_table(header:list, rows:list) -> str:
     esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
     return "\n".join(["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
                      + ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows])
+
+def _note(ds, i) -> str: return str(ds.note.values[i]) if "note" in ds else ""   # results written before runs had notes
 
 def summary_frame(ds:xr.Dataset, # results (`load_results`)
                   metrics:list|None=None # metrics to summarise (default: all)
@@ -475,8 +518,8 @@ def results_markdown(ds:xr.Dataset, # results (`load_results`)
     lines += ["## Every run", ""]
     pcols = varied or []
     rows = [[ds.run.values[i]] + [_fmt(ds[k].values[i]) for k in pcols] + [ds.status.values[i]]
-            + [_fmt(ds[m].values[i]) for m in metrics] + [f"{ds.seconds.values[i]:.1f}", ds.error.values[i]] for i in range(ds.sizes["run"])]
-    lines += [_md_table(["run"] + pcols + ["status"] + metrics + ["seconds", "error"], rows), ""]
+            + [_fmt(ds[m].values[i]) for m in metrics] + [f"{ds.seconds.values[i]:.1f}", ds.error.values[i] or _note(ds, i)] for i in range(ds.sizes["run"])]
+    lines += [_md_table(["run"] + pcols + ["status"] + metrics + ["seconds", "error or note"], rows), ""]
     return "\n".join(lines)
 
 # %% ../nbs/14_ablate.ipynb #039f76f7
@@ -550,7 +593,7 @@ def shared_stage(runner, # a stage cache (`runs.StageRunner`): folders keyed by 
         with atomic_write(Path(d) / "code.json", "w") as f: json.dump(code_version(), f)
         return r
     with file_lock(Path(runner.out) / ".locks" / f"{name}-{key}.lock"):
-        return runner.run(name, settings, run_and_note)
+        return runner.run(name, settings, run_and_note, code=fn)   # the stage's code: fn's, not this wrapper's
 
 # %% ../nbs/14_ablate.ipynb #c0c84116
 def code_version() -> dict:
@@ -598,6 +641,23 @@ def experiment_stages(cfg, # a `demo.DemoConfig`: every stage's settings
     if until == "fusion": st["folders"]["fusion"] = st["folders"].pop(f"fusion_{mod}")
     return st
 
+# %% ../nbs/14_ablate.ipynb #98dcc11c
+def experiment_path(p:str|Path # a path given to an experiment notebook as a parameter
+                   ) -> Path:
+    "The path, a relative one taken from the folder `abaw ablate` ran in (the kernel itself runs in the run folder)."
+    p = Path(os.path.expanduser(str(p)))
+    return p if p.is_absolute() else Path(os.environ.get(BASE_ENV) or os.getcwd()) / p
+
+def open_stage_cache(catalog:str="", # catalog file ("": $ABAW_CATALOG, else the project's)
+                     cache:str="", # stage cache folder ("": <catalog cache_dir>/stages; "runs/demo": the stages of `abaw demo`)
+                     log=print # where the stage cache's lines go
+                    ) -> tuple:
+    "An experiment's catalog and stage cache (`runs.StageRunner`); relative paths as `experiment_path`."
+    from abaw_workbench.catalog import Catalog, default_catalog_path   # here: the runs module pulls in torch; `abaw ablate` only starts notebooks
+    from abaw_workbench.runs import StageRunner
+    cat = Catalog.load(experiment_path(catalog or default_catalog_path()))
+    return cat, StageRunner(experiment_path(cache) if cache else cat.cache_dir / "stages", log=log)
+
 # %% ../nbs/14_ablate.ipynb #3022e3e0
 def selected_scores(labels, preds, # validation labels and predictions (schema)
                     smoothing:bool=True, # tune and apply temporal smoothing
@@ -631,6 +691,9 @@ def ablate_args(p):
     p.add_argument("--out", default=None, help="output folder (default: runs/ablate/<grid file name>)")
     p.add_argument("--retry-failed", action="store_true", help="run failed and timed-out runs again")
     p.add_argument("--timeout", type=float, default=None, help="seconds per run before it is killed (default: the grid's timeout, else none)")
+    p.add_argument("--after-last-cell", type=float, default=60.0, metavar="S",
+                   help="seconds papermill may take to exit after a run's last cell completed and its record was written; "
+                        "then it is killed and the run counted as done, with a note (default: 60)")
     p.add_argument("--fixed", action="append", default=[], metavar="NAME=VALUE",
                    help="set a parameter for every run (value as YAML), overriding the grid's; repeatable")
     p.add_argument("--scheduler", default=None, help="a dask.distributed scheduler address: run there instead of a local process pool")
@@ -644,7 +707,8 @@ def ablate_main(args) -> int:
     if args.scheduler:
         from dask.distributed import Client  # dask only when a cluster is asked for
         client = Client(args.scheduler); executor = client.get_executor()
-    try: ds = run_grid(grid, out, args.workers, executor, args.retry_failed, args.timeout, not args.no_progress)
+    try: ds = run_grid(grid, out, args.workers, executor, args.retry_failed, args.timeout, not args.no_progress,
+                       after_last_cell=args.after_last_cell)
     finally:
         if client is not None: client.close()
     bad = ds.isel(run=np.flatnonzero(ds.status.values != "done"))
@@ -652,6 +716,8 @@ def ablate_main(args) -> int:
         cell = int(bad.error_cell.values[i])
         where = f" (cell {cell}: {bad.error_source.values[i].strip().splitlines()[0][:80] if bad.error_source.values[i].strip() else ''})" if cell >= 0 else ""
         print(f"[ablate] {bad.run.values[i]} {bad.status.values[i]}: {bad.error.values[i]}{where} -> {out / 'runs' / bad.run.values[i] / EXECUTED}")
+    for i in np.flatnonzero((ds.status.values == "done") & (ds.note.values != "")):
+        print(f"[ablate] {ds.run.values[i]} done, note: {ds.note.values[i]}")
     n = {s: int((ds.status == s).sum()) for s in ("done", "failed", "timed_out")}
     print(f"[ablate] {n['done']} done, {n['failed']} failed, {n['timed_out']} timed out; results: {out / 'results.md'}, "
           f"{out / 'results.nc'}, {out / 'figures.html'}")

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #3a9504f8
 from __future__ import annotations
-import contextlib, dataclasses, errno, hashlib, json, os, random, re, shutil, tempfile, time, typing
+import ast, contextlib, dataclasses, errno, hashlib, importlib.util, json, os, random, re, shutil, tempfile, time, typing
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,7 +14,7 @@ import yaml
 __all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'AbawError', 'worker_died', 'error_line', 'read_text', 'load_yaml',
            'atomic_write', 'atomic_path', 'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides',
            'parse_value', 'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything', 'write_manifest',
-           'stage_args', 'stage_config', 'Timer']
+           'stage_args', 'stage_config', 'Timer', 'package_dir', 'import_graph', 'import_closure']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -364,3 +364,39 @@ class Timer:
         t0 = time.perf_counter()
         try: yield
         finally: self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - t0
+
+# %% ../nbs/00_core.ipynb #0dd626c0
+def package_dir() -> Path:
+    "The folder of the `abaw_workbench` package the running code comes from."
+    return Path(importlib.util.find_spec("abaw_workbench").submodule_search_locations[0]).resolve()
+
+def import_graph(pkg:str|Path|None=None # a package folder (default: this package's)
+                ) -> dict[str, set[str]]:
+    "Module -> the package modules it imports (top-level and function-local imports alike)."
+    pkg = Path(pkg) if pkg is not None else package_dir()
+    mods = {p.stem for p in pkg.glob("*.py") if p.stem not in ("__init__", "_modidx")}
+    graph = {m: set() for m in mods}
+    for m in mods:
+        f = pkg / f"{m}.py"
+        try: tree = ast.parse(f.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError) as e: raise AbawError(f"{f}: not readable Python ({e})") from None
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom):
+                if node.level == 1: names = [node.module] if node.module else [a.name for a in node.names]
+                elif node.module == pkg.name: names = [a.name for a in node.names]
+                elif node.module and node.module.startswith(pkg.name + "."): names = [node.module.split(".")[1]]
+            elif isinstance(node, ast.Import):
+                names = [a.name.split(".")[1] for a in node.names if a.name.startswith(pkg.name + ".")]
+            graph[m] |= {n.split(".")[0] for n in names if n and n.split(".")[0] in mods and n.split(".")[0] != m}
+    return graph
+
+def import_closure(graph:dict, # `import_graph`
+                   roots # module names
+                  ) -> set[str]:
+    "The modules `roots` import, transitively, with the roots themselves."
+    seen, todo = set(), [r for r in roots if r in graph]
+    while todo:
+        m = todo.pop()
+        if m not in seen: seen.add(m); todo += sorted(graph[m] - seen)
+    return seen

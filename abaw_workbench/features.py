@@ -129,7 +129,7 @@ class WindowFeatureDataset:
     "Windows of `window` frames over each video of `labels`, features read from a `FeatureStore`."
     def __init__(self, store:FeatureStore, labels:xr.Dataset, window:int=100, stride:int=50, train:bool=True,
                  visual_norm:str="none", # "video": subtract each video's mean visual feature (person-specific normalisation)
-                 preload:float=2.0 # GiB: a split whose features fit is read into memory once (0: stream every window from disk)
+                 preload:float=1.0 # GiB: a split whose features fit is read into memory once (0: stream every window from disk)
                 ):
         if visual_norm not in VISUAL_NORMS: raise AbawError(f"visual_norm: {visual_norm!r} is not one of {VISUAL_NORMS}")
         self.store, self.window, self.visual_norm = store, window, visual_norm

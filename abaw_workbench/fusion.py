@@ -101,7 +101,8 @@ class FusionStage(Stage):
     best, best_mode = "score", "max"
     def __init__(self, store, train_labels, val_labels=None, tasks=TASKS, cfg:FusionConfig|None=None,
                  loss:LossConfig|None=None, device="cpu",
-                 audio_norm:tuple|None=None # (mean, std) of the training audio (`audio_stats`); None: computed here
+                 audio_norm:tuple|None=None, # (mean, std) of the training audio (`audio_stats`); None: computed here
+                 preload:float=1.0 # GiB: training features up to this size are read into memory once (`WindowFeatureDataset`)
                 ):
         self.cfg, self.tasks, self.store, self.val_labels, self.device = cfg or FusionConfig(), tuple(tasks), store, val_labels, device
         meta = store.meta
@@ -109,7 +110,7 @@ class FusionStage(Stage):
         self.model.set_audio_stats(*(audio_norm or audio_stats(store, list(video_slices(train_labels)))))
         self.criterion = TaskLoss(self.tasks, loss, au_pos_weight(train_labels.au.values), expr_class_weight(train_labels.expr.values))
         self.windows = WindowFeatureDataset(store, train_labels, self.cfg.window, self.cfg.stride, train=True,
-                                            visual_norm=self.cfg.visual_norm)
+                                            visual_norm=self.cfg.visual_norm, preload=preload)
         self.timer = Timer()   # validation inside the loop is timed apart from training
 
     def train_data(self): return self.windows

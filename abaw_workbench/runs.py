@@ -4,21 +4,91 @@
 
 # %% ../nbs/12a_runs.ipynb #b9644393
 from __future__ import annotations
-import json, shutil, time
+import dis, functools, hashlib, inspect, json, marshal, shutil, time
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from PIL import Image
 
-from .core import AbawError, RUN_KINDS, RUN_MANIFEST, atomic_write, config_hash
+from .core import AbawError, RUN_KINDS, RUN_MANIFEST, atomic_write, config_hash, import_closure, import_graph, package_dir
 from .schema import load_predictions
 from .layout import crop_name
 from .checkpoints import load_model
 from .video import VideoFrames
 
 # %% auto #0
-__all__ = ['StageRunner', 'CropFrames', 'frame_source', 'Run']
+__all__ = ['PACKAGE', 'module_source', 'stage_code', 'StageRunner', 'CropFrames', 'frame_source', 'Run']
+
+# %% ../nbs/12a_runs.ipynb #0a4a4d63
+PACKAGE = "abaw_workbench"
+
+def module_source(name:str # a package module, e.g. "finetune"
+                 ) -> str:
+    "The source text of a package module (what a stage's code hash covers)."
+    return (package_dir() / f"{name}.py").read_text(encoding="utf-8")
+
+def _digest(b) -> str: return hashlib.sha256(b if isinstance(b, bytes) else b.encode("utf-8")).hexdigest()[:16]
+
+def _source_digest(obj) -> str:
+    "A hash of a function's or class's source (of its compiled code where the source cannot be read)."
+    try: return _digest(inspect.getsource(obj))
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None)
+        return _digest(marshal.dumps(code) if code is not None else repr(obj))
+
+def _global_names(code) -> set:
+    "Global names a code object (and the code nested in it) loads."
+    out = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for c in code.co_consts:
+        if inspect.iscode(c): out |= _global_names(c)
+    return out
+
+def _package_module(modname:str|None) -> str|None:
+    "`finetune` for `abaw_workbench.finetune`; None outside the package."
+    parts = (modname or "").split(".")
+    return parts[1] if len(parts) == 2 and parts[0] == PACKAGE else None
+
+def stage_code(fn, # the stage's function
+               graph:dict|None=None # the package's import graph (default: `core.import_graph()`)
+              ) -> dict:
+    "The code a stage runs, hashed: {`module.py`: hash} for the package modules `fn` uses, transitively; {`module:function`: hash} for `fn` and the functions of its own module it calls."
+    graph = graph if graph is not None else import_graph()
+    modules, own, seen = set(), {}, set()
+    def walk(f, home):
+        if id(f) in seen: return
+        seen.add(id(f))
+        own[f"{_package_module(f.__module__) or f.__module__}:{f.__qualname__}"] = _source_digest(f)
+        g = getattr(f, "__globals__", {})
+        for o in [g[n] for n in _global_names(f.__code__) if n in g]: use(o, home)
+        handed = [c.cell_contents for c in (f.__closure__ or ())] if _cells_filled(f) else []
+        handed += list(f.__defaults__ or ()) + list((f.__kwdefaults__ or {}).values())
+        for o in handed:   # values it closes over: objects of the package count; functions handed to it (`log`) do not
+            if not callable(o) or inspect.isclass(o) or _package_module(type(o).__module__): use(o, home)
+    def use(o, home):
+        if inspect.ismethod(o): o = o.__func__
+        if inspect.ismodule(o):
+            if _package_module(o.__name__): modules.add(_package_module(o.__name__))
+            return
+        if inspect.isfunction(o):
+            if o.__module__ == home: walk(o, home)   # a function of the stage's own module: its source
+            elif _package_module(o.__module__): modules.add(_package_module(o.__module__))
+            return
+        cls = o if inspect.isclass(o) else type(o)
+        m = getattr(cls, "__module__", None)
+        if m == home and _package_module(m) and id(cls) not in seen:   # a class of the stage's own module: its source
+            seen.add(id(cls)); own[f"{_package_module(m)}:{cls.__qualname__}"] = _source_digest(cls)
+        elif m != home and _package_module(m): modules.add(_package_module(m))
+    while isinstance(fn, functools.partial): fn = fn.func   # the function a partial calls
+    fn = getattr(fn, "__func__", fn)                        # a bound method's function
+    if inspect.isfunction(fn): walk(fn, fn.__module__)
+    else: use(fn, None)                                     # a callable object: its class's module
+    return {**{f"{m}.py": _digest(module_source(m)) for m in sorted(import_closure(graph, modules))}, **dict(sorted(own.items()))}
+
+def _cells_filled(f) -> bool:
+    "Whether every closure cell of `f` holds a value (a cell not yet assigned raises on reading)."
+    try: [c.cell_contents for c in (f.__closure__ or ())]; return True
+    except ValueError: return False
 
 # %% ../nbs/12a_runs.ipynb #17c57759
 def _record_ok(done:Path) -> bool:
@@ -27,7 +97,7 @@ def _record_ok(done:Path) -> bool:
     except (OSError, ValueError, TypeError): return False
 
 class StageRunner:
-    "Runs named stages in order, each cached in a folder named by its chained config hash."
+    "Runs named stages in order, each cached in a folder named by its chained config hash and valid while its code is unchanged."
     def __init__(self, out:str|Path, # the cache folder (stage folders go here)
                  force:str|None=None, # rerun this stage and every later one
                  log=print, # where progress lines go
@@ -37,30 +107,69 @@ class StageRunner:
             raise AbawError(f"--force: unknown stage {force!r} (one of {', '.join(stages)})")
         self.out, self.force, self.log = Path(out), force, log
         self.chain, self.forcing, self.times, self.folders = [], False, {}, {}
+        self.made, self.ran, self._graph = {}, [], None   # stage -> fingerprint of the code and stages that made it; stages run here
 
-    def run(self, name:str, settings, fn):
-        "Run `fn(folder) -> dict` unless a finished run with the same settings exists; returns (result, folder)."
+    def _stale(self, name:str, rec:dict, code:dict, fp:str, upstream:dict) -> str|None:
+        "Why a finished stage cannot be reused (None: it can)."
+        if rec.get("fingerprint") == fp: return None
+        if "fingerprint" not in rec:
+            return f"made before stages recorded their code, after {', '.join(self.ran)} ran again" if self.ran else "legacy"
+        changed = sorted(k for k in set(code) | set(rec.get("code") or {}) if code.get(k) != (rec.get("code") or {}).get(k))
+        if changed: return f"its code changed since it ran ({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''})"
+        up = rec.get("upstream") or {}
+        return f"made after another version of {', '.join(k for k, v in upstream.items() if up.get(k) != v) or 'an earlier stage'}"
+
+    def run(self, name:str, # the stage
+            settings, # its settings (hashed into the folder name)
+            fn, # `fn(folder) -> dict`: runs the stage
+            code=None # the function whose code the stage runs (`stage_code`; default: `fn`)
+           ):
+        "Run `fn(folder) -> dict` unless a finished run with the same settings and code exists; returns (result, folder)."
         h = config_hash({"stage": name, "settings": settings, "upstream": self.chain})
         d = self.out / f"{name}-{h}"
-        done = d / "done.json"
+        done, started = d / "done.json", d / "stage.json"
         if name == self.force: self.forcing = True
         if self.forcing and d.exists(): shutil.rmtree(d)
         self.chain.append(h); self.folders[name] = d
+        if self._graph is None: self._graph = import_graph()
+        src = stage_code(code or fn, self._graph)
+        upstream = dict(self.made)
+        fp = config_hash({"code": src, "upstream": upstream})
+        self.made[name] = fp
         if done.exists() and not _record_ok(done):  # damaged by hand or by the disk: run the stage again (it resumes)
             self.log(f"[stages] WARNING: {done}: damaged stage record, running {name} again"); done.unlink()
         if done.exists():
             r = json.loads(done.read_text())
-            self.log(f"[stages] {name}: finished before with the same settings, skipped ({d})")
-            self.times[name] = 0.0
-            return r["result"], d
-        self.log(f"[stages] {name}: running in {d}")
+            why = self._stale(name, r, src, fp, upstream)
+            if why == "legacy":   # made before stages recorded their code: keep it once, say so, record it
+                self.log(f"[stages] WARNING: {name}: made before stages recorded their code; kept as made by the current code "
+                         f"(--force {name} reruns it) ({d})")
+                with atomic_write(done, "w") as f: json.dump({**r, "code": src, "upstream": upstream, "fingerprint": fp}, f, indent=1, default=str)
+                why = None
+            if why is None:
+                self.log(f"[stages] {name}: finished before with the same settings and code, skipped ({d})")
+                self.times[name] = 0.0
+                return r["result"], d
+            self.log(f"[stages] {name}: {why}: running it again in {d}")
+            shutil.rmtree(d)
+        elif started.exists() and _read(started).get("fingerprint") != fp:   # interrupted, by other code: don't resume it
+            self.log(f"[stages] {name}: interrupted run made by other code, starting again in {d}")
+            shutil.rmtree(d)
+        else: self.log(f"[stages] {name}: running in {d}")
         t0 = time.time()
         d.mkdir(parents=True, exist_ok=True)
+        mark = {"code": src, "upstream": upstream, "fingerprint": fp}
+        with atomic_write(started, "w") as f: json.dump(mark, f, indent=1)
+        self.ran.append(name)
         result = fn(d)
         self.times[name] = time.time() - t0
-        with atomic_write(done, "w") as f: json.dump({"result": result, "seconds": self.times[name]}, f, indent=1, default=str)
+        with atomic_write(done, "w") as f: json.dump({"result": result, "seconds": self.times[name], **mark}, f, indent=1, default=str)
         self.log(f"[stages] {name}: done in {self.times[name]:.0f} s")
         return result, d
+
+def _read(f:Path) -> dict:
+    try: return json.loads(f.read_text())
+    except (OSError, ValueError): return {}
 
 # %% ../nbs/12a_runs.ipynb #97383a6d
 class CropFrames:

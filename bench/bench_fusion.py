@@ -1,19 +1,14 @@
-"""Fusion-stage figures (issue: multimodal temporal fusion).
+"""Memory of fusion training on a store too large to hold: what grows with the split is the labels, not the store.
 
-1. Feature extraction: frames/s of `features.extract_features` (crops decoded by workers,
-   encoder forward, audio features, per-video writes) against a bare encoder forward on random
-   tensors of the same number of frames, in the same run. Target ratio >= 0.85.
-2. Fusion training: frames/s of the shared loop (`train.fit` on `FusionStage`: windows read
-   from the on-disk store) against a bare forward+backward+AdamW of the same network on random
-   tensors. Target ratio >= 0.8.
-3. Peak memory of fusion training on stores of --frames/10 and --frames frames (default 1 M),
-   each in a fresh process, against a baseline process that only trains the bare network: the
-   growth with the split must stay far below the store's size (windows are read from disk; only
-   the labels, ~150 bytes a frame, are held in memory).
+Peak memory of fusion training (streaming windows from disk: `FusionStage(preload=0)`, the path a split
+takes when its features exceed the preload budget) on stores of --frames/10 and --frames frames
+(default 1 M), each in a fresh process, against a baseline process that only trains the bare network:
+the growth with the split must stay far below the store's size (only the labels, ~150 bytes a frame,
+are held in memory). The fusion stages' speed against their bare limits is in bench_stages.py.
 
-Usage: python bench/bench_fusion.py [--frames 1000000] [--skip-extract] [--skip-memory]
+Usage: python bench/bench_fusion.py [--frames 1000000]
 """
-import argparse, json, os, resource, statistics, subprocess, sys, tempfile, time, warnings
+import argparse, json, subprocess, sys, tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +22,9 @@ def _fit_window_net(store_dir, labels, steps, batch, window):
     from abaw_workbench.temporal import FusionConfig
     from abaw_workbench.features import FeatureStore
     from abaw_workbench.train import TrainConfig, fit
-    st = FeatureStore(store_dir)
-    stage = FusionStage(st, labels, None, cfg=FusionConfig(window=window, stride=window // 2))
-    out = tempfile.mkdtemp()
-    fit(stage, TrainConfig(max_steps=steps, batch_size=batch, lr=1e-3, out=out, progress=False, log_every=1,
+    stage = FusionStage(FeatureStore(store_dir), labels, None, cfg=FusionConfig(window=window, stride=window // 2), preload=0)
+    fit(stage, TrainConfig(max_steps=steps, batch_size=batch, lr=1e-3, out=tempfile.mkdtemp(), progress=False,
                            checkpoint_every=10 ** 9))
-    t = [json.loads(l)["time"] for l in (Path(out) / "log.jsonl").read_text().splitlines() if '"loss"' in l]
-    return stage, float(np.min(np.diff(t)))
 
 
 def make_store(path, videos, frames, vd, ad, seed=0):
@@ -52,74 +43,6 @@ def make_store(path, videos, frames, vd, ad, seed=0):
     lab = make_dataset(np.concatenate(names), np.concatenate(fis), au=rng.integers(0, 2, (n, 12)),
                        expr=rng.integers(0, 8, n), va=rng.uniform(-1, 1, (n, 2)))
     return st, lab
-
-
-def _bare_step_time(steps, batch, window, vd, ad):
-    from abaw_workbench.temporal import FusionConfig, FusionNet
-    from abaw_workbench.tasks import TaskLoss
-    net = FusionNet(vd, ad, cfg=FusionConfig(window=window))
-    crit = TaskLoss()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    times = []
-    for s in range(steps + 1):
-        v, a = torch.randn(batch, window, vd), torch.randn(batch, window, ad)
-        valid = torch.ones(batch, window, dtype=torch.bool)
-        b = {"au": torch.randint(0, 2, (batch * window, 12)).float(), "au_mask": torch.ones(batch * window, 12, dtype=torch.bool),
-             "expr": torch.randint(0, 8, (batch * window,)), "va": torch.rand(batch * window, 2) * 2 - 1,
-             "va_mask": torch.ones(batch * window, 2, dtype=torch.bool)}
-        t0 = time.perf_counter()
-        out = net(v, a, valid)
-        loss, _ = crit({k: o.reshape(-1, o.shape[-1]) for k, o in out.items()}, b)
-        loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-        if s: times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def bench_training(steps=8, batch=32, window=100, rounds=3):
-    "Loop and bare steps measured in alternating rounds; the fastest step of each (robust to a busy machine)."
-    vd, ad = 192, 138
-    loop, bare = [], []
-    with tempfile.TemporaryDirectory() as d:
-        st, lab = make_store(Path(d) / "s", 40, 500, vd, ad)
-        for _ in range(rounds):
-            loop.append(_fit_window_net(Path(d) / "s", lab, steps, batch, window)[1])
-            bare.append(_bare_step_time(steps, batch, window, vd, ad))
-    loop_s, bare_s = min(loop), min(bare)
-    fl, fb = batch * window / loop_s, batch * window / bare_s
-    print(f"{'fusion training (frames/s)':<34} {fl:10.0f} {fb:10.0f} {fl / fb:7.2f}")
-    return dict(bench="fusion", metric="fusion training", value=round(fl, 1), unit="frames/s", baseline=round(fb, 1),
-                ratio=round(fl / fb, 3), target=">= 0.8")
-
-
-def bench_extract(videos=6, frames=400):
-    from abaw_workbench.catalog import Catalog
-    from abaw_workbench.features import ExtractConfig, extract_features
-    from abaw_workbench.mae import build_encoder
-    from abaw_workbench.synth import synth_affwild2
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        synth_affwild2(d / "syn", videos=videos, frames=frames, seed=0)
-        (d / "cat.yaml").write_text("entries:\n  syn: {kind: affwild2, path: syn}\n")
-        entry = Catalog.load(d / "cat.yaml").resolve("syn")
-        cfg = ExtractConfig(batch_size=64)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.manual_seed(0); model = build_encoder("tiny", 112, drop_path=0.0)
-            extract_features(entry, d / "warm", model, ExtractConfig(batch_size=64, splits=["validation"]), d / "cache", progress=False)
-            t0 = time.perf_counter()
-            st = extract_features(entry, d / "store", model, cfg, d / "cache", progress=False)
-            loop_s = time.perf_counter() - t0
-        n = sum(int(st.read(v)["face_mask"].sum()) for v in st.videos)
-    enc = build_encoder("tiny", 112, drop_path=0.0).eval()
-    with torch.inference_mode():
-        enc(torch.randn(64, 3, 112, 112))
-        t0 = time.perf_counter()
-        for i in range(0, n, 64): enc(torch.randn(min(64, n - i), 3, 112, 112))
-        bare_s = time.perf_counter() - t0
-    fl, fb = n / loop_s, n / bare_s
-    print(f"{'feature extraction (frames/s)':<34} {fl:10.1f} {fb:10.1f} {fl / fb:7.2f}   ({n} crops, audio cached)")
-    return dict(bench="fusion", metric="feature extraction", value=round(fl, 2), unit="frames/s", baseline=round(fb, 2),
-                ratio=round(fl / fb, 3), target=">= 0.85")
 
 
 def _child(mode, store, frames_per_video):
@@ -172,16 +95,12 @@ def bench_memory(frames):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=1_000_000, help="frames in the store of the memory figure")
-    ap.add_argument("--skip-extract", action="store_true"); ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--frames", type=int, default=1_000_000, help="frames in the larger store")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child: return _child(a.child[0], a.child[1], int(a.child[2]))
-    print(f"{'figure':<34} {'loop':>10} {'bare':>10} {'ratio':>7}   (torch threads: {torch.get_num_threads()})")
-    rows = [bench_training()]
-    if not a.skip_extract: rows.append(bench_extract())
-    if not a.skip_memory: rows.append(bench_memory(a.frames))
-    for r in rows: print(json.dumps(r))
+    print(f"{'figure':<34} {'store':>10} {'bare':>10}")
+    print(json.dumps(bench_memory(a.frames)))
 
 
 if __name__ == "__main__":

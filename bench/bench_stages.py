@@ -30,7 +30,7 @@ import torch
 from abaw_workbench.annotations import read_split
 from abaw_workbench.catalog import Catalog, default_catalog_path
 from abaw_workbench.demo import demo_config
-from abaw_workbench.features import ExtractConfig, FeatureStore, extract_features
+from abaw_workbench.features import extract_features
 from abaw_workbench.finetune import FinetuneStage
 from abaw_workbench.fusion import FusionStage, audio_stats
 from abaw_workbench.layout import Layout

@@ -190,3 +190,49 @@ def test_a_kernel_that_never_starts_is_killed_at_the_timeout(tmp_path, monkeypat
     assert json.loads((tmp_path / "run" / STATUS).read_text())["status"] == "timed_out"
     left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "613"]]
     assert not left, "the kernel process outlived its run"
+
+
+def test_a_hang_after_the_last_cell_loses_nothing(tmp_path):
+    """papermill's known hang after the last cell (it waits for a kernel reply that never comes): a run whose record was
+    written is done, with a note; a run that hangs before writing its record is timed out."""
+    make_probe_notebook(tmp_path / "probe.ipynb")
+    (tmp_path / "grid.yaml").write_text("notebook: probe.ipynb\nzip:\n  - x: [1, 2]\n    hang: [true, false]\n"
+                                        "    sleep: [0.0, 600.0]\ntimeout: 60\n")
+    t0 = time.time()
+    r = _abaw("grid.yaml", "--workers", 2, "--out", "out", "--no-progress", "--after-last-cell", 3, cwd=tmp_path)
+    ds = load_results(tmp_path / "out")
+    st = dict(zip(ds.x.values.tolist(), zip(ds.status.values.tolist(), ds.note.values.tolist())))
+    assert st[1][0] == "done" and "3 s after the last cell completed" in st[1][1], st   # killed 3 s after, not at the timeout
+    i = ds.x.values.tolist().index(1)
+    assert ds.seconds.values[i] < 50 and time.time() - t0 < 300
+    assert st[2] == ("timed_out", ""), st
+    assert ds["y"].values[i] == 1.0                                           # its record is in the table
+    assert r.returncode == 1 and "done, note:" in r.stdout and "timed_out" in r.stdout, r.stdout
+    assert "after the last cell" in (tmp_path / "out" / "results.md").read_text()
+    rec = json.loads((tmp_path / "out" / "runs" / ds.run.values[i] / STATUS).read_text())
+    assert rec["returncode"] != 0 and rec["error"] is None   # papermill was killed; nothing was lost
+
+
+def test_the_demo_stages_depend_on_the_code_they_run(tmp_path):
+    """The method's stages (demo.method_stages, shared by `abaw demo` and the experiment notebooks) are each keyed to
+    the package modules they run: a change to finetune.py reruns fine-tuning and later stages, not the data stage."""
+    from abaw_workbench.catalog import Catalog
+    from abaw_workbench.demo import demo_config, method_stages
+    from abaw_workbench.runs import StageRunner, stage_code
+    (tmp_path / "cat.yaml").write_text(
+        "cache_dir: cache\nentries:\n  demo: {kind: affwild2, path: d, synth: {videos: 3, frames: 30, seed: 0, size: 32}}\n"
+        "  demo_faces: {kind: image_folder, path: f, synth: {images: 4, seed: 1, size: 32}}\n")
+    fns = {}
+    def capture(name, settings, fn):   # the stage's function, not run
+        fns[name] = fn; (tmp_path / name).mkdir(exist_ok=True)
+        return {}, tmp_path / name
+    method_stages(demo_config("tiny"), Catalog.load(tmp_path / "cat.yaml"), StageRunner(tmp_path / "stages"), run=capture,
+                  log=lambda *a: None, progress=False)
+    code = {k: {m for m in stage_code(f) if m.endswith(".py")} for k, f in fns.items()}
+    assert set(code) == {"data", "pretrain", "finetune", "extract", "fusion_visual", "fusion_audio_visual"}
+    assert {"annotations.py", "catalog.py"} <= code["data"] and "finetune.py" not in code["data"] | code["pretrain"]
+    assert "mae.py" in code["pretrain"] and "finetune.py" in code["finetune"] and "features.py" not in code["finetune"]
+    assert "features.py" in code["extract"] and "fusion.py" not in code["extract"]
+    assert "fusion.py" in code["fusion_visual"] and "fusion.py" in code["fusion_audio_visual"]
+    assert not {"docs.py", "cli.py", "demo.py", "ablate.py", "explore.py"} & set().union(*code.values())
+    assert any(k.startswith("demo:method_stages.<locals>.fine") for k in stage_code(fns["finetune"]))   # its own source

@@ -71,8 +71,11 @@ def test_the_run_folder_opens(demo):
 
 def test_rerun_skips_finished_stages_and_force_reruns_from_a_stage(demo):
     d, run, _ = demo
+    timing = json.loads((d / "run" / "metrics.json").read_text())["timing"]
     out = run()
     assert out.count("skipped") == 6, out
+    # nothing ran: the bare limits are those measured when the stages ran (calibration.json), not measured again
+    assert json.loads((d / "run" / "metrics.json").read_text())["timing"] == timing
     out = run("--force", "fusion_visual")
     assert "fusion_visual: running" in out and "fusion_audio_visual: running" in out
     assert "finetune: finished before" in out

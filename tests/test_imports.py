@@ -1,26 +1,10 @@
-"""Layers stay layers: the package's import graph (read from the source with `ast`, function-local imports
-included) has no cycle. A cycle is reported with the modules in it."""
-import ast
+"""Layers stay layers: the package's import graph (`core.import_graph`, read from the source with `ast`, function-local
+imports included) has no cycle. A cycle is reported with the modules in it."""
 from pathlib import Path
 
+from abaw_workbench.core import import_graph
+
 PKG = Path(__file__).resolve().parent.parent / "abaw_workbench"
-
-
-def import_graph(pkg: Path) -> dict[str, set[str]]:
-    "module -> package modules it imports (top-level and function-local alike)."
-    mods = {p.stem for p in pkg.glob("*.py") if p.stem not in ("__init__", "_modidx")}
-    graph = {m: set() for m in mods}
-    for m in mods:
-        for node in ast.walk(ast.parse((pkg / f"{m}.py").read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom):
-                if node.level == 1: names = [node.module] if node.module else [a.name for a in node.names]
-                elif node.module == pkg.name: names = [a.name for a in node.names]
-                elif node.module and node.module.startswith(pkg.name + "."): names = [node.module.split(".")[1]]
-            elif isinstance(node, ast.Import):
-                names = [a.name.split(".")[1] for a in node.names if a.name.startswith(pkg.name + ".")]
-            graph[m] |= {n.split(".")[0] for n in names if n and n.split(".")[0] in mods and n.split(".")[0] != m}
-    return graph
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
