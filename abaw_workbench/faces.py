@@ -4,6 +4,8 @@
 
 # %% ../nbs/13a_faces.ipynb #0c29f722
 from __future__ import annotations
+import tempfile, time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -15,12 +17,12 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter1d
 
 from .core import AbawError
-from .video import iter_frames, prefetch
+from .video import _rgb, is_i420, iter_frames, prefetch, yuv_planes
 
 # %% auto #0
 __all__ = ['TEMPLATE_112', 'FaceConfig', 'FaceDetector', 'Track', 'iou', 'link_detections', 'densify', 'relink', 'track_faces',
-           'detect_video', 'face_template', 'similarity', 'align_face', 'iter_track_crops', 'track_crops',
-           'choose_track', 'describe_tracks', 'tracks_dataset']
+           'detect_video', 'face_template', 'similarity', 'align_face', 'align_frame', 'iter_track_crops',
+           'track_crops', 'TrackCrops', 'choose_track', 'describe_tracks', 'tracks_dataset']
 
 # %% ../nbs/13a_faces.ipynb #ecea9785
 @dataclass
@@ -193,33 +195,58 @@ def track_faces(dets:dict, # frame position -> detections, for the frames the de
     return [densify(r, i, cfg) for i, r in enumerate(raws)]
 
 # %% ../nbs/13a_faces.ipynb #ac484fea
+def _ready_crops(crops, ring:deque, dets:dict, upto:int, cfg:FaceConfig, tracks=None):
+    "Crop the ring's frames up to position `upto`, whose landmarks no later detection changes, for every track there."
+    if not ring or ring[0][0] > upto: return
+    if tracks is None:   # tracks of a window of detections reaching back far enough that its start changes nothing cropped
+        lo = ring[0][0] - (cfg.batch_size + cfg.max_missed + 8) * cfg.detect_every
+        tracks = track_faces({p: d for p, d in dets.items() if p >= lo}, cfg)
+    while ring and ring[0][0] <= upto:
+        pos, fr = ring.popleft()
+        for t in tracks:
+            k = int(np.searchsorted(t.frames, pos))
+            if k < len(t) and t.frames[k] == pos: crops.add(pos, t.landmarks[k], align_frame(fr, t.landmarks[k], crops.size, crops.margin))
+
 def detect_video(path:str|Path, # a video file
                  cfg:FaceConfig|None=None,
                  detector:FaceDetector|None=None, # reuse a detector (else one is built from cfg)
-                 timer:dict|None=None # if given, seconds spent decoding and detecting are added under "decode", "detect"
+                 timer:dict|None=None, # if given, seconds spent decoding and detecting are added under "decode", "detect" (and "crop")
+                 crops=None # a `TrackCrops`: every track's aligned crops are made in this same pass (the video is decoded once)
                 ) -> tuple[np.ndarray, list[Track], tuple]:
     "Frame times [n] (s), the face tracks, and the frame size (h, w) of a video."
-    import time
     cfg = cfg or FaceConfig()
     det = detector or FaceDetector(cfg)
     timer = {} if timer is None else timer
     times, dets, batch, pos, shape = [], {}, [], [], None
+    ring = deque()   # (position, decoded frame) waiting for their landmarks to be final (with `crops`)
+    lag = 6 + cfg.detect_every   # the landmark smoothing's reach (5 frames) and the interpolation between detections
     def flush():
         t0 = time.perf_counter()
         for p, d in zip(pos, det(batch)): dets[p] = d
-        timer["detect"] = timer.get("detect", 0.0) + time.perf_counter() - t0
+        t1 = time.perf_counter(); timer["detect"] = timer.get("detect", 0.0) + t1 - t0
+        if crops is not None:
+            _ready_crops(crops, ring, dets, pos[-1] - lag, cfg)
+            timer["crop"] = timer.get("crop", 0.0) + time.perf_counter() - t1
         batch.clear(); pos.clear()
+    def frames():   # decoded (and converted for the detector) in a background thread while the detector runs
+        for i, t, fr in iter_frames(path, raw=True):
+            yield i, t, fr, (_rgb(fr) if (i - 1) % cfg.detect_every == 0 else None)
     t0 = time.perf_counter()
-    # frames are decoded in a background thread while the detector runs ("decode": the time spent waiting for them)
-    for i, t, img in prefetch(iter_frames(path, want=lambda i: (i - 1) % cfg.detect_every == 0), depth=2 * cfg.batch_size):
+    for i, t, fr, img in prefetch(frames(), depth=2 * cfg.batch_size):
         times.append(t)
+        if crops is not None: ring.append((i - 1, fr))
         if img is not None:
             batch.append(img); pos.append(i - 1); shape = img.shape[:2]
         if len(batch) >= cfg.batch_size:
             timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0; flush(); t0 = time.perf_counter()
     timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0
     if batch: flush()
-    return np.asarray(times), track_faces(dets, cfg), shape
+    tracks = track_faces(dets, cfg)
+    if crops is not None:
+        t1 = time.perf_counter()
+        _ready_crops(crops, ring, dets, len(times), cfg, tracks)
+        timer["crop"] = timer.get("crop", 0.0) + time.perf_counter() - t1
+    return np.asarray(times), tracks, shape
 
 # %% ../nbs/13a_faces.ipynb #ab5af2ed
 TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
@@ -251,6 +278,25 @@ def align_face(img:np.ndarray, # uint8 [H, W, 3] frame
     return cv2.warpAffine(img, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), M
 
 # %% ../nbs/13a_faces.ipynb #0e625b47
+def align_frame(fr, # a decoded `av.VideoFrame`
+                landmarks:np.ndarray, # [5, 2] its face's landmarks (in the frame as seen)
+                size:int=112, margin:float=0.0) -> np.ndarray:
+    "`align_face` on a decoded frame, converting a yuv420p frame to RGB only in the box the crop samples."
+    H, W = fr.height, fr.width
+    if not is_i420(fr) or (fr.rotation or 0) % 360: return align_face(_rgb(fr), landmarks, size, margin)[0]
+    M = similarity(landmarks, face_template(size, margin))
+    Mi = cv2.invertAffineTransform(M)
+    c = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ Mi[:, :2].T + Mi[:, 2]   # the crop's corners
+    x0, y0 = (max(0, int(np.floor(v)) - 2) & ~1 for v in c.min(0))
+    x1, y1 = (min(lim, (int(np.ceil(v)) + 4) & ~1) for v, lim in zip(c.max(0), (W, H)))
+    if x1 - x0 < 2 or y1 - y0 < 2: return align_face(_rgb(fr), landmarks, size, margin)[0]   # the face is off the frame
+    Y, U, V = yuv_planes(fr)
+    i420 = np.concatenate([Y[y0:y1, x0:x1].ravel(), U[y0 // 2:y1 // 2, x0 // 2:x1 // 2].ravel(),
+                           V[y0 // 2:y1 // 2, x0 // 2:x1 // 2].ravel()]).reshape((y1 - y0) * 3 // 2, x1 - x0)
+    box = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+    M2 = M.copy(); M2[:, 2] += M[:, :2] @ np.array([x0, y0], np.float32)   # the same transform, from the box's pixels
+    return cv2.warpAffine(box, M2, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
 def iter_track_crops(path:str|Path, # the video the track was found in
                      track:Track, size:int=112, margin:float=0.0,
                      batch:int=64 # crops per item
@@ -258,8 +304,8 @@ def iter_track_crops(path:str|Path, # the video the track was found in
     "Aligned crops of a track's frames, in order, `batch` at a time: uint8 [<= batch, size, size, 3]."
     where = {int(f): k for k, f in enumerate(track.frames)}
     buf = []
-    for i, _, img in iter_frames(path, want=lambda i: (i - 1) in where):
-        if img is not None: buf.append(align_face(img, track.landmarks[where[i - 1]], size, margin)[0])
+    for i, _, fr in iter_frames(path, want=lambda i: (i - 1) in where, raw=True):
+        if fr is not None: buf.append(align_frame(fr, track.landmarks[where[i - 1]], size, margin))
         if len(buf) == batch: yield np.stack(buf); buf = []
         if i >= track.stop: break
     if buf: yield np.stack(buf)
@@ -268,6 +314,43 @@ def track_crops(path:str|Path, track:Track, size:int=112, margin:float=0.0) -> n
     "All aligned crops uint8 [len(track), size, size, 3] of a track's frames, in order."
     parts = list(iter_track_crops(path, track, size, margin))
     return np.concatenate(parts) if parts else np.zeros((0, size, size, 3), np.uint8)
+
+# %% ../nbs/13a_faces.ipynb #854da3e8
+class TrackCrops:
+    "Aligned crops made while a video is decoded for detection (`detect_video(crops=...)`), in a temporary file."
+    def __init__(self, path:str|Path, # the video
+                 size:int=112, margin:float=0.0):
+        self.path, self.size, self.margin = Path(path), size, margin
+        self.file = tempfile.TemporaryFile()
+        self.index, self.n, self.recropped = {}, 0, 0   # frame position -> [(landmarks, slot)]
+
+    def add(self, pos:int, landmarks:np.ndarray, crop:np.ndarray):
+        "Keep the crop of frame `pos` made with `landmarks`."
+        self.file.seek(self.n * crop.nbytes); self.file.write(np.ascontiguousarray(crop, np.uint8).tobytes())
+        self.index.setdefault(int(pos), []).append((np.array(landmarks, np.float32), self.n)); self.n += 1
+
+    def _slot(self, pos:int, landmarks:np.ndarray):
+        for l, s in self.index.get(int(pos), ()):
+            if np.abs(l - landmarks).max() < 1e-3: return s
+        return None
+
+    def batches(self, track:Track, batch:int=64) -> Iterator[np.ndarray]:
+        "The track's crops in order, `batch` at a time: uint8 [<= batch, size, size, 3]."
+        S = self.size; nb = S * S * 3
+        missing = [k for k, (f, l) in enumerate(zip(track.frames, track.landmarks)) if self._slot(f, l) is None]
+        if missing:   # landmarks that changed after the crop was made: those frames are decoded again
+            want = {int(track.frames[k]): k for k in missing}
+            for i, _, fr in iter_frames(self.path, want=lambda i: (i - 1) in want, raw=True):
+                if fr is not None: self.add(i - 1, track.landmarks[want[i - 1]], align_frame(fr, track.landmarks[want[i - 1]], S, self.margin))
+                if i - 1 >= max(want): break
+        self.recropped += len(missing)
+        for a in range(0, len(track), batch):
+            out = np.empty((min(batch, len(track) - a), S, S, 3), np.uint8)
+            for j, (f, l) in enumerate(zip(track.frames[a:a + batch], track.landmarks[a:a + batch])):
+                self.file.seek(self._slot(f, l) * nb); out[j] = np.frombuffer(self.file.read(nb), np.uint8).reshape(S, S, 3)
+            yield out
+
+    def close(self): self.file.close()
 
 # %% ../nbs/13a_faces.ipynb #db504685
 def choose_track(tracks:list[Track], # from `track_faces` / `detect_video`

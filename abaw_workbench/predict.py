@@ -23,14 +23,17 @@ from .tasks import fill_from_neighbours, predictions_dataset
 from .finetune import FrameModel
 from .features import FeatureStore
 from .fusion import split_outputs
+from .evaluation import apply_postprocess
 from .annotations import write_annotation_file
 from .runs import Run
-from .faces import FaceConfig, FaceDetector, choose_track, describe_tracks, detect_video, iter_track_crops, tracks_dataset
+from .faces import (FaceConfig, FaceDetector, TrackCrops, choose_track, describe_tracks, detect_video,
+                                  iter_track_crops, tracks_dataset)
 
 # %% auto #0
-__all__ = ['PANEL_W', 'RunModels', 'load_run_models', 'frame_forward', 'far_from_face', 'blank_frames', 'PredictConfig',
-           'predict_file', 'draw_overlay', 'write_overlay', 'list_videos', 'write_abaw_files', 'predict_paths',
-           'predict_args', 'predict_main']
+__all__ = ['TRAIN_FPS', 'PANEL_W', 'RunModels', 'run_postprocess', 'load_run_models', 'frame_forward', 'far_from_face',
+           'blank_frames', 'time_grid', 'to_frames', 'temporal_predictions', 'PredictConfig', 'predict_file',
+           'draw_overlay', 'write_overlay', 'list_videos', 'write_abaw_files', 'predict_paths', 'predict_args',
+           'predict_main']
 
 # %% ../nbs/13b_predict.ipynb #adcbff7f
 @dataclass
@@ -43,6 +46,8 @@ class RunModels:
     audio: AudioConfig # the audio features the temporal models were trained on
     store_meta: dict # settings of the run's feature store (dims, encoder, preprocessing)
     fusion: dict = field(default_factory=dict) # model name -> list of FusionNet (one per task, or one joint)
+    postprocess: dict = field(default_factory=dict) # model name -> the post-processing the run tuned for it (None: none)
+    fps: float = 30.0 # the training data's frame rate: the temporal windows and the smoothing windows count frames at it
 
     @property
     def path(self) -> Path: return self.run.path
@@ -69,6 +74,17 @@ def _is_synthetic(dataset:str|None, catalog) -> bool|None:
     try: cat = Catalog.load(catalog or default_catalog_path())
     except AbawError: return None
     return cat[dataset].generated if dataset in cat else None
+
+TRAIN_FPS = 30.0   # Aff-Wild2's frame rate, and the embedded synthetic set's
+
+def run_postprocess(run:Run, model:str) -> dict|None:
+    "The post-processing `run` tuned on its validation set for `model` (`evaluation.tune_postprocess`), or None."
+    pp = ((run.metrics.get(model) or {}).get("postprocessed") or {}).get("settings")   # demo and ablation runs: per model
+    f = run.path / "postprocess.json"   # `abaw fuse`: one file for its model
+    if pp is None and run.kind == "fuse" and run.manifest["models"][model].get("kind") == "fusion" and f.is_file():
+        try: pp = json.loads(f.read_text())
+        except json.JSONDecodeError as e: raise AbawError(f"{f}: unreadable post-processing settings ({e})") from None
+    return pp
 
 def _store_meta(run:Run, static:FrameModel) -> dict:
     "The settings of the feature store the run's temporal models were trained on (its extract stage or fuse store)."
@@ -101,7 +117,8 @@ def load_run_models(run_dir:str|Path, # a run folder with a static model (`abaw 
             raise AbawError(f"{run.path}: model {m!r} reads features of other sizes than the run's static model gives")
         fusion[m] = [n.to(device).eval() for n in nets]
     return RunModels(run, _is_synthetic(run.dataset, catalog), static.to(device).eval(), dict(meta["preprocess"]),
-                     load_config(AudioConfig, meta["audio"]), meta, fusion)
+                     load_config(AudioConfig, meta["audio"]), meta, fusion,
+                     {m: run_postprocess(run, m) for m in ["static", *fusion]}, float(meta.get("fps") or TRAIN_FPS))
 
 # %% ../nbs/13b_predict.ipynb #3e8154e2
 @torch.inference_mode()
@@ -143,6 +160,37 @@ def blank_frames(preds:xr.Dataset, far:np.ndarray) -> xr.Dataset:
     out["expr"].values[far] = -1
     return out
 
+# %% ../nbs/13b_predict.ipynb #8cef890c
+def time_grid(times:np.ndarray, # [n] frame times (s), increasing
+              fps:float # the training data's frame rate
+             ) -> tuple[np.ndarray, np.ndarray]:
+    "Times [m] of the `fps` grid over the video's span, and the video frame [m] on screen at each (the last one started)."
+    t = np.asarray(times, np.float64)
+    if len(t) == 0: return np.zeros(0), np.zeros(0, np.int64)
+    last = float(np.median(np.diff(t))) if len(t) > 1 else 1 / fps   # the last frame lasts as long as a typical one
+    m = max(1, int(np.floor((t[-1] - t[0] + last) * fps + 1e-6)))
+    g = t[0] + np.arange(m) / fps
+    tol = 0.25 * min(1 / fps, last)   # timestamps rounded by the container's time base
+    return g, np.clip(np.searchsorted(t, g + tol, side="right") - 1, 0, len(t) - 1)
+
+def to_frames(grid:xr.Dataset, # predictions on a time grid (one video)
+              frames:xr.Dataset # that video's frames (`time`, `has_face`)
+             ) -> xr.Dataset:
+    "The grid's predictions at each frame's time: AU / VA / EXPR probabilities interpolated linearly, EXPR their argmax."
+    g, t = grid.time.values, frames.time.values
+    kw = {v: np.stack([np.interp(t, g, c) for c in grid[v].values.T], 1) for v in ("au", "va", "expr_prob") if v in grid}
+    if "expr_prob" in kw: kw["expr"] = np.where(np.isnan(kw["expr_prob"]).any(1), -1, np.nan_to_num(kw["expr_prob"]).argmax(1))
+    return make_dataset(frames.video.values, frames.frame_index.values, time=t, has_face=frames.has_face.values,
+                        attrs=dict(grid.attrs), **kw)
+
+def temporal_predictions(nets:list, # one temporal model's FusionNets (one per task, or one joint)
+                         store:FeatureStore, grid:xr.Dataset, # frames whose features are in `store`
+                         device="cpu", attrs:dict|None=None) -> xr.Dataset:
+    "A temporal model's predictions for `grid`'s frames, through the training's sliding windows (`fusion.split_outputs`)."
+    outs = {}
+    for net in nets: outs.update(split_outputs(net, store, grid, net.cfg.window, net.cfg.stride, device))
+    return predictions_dataset(grid, outs, attrs=attrs)
+
 # %% ../nbs/13b_predict.ipynb #fe33ad56
 @dataclass
 class PredictConfig:
@@ -153,6 +201,7 @@ class PredictConfig:
     batch_size: int = 64 # crops per static forward
     device: str = "auto" # "auto", "cpu", "cuda", ...
     au_threshold: float|None = None # AU decisions in the ABAW files (None: the run's tuned per-AU thresholds, else 0.5)
+    postprocess: bool = True # apply the post-processing the run tuned (smoothing; AU thresholds in the ABAW files); raw outputs are kept too
     faces: FaceConfig = field(default_factory=FaceConfig)
 
 def _tick(timer, key, t0):
@@ -164,15 +213,35 @@ def _empty(frames:xr.Dataset, attrs:dict) -> xr.Dataset:
                         has_face=frames.has_face.values, expr_prob=np.full((frames.sizes["frame"], len(EXPR_NAMES)), np.nan),
                         attrs=attrs)
 
+def _rows(preds:xr.Dataset, rows:np.ndarray, like:xr.Dataset) -> xr.Dataset:
+    "Rows `rows` of `preds` as predictions of `like`'s frames."
+    kw = {v: preds[v].values[rows] for v in ("au", "va", "expr_prob", "expr") if v in preds}
+    return make_dataset(like.video.values, like.frame_index.values, time=like.time.values, has_face=like.has_face.values,
+                        attrs=dict(preds.attrs), **kw)
+
+def _postprocessed(grid:xr.Dataset, frames:xr.Dataset, pp:dict, models:RunModels, model:str) -> xr.Dataset:
+    "A model's grid predictions with the run's tuned post-processing (`evaluation.apply_postprocess`), at the video's frames."
+    out = to_frames(apply_postprocess(grid, pp), frames)
+    out.attrs["postprocess_from"] = (f"run {models.name}: tuned on its validation set for {model}; smoothing windows in frames "
+                                     f"at {models.fps:g} fps, applied on that time grid; AU thresholds decide the ABAW files")
+    return out
+
 def predict_file(path:str|Path, # a video file
                  models:RunModels, cfg:PredictConfig, store:FeatureStore, # where the video's features are written
                  detector:FaceDetector|None=None, cache_dir:str|Path=".cache/abaw", timer:dict|None=None,
-                 log=print) -> dict:
-    "Predictions (one dataset per model), tracks and the chosen track of one video."
+                 log=print,
+                 found:tuple|None=None # (times, tracks, frame size) from `faces.detect_video` on this file: reused, not detected again
+                ) -> dict:
+    "Predictions (one dataset per model, post-processed as the run tuned; `raw`: without), tracks and the chosen track of one video."
     path = Path(path); name = path.stem
     timer = {} if timer is None else timer
     dev = next(models.static.parameters()).device
-    times, tracks, shape = detect_video(path, cfg.faces, detector, timer)
+    S = models.preprocess["size"][0]
+    made = None if found is not None else TrackCrops(path, S, cfg.faces.margin)   # crops made in the detection pass
+    try: times, tracks, shape = found if found is not None else detect_video(path, cfg.faces, detector, timer, crops=made)
+    except BaseException:
+        if made is not None: made.close()
+        raise
     n = len(times); fi = np.arange(1, n + 1)
     log(f"[predict] {path.name}: {n} frames, {shape[1]}x{shape[0]}; " + describe_tracks(tracks, times).replace("\n", "; "))
     track = choose_track(tracks, cfg.face)
@@ -183,36 +252,46 @@ def predict_file(path:str|Path, # a video file
         warnings.warn(f"{path}: no face found in any frame; the predictions are empty (has_face = False everywhere)")
     else:
         t0 = time.perf_counter()
-        crops = prefetch(iter_track_crops(path, track, models.preprocess["size"][0], cfg.faces.margin, cfg.batch_size))
-        feats, outs = frame_forward(models.static, crops, models.preprocess, cfg.batch_size, dev)
-        _tick(timer, "crop_static", t0)   # decoding + warping overlap the forward: one figure
+        crops = made.batches(track, cfg.batch_size) if made is not None else \
+            iter_track_crops(path, track, S, cfg.faces.margin, cfg.batch_size)   # (tracks given: a second decoding pass)
+        feats, outs = frame_forward(models.static, prefetch(crops), models.preprocess, cfg.batch_size, dev)
+        _tick(timer, "crop_static", t0)   # reading (or decoding + warping) overlaps the forward: one figure
         face[track.frames] = True; vis[track.frames] = feats
         for k, v in outs.items():
             static[k] = np.zeros((n, v.shape[1]), np.float32); static[k][track.frames] = v
+    if made is not None: made.close()
     t0 = time.perf_counter()
-    aud, amask = file_audio_features(path, times, cache_dir, models.audio, fi)
-    if not amask.any(): log(f"[predict] {path.name}: no audio; the temporal models run with zero audio features (has_audio = False)")
-    store.write(name, fi, vis, aud, face, amask)
-    t0 = _tick(timer, "audio", t0)
     frames = make_dataset([name] * n, fi, time=times, has_face=face)
+    g, src = time_grid(times, models.fps)   # the temporal models' input: on the training frame rate's time grid
+    grid = make_dataset([name] * len(g), np.arange(1, len(g) + 1), time=g, has_face=face[src])
+    aud, amask = file_audio_features(path, g, cache_dir, models.audio, grid.frame_index.values)
+    if not amask.any(): log(f"[predict] {path.name}: no audio; the temporal models run with zero audio features (has_audio = False)")
+    store.write(name, grid.frame_index.values, vis[src], aud, face[src], amask)
+    t0 = _tick(timer, "audio", t0)
     far = far_from_face(face, times, cfg.max_gap)
     attrs = {"run": models.name, "run_path": str(models.path), "trained_on": models.dataset,
              "synthetic_training": str(models.synthetic), "video_file": str(path), "track": -1 if track is None else track.id,
-             "missing_face_rule": f"outputs kept within {cfg.max_gap} s of a frame with the face, else empty (NaN, EXPR -1)"}
-    preds = {}
+             "missing_face_rule": f"outputs kept within {cfg.max_gap} s of a frame with the face, else empty (NaN, EXPR -1)",
+             "temporal_fps": models.fps, "postprocess": "none"}
+    raw, preds = {}, {}
     if track is None:
-        for m in models.models: preds[m] = _empty(frames, {**attrs, "source": m})
+        for m in models.models: raw[m] = preds[m] = _empty(frames, {**attrs, "source": m})
     else:
-        preds["static"] = predictions_dataset(frames, {k: fill_from_neighbours(v, face, frames) for k, v in static.items()},
-                                              attrs={**attrs, "source": "static"})
+        grids = {}
+        raw["static"] = predictions_dataset(frames, {k: fill_from_neighbours(v, face, frames) for k, v in static.items()},
+                                            attrs={**attrs, "source": "static"})
+        grids["static"] = _rows(raw["static"], src, grid)
         for m, nets in models.fusion.items():
-            outs = {}
-            for net in nets: outs.update(split_outputs(net, store, frames, net.cfg.window, net.cfg.stride, dev))
-            preds[m] = predictions_dataset(frames, outs, attrs={**attrs, "source": m})
+            grids[m] = temporal_predictions(nets, store, grid, dev, attrs={**attrs, "source": m})
+            raw[m] = to_frames(grids[m], frames)
+        for m in models.models:
+            pp = models.postprocess.get(m) if cfg.postprocess else None
+            preds[m] = _postprocessed(grids[m], frames, pp, models, m) if pp else raw[m]
+        raw = {m: blank_frames(p, far) for m, p in raw.items()}
         preds = {m: blank_frames(p, far) for m, p in preds.items()}
     _tick(timer, "temporal", t0)
-    return {"video": name, "path": path, "times": times, "tracks": tracks, "track": track, "predictions": preds,
-            "has_audio": bool(amask.any())}
+    return {"video": name, "path": path, "times": times, "tracks": tracks, "track": track, "predictions": preds, "raw": raw,
+            "has_audio": bool(amask.any()), "shape": shape}
 
 # %% ../nbs/13b_predict.ipynb #2c4413bf
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -321,7 +400,9 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
                   run_dir:str|Path, # the run whose models predict
                   out:str|Path, # output folder
                   cfg:PredictConfig|None=None, overlay:bool=False, catalog:str|Path|None=None,
-                  timer:dict|None=None, log=print) -> dict:
+                  timer:dict|None=None, log=print,
+                  found:dict|None=None # video name -> (times, tracks, frame size) from `faces.detect_video`, reused
+                 ) -> dict:
     "Predict every video of `src` with a run's models and write the output folder; returns a summary."
     cfg = cfg or PredictConfig()
     out = Path(out); videos = list_videos(src)
@@ -336,12 +417,13 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
     try: cache = Catalog.load(catalog or default_catalog_path()).cache_dir
     except AbawError: cache = out / "cache"
     store = FeatureStore(out / "features").init(models.store_meta)
-    det = FaceDetector(dataclasses.replace(cfg.faces, device=str(dev)))
+    found = found or {}
+    det = None if all(v.stem in found for v in videos) else FaceDetector(dataclasses.replace(cfg.faces, device=str(dev)))
     results, names = [], {}
     for v in videos:
         if v.stem in names: raise AbawError(f"{v}: two videos named {v.stem!r} ({names[v.stem]})")
         names[v.stem] = v
-        r = predict_file(v, models, cfg, store, det, cache, timer, log)
+        r = predict_file(v, models, cfg, store, det, cache, timer, log, found.get(v.stem))
         with atomic_path(out / "tracks" / f"{r['video']}.nc") as tmp:
             tracks_dataset(r["tracks"], r["times"], {"video_file": str(v), "chosen_track": r["predictions"]["static"].attrs["track"]}
                           ).to_netcdf(tmp, engine="h5netcdf")
@@ -349,25 +431,29 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
             t0 = time.perf_counter()
             write_overlay(r, model, models, out / "overlay" / f"{r['video']}.mp4")
             if timer is not None: _tick(timer, "overlay", t0)
-        for p in r["predictions"].values(): p.attrs.pop("video_file", None); p.attrs.pop("track", None)
+        for p in [*r["predictions"].values(), *r["raw"].values()]: p.attrs.pop("video_file", None); p.attrs.pop("track", None)
         results.append(r)
     preds = {m: xr.concat([r["predictions"][m] for r in results], "frame") for m in models.models}
     for m, p in preds.items():
         save_predictions(p, out / "predictions" / f"{m}.nc", **results[0]["predictions"][m].attrs, model=m)
-    tuned = ((models.run.metrics.get(model) or {}).get("postprocessed") or {}).get("settings", {}).get("thresholds")
+        save_predictions(xr.concat([r["raw"][m] for r in results], "frame"), out / "predictions" / "raw" / f"{m}.nc",
+                         **results[0]["raw"][m].attrs, model=m)
+    tuned = ((models.postprocess.get(model) if cfg.postprocess else None) or {}).get("thresholds")
     thr = cfg.au_threshold if cfg.au_threshold is not None else (tuned or 0.5)
     write_abaw_files(preds[model], out / "abaw" / model, thr)
     src = models.run.manifest["models"]
     write_manifest(out, "predict", dataset=models.dataset, run=models.path.resolve(), synthetic_training=models.synthetic,
                    config=dataclasses.asdict(cfg), au_thresholds=thr, metrics=None, labels=None, default=model,
                    models={m: {"kind": src[m].get("kind"), "predictions": out / "predictions" / f"{m}.nc",
+                               "raw_predictions": out / "predictions" / "raw" / f"{m}.nc",
                                "checkpoints": {k: (models.path / v).resolve() for k, v in (src[m].get("checkpoints") or {}).items()}}
                            for m in models.models},
                    frames={"kind": "video", "videos": {r["video"]: Path(r["path"]).resolve() for r in results}},
                    tracks={r["video"]: out / "tracks" / f"{r['video']}.nc" for r in results})
     log(f"[predict] {len(results)} video(s) -> {out} (predictions of {', '.join(models.models)}; ABAW files of {model})")
     if models.synthetic: log(f"[predict] WARNING: {models.describe()}")
-    return {"out": out, "model": model, "videos": [r["video"] for r in results], "predictions": preds}
+    return {"out": out, "model": model, "videos": [r["video"] for r in results], "predictions": preds,
+            "found": {r["video"]: (r["times"], r["tracks"], r["shape"]) for r in results}}   # (to predict again without detecting)
 
 # %% ../nbs/13b_predict.ipynb #ea01171d
 def predict_args(p):
@@ -378,6 +464,7 @@ def predict_args(p):
     p.add_argument("--model", default=None, help="model for the ABAW files and the overlay (default: the run's last temporal model)")
     p.add_argument("--face", default="largest", help="'largest' track (default) or a track number (listed in the output)")
     p.add_argument("--detect-every", type=int, default=1, help="run the face detector on every k-th frame, tracking in between")
+    p.add_argument("--raw", action="store_true", help="no post-processing: the models' outputs, AU at 0.5 (default: the run's tuned smoothing and thresholds)")
     p.add_argument("--overlay", action="store_true", help="also write overlay videos (box, AU bars, EXPR, VA dial; audio kept)")
     p.add_argument("--catalog", default=None, help="catalog file naming the run's training data (default: the project's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
@@ -385,7 +472,7 @@ def predict_args(p):
 def predict_main(args) -> int:
     "Predict AU / EXPR / VA for raw videos with a run's models."
     if args.detect_every < 1: raise AbawError(f"--detect-every must be >= 1, got {args.detect_every}")
-    cfg = PredictConfig(model=args.model, face=str(args.face), device=args.device,
+    cfg = PredictConfig(model=args.model, face=str(args.face), device=args.device, postprocess=not args.raw,
                         faces=FaceConfig(detect_every=args.detect_every))
     out = Path(args.out) if args.out else Path("predictions") / Path(args.video).stem
     with warnings.catch_warnings():   # warnings as one line each, without the source line Python shows

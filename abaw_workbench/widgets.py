@@ -37,8 +37,10 @@ def placeholder_jpeg(text:str, # what to write on it
 class FrameCache:
     "The last `size` frames of a frame source as JPEG bytes, loaded on demand."
     def __init__(self, frames, # a frame source (`.jpeg` or `.image(video, frame_index)`), or None
-                 size:int=256):
-        self.frames, self.size, self._d, self.loads = frames, size, OrderedDict(), 0
+                 size:int=256,
+                 max_side:int=480 # larger images (raw video frames of `abaw predict` runs) are shrunk to this longer side
+                ):
+        self.frames, self.size, self.max_side, self._d, self.loads = frames, size, max_side, OrderedDict(), 0
         self._missing = {t: placeholder_jpeg(t) for t in ("no face", "no image")}
 
     def get(self, video:str, frame_index:int, has_face:bool=True) -> bytes:
@@ -54,6 +56,9 @@ class FrameCache:
             except (FileNotFoundError, NotADirectoryError): b = None
         else:
             img = self.frames.image(video, int(frame_index))
+            if img is not None and max(img.shape[:2]) > self.max_side:
+                s = self.max_side / max(img.shape[:2])
+                img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
             b = None if img is None else cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR))[1].tobytes()
         if b is None: b = self._missing["no face" if not has_face else "no image"]
         self._d[key] = b
@@ -113,7 +118,7 @@ def _build(self, video:str, interval:int):
     self.video = video
     self.a, self.b = self._arrays(video)
     fi = self.a["frame_index"]
-    self.image = widgets.Image(format="jpeg", width=224, height=224).add_class("abaw-frame")
+    self.image = widgets.Image(format="jpeg", width=224).add_class("abaw-frame")
     self.info = widgets.HTML().add_class("abaw-info")
     self.slider = widgets.IntSlider(value=int(fi[0]), min=int(fi[0]), max=int(fi[-1]), description="frame",
                                     continuous_update=True, layout=widgets.Layout(width="640px")).add_class("abaw-slider")

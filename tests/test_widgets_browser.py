@@ -4,98 +4,30 @@ Recipe and pitfalls: ../shared/docs/browser-testing.md. The notebook (nbs/tutori
 small fixture run (ABAW_EXPLORE_FIXTURE=1); the tests move the slider with the keyboard, click a timeline and a
 confusion-matrix cell, and read the results from the page. Screenshots of failures go to .cache/browser-screenshots/.
 """
-import json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import tempfile, time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from browser_lab import CHROMIUM, ROOT, jupyter_lab, notebook_page, output_stderr, shot
+
 NB = ROOT / "nbs" / "tutorials" / "explore.ipynb"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-TOKEN = "abaw-browser-test"
-SHOTS = ROOT / ".cache" / "browser-screenshots"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 pytestmark = [pytest.mark.timeout(150),   # the first test also starts JupyterLab and runs the notebook
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium missing (make browser installs it)")]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-
-def _settings(d: Path):
-    "Lab settings for the test: the project's (no news pop-up), autosave off, every cell rendered (no windowing)."
-    shutil.copytree(ROOT / "lab" / "user-settings", d)
-    for plugin, values in {"docmanager-extension/plugin": {"autosave": False},
-                           "notebook-extension/tracker": {"windowingMode": "none"}}.items():
-        p = d / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
-        p.parent.mkdir(parents=True, exist_ok=True); p.write_text(json.dumps(values))
-
-
 @pytest.fixture(scope="module")
 def lab():
-    tmp = Path(tempfile.mkdtemp(prefix="abaw-lab-"))
-    (tmp / "root").mkdir(); shutil.copy(NB, tmp / "root" / "explore.ipynb")
-    _settings(tmp / "settings")
-    port = _free_port()
-    env = {**os.environ, "ABAW_EXPLORE_FIXTURE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-           "TMPDIR": str(tmp)}   # the kernel's fixture run goes with the test's folder
-    cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", "--ip", "127.0.0.1", f"--port={port}", "--no-browser",
-           "--allow-root", f"--ServerApp.root_dir={tmp / 'root'}", f"--IdentityProvider.token={TOKEN}",
-           f"--LabApp.user_settings_dir={tmp / 'settings'}", f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
-           "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None"]
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp / "root")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=1); break
-            except OSError:
-                if proc.poll() is not None: raise RuntimeError(f"jupyter lab exited: {(tmp / 'server.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try: proc.wait(10)
-        except subprocess.TimeoutExpired: proc.kill()
-        log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+    with jupyter_lab(NB, {"ABAW_EXPLORE_FIXTURE": "1"}) as (url, name):   # the notebook runs on its small fixture run
+        yield url, name
 
 
 @pytest.fixture(scope="module")
 def page(lab):
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1600, "height": 1400})
-        pg.abaw_errors = []
-        pg.on("pageerror", lambda e: pg.abaw_errors.append(str(e)))
-        try:
-            pg.goto(f"{lab}/lab/tree/explore.ipynb?token={TOKEN}&reset")
-            pg.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
-                                 " && window.jupyterapp.shell.currentWidget.sessionContext"
-                                 " && window.jupyterapp.shell.currentWidget.sessionContext.session"
-                                 " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
-                                 " && window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'",
-                                 timeout=60_000)
-            pg.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            pg.wait_for_selector(".abaw-scrubber .abaw-timeline .js-plotly-plot", state="attached", timeout=90_000)
-            pg.wait_for_selector(".abaw-explorer .abaw-confusion .js-plotly-plot", state="attached", timeout=90_000)
-            pg.wait_for_selector(".abaw-explorer .abaw-timeline .js-plotly-plot", state="attached", timeout=60_000)
-        except Exception:
-            _shot(pg, "setup"); raise
+    with notebook_page(*lab, [".abaw-scrubber .abaw-timeline .js-plotly-plot", ".abaw-explorer .abaw-confusion .js-plotly-plot",
+                              ".abaw-explorer .abaw-timeline .js-plotly-plot"]) as pg:
         yield pg
-        browser.close()
-
-
-def _shot(pg, name):
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    try: pg.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-    except Exception: pass
 
 
 @pytest.fixture
@@ -103,7 +35,7 @@ def shot_on_failure(page, request):
     "The page; a screenshot named after the test when the test fails."
     failed = request.session.testsfailed
     yield page
-    if request.session.testsfailed > failed: _shot(page, request.node.name)
+    if request.session.testsfailed > failed: shot(page, request.node.name)
 
 
 # The first scrubber on the page is the notebook's own VideoScrubber; the FailureExplorer holds a second one.
@@ -182,5 +114,5 @@ def test_no_errors_in_the_page_or_the_outputs(shot_on_failure):
     "No script errors in the page (e.g. a figure plotly.js cannot draw), no errors or warnings in the cells' outputs."
     pg = shot_on_failure
     assert not pg.abaw_errors, f"errors in the page: {pg.abaw_errors}"
-    stderr = pg.evaluate("() => Array.from(document.querySelectorAll('.jp-OutputArea-output[data-mime-type=\"application/vnd.jupyter.stderr\"]')).map(e => e.textContent)")
+    stderr = output_stderr(pg)
     assert not stderr, f"stderr in the notebook's outputs: {stderr}"
