@@ -30,8 +30,8 @@ from .checkpoints import load_model
 from .temporal import VISUAL_NORMS
 
 # %% auto #0
-__all__ = ['FeatureStore', 'stored_rows', 'normalize_visual', 'WindowFeatureDataset', 'ExtractConfig', 'feature_model',
-           'frames_to_extract', 'split_videos', 'extract_features', 'extract_args', 'extract_main']
+__all__ = ['FeatureStore', 'stored_rows', 'normalize_visual', 'video_mean', 'WindowFeatureDataset', 'ExtractConfig',
+           'feature_model', 'frames_to_extract', 'split_videos', 'extract_features', 'extract_args', 'extract_main']
 
 # %% ../nbs/11_features.ipynb #3a550916
 class FeatureStore:
@@ -125,6 +125,13 @@ def normalize_visual(visual:np.ndarray, # [T, D] features of one video's frames
     if mean is None: return visual
     return np.where(face_mask[:, None], visual - mean, 0).astype(np.float32)
 
+def video_mean(feats:dict # one video's stored features (`FeatureStore.read`)
+              ) -> np.ndarray:
+    "The video's mean visual feature over its stored frames with a face (zeros if none), as `FeatureStore.visual_mean` gives it."
+    fm = np.asarray(feats["face_mask"]) != 0
+    if not fm.any(): return np.zeros(feats["visual"].shape[1], np.float32)
+    return feats["visual"][fm].mean(0, dtype=np.float64).astype(np.float32)
+
 class WindowFeatureDataset:
     "Windows of `window` frames over each video of `labels`, features read from a `FeatureStore`."
     def __init__(self, store:FeatureStore, labels:xr.Dataset, window:int=100, stride:int=50, train:bool=True,
@@ -160,9 +167,7 @@ class WindowFeatureDataset:
             rows = stored_rows(f["frame_index"], self.frame_index[sl]); ok = rows >= 0
             for k in out: out[k][sl][ok] = f[k][rows[ok]]
             if self.visual_norm == "video":
-                fm = f["face_mask"] != 0
-                mean = f["visual"][fm].mean(0, dtype=np.float64).astype(np.float32) if fm.any() else np.zeros(m["visual_dim"], np.float32)
-                out["visual"][sl] = normalize_visual(out["visual"][sl], out["face_mask"][sl], mean)
+                out["visual"][sl] = normalize_visual(out["visual"][sl], out["face_mask"][sl], video_mean(f))
         return out
 
     def batch(self, keys) -> dict:

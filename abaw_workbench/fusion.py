@@ -21,7 +21,7 @@ from .train import Stage, TrainConfig, fit, read_checkpoint, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, test_frames, write_submissions
 from .temporal import FusionConfig, FusionNet
-from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows
+from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows, video_mean
 
 # %% auto #0
 __all__ = ['audio_stats', 'predict_video', 'split_outputs', 'drop_modalities', 'FusionStage', 'FuseRunConfig', 'fusion_models',
@@ -81,8 +81,7 @@ def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's
         face = np.zeros(len(fi), bool)
         vis[ok] = f["visual"][rows[ok]]; aud[ok] = f["audio"][rows[ok]]; face[ok] = f["face_mask"][rows[ok]]
         if net.cfg.visual_norm == "video":  # the video is in memory already: its mean over every stored face frame
-            fm = f["face_mask"]
-            vis = normalize_visual(vis, face, f["visual"][fm].mean(0) if fm.any() else np.zeros(vis.shape[1], np.float32))
+            vis = normalize_visual(vis, face, video_mean(f))
         o = predict_video(net, vis, aud, window, stride, device=device)
         for k, v in o.items(): outs.setdefault(k, np.zeros((n, v.shape[1]), np.float32))[sl] = v
     return outs
