@@ -18,7 +18,7 @@ from .layout import Layout
 from .annotations import read_split
 from .catalog import Catalog, default_catalog_path
 from .data import FrameDataset, _Crops, decode_file, load_image, make_loader, normalize_batch, preprocess_config, resize_image
-from .train import Stage, TrainConfig, fit, read_checkpoint, write_timing
+from .train import Stage, TrainConfig, _better, fit, read_checkpoint, write_timing
 from .tasks import (LossConfig, TaskHeads, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
                                   predictions_dataset)
 from .evaluation import evaluate_predictions
@@ -212,8 +212,8 @@ class FinetuneStage(Stage):
         with self.timer("validation"):
             preds = self.predict(model, self.val_labels)
             metrics = evaluate_predictions(self.val_labels, preds, self.cfg.tasks)
-        if self.best_evaluation is None or metrics[self.best] > self.best_evaluation[0][self.best]:  # the loop's rule for best.pt
-            self.best_evaluation = (metrics, preds)
+        if _better(metrics[self.best], self.best_evaluation and self.best_evaluation[0][self.best], self.best_mode):
+            self.best_evaluation = (metrics, preds)   # by the loop's own rule for best.pt
         return metrics
 
 # %% ../nbs/10_finetune.ipynb #293022c2
