@@ -6,6 +6,7 @@
 from __future__ import annotations
 import tempfile, time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -195,17 +196,20 @@ def track_faces(dets:dict, # frame position -> detections, for the frames the de
     return [densify(r, i, cfg) for i, r in enumerate(raws)]
 
 # %% ../nbs/13a_faces.ipynb #ac484fea
-def _ready_crops(crops, ring:deque, dets:dict, upto:int, cfg:FaceConfig, tracks=None):
+def _ready_crops(crops, ring:deque, dets:dict, upto:int, cfg:FaceConfig, tracks=None, pool=None):
     "Crop the ring's frames up to position `upto`, whose landmarks no later detection changes, for every track there."
     if not ring or ring[0][0] > upto: return
     if tracks is None:   # tracks of a window of detections reaching back far enough that its start changes nothing cropped
         lo = ring[0][0] - (cfg.batch_size + cfg.max_missed + 8) * cfg.detect_every
         tracks = track_faces({p: d for p, d in dets.items() if p >= lo}, cfg)
+    jobs = []
     while ring and ring[0][0] <= upto:
         pos, fr = ring.popleft()
         for t in tracks:
             k = int(np.searchsorted(t.frames, pos))
-            if k < len(t) and t.frames[k] == pos: crops.add(pos, t.landmarks[k], align_frame(fr, t.landmarks[k], crops.size, crops.margin))
+            if k < len(t) and t.frames[k] == pos: jobs.append((pos, fr, t.landmarks[k]))
+    warp = lambda j: align_frame(j[1], j[2], crops.size, crops.margin)
+    if jobs: crops.add_many([j[0] for j in jobs], [j[2] for j in jobs], list((pool.map if pool is not None else map)(warp, jobs)))
 
 def detect_video(path:str|Path, # a video file
                  cfg:FaceConfig|None=None,
@@ -220,32 +224,40 @@ def detect_video(path:str|Path, # a video file
     times, dets, batch, pos, shape = [], {}, [], [], None
     ring = deque()   # (position, decoded frame) waiting for their landmarks to be final (with `crops`)
     lag = 6 + cfg.detect_every   # the landmark smoothing's reach (5 frames) and the interpolation between detections
+    every = []   # frames cropped at a time: up to 4 detector batches' worth, the waiting frames kept under ~96 MB
+    # while the detector waits, two threads warp (OpenCV lets go of the GIL): the decoding thread is mostly idle then
+    pool = ThreadPoolExecutor(2) if crops is not None else None
     def flush():
         t0 = time.perf_counter()
         for p, d in zip(pos, det(batch)): dets[p] = d
         t1 = time.perf_counter(); timer["detect"] = timer.get("detect", 0.0) + t1 - t0
-        if crops is not None:
-            _ready_crops(crops, ring, dets, pos[-1] - lag, cfg)
+        if crops is not None and ring:
+            if not every: every.append(max(1, min(4 * cfg.batch_size * cfg.detect_every, (96 << 20) // max(1, ring[0][1].width * ring[0][1].height * 3 // 2))))
+            if pos[-1] - lag - ring[0][0] + 1 >= every[0]:   # (the tracks of a window cost the same for few frames as for many)
+                _ready_crops(crops, ring, dets, pos[-1] - lag, cfg, pool=pool)
             timer["crop"] = timer.get("crop", 0.0) + time.perf_counter() - t1
         batch.clear(); pos.clear()
     def frames():   # decoded (and converted for the detector) in a background thread while the detector runs
         for i, t, fr in iter_frames(path, raw=True):
             yield i, t, fr, (_rgb(fr) if (i - 1) % cfg.detect_every == 0 else None)
-    t0 = time.perf_counter()
-    for i, t, fr, img in prefetch(frames(), depth=2 * cfg.batch_size):
-        times.append(t)
-        if crops is not None: ring.append((i - 1, fr))
-        if img is not None:
-            batch.append(img); pos.append(i - 1); shape = img.shape[:2]
-        if len(batch) >= cfg.batch_size:
-            timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0; flush(); t0 = time.perf_counter()
-    timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0
-    if batch: flush()
-    tracks = track_faces(dets, cfg)
-    if crops is not None:
-        t1 = time.perf_counter()
-        _ready_crops(crops, ring, dets, len(times), cfg, tracks)
-        timer["crop"] = timer.get("crop", 0.0) + time.perf_counter() - t1
+    try:
+        t0 = time.perf_counter()
+        for i, t, fr, img in prefetch(frames(), depth=2 * cfg.batch_size):
+            times.append(t)
+            if crops is not None: ring.append((i - 1, fr))
+            if img is not None:
+                batch.append(img); pos.append(i - 1); shape = img.shape[:2]
+            if len(batch) >= cfg.batch_size:
+                timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0; flush(); t0 = time.perf_counter()
+        timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0
+        if batch: flush()
+        tracks = track_faces(dets, cfg)
+        if crops is not None:
+            t1 = time.perf_counter()
+            _ready_crops(crops, ring, dets, len(times), cfg, tracks, pool)
+            timer["crop"] = timer.get("crop", 0.0) + time.perf_counter() - t1
+    finally:
+        if pool is not None: pool.shutdown()
     return np.asarray(times), tracks, shape
 
 # %% ../nbs/13a_faces.ipynb #ab5af2ed
@@ -264,11 +276,11 @@ def similarity(src:np.ndarray, dst:np.ndarray) -> np.ndarray:
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
     ms, md = src.mean(0), dst.mean(0)
     s, d = src - ms, dst - md
-    U, S, Vt = np.linalg.svd(d.T @ s / len(src))
-    D = np.diag([1.0, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ D @ Vt
-    scale = (S * np.diag(D)).sum() / (s ** 2).sum(1).mean()
-    return np.c_[scale * R, md - scale * R @ ms].astype(np.float32)
+    n2 = max((s ** 2).sum(), 1e-12)
+    # least squares in closed form (Umeyama's SVD solution in 2-D): as complex numbers, d ~ (a + ib) s
+    a, b = (s * d).sum() / n2, (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum() / n2
+    R = np.array([[a, -b], [b, a]])
+    return np.c_[R, md - R @ ms].astype(np.float32)
 
 def align_face(img:np.ndarray, # uint8 [H, W, 3] frame
                landmarks:np.ndarray, # [5, 2] its face's landmarks
@@ -326,8 +338,14 @@ class TrackCrops:
 
     def add(self, pos:int, landmarks:np.ndarray, crop:np.ndarray):
         "Keep the crop of frame `pos` made with `landmarks`."
-        self.file.seek(self.n * crop.nbytes); self.file.write(np.ascontiguousarray(crop, np.uint8).tobytes())
-        self.index.setdefault(int(pos), []).append((np.array(landmarks, np.float32), self.n)); self.n += 1
+        self.add_many([pos], [landmarks], [crop])
+
+    def add_many(self, pos:list, landmarks:list, crops:list):
+        "Keep several crops (frame positions, their landmarks, the crops) in one write."
+        a = np.ascontiguousarray(np.stack(crops), np.uint8)
+        self.file.seek(self.n * a[0].nbytes); self.file.write(a.data)
+        for p, l in zip(pos, landmarks):
+            self.index.setdefault(int(p), []).append((np.array(l, np.float32), self.n)); self.n += 1
 
     def _slot(self, pos:int, landmarks:np.ndarray):
         for l, s in self.index.get(int(pos), ()):
@@ -345,9 +363,12 @@ class TrackCrops:
                 if i - 1 >= max(want): break
         self.recropped += len(missing)
         for a in range(0, len(track), batch):
-            out = np.empty((min(batch, len(track) - a), S, S, 3), np.uint8)
-            for j, (f, l) in enumerate(zip(track.frames[a:a + batch], track.landmarks[a:a + batch])):
-                self.file.seek(self._slot(f, l) * nb); out[j] = np.frombuffer(self.file.read(nb), np.uint8).reshape(S, S, 3)
+            slots = [self._slot(f, l) for f, l in zip(track.frames[a:a + batch], track.landmarks[a:a + batch])]
+            out = np.empty((len(slots), S, S, 3), np.uint8)
+            if slots == list(range(slots[0], slots[0] + len(slots))):   # stored in order (the usual case): one read
+                self.file.seek(slots[0] * nb); self.file.readinto(out.data)
+            else:
+                for j, s in enumerate(slots): self.file.seek(s * nb); self.file.readinto(out[j].data)
             yield out
 
     def close(self): self.file.close()

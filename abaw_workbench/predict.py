@@ -405,6 +405,8 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
                  ) -> dict:
     "Predict every video of `src` with a run's models and write the output folder; returns a summary."
     cfg = cfg or PredictConfig()
+    timer = {} if timer is None else timer
+    t0 = time.perf_counter()
     out = Path(out); videos = list_videos(src)
     dev = get_device(cfg.device)
     models = load_run_models(run_dir, catalog, str(dev))
@@ -419,20 +421,23 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
     store = FeatureStore(out / "features").init(models.store_meta)
     found = found or {}
     det = None if all(v.stem in found for v in videos) else FaceDetector(dataclasses.replace(cfg.faces, device=str(dev)))
+    _tick(timer, "load", t0)
     results, names = [], {}
     for v in videos:
         if v.stem in names: raise AbawError(f"{v}: two videos named {v.stem!r} ({names[v.stem]})")
         names[v.stem] = v
         r = predict_file(v, models, cfg, store, det, cache, timer, log, found.get(v.stem))
+        t0 = time.perf_counter()
         with atomic_path(out / "tracks" / f"{r['video']}.nc") as tmp:
             tracks_dataset(r["tracks"], r["times"], {"video_file": str(v), "chosen_track": r["predictions"]["static"].attrs["track"]}
                           ).to_netcdf(tmp, engine="h5netcdf")
+        t0 = _tick(timer, "write", t0)
         if overlay:
-            t0 = time.perf_counter()
             write_overlay(r, model, models, out / "overlay" / f"{r['video']}.mp4")
-            if timer is not None: _tick(timer, "overlay", t0)
+            _tick(timer, "overlay", t0)
         for p in [*r["predictions"].values(), *r["raw"].values()]: p.attrs.pop("video_file", None); p.attrs.pop("track", None)
         results.append(r)
+    t0 = time.perf_counter()
     preds = {m: xr.concat([r["predictions"][m] for r in results], "frame") for m in models.models}
     for m, p in preds.items():
         save_predictions(p, out / "predictions" / f"{m}.nc", **results[0]["predictions"][m].attrs, model=m)
@@ -450,6 +455,7 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
                            for m in models.models},
                    frames={"kind": "video", "videos": {r["video"]: Path(r["path"]).resolve() for r in results}},
                    tracks={r["video"]: out / "tracks" / f"{r['video']}.nc" for r in results})
+    _tick(timer, "write", t0)
     log(f"[predict] {len(results)} video(s) -> {out} (predictions of {', '.join(models.models)}; ABAW files of {model})")
     if models.synthetic: log(f"[predict] WARNING: {models.describe()}")
     return {"out": out, "model": model, "videos": [r["video"] for r in results], "predictions": preds,

@@ -151,7 +151,8 @@ def main():
     rest = spread([p - d for p, d in zip(pipe, dets)])
     det = spread(dets)
     bs_med, bf_med = spread([s for s, _ in bare])[0], spread([f for _, f in bare])[0]
-    part = {k: float(np.median([t.get(k, 0.0) for t in parts])) for k in ("crop", "crop_static", "audio", "temporal", "decode")}
+    part = {k: float(np.median([t.get(k, 0.0) for t in parts]))
+            for k in ("crop", "crop_static", "audio", "temporal", "decode", "load", "write")}
     fixed = rest[0] - sum(v for k, v in part.items())
     ratio = b[0] / rest[0]
     load = os.getloadavg()
@@ -173,7 +174,8 @@ def main():
     line("  predict: static forward (+ reading crops)", f"{part['crop_static']:.2f}")
     line("  predict: audio / temporal + post-processing", f"{part['audio']:.2f} / {part['temporal']:.2f}")
     line("  predict: waiting for decoded frames", f"{part['decode']:.2f}")
-    line("  predict: fixed (models, output files)", f"{fixed:.2f}")
+    line("  predict: loading models + detector / writing outputs", f"{part['load']:.2f} / {part['write']:.2f}")
+    line("  predict: the rest (whole-video tracking, ...)", f"{fixed:.2f}")
     print(f"the detector: {det[0] / tot[0]:.0%} of end to end, {det[0] / n * 1000:.0f} ms/frame")
     verdict = "MET" if ratio >= 0.8 else "NOT met"
     print(f"\ntarget: predict without the detector >= 0.8 x the bare forward's frames/s: {ratio:.2f} ({verdict}; "
