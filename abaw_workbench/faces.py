@@ -4,7 +4,7 @@
 
 # %% ../nbs/13a_faces.ipynb #0c29f722
 from __future__ import annotations
-import tempfile, time
+import math, tempfile, time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -109,6 +109,17 @@ def _affinity(tb:np.ndarray, tl:np.ndarray, db:np.ndarray, dl:np.ndarray, cfg:Fa
     close = np.where(dist < cfg.landmark_dist, 1e-3 * (1 - dist / cfg.landmark_dist), 0)
     return np.where(a >= cfg.iou, a, close)
 
+def _affinity1(tb, tl, db, dl, cfg:FaceConfig) -> float:
+    "`_affinity` of one track and one detection in Python floats (the usual case: numpy's per-call cost dominates there)."
+    (a1, b1, a2, b2), (c1, d1, c2, d2) = tb.tolist(), db.tolist()
+    inter = max(min(a2, c2) - max(a1, c1), 0.0) * max(min(b2, d2) - max(b1, d1), 0.0)
+    a = inter / max(max(a2 - a1, 0.0) * max(b2 - b1, 0.0) + max(c2 - c1, 0.0) * max(d2 - d1, 0.0) - inter, 1e-9)
+    if a >= cfg.iou: return a
+    tl, dl = tl.tolist(), dl.tolist()
+    eye = math.hypot(tl[1][0] - tl[0][0], tl[1][1] - tl[0][1])
+    dist = sum(math.hypot(p[0] - q[0], p[1] - q[1]) for p, q in zip(tl, dl)) / len(tl) / max(eye, 1)
+    return 1e-3 * (1 - dist / cfg.landmark_dist) if dist < cfg.landmark_dist else 0.0
+
 def link_detections(dets:dict, # frame position -> detections (`FaceDetector` output) of the frames the detector saw
                     cfg:FaceConfig|None=None) -> list[dict]:
     "Join detections of successive detector runs into raw tracks: dicts of frame lists."
@@ -118,7 +129,12 @@ def link_detections(dets:dict, # frame position -> detections (`FaceDetector` ou
         d = dets[f]
         n = len(d["scores"])
         used = np.zeros(n, bool)
-        if live and n:
+        if len(live) == 1 and n == 1:   # one face, one detection: the same rule in scalars
+            if _affinity1(live[0]["boxes"][-1], live[0]["landmarks"][-1], d["boxes"][0], d["landmarks"][0], cfg) > 0:
+                t = live[0]
+                for k, v in (("frames", f), ("boxes", d["boxes"][0]), ("landmarks", d["landmarks"][0]), ("scores", d["scores"][0])): t[k].append(v)
+                t["missed"] = -1; used[0] = True
+        elif live and n:
             A = _affinity(np.stack([t["boxes"][-1] for t in live]), np.stack([t["landmarks"][-1] for t in live]),
                           d["boxes"], d["landmarks"], cfg)
             while A.size and A.max() > 0:
@@ -208,8 +224,10 @@ def _ready_crops(crops, ring:deque, dets:dict, upto:int, cfg:FaceConfig, tracks=
         for t in tracks:
             k = int(np.searchsorted(t.frames, pos))
             if k < len(t) and t.frames[k] == pos: jobs.append((pos, fr, t.landmarks[k]))
-    warp = lambda j: align_frame(j[1], j[2], crops.size, crops.margin)
-    if jobs: crops.add_many([j[0] for j in jobs], [j[2] for j in jobs], list((pool.map if pool is not None else map)(warp, jobs)))
+    warp = lambda js: [align_frame(fr, lm, crops.size, crops.margin) for _, fr, lm in js]
+    h = (len(jobs) + 1) // 2   # two halves, one per thread
+    made = [c for part in (pool.map if pool is not None else map)(warp, (jobs[:h], jobs[h:])) for c in part]
+    if jobs: crops.add_many([j[0] for j in jobs], [j[2] for j in jobs], made)
 
 def detect_video(path:str|Path, # a video file
                  cfg:FaceConfig|None=None,
