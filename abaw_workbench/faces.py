@@ -6,7 +6,6 @@
 from __future__ import annotations
 import math, tempfile, time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -212,22 +211,19 @@ def track_faces(dets:dict, # frame position -> detections, for the frames the de
     return [densify(r, i, cfg) for i, r in enumerate(raws)]
 
 # %% ../nbs/13a_faces.ipynb #ac484fea
-def _ready_crops(crops, ring:deque, dets:dict, upto:int, cfg:FaceConfig, tracks=None, pool=None):
+def _ready_crops(crops, ring:deque, dets:dict, upto:int, cfg:FaceConfig, tracks=None):
     "Crop the ring's frames up to position `upto`, whose landmarks no later detection changes, for every track there."
     if not ring or ring[0][0] > upto: return
     if tracks is None:   # tracks of a window of detections reaching back far enough that its start changes nothing cropped
-        lo = ring[0][0] - (cfg.batch_size + cfg.max_missed + 8) * cfg.detect_every
-        tracks = track_faces({p: d for p, d in dets.items() if p >= lo}, cfg)
+        lo = max(0, ring[0][0] - (cfg.batch_size + cfg.max_missed + 8) * cfg.detect_every)
+        tracks = track_faces({p: dets[p] for p in range(lo, next(reversed(dets)) + 1) if p in dets}, cfg)
     jobs = []
     while ring and ring[0][0] <= upto:
         pos, fr = ring.popleft()
         for t in tracks:
             k = int(np.searchsorted(t.frames, pos))
-            if k < len(t) and t.frames[k] == pos: jobs.append((pos, fr, t.landmarks[k]))
-    warp = lambda js: [align_frame(fr, lm, crops.size, crops.margin) for _, fr, lm in js]
-    h = (len(jobs) + 1) // 2   # two halves, one per thread
-    made = [c for part in (pool.map if pool is not None else map)(warp, (jobs[:h], jobs[h:])) for c in part]
-    if jobs: crops.add_many([j[0] for j in jobs], [j[2] for j in jobs], made)
+            if k < len(t) and t.frames[k] == pos: jobs.append((pos, t.landmarks[k], align_frame(fr, t.landmarks[k], crops.size, crops.margin)))
+    if jobs: crops.add_many(*zip(*jobs))
 
 def detect_video(path:str|Path, # a video file
                  cfg:FaceConfig|None=None,
@@ -243,8 +239,6 @@ def detect_video(path:str|Path, # a video file
     ring = deque()   # (position, decoded frame) waiting for their landmarks to be final (with `crops`)
     lag = 6 + cfg.detect_every   # the landmark smoothing's reach (5 frames) and the interpolation between detections
     every = []   # frames cropped at a time: up to 4 detector batches' worth, the waiting frames kept under ~96 MB
-    # while the detector waits, two threads warp (OpenCV lets go of the GIL): the decoding thread is mostly idle then
-    pool = ThreadPoolExecutor(2) if crops is not None else None
     def flush():
         t0 = time.perf_counter()
         for p, d in zip(pos, det(batch)): dets[p] = d
@@ -252,30 +246,27 @@ def detect_video(path:str|Path, # a video file
         if crops is not None and ring:
             if not every: every.append(max(1, min(4 * cfg.batch_size * cfg.detect_every, (96 << 20) // max(1, ring[0][1].width * ring[0][1].height * 3 // 2))))
             if pos[-1] - lag - ring[0][0] + 1 >= every[0]:   # (the tracks of a window cost the same for few frames as for many)
-                _ready_crops(crops, ring, dets, pos[-1] - lag, cfg, pool=pool)
+                _ready_crops(crops, ring, dets, pos[-1] - lag, cfg)
             timer["crop"] = timer.get("crop", 0.0) + time.perf_counter() - t1
         batch.clear(); pos.clear()
     def frames():   # decoded (and converted for the detector) in a background thread while the detector runs
         for i, t, fr in iter_frames(path, raw=True):
             yield i, t, fr, (_rgb(fr) if (i - 1) % cfg.detect_every == 0 else None)
-    try:
-        t0 = time.perf_counter()
-        for i, t, fr, img in prefetch(frames(), depth=2 * cfg.batch_size):
-            times.append(t)
-            if crops is not None: ring.append((i - 1, fr))
-            if img is not None:
-                batch.append(img); pos.append(i - 1); shape = img.shape[:2]
-            if len(batch) >= cfg.batch_size:
-                timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0; flush(); t0 = time.perf_counter()
-        timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0
-        if batch: flush()
-        tracks = track_faces(dets, cfg)
-        if crops is not None:
-            t1 = time.perf_counter()
-            _ready_crops(crops, ring, dets, len(times), cfg, tracks, pool)
-            timer["crop"] = timer.get("crop", 0.0) + time.perf_counter() - t1
-    finally:
-        if pool is not None: pool.shutdown()
+    t0 = time.perf_counter()
+    for i, t, fr, img in prefetch(frames(), depth=2 * cfg.batch_size):
+        times.append(t)
+        if crops is not None: ring.append((i - 1, fr))
+        if img is not None:
+            batch.append(img); pos.append(i - 1); shape = img.shape[:2]
+        if len(batch) >= cfg.batch_size:
+            timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0; flush(); t0 = time.perf_counter()
+    timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0
+    if batch: flush()
+    tracks = track_faces(dets, cfg)
+    if crops is not None:
+        t1 = time.perf_counter()
+        _ready_crops(crops, ring, dets, len(times), cfg, tracks)
+        timer["crop"] = timer.get("crop", 0.0) + time.perf_counter() - t1
     return np.asarray(times), tracks, shape
 
 # %% ../nbs/13a_faces.ipynb #ab5af2ed
@@ -315,14 +306,17 @@ def align_frame(fr, # a decoded `av.VideoFrame`
     H, W = fr.height, fr.width
     if not is_i420(fr) or (fr.rotation or 0) % 360: return align_face(_rgb(fr), landmarks, size, margin)[0]
     M = similarity(landmarks, face_template(size, margin))
-    Mi = cv2.invertAffineTransform(M)
-    c = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64) @ Mi[:, :2].T + Mi[:, 2]   # the crop's corners
-    x0, y0 = (max(0, int(np.floor(v)) - 2) & ~1 for v in c.min(0))
-    x1, y1 = (min(lim, (int(np.ceil(v)) + 4) & ~1) for v, lim in zip(c.max(0), (W, H)))
+    (a, b, tx), (c, d, ty) = cv2.invertAffineTransform(M).tolist()
+    xs, ys = (tx, tx + a * size, tx + b * size, tx + (a + b) * size), (ty, ty + c * size, ty + d * size, ty + (c + d) * size)
+    x0, y0 = max(0, math.floor(min(xs)) - 2) & ~1, max(0, math.floor(min(ys)) - 2) & ~1   # the box holding the crop's corners
+    x1, y1 = min(W, (math.ceil(max(xs)) + 4) & ~1), min(H, (math.ceil(max(ys)) + 4) & ~1)
     if x1 - x0 < 2 or y1 - y0 < 2: return align_face(_rgb(fr), landmarks, size, margin)[0]   # the face is off the frame
     Y, U, V = yuv_planes(fr)
-    i420 = np.concatenate([Y[y0:y1, x0:x1].ravel(), U[y0 // 2:y1 // 2, x0 // 2:x1 // 2].ravel(),
-                           V[y0 // 2:y1 // 2, x0 // 2:x1 // 2].ravel()]).reshape((y1 - y0) * 3 // 2, x1 - x0)
+    h, w = y1 - y0, x1 - x0; q = h * w // 4   # the box in I420 layout (Y, then U, then V), each plane copied once
+    i420 = np.empty((h * 3 // 2, w), np.uint8); flat = i420.reshape(-1)
+    i420[:h] = Y[y0:y1, x0:x1]
+    flat[h * w:h * w + q].reshape(h // 2, w // 2)[:] = U[y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+    flat[h * w + q:].reshape(h // 2, w // 2)[:] = V[y0 // 2:y1 // 2, x0 // 2:x1 // 2]
     box = cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
     M2 = M.copy(); M2[:, 2] += M[:, :2] @ np.array([x0, y0], np.float32)   # the same transform, from the box's pixels
     return cv2.warpAffine(box, M2, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
