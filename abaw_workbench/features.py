@@ -4,8 +4,9 @@
 
 # %% ../nbs/11_features.ipynb #e62bd9b6
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, json, queue, threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from .schema import fps_from_name, make_dataset, video_slices
 from .layout import Layout, crop_indices
 from .annotations import read_split, read_test_list
 from .catalog import Catalog, default_catalog_path
-from .data import label_arrays, make_loader, preprocess_config, window_starts
+from .data import label_arrays, make_loader, normalize_batch, preprocess_config, window_starts
 from .audio import (AudioConfig, audio_feature_names, video_audio_features, stored_audio_feature_names,
                                   audio_encoder_path, encoder_hash)
 from .mae import MaskedAutoencoder, build_encoder, load_checkpoint, size_name
@@ -287,6 +288,55 @@ def _audio_meta(cfg:AudioConfig, catalog) -> dict:
     if not cfg.encoder: return {"audio": {k: v for k, v in d.items() if not k.startswith("encoder")}}
     return {"audio": d, "audio_encoder_hash": encoder_hash(audio_encoder_path(cfg.encoder, catalog))}
 
+def _write_video(entry, store:FeatureStore, video:str, fi:np.ndarray, has:np.ndarray, visual_dim:int,
+                 visual, # a callable that waits for the video's visual features; None: the video has no crop (zeros)
+                 acfg:AudioConfig, cache_dir, device, catalog):
+    "One video's audio features (computed before waiting for its visual ones), then its file."
+    fps = fps_from_name(video) or np.nan   # unknown: the audio module takes the raw video's own frame rate
+    a, amask = video_audio_features(entry, video, (fi - 1) / fps, cache_dir, acfg, frame_index=fi, device=device, catalog=catalog)
+    vis = visual() if visual is not None else np.zeros((len(fi), visual_dim), np.float32)
+    store.write(video, fi, vis, a, has, amask)
+
+class _Stopped(Exception): "The extraction stopped while the writer waited."
+
+class _VideoWriter:
+    "A background thread that computes each video's audio features while the encoder runs, then writes the video, in order."
+    def __init__(self, n:int, # videos, written 0, 1, ..., n-1
+                 write, # write(j, visual): audio features of video j, then its file (`visual()` waits for its visual features)
+                 waits, # [n] bool: videos whose visual features come through `put` (the others have none: zeros)
+                 ahead:int=2 # finished videos waiting to be written before `put` blocks (bounds memory)
+                ):
+        self.q, self.stop, self.waits = queue.Queue(maxsize=ahead), threading.Event(), np.asarray(waits, bool)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="extract-writer")
+        self.future = self.pool.submit(self._run, n, write)
+
+    def _next(self, j):
+        while not self.stop.is_set():
+            try: k, vis = self.q.get(timeout=0.05)
+            except queue.Empty: continue
+            assert k == j, f"extract: video {k} came before video {j}"
+            return vis
+        raise _Stopped
+
+    def _run(self, n, write):
+        for j in range(n):
+            if self.stop.is_set(): return
+            write(j, (lambda j=j: self._next(j)) if self.waits[j] else None)
+
+    def put(self, j:int, visual:np.ndarray):
+        "Hand over video `j`'s visual features (blocks while `ahead` videos wait; raises the writer's error)."
+        while True:
+            if self.future.done(): self.future.result(); raise AbawError(f"extract: the writer stopped before video {j}")
+            try: return self.q.put((j, visual), timeout=0.05)
+            except queue.Full: pass
+
+    def __enter__(self): return self
+    def __exit__(self, typ, *_):
+        if typ is not None: self.stop.set()           # the main loop failed: the writer stops at its next wait
+        try:
+            if typ is None: self.future.result()      # every video written, or the writer's own error
+        finally: self.stop.set(); self.pool.shutdown(wait=True)
+
 def extract_features(entry, # a catalog `Entry` of kind affwild2
                      store_path:str|Path, # the feature store folder
                      encoder, # the visual encoder: a checkpoint file (see `feature_model`) or a module
@@ -323,30 +373,25 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
     starts = np.cumsum([0] + [len(frames[v]) for v in todo])
     code = np.repeat(np.arange(len(todo)), [len(frames[v]) for v in todo])
     remaining = np.array([int(has[v].sum()) for v in todo])
-    acc = {}
-
-    def finish(j):
+    def write(j, visual):
         v = todo[j]
-        fi = frames[v]
-        vis = acc.pop(j, None)
-        if vis is None: vis = np.zeros((len(fi), meta["visual_dim"]), np.float32)
-        fps = fps_from_name(v) or np.nan   # unknown: the audio module takes the raw video's own frame rate
-        a, amask = video_audio_features(entry, v, (fi - 1) / fps, cache_dir, cfg.audio, frame_index=fi, device=dev, catalog=catalog)
-        store.write(v, fi, vis, a, has[v], amask)
-
-    for j in np.flatnonzero(remaining == 0): finish(j)
-    data = CropDataset(table, crops, pre)
-    bar = tqdm(total=len(data), desc="extract", disable=not progress, unit="frame", dynamic_ncols=True)
-    with torch.inference_mode():
-        for b in make_loader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers):
-            f = fm.features(b["image"].to(dev)).float().cpu().numpy()         # [B, visual_dim]
-            for row, feat in zip(b["index"].numpy(), f):
-                j = int(code[row])
-                acc.setdefault(j, np.zeros((len(frames[todo[j]]), meta["visual_dim"]), np.float32))[row - starts[j]] = feat
-                remaining[j] -= 1
-                if remaining[j] == 0: finish(j)
-            bar.update(len(f))
-    bar.close()
+        _write_video(entry, store, v, frames[v], has[v], meta["visual_dim"], visual, cfg.audio, cache_dir, dev, catalog)
+    with _VideoWriter(len(todo), write, waits=remaining > 0) as writer:
+        data = CropDataset(table, crops, pre, normalize=False)   # uint8 crops: a quarter of the bytes between processes
+        bar = tqdm(total=len(data), desc="extract", disable=not progress, unit="frame", dynamic_ncols=True)
+        acc = {}
+        with torch.inference_mode():
+            for b in make_loader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers):
+                x = normalize_batch(b["image"].to(dev, non_blocking=True), pre)    # the whole batch at once, on its device
+                f = fm.features(x).float().cpu().numpy()                           # [B, visual_dim]
+                rows = b["index"].numpy()
+                for j in np.unique(code[rows]):   # the videos of the batch, in order (crops stream video by video)
+                    sel = code[rows] == j
+                    acc.setdefault(j, np.zeros((len(frames[todo[j]]), meta["visual_dim"]), np.float32))[rows[sel] - starts[j]] = f[sel]
+                    remaining[j] -= int(sel.sum())
+                    if remaining[j] == 0: writer.put(j, acc.pop(j))
+                bar.update(len(f))
+        bar.close()
     return store
 
 # %% ../nbs/11_features.ipynb #d83d4d59
