@@ -629,12 +629,12 @@ EXPERIMENT_STAGES = ("data", "pretrain", "finetune", "extract", "fusion")
 def experiment_stages(cfg, # a `demo.DemoConfig`: every stage's settings
                       cat, # the `catalog.Catalog` (cfg.dataset, cfg.faces)
                       runner, # the stage cache (`runs.StageRunner`) in a folder the runs of a grid share
-                      until:str="fusion", # the last stage: "finetune", "extract" or "fusion"
+                      until:str="fusion", # the last stage: "pretrain", "finetune", "extract" or "fusion"
                       pretrained:bool=True # fine-tune from the MAE encoder (False: from random weights)
                      ) -> dict:
     "The demo's stages (`demo.method_stages`) up to `until`, each found in the shared cache or run under a lock; entry, labels, folders."
     from abaw_workbench.demo import method_stages   # imported here: the stages pull in torch; the grid runner only starts notebooks
-    if until not in EXPERIMENT_STAGES[2:]: raise AbawError(f"until: expected one of {EXPERIMENT_STAGES[2:]}, got {until!r}")
+    if until not in EXPERIMENT_STAGES[1:]: raise AbawError(f"until: expected one of {EXPERIMENT_STAGES[1:]}, got {until!r}")
     mod = cfg.fusion.fusion.modalities
     st = method_stages(cfg, cat, runner, until, pretrained, modalities=(mod,), submissions=False, log=lambda *a: None,
                        run=lambda name, settings, fn: shared_stage(runner, name, settings, fn), progress=False)

@@ -17,6 +17,7 @@ from .core import AbawError, apply_overrides, atomic_write, load_config, stage_a
 from .schema import TASKS, save_predictions, load_predictions
 from .annotations import read_split, split_summary
 from .catalog import Catalog, default_catalog_path
+from .layout import Layout
 from .synth import GENERATOR_VERSION
 from .figures import au_f1_bars, expr_confusion, metrics_table, most_va_labelled, va_scatter, va_timeline
 from .mae import (EncoderConfig, PretrainConfig, ImageFolderDataset, MaskedAutoencoder, build_encoder, list_images, mae_config,
@@ -32,15 +33,15 @@ from .runs import StageRunner
 
 # %% auto #0
 __all__ = ['STAGES', 'FUSION_MODALITIES', 'DemoConfig', 'named_configs', 'demo_config', 'calibrate', 'calibration', 'timing_rows',
-           'timing_table', 'method_stages', 'run_demo', 'summary_table', 'report_figures', 'reconstruction_png',
-           'write_report', 'demo_args', 'demo_main', 'tiny_run']
+           'timing_table', 'pretrain_images', 'method_stages', 'run_demo', 'summary_table', 'report_figures',
+           'reconstruction_png', 'write_report', 'demo_args', 'demo_main', 'tiny_run']
 
 # %% ../nbs/13_demo.ipynb #8c6136a4
 @dataclass
 class DemoConfig:
     "Every stage of the demo."
     dataset: str = "demo" # catalog entry (affwild2) to train and evaluate on
-    faces: str = "demo_faces" # catalog entry (image_folder) for MAE pre-training
+    faces: str = "demo_faces" # catalog entry for MAE pre-training: an image_folder, or an affwild2 set (its training videos' crops, `pretrain_images`)
     encoder: EncoderConfig = field(default_factory=EncoderConfig) # the one encoder every stage uses
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -160,6 +161,17 @@ def timing_table(rows:list[dict]) -> str:
     return "\n".join(out)
 
 # %% ../nbs/13_demo.ipynb #f536e641
+def pretrain_images(cat:Catalog, # the catalog
+                    name:str # an image_folder entry, or an affwild2 entry (in-domain: its training videos' crops)
+                   ) -> Path|list:
+    "The images MAE pre-training reads for catalog entry `name`: a folder, or a list of crop files."
+    e = cat[name]
+    if e.kind != "affwild2": return cat.resolve(name, "image_folder").path
+    entry = cat.resolve(name, "affwild2")
+    lay = Layout.of(entry)
+    return [f for v in sorted(set(read_split(entry, "train").video.values)) for f in list_images(lay.crop_dir(str(v)))]
+
+# %% ../nbs/13_demo.ipynb #1ade6333
 def _settings(c) -> dict:
     d = dataclasses.asdict(c)
     tr = d.get("train")
@@ -172,7 +184,7 @@ FUSION_MODALITIES = ("visual", "audio_visual")
 def method_stages(cfg:DemoConfig, # every stage's settings
                   cat:Catalog, # the catalog (cfg.dataset, cfg.faces)
                   runner:StageRunner, # the stage cache
-                  until:str="fusion", # the last stage: "finetune", "extract" or "fusion"
+                  until:str="fusion", # the last stage: "pretrain", "finetune", "extract" or "fusion"
                   pretrained:bool=True, # fine-tune from the MAE encoder (False: from random weights, no pre-training stage)
                   modalities:tuple=FUSION_MODALITIES, # one fusion stage per modality
                   submissions:bool=True, # fusion writes test submissions (when the data set has test lists)
@@ -184,7 +196,7 @@ def method_stages(cfg:DemoConfig, # every stage's settings
     def ident(e): return None if e is None else [str(e.path), e.options] + ([GENERATOR_VERSION] if e.generated else [])  # regenerated data: new stages
     def data(d):
         entry = cat.resolve(cfg.dataset, "affwild2")
-        if pretrained: cat.resolve(cfg.faces, "image_folder")
+        if pretrained: pretrain_images(cat, cfg.faces)
         summary = {s: split_summary(read_split(entry, s)) for s in ("train", "validation")}
         for s, t in summary.items(): log(f"[demo] {s}: {t}")
         return {"summary": summary}
@@ -193,12 +205,13 @@ def method_stages(cfg:DemoConfig, # every stage's settings
     labels = {s: read_split(entry, s) for s in ("train", "validation")}
     folders, init = {}, None
     if pretrained:
-        faces = cat.resolve(cfg.faces, "image_folder")
+        images = pretrain_images(cat, cfg.faces)
         def pre(d):
-            pretrain(dataclasses.replace(cfg.pretrain, train=dataclasses.replace(cfg.pretrain.train, out=str(d))), faces.path)
+            pretrain(dataclasses.replace(cfg.pretrain, train=dataclasses.replace(cfg.pretrain.train, out=str(d))), images)
             return {}
         _, folders["pretrain"] = run("pretrain", _settings(cfg.pretrain), pre)
         init = folders["pretrain"] / "checkpoint.pt"
+    if until == "pretrain": return {"entry": entry, "labels": labels, "folders": folders}
     def fine(d):
         fc = dataclasses.replace(cfg.finetune, init=None if init is None else str(init), train=dataclasses.replace(cfg.finetune.train, out=str(d)))
         return {"metrics": run_finetune(fc, entry, d)}
@@ -322,7 +335,7 @@ def write_report(path:str|Path, val, preds:dict, metrics:dict, pretrain_checkpoi
 def demo_args(p):
     "Arguments of `abaw demo`."
     p.add_argument("--dataset", default=None, help="catalog entry (kind affwild2) to run on (default: demo)")
-    p.add_argument("--faces", default=None, help="catalog entry (kind image_folder) for MAE pre-training (default: demo_faces)")
+    p.add_argument("--faces", default=None, help="catalog entry for MAE pre-training: an image_folder, or an affwild2 set for in-domain pre-training on its training videos' crops (default: demo_faces)")
     p.add_argument("--force", default=None, choices=STAGES, help="rerun this stage and every later one")
     stage_args(p, "runs/demo", f"named configuration ({', '.join(named_configs())}) or a YAML file (default: tiny)",
                "finetune.train.epochs=1 fusion.fusion.window=64", config_default="tiny")

@@ -22,11 +22,15 @@ from .train import Stage, TrainConfig, _better, fit, read_checkpoint, write_timi
 from .tasks import (LossConfig, TaskHeads, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
                                   predictions_dataset)
 from .evaluation import evaluate_predictions
+from .metrics import score_arrays
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.preprocessing import StandardScaler
 from .mae import build_encoder, load_checkpoint
 
 # %% auto #0
-__all__ = ['POOLS', 'FrameModel', 'layer_id', 'layer_decay_groups', 'CropDataset', 'DecodedCrops', 'frame_outputs',
-           'predict_frames', 'FinetuneConfig', 'FinetuneStage', 'run_finetune', 'finetune_args', 'finetune_main']
+__all__ = ['POOLS', 'PROBE_POOLS', 'FrameModel', 'layer_id', 'layer_decay_groups', 'CropDataset', 'DecodedCrops', 'frame_outputs',
+           'predict_frames', 'FinetuneConfig', 'FinetuneStage', 'video_share', 'run_finetune', 'finetune_args',
+           'finetune_main', 'encoder_features', 'linear_probe']
 
 # %% ../nbs/10_finetune.ipynb #88b442a3
 POOLS = ("avg", "grid")
@@ -163,6 +167,7 @@ class FinetuneConfig:
     init: str|None = None # MAE / timm checkpoint to start from (None: random init, the "no pre-training" ablation)
     allow_partial_init: bool = False # load an `init` of another model in part (warned); False: an error
     tasks: list = field(default_factory=lambda: list(TASKS)) # tasks trained jointly
+    train_videos: float = 1.0 # share of the training videos fine-tuned on (`video_share`: a fixed subset; < 1: label-scarce)
     drop_path: float = 0.1 # stochastic depth
     head_dropout: float = 0.0 # dropout before the task heads
     layer_decay: float = 0.75 # layer-wise lr decay
@@ -214,11 +219,23 @@ class FinetuneStage(Stage):
             self.best_evaluation = (metrics, preds)   # by the loop's own rule for best.pt
         return metrics
 
+# %% ../nbs/10_finetune.ipynb #113ac213
+def video_share(labels, # a labels dataset (schema)
+                share:float=1.0, # share of its videos to keep, in (0, 1]
+                seed:int=0 # the subset's own seed (fixed: the same videos for every training seed)
+               ):
+    "The frames of a random `share` of the videos of `labels` (at least one video; all at 1.0)."
+    if not 0 < share <= 1: raise AbawError(f"finetune.train_videos: expected a share in (0, 1], got {share}")
+    if share == 1: return labels
+    vids = np.unique(labels.video.values)
+    keep = np.random.default_rng(seed).permutation(vids)[:max(1, round(share * len(vids)))]
+    return labels.isel(frame=np.flatnonzero(np.isin(labels.video.values, keep)))
+
 # %% ../nbs/10_finetune.ipynb #293022c2
 def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
     "Fine-tune on `entry` (a catalog affwild2 entry); returns the best model's validation metrics."
     out = Path(out)
-    train, val = read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks)
+    train, val = video_share(read_split(entry, "train", cfg.tasks), cfg.train_videos), read_split(entry, "validation", cfg.tasks)
     seed_everything(cfg.train.seed)   # initial weights (heads, grid reduction) from the run seed, not from what ran before
     stage = FinetuneStage(cfg, train, val, Layout.of(entry).crops)
     tcfg = dataclasses.replace(cfg.train, out=str(out))
@@ -261,3 +278,54 @@ def finetune_main(args) -> int:
     if cfg.init and not Path(cfg.init).exists(): raise AbawError(f"init: checkpoint {cfg.init} does not exist")
     print(json.dumps(run_finetune(cfg, entry, args.out)))
     return 0
+
+# %% ../nbs/10_finetune.ipynb #7c358b54
+PROBE_POOLS = ("avg", "grid3")
+
+def encoder_features(encoder:nn.Module, # a timm ViT (`mae.build_encoder`)
+                     x:torch.Tensor # [N, 3, H, W] normalised images
+                    ) -> dict:
+    "Frozen features of a batch for the linear probe: `{'avg': [N, D], 'grid3': [N, 9 * D]}`."
+    t = encoder.forward_features(x)
+    p = t[:, encoder.num_prefix_tokens:]                                  # [N, L, D] patch tokens
+    s = int(round(p.shape[1] ** 0.5))
+    g = nn.functional.adaptive_avg_pool2d(p.transpose(1, 2).reshape(len(p), -1, s, s), 3).flatten(1)
+    return {"avg": encoder.forward_head(t, pre_logits=True), "grid3": g}
+
+# %% ../nbs/10_finetune.ipynb #7628308e
+def _probe_task(task, xtr, ytr, xva, C=0.1, alpha=10.0):
+    "Validation predictions of a linear read-out of `task` fitted on (xtr, ytr)."
+    if task == "va":
+        out = np.zeros((len(xva), ytr.shape[1]))
+        for j in range(ytr.shape[1]):
+            ok = ~np.isnan(ytr[:, j])
+            out[:, j] = Ridge(alpha=alpha).fit(xtr[ok], ytr[ok, j]).predict(xva) if ok.any() else 0.0
+        return np.clip(out, -1, 1)
+    if task == "expr":
+        ok = ytr >= 0
+        return LogisticRegression(C=C, class_weight="balanced", max_iter=500).fit(xtr[ok], ytr[ok]).predict(xva)
+    out = np.zeros((len(xva), ytr.shape[1]))                               # AU: one binary read-out per unit
+    for j in range(ytr.shape[1]):
+        ok = ~np.isnan(ytr[:, j]); y = ytr[ok, j]
+        if len(np.unique(y)) < 2: out[:, j] = y[0] if len(y) else 0.0; continue
+        out[:, j] = LogisticRegression(C=C, class_weight="balanced", max_iter=500).fit(xtr[ok], y).predict_proba(xva)[:, 1]
+    return out
+
+def linear_probe(encoder:nn.Module, # the frozen encoder (`mae.build_encoder`, weights loaded)
+                 train_labels, val_labels, # labels datasets (schema)
+                 crops_root, # the data set's crop folder
+                 cfg:dict, # preprocessing (`data.preprocess_config`)
+                 tasks=TASKS, # tasks to read out
+                 every:int=3, # every `every`-th training frame
+                 batch_size:int=128) -> dict:
+    "Validation scores of linear read-outs of the frozen features: `{pool: {task: score, 'score': mean}}`."
+    tr = train_labels.isel(frame=slice(0, None, every))
+    (ftr, oktr), (fva, okva) = (frame_outputs(encoder, l, crops_root, cfg, batch_size, fn=encoder_features) for l in (tr, val_labels))
+    if not oktr.any() or not okva.any(): raise AbawError(f"{crops_root}: no crops for the linear probe's training or validation frames")
+    out = {}
+    for pool in PROBE_POOLS:
+        sc = StandardScaler().fit(ftr[pool][oktr])
+        xtr, xva = sc.transform(ftr[pool][oktr]), sc.transform(fva[pool][okva])
+        res = {t: score_arrays(t, val_labels[t].values[okva], _probe_task(t, xtr, tr[t].values[oktr], xva))["score"] for t in tasks}
+        out[pool] = res | {"score": float(np.mean(list(res.values())))}
+    return out

@@ -84,3 +84,25 @@ def test_mae_pretraining_comparison(env):
     recs = {bool(p): _check_record(env / "mae_out" / "runs" / r, ["static"]) for r, p in zip(ds.run.values, ds.pretrained.values)}
     assert "pretrain" in recs[True]["stages"] and "pretrain" not in recs[False]["stages"]
     assert "tiny_faces" in recs[True]["catalog"] and "tiny_faces" not in recs[False]["catalog"]
+
+
+def test_pretraining_study_probes_each_encoder_once(env):
+    "No pre-training, synthetic faces, in-domain crops: three encoders, three probes (shared by seeds), label-scarce fine-tuning."
+    g = env / "study.yaml"   # `faces` varies here: not through _grid, which fixes it
+    g.write_text(f"notebook: {EXP / 'pretraining.ipynb'}\ntimeout: 600\nfixed:\n  dataset: tiny\n  overrides: {json.dumps(TINY)}\n"
+                 "  train_videos: 0.5\n  probe_every: 2\nzip:\n  - pretrain_epochs: [0, 1, 1]\n    faces: [tiny_faces, tiny_faces, tiny]\n"
+                 "seeds: 2\n")
+    ds = run_grid(g, env / "study_out", workers=2, progress=False)
+    assert (ds.status.values == "done").all(), ds.error.values
+    recs = [json.loads((env / "study_out" / "runs" / r / "record.json").read_text()) for r in ds.run.values.ravel()]
+    for rec in recs:
+        assert set(rec["metrics"]) == {"static", "probe"}
+        for pool in ("avg", "grid3"):
+            p = rec["metrics"]["probe"][pool]
+            assert set(p) == {"au", "expr", "va", "score"} and all(-1 <= v <= 1 for v in p.values()), p
+    stages = env / "cache" / "stages"
+    assert len(list(stages.glob("probe-*"))) == 3                          # one per encoder, not one per seed
+    pre = {rec["parameters"]["faces"]: rec["stages"].get("pretrain") for rec in recs if rec["parameters"]["pretrain_epochs"]}
+    assert pre["tiny"]["folder"] != pre["tiny_faces"]["folder"]            # in-domain pre-training is its own encoder
+    ft = json.loads((Path(recs[0]["stages"]["finetune"]["folder"]) / "run.json").read_text())
+    assert ft["config"]["train_videos"] == 0.5
