@@ -95,30 +95,28 @@ def layer_decay_groups(model:FrameModel, weight_decay:float, layer_decay:float=0
 # %% ../nbs/10_finetune.ipynb #b96dec78
 class CropDataset(torch.utils.data.Dataset):
     "The crops of the frames of a labels dataset that have one (no labels needed: test frames too)."
-    def __init__(self, ds, crops_root, cfg:dict):
-        self.crops, self.cfg = _Crops(ds, crops_root), dict(cfg)
+    def __init__(self, ds, crops_root, cfg:dict,
+                 normalize:bool=True # False: uint8 [3, H, W] images, normalised later a batch at a time (`normalize_batch`)
+                ):
+        self.crops, self.cfg, self.normalize = _Crops(ds, crops_root), dict(cfg), normalize
         self.rows = np.flatnonzero(self.crops.has_face)
     def __len__(self): return len(self.rows)
     def __getitem__(self, k):
         i = int(self.rows[k])
-        return {"image": load_image(self.crops.path(i), self.cfg), "index": torch.tensor(i)}
-
-class _RawCrops(CropDataset):
-    def __getitem__(self, k):
-        i = int(self.rows[k])
-        return {"image": resize_image(decode_file(self.crops.path(i)), self.cfg).permute(1, 2, 0), "index": torch.tensor(i)}
+        p = self.crops.path(i)
+        return {"image": load_image(p, self.cfg) if self.normalize else resize_image(decode_file(p), self.cfg), "index": torch.tensor(i)}
 
 class DecodedCrops:
     "The crops of a labels dataset decoded and resized once, kept as uint8 [N, H, W, 3], if they fit in `max_gib`."
     def __init__(self, labels, crops_root, cfg:dict, max_gib:float=2.0, # memory budget (larger: `self.images` is None)
                  num_workers:int|None=None):
-        ds = _RawCrops(labels, crops_root, cfg)
+        ds = CropDataset(labels, crops_root, cfg, normalize=False)
         H, W = cfg["size"]
         self.rows, self.images = ds.rows, None
         if len(ds) * H * W * 3 > max_gib * 2**30: return
         self.images = torch.empty(len(ds), H, W, 3, dtype=torch.uint8)
         for b in make_loader(ds, batch_size=256, num_workers=num_workers):
-            self.images[np.searchsorted(self.rows, b["index"].numpy())] = b["image"]
+            self.images[np.searchsorted(self.rows, b["index"].numpy())] = b["image"].permute(0, 2, 3, 1)
 
 def _decoded_batches(crops:DecodedCrops, cfg:dict, batch_size:int):
     for a in range(0, len(crops.rows), batch_size):

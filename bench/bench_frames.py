@@ -62,6 +62,18 @@ def timed(fn, repeats):
     return best
 
 
+def loader_fps(fd, n, batch, nw, repeats, bare_fps):
+    "Frames/s of a loader of `nw` workers over `fd`, and the bare figure measured right before it."
+    dl = make_loader(fd, batch_size=batch, num_workers=nw)
+    def epoch():
+        k = 0
+        for b in dl: k += len(b["index"])
+        assert k == n
+    if nw: epoch()  # start the persistent workers
+    base = bare_fps()  # the baseline right before, so machine load hits both alike
+    return n / timed(epoch, repeats), base   # the loader and its workers go when this returns
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=4000)
@@ -84,17 +96,9 @@ def main(argv=None):
             fd = FrameDataset(ds, root, preprocess_config("vit_tiny_patch16_224", img_size=px), normalize=norm)
             kind = "" if norm else " uint8"
             for nw in (0, a.workers):
-                dl = make_loader(fd, batch_size=a.batch, num_workers=nw)
-                def epoch():
-                    k = 0
-                    for b in dl: k += len(b["index"])
-                    assert k == n
-                if nw: epoch()  # start the persistent workers
-                base = bare_fps()  # the baseline right before, so machine load hits both alike
-                fps = n / timed(epoch, a.repeats)
+                fps, base = loader_fps(fd, n, a.batch, nw, a.repeats, bare_fps)
                 rows.append((f"FrameDataset {px} px{kind}, {nw} workers",
                              f"static_{px}px{'_uint8' if not norm else ''}_{nw}workers", fps, base))
-                del dl
     base_fps = max(r[3] for r in rows)
     print(f"\n{'what':<36} {'frames/s':>10} {'bare f/s':>10} {'x bare':>8}")
     print(f"{'bare decode_jpeg loop (best)':<36} {base_fps:>10.0f} {'':>10} {1:>8.2f}")

@@ -16,14 +16,16 @@ Rounds alternate the real thing with its bare limit, so that load from other pro
     over the same number of frames in batches of the same size.
 Each figure is the median over rounds of bare time / real time, with the lowest and highest round.
 Targets: training >= 0.85, inference >= 0.9. The first validation pass decodes the crops it keeps for
-the others (the demo does the same once per run), and extraction computes the audio features in an
-untimed warm-up pass (its rounds read them from the cache).
+the others (the demo does the same once per run), and extraction decodes the audio in an untimed
+warm-up pass (its rounds read the waveforms from the cache and compute the audio features again).
 
     python bench/bench_stages.py [--config tiny] [--rounds 3] [--steps 20] [--only finetune,fusion_visual]
 """
 import argparse, dataclasses, json, os, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 
+# the stages run under `abaw`'s thread policy, as `abaw demo` runs them: set by importing the CLI before torch loads
+from abaw_workbench import cli
 import numpy as np
 import torch
 
@@ -78,8 +80,10 @@ def main(argv=None):
     cat = Catalog.load(a.catalog or default_catalog_path())
     entry = cat.resolve(cfg.dataset, "affwild2")
     e, H, S = cfg.encoder, cfg.encoder.img_size, a.steps
+    spin = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
     print(f"{'stage (as abaw demo runs it)':<34}{'real/s':>10}{'bare/s':>10}{'ratio':>8}   spread      "
-          f"(config {a.config}: {e.size} at {H} px; torch threads {torch.get_num_threads()}; {a.rounds} rounds)", flush=True)
+          f"(config {a.config}: {e.size} at {H} px; torch threads {torch.get_num_threads()}, {spin or 'default spin'} "
+          f"as {cli.__name__} sets it; {a.rounds} rounds)", flush=True)
     rows, tmp = [], Path(tempfile.mkdtemp(prefix="bench_stages_"))
     k = iter(range(10**6))
 
@@ -133,12 +137,13 @@ def main(argv=None):
                 B = xc.batch_size
                 return bare_step_seconds(fm, (torch.randn(B, 3, H, H),), train=False, steps=2) * n_ext / B
             rows.append(rounds("feature extraction", "infer", real, bare, a.rounds, n_ext))
-        store = extract_features(entry, tmp / "store", fm, dataclasses.replace(cfg.extract, splits=["train"]), tmp / "cache",
-                                 progress=False)
-        norm = audio_stats(store, list(video_slices(train)))
-        m = store.meta
-        for mod in ("visual", "audio_visual"):
-            if not want(f"fusion_{mod}"): continue
+        fusion = [mod for mod in ("visual", "audio_visual") if want(f"fusion_{mod}")]
+        if fusion:
+            store = extract_features(entry, tmp / "store", fm, dataclasses.replace(cfg.extract, splits=["train"]), tmp / "cache",
+                                     progress=False)
+            norm = audio_stats(store, list(video_slices(train)))
+            m = store.meta
+        for mod in fusion:
             fu = cfg.fusion
             fcfg = dataclasses.replace(fu.fusion, modalities=mod)
             st = FusionStage(store, train, None, ["au"], fcfg, fu.loss, audio_norm=norm)   # the demo's AU model: the longest
