@@ -22,7 +22,8 @@ def _build_frame(a:dict) -> FrameModel:
     return FrameModel(build_encoder(**a["encoder"]), a["tasks"], a["head_dropout"], a["pool"], a["grid_dim"])
 
 def _build_fusion(a:dict) -> FusionNet:
-    return FusionNet(a["visual_dim"], a["audio_dim"], a["tasks"], config_from_dict(FusionConfig, a["cfg"], "spec.cfg"))
+    return FusionNet(a["visual_dim"], a["audio_dim"], a["tasks"], config_from_dict(FusionConfig, a["cfg"], "spec.cfg"),
+                     audio_columns=a.get("audio_columns"))   # specs written before audio columns: all of them
 
 BUILDERS = {"mae": lambda a: MaskedAutoencoder(**a), "encoder": lambda a: build_encoder(**a),
             "frame": _build_frame, "fusion": _build_fusion}

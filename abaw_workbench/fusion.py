@@ -20,7 +20,7 @@ from .data import window_starts
 from .train import Stage, TrainConfig, fit, read_checkpoint, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, test_frames, write_submissions
-from .temporal import FusionConfig, FusionNet
+from .temporal import FusionConfig, FusionNet, audio_columns
 from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows, video_mean
 
 # %% auto #0
@@ -105,7 +105,8 @@ class FusionStage(Stage):
                 ):
         self.cfg, self.tasks, self.store, self.val_labels, self.device = cfg or FusionConfig(), tuple(tasks), store, val_labels, device
         meta = store.meta
-        self.model = FusionNet(meta["visual_dim"], meta["audio_dim"], self.tasks, self.cfg)
+        self.model = FusionNet(meta["visual_dim"], meta["audio_dim"], self.tasks, self.cfg,
+                               audio_columns=audio_columns(meta.get("audio_features") or [], self.cfg.audio_features))
         self.model.set_audio_stats(*(audio_norm or audio_stats(store, list(video_slices(train_labels)))))
         self.criterion = TaskLoss(self.tasks, loss, au_pos_weight(train_labels.au.values), expr_class_weight(train_labels.expr.values))
         self.windows = WindowFeatureDataset(store, train_labels, self.cfg.window, self.cfg.stride, train=True,

@@ -16,7 +16,8 @@ from .schema import TASKS
 from .tasks import TASK_DIMS
 
 # %% auto #0
-__all__ = ['MODALITIES', 'VISUAL_NORMS', 'DESIGNS', 'FusionConfig', 'sinusoid', 'Projection', 'FrameHead', 'FusionNet']
+__all__ = ['MODALITIES', 'VISUAL_NORMS', 'DESIGNS', 'AUDIO_FEATURE_SETS', 'FusionConfig', 'audio_columns', 'sinusoid',
+           'Projection', 'FrameHead', 'FusionNet']
 
 # %% ../nbs/10a_temporal.ipynb #71bb565f
 @dataclass
@@ -36,10 +37,12 @@ class FusionConfig:
     stride: int = 50 # stride between training/inference windows
     visual_norm: str = "none" # "video": subtract each video's mean visual feature (person-specific normalisation)
     modality_dropout: float = 0.0 # audio_visual training: share of windows with one modality zeroed (half each)
+    audio_features: str = "all" # stored audio features read: "all", "librosa" (hand-made) or "encoder" (`audio.encoder`'s w2v_*)
 
 MODALITIES = ("visual", "audio", "audio_visual")
 VISUAL_NORMS = ("none", "video")
 DESIGNS = ("concat", "cross_attention")
+AUDIO_FEATURE_SETS = ("all", "librosa", "encoder")
 
 def _check(cfg:FusionConfig):
     if cfg.modalities not in MODALITIES: raise AbawError(f"fusion.modalities: {cfg.modalities!r} is not one of {MODALITIES}")
@@ -50,6 +53,20 @@ def _check(cfg:FusionConfig):
     if cfg.d_model % cfg.heads: raise AbawError(f"fusion.d_model ({cfg.d_model}) must be divisible by fusion.heads ({cfg.heads})")
     if cfg.visual_norm not in VISUAL_NORMS: raise AbawError(f"fusion.visual_norm: {cfg.visual_norm!r} is not one of {VISUAL_NORMS}")
     if not 0 <= cfg.modality_dropout <= 1: raise AbawError(f"fusion.modality_dropout must lie in [0, 1], got {cfg.modality_dropout}")
+    if cfg.audio_features not in AUDIO_FEATURE_SETS:
+        raise AbawError(f"fusion.audio_features: {cfg.audio_features!r} is not one of {AUDIO_FEATURE_SETS}")
+
+# %% ../nbs/10a_temporal.ipynb #72a70fb3
+def audio_columns(names:list, # the store's audio feature names (`FeatureStore.meta["audio_features"]`)
+                  which:str="all" # "all", "librosa" or "encoder"
+                 ) -> list|None:
+    "Indices of the stored audio features a fusion model reads (None: all of them)."
+    if which not in AUDIO_FEATURE_SETS: raise AbawError(f"fusion.audio_features: {which!r} is not one of {AUDIO_FEATURE_SETS}")
+    if which == "all": return None
+    cols = [i for i, n in enumerate(names) if str(n).startswith("w2v_") == (which == "encoder")]   # audio.encoder_feature_names
+    if not cols: raise AbawError(f"fusion.audio_features: {which!r}, but the feature store has no such audio features "
+                                 f"({len(names)} stored: {', '.join(map(str, names[:3]))}{', ...' if len(names) > 3 else ''})")
+    return cols
 
 # %% ../nbs/10a_temporal.ipynb #54f6b5d6
 def sinusoid(T:int, d:int, device=None) -> torch.Tensor:
@@ -82,10 +99,18 @@ class FrameHead(nn.Module):
 
 class FusionNet(nn.Module):
     "Temporal transformer over per-frame visual and/or audio features."
-    def __init__(self, visual_dim:int, audio_dim:int, tasks=TASKS, cfg:FusionConfig|None=None):
+    def __init__(self, visual_dim:int, audio_dim:int, tasks=TASKS, cfg:FusionConfig|None=None,
+                 audio_columns:list|None=None # the stored audio features it reads (`audio_columns`; None: all `audio_dim`)
+                ):
         super().__init__()
         self.cfg = cfg = cfg or FusionConfig(); _check(cfg)
         self.tasks, self.visual_dim, self.audio_dim = tuple(tasks), visual_dim, audio_dim
+        self.audio_columns = None if audio_columns is None else [int(i) for i in audio_columns]
+        if self.audio_columns is not None:
+            if not self.audio_columns or not all(0 <= i < audio_dim for i in self.audio_columns):
+                raise AbawError(f"fusion: audio columns {self.audio_columns[:5]} do not fit {audio_dim} stored audio features")
+            self.register_buffer("audio_index", torch.tensor(self.audio_columns), persistent=False)
+            audio_dim = len(self.audio_columns)
         # audio features mix dB, Hz and ratios: standardised with training statistics kept in the state dict
         self.register_buffer("audio_mean", torch.zeros(audio_dim)); self.register_buffer("audio_std", torch.ones(audio_dim))
         m = cfg.modalities
@@ -109,7 +134,8 @@ class FusionNet(nn.Module):
                ) -> dict:
         "Per-frame outputs: `au` [B, T, 12], `expr` [B, T, 8], `va` [B, T, 2]."
         m = self.cfg.modalities
-        if audio is not None:  # standardise; frames without audio (all zeros) stay zero
+        if audio is not None:  # its columns; standardised; frames without audio (all zeros) stay zero
+            if self.audio_columns is not None: audio = audio.index_select(-1, self.audio_index)
             present = (audio != 0).any(-1, keepdim=True)
             audio = torch.where(present, (audio - self.audio_mean) / self.audio_std, torch.zeros_like(audio))
         if self.cfg.design == "concat":
@@ -129,9 +155,10 @@ class FusionNet(nn.Module):
     def spec(self) -> dict:
         "What rebuilds this model (`checkpoints.load_model`)."
         return {"kind": "fusion", "args": {"visual_dim": self.visual_dim, "audio_dim": self.audio_dim, "tasks": list(self.tasks),
-                                           "cfg": dataclasses.asdict(self.cfg)}}
+                                           "cfg": dataclasses.asdict(self.cfg), "audio_columns": self.audio_columns}}
 
     def set_audio_stats(self, mean, std):
-        "Standardise audio inputs with these per-feature statistics (of the training frames)."
+        "Standardise audio inputs with these per-feature statistics (of the training frames: every stored feature, or only its columns)."
+        if self.audio_columns is not None and len(mean) == self.audio_dim: mean, std = np.asarray(mean)[self.audio_columns], np.asarray(std)[self.audio_columns]
         self.audio_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
         self.audio_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32).clamp_min(1e-6))

@@ -145,6 +145,27 @@ def test_one_fusion_step_on_encoder_features(setup):
     assert ck["model"]["audio_mean"][-D:].abs().sum() > 0   # the encoder columns were standardised with their own statistics
 
 
+@pytest.mark.parametrize("which", ["encoder", "librosa"])
+def test_fusion_chooses_the_stored_audio_features(setup, which):
+    "fusion.audio_features picks the encoder's or the librosa columns of the same store; the saved model reloads reading them."
+    from abaw_workbench.checkpoints import load_model
+    st, entry, tmp = setup["store"], setup["entry"], setup["tmp"]
+    na = len(audio_feature_names())
+    cfg = FuseRunConfig(per_task=False, postprocess=False,
+                        fusion=FusionConfig(modalities="audio", window=16, stride=8, d_model=32, hidden=32, ff=32,
+                                            layers=1, heads=2, head_hidden=16, audio_features=which),
+                        train=TrainConfig(max_steps=1, batch_size=2, lr=1e-3, progress=False, checkpoint_every=100))
+    train, val = read_split(entry, "train"), read_split(entry, "validation")
+    out = tmp / f"fuse_{which}"
+    m = run_fusion(cfg, st, train, val, out)
+    assert np.isfinite(list(m["raw"].values())[0])
+    cols = list(range(na, na + D)) if which == "encoder" else list(range(na))
+    ck = read_checkpoint(out / "best.pt") if (out / "best.pt").exists() else read_checkpoint(out / "checkpoint.pt")
+    assert ck["model"]["audio_mean"].shape == (len(cols),)
+    net = load_model(out / ("best.pt" if (out / "best.pt").exists() else "checkpoint.pt"))
+    assert net.audio_columns == cols and net.audio_dim == na + D
+
+
 def test_abaw_extract_with_an_encoder_from_the_catalog(setup, tmp_path):
     "`abaw extract ... audio.encoder=w2v` resolves the encoder in the command's catalog."
     import argparse
