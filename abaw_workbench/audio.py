@@ -17,10 +17,10 @@ from .layout import Layout
 from .catalog import Catalog, default_catalog_path
 
 # %% auto #0
-__all__ = ['AUDIO_FEATURE_NAMES', 'ENCODER_TYPES', 'extract_waveform', 'AudioConfig', 'audio_feature_names', 'pitch_track',
-           'audio_features', 'audio_encoder_path', 'encoder_sample_rate', 'encoder_feature_names',
-           'stored_audio_feature_names', 'encoder_hash', 'load_audio_encoder', 'encoder_hops', 'encoder_features',
-           'video_fps', 'video_audio_features', 'file_audio_features']
+__all__ = ['AUDIO_FEATURE_NAMES', 'ENCODER_TYPES', 'ENCODER_FEATURE_PREFIX', 'extract_waveform', 'AudioConfig',
+           'audio_feature_names', 'pitch_track', 'audio_features', 'audio_encoder_path', 'encoder_sample_rate',
+           'encoder_feature_names', 'stored_audio_feature_names', 'encoder_hash', 'load_audio_encoder', 'encoder_hops',
+           'encoder_features', 'video_fps', 'video_audio_features', 'file_audio_features']
 
 # %% ../nbs/07_audio.ipynb #a5e75b62
 _warned: set = set()
@@ -261,9 +261,11 @@ def encoder_sample_rate(path:Path) -> int:
     f = Path(path) / "preprocessor_config.json"
     return int(json.loads(f.read_text()).get("sampling_rate", 16000)) if f.is_file() else 16000
 
+ENCODER_FEATURE_PREFIX = "w2v_"   # stored encoder features are named by it (`fusion.audio_columns` tells them apart)
+
 def encoder_feature_names(path:Path) -> list[str]:
     "Names of an encoder's pooled features: w2v_0 ... w2v_{D-1}."
-    return [f"w2v_{i}" for i in range(int(_encoder_config(path)["hidden_size"]))]
+    return [f"{ENCODER_FEATURE_PREFIX}{i}" for i in range(int(_encoder_config(path)["hidden_size"]))]
 
 def stored_audio_feature_names(cfg:AudioConfig|None=None, catalog:Catalog|None=None) -> list[str]:
     "Names of the columns `file_audio_features` returns for `cfg`: librosa features, then the encoder's."

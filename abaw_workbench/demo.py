@@ -205,9 +205,9 @@ def method_stages(cfg:DemoConfig, # every stage's settings
     labels = {s: read_split(entry, s) for s in ("train", "validation")}
     folders, init = {}, None
     if pretrained:
-        images = pretrain_images(cat, cfg.faces)
         def pre(d):
-            pretrain(dataclasses.replace(cfg.pretrain, train=dataclasses.replace(cfg.pretrain.train, out=str(d))), images)
+            pretrain(dataclasses.replace(cfg.pretrain, train=dataclasses.replace(cfg.pretrain.train, out=str(d))),
+                     pretrain_images(cat, cfg.faces))
             return {}
         _, folders["pretrain"] = run("pretrain", _settings(cfg.pretrain), pre)
         init = folders["pretrain"] / "checkpoint.pt"

@@ -128,19 +128,17 @@ def link_detections(dets:dict, # frame position -> detections (`FaceDetector` ou
         d = dets[f]
         n = len(d["scores"])
         used = np.zeros(n, bool)
+        def extend(t, j):   # detection j continues track t
+            for k, v in (("frames", f), ("boxes", d["boxes"][j]), ("landmarks", d["landmarks"][j]), ("scores", d["scores"][j])): t[k].append(v)
+            t["missed"] = -1; used[j] = True
         if len(live) == 1 and n == 1:   # one face, one detection: the same rule in scalars
-            if _affinity1(live[0]["boxes"][-1], live[0]["landmarks"][-1], d["boxes"][0], d["landmarks"][0], cfg) > 0:
-                t = live[0]
-                for k, v in (("frames", f), ("boxes", d["boxes"][0]), ("landmarks", d["landmarks"][0]), ("scores", d["scores"][0])): t[k].append(v)
-                t["missed"] = -1; used[0] = True
+            if _affinity1(live[0]["boxes"][-1], live[0]["landmarks"][-1], d["boxes"][0], d["landmarks"][0], cfg) > 0: extend(live[0], 0)
         elif live and n:
             A = _affinity(np.stack([t["boxes"][-1] for t in live]), np.stack([t["landmarks"][-1] for t in live]),
                           d["boxes"], d["landmarks"], cfg)
             while A.size and A.max() > 0:
                 i, j = np.unravel_index(np.argmax(A), A.shape)
-                t = live[i]
-                for k, v in (("frames", f), ("boxes", d["boxes"][j]), ("landmarks", d["landmarks"][j]), ("scores", d["scores"][j])): t[k].append(v)
-                t["missed"] = -1; used[j] = True
+                extend(live[i], j)
                 A[i, :] = 0; A[:, j] = 0
         for t in live: t["missed"] += 1
         for t in [t for t in live if t["missed"] > cfg.max_missed]: live.remove(t); done.append(t)

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.preprocessing import StandardScaler
 
 from .core import AbawError, Timer, atomic_write, seed_everything, stage_args, stage_config, write_manifest
 from .schema import TASKS, save_predictions
@@ -23,8 +25,6 @@ from .tasks import (LossConfig, TaskHeads, TaskLoss, au_pos_weight, expr_class_w
                                   predictions_dataset)
 from .evaluation import evaluate_predictions
 from .metrics import score_arrays
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.preprocessing import StandardScaler
 from .mae import build_encoder, load_checkpoint
 
 # %% auto #0

@@ -20,12 +20,13 @@ from .data import window_starts
 from .train import Stage, TrainConfig, fit, read_checkpoint, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, test_frames, write_submissions
-from .temporal import FusionConfig, FusionNet, audio_columns
+from .audio import ENCODER_FEATURE_PREFIX
+from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet
 from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows, video_mean
 
 # %% auto #0
-__all__ = ['audio_stats', 'predict_video', 'split_outputs', 'drop_modalities', 'FusionStage', 'FuseRunConfig', 'fusion_models',
-           'predict_split', 'run_fusion', 'fuse_args', 'fuse_main']
+__all__ = ['audio_stats', 'predict_video', 'split_outputs', 'audio_columns', 'drop_modalities', 'FusionStage', 'FuseRunConfig',
+           'fusion_models', 'predict_split', 'run_fusion', 'fuse_args', 'fuse_main']
 
 # %% ../nbs/12_fusion.ipynb #dc6da32e
 def audio_stats(store, # a FeatureStore
@@ -69,12 +70,14 @@ def predict_video(net:FusionNet, visual:np.ndarray|None, # [T, Dv] features (or 
 
 # %% ../nbs/12_fusion.ipynb #3232fcf3
 def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's labels (schema)
-                  window:int|None=None, stride:int|None=None, device="cpu") -> dict:
+                  window:int|None=None, stride:int|None=None, device="cpu",
+                  features:dict|None=None # video -> its features as `store.read` gives them, when already in memory
+                 ) -> dict:
     "Per-frame outputs for every frame of `labels`, video by video."
     n = labels.sizes["frame"]
     outs, fi_all = {}, labels.frame_index.values
     for video, sl in video_slices(labels).items():
-        f = store.read(video)
+        f = features[video] if features and video in features else store.read(video)
         fi = fi_all[sl]
         rows = stored_rows(f["frame_index"], fi); ok = rows >= 0
         vis = np.zeros((len(fi), f["visual"].shape[1]), np.float32); aud = np.zeros((len(fi), f["audio"].shape[1]), np.float32)
@@ -85,6 +88,18 @@ def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's
         o = predict_video(net, vis, aud, window, stride, device=device)
         for k, v in o.items(): outs.setdefault(k, np.zeros((n, v.shape[1]), np.float32))[sl] = v
     return outs
+
+# %% ../nbs/12_fusion.ipynb #fa9afc54
+def audio_columns(names:list, # the store's audio feature names (`FeatureStore.meta["audio_features"]`)
+                  which:str="all" # "all", "librosa" or "encoder"
+                 ) -> list|None:
+    "Indices of the stored audio features a fusion model reads (None: all of them)."
+    if which not in AUDIO_FEATURE_SETS: raise AbawError(f"fusion.audio_features: {which!r} is not one of {AUDIO_FEATURE_SETS}")
+    if which == "all": return None
+    cols = [i for i, n in enumerate(names) if str(n).startswith(ENCODER_FEATURE_PREFIX) == (which == "encoder")]
+    if not cols: raise AbawError(f"fusion.audio_features: {which!r}, but the feature store has no such audio features "
+                                 f"({len(names)} stored: {', '.join(map(str, names[:3]))}{', ...' if len(names) > 3 else ''})")
+    return cols
 
 # %% ../nbs/12_fusion.ipynb #235d875d
 def drop_modalities(visual:torch.Tensor, audio:torch.Tensor, # [B, T, D] features of B windows

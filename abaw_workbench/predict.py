@@ -185,10 +185,12 @@ def to_frames(grid:xr.Dataset, # predictions on a time grid (one video)
 
 def temporal_predictions(nets:list, # one temporal model's FusionNets (one per task, or one joint)
                          store:FeatureStore, grid:xr.Dataset, # frames whose features are in `store`
-                         device="cpu", attrs:dict|None=None) -> xr.Dataset:
+                         device="cpu", attrs:dict|None=None,
+                         features:dict|None=None # video -> its features as `store.read` gives them, when in memory already
+                        ) -> xr.Dataset:
     "A temporal model's predictions for `grid`'s frames, through the training's sliding windows (`fusion.split_outputs`)."
     outs = {}
-    for net in nets: outs.update(split_outputs(net, store, grid, net.cfg.window, net.cfg.stride, device))
+    for net in nets: outs.update(split_outputs(net, store, grid, net.cfg.window, net.cfg.stride, device, features))
     return predictions_dataset(grid, outs, attrs=attrs)
 
 # %% ../nbs/13b_predict.ipynb #fe33ad56
@@ -266,7 +268,9 @@ def predict_file(path:str|Path, # a video file
     grid = make_dataset([name] * len(g), np.arange(1, len(g) + 1), time=g, has_face=face[src])
     aud, amask = file_audio_features(path, g, cache_dir, models.audio, grid.frame_index.values)
     if not amask.any(): log(f"[predict] {path.name}: no audio; the temporal models run with zero audio features (has_audio = False)")
-    store.write(name, grid.frame_index.values, vis[src], aud, face[src], amask)
+    feats = {"frame_index": grid.frame_index.values, "visual": vis[src], "audio": np.asarray(aud, np.float32),
+             "face_mask": face[src], "audio_mask": np.asarray(amask, bool)}   # as `store.read` gives them back
+    store.write(name, **feats)
     t0 = _tick(timer, "audio", t0)
     far = far_from_face(face, times, cfg.max_gap)
     attrs = {"run": models.name, "run_path": str(models.path), "trained_on": models.dataset,
@@ -282,7 +286,7 @@ def predict_file(path:str|Path, # a video file
                                             attrs={**attrs, "source": "static"})
         grids["static"] = _rows(raw["static"], src, grid)
         for m, nets in models.fusion.items():
-            grids[m] = temporal_predictions(nets, store, grid, dev, attrs={**attrs, "source": m})
+            grids[m] = temporal_predictions(nets, store, grid, dev, attrs={**attrs, "source": m}, features={name: feats})
             raw[m] = to_frames(grids[m], frames)
         for m in models.models:
             pp = models.postprocess.get(m) if cfg.postprocess else None

@@ -16,8 +16,8 @@ from .schema import TASKS
 from .tasks import TASK_DIMS
 
 # %% auto #0
-__all__ = ['MODALITIES', 'VISUAL_NORMS', 'DESIGNS', 'AUDIO_FEATURE_SETS', 'FusionConfig', 'audio_columns', 'sinusoid',
-           'Projection', 'FrameHead', 'FusionNet']
+__all__ = ['MODALITIES', 'VISUAL_NORMS', 'DESIGNS', 'AUDIO_FEATURE_SETS', 'FusionConfig', 'sinusoid', 'Projection', 'FrameHead',
+           'FusionNet']
 
 # %% ../nbs/10a_temporal.ipynb #71bb565f
 @dataclass
@@ -56,17 +56,8 @@ def _check(cfg:FusionConfig):
     if cfg.audio_features not in AUDIO_FEATURE_SETS:
         raise AbawError(f"fusion.audio_features: {cfg.audio_features!r} is not one of {AUDIO_FEATURE_SETS}")
 
-# %% ../nbs/10a_temporal.ipynb #72a70fb3
-def audio_columns(names:list, # the store's audio feature names (`FeatureStore.meta["audio_features"]`)
-                  which:str="all" # "all", "librosa" or "encoder"
-                 ) -> list|None:
-    "Indices of the stored audio features a fusion model reads (None: all of them)."
-    if which not in AUDIO_FEATURE_SETS: raise AbawError(f"fusion.audio_features: {which!r} is not one of {AUDIO_FEATURE_SETS}")
-    if which == "all": return None
-    cols = [i for i, n in enumerate(names) if str(n).startswith("w2v_") == (which == "encoder")]   # audio.encoder_feature_names
-    if not cols: raise AbawError(f"fusion.audio_features: {which!r}, but the feature store has no such audio features "
-                                 f"({len(names)} stored: {', '.join(map(str, names[:3]))}{', ...' if len(names) > 3 else ''})")
-    return cols
+
+
 
 # %% ../nbs/10a_temporal.ipynb #54f6b5d6
 def sinusoid(T:int, d:int, device=None) -> torch.Tensor:
@@ -100,7 +91,7 @@ class FrameHead(nn.Module):
 class FusionNet(nn.Module):
     "Temporal transformer over per-frame visual and/or audio features."
     def __init__(self, visual_dim:int, audio_dim:int, tasks=TASKS, cfg:FusionConfig|None=None,
-                 audio_columns:list|None=None # the stored audio features it reads (`audio_columns`; None: all `audio_dim`)
+                 audio_columns:list|None=None # the stored audio features it reads (`fusion.audio_columns`; None: all `audio_dim`)
                 ):
         super().__init__()
         self.cfg = cfg = cfg or FusionConfig(); _check(cfg)
@@ -158,7 +149,8 @@ class FusionNet(nn.Module):
                                            "cfg": dataclasses.asdict(self.cfg), "audio_columns": self.audio_columns}}
 
     def set_audio_stats(self, mean, std):
-        "Standardise audio inputs with these per-feature statistics (of the training frames: every stored feature, or only its columns)."
-        if self.audio_columns is not None and len(mean) == self.audio_dim: mean, std = np.asarray(mean)[self.audio_columns], np.asarray(std)[self.audio_columns]
+        "Standardise audio inputs with these per-feature statistics of every stored audio feature (`audio_dim`; of the training frames)."
+        mean, std = np.asarray(mean), np.asarray(std)
+        if self.audio_columns is not None: mean, std = mean[self.audio_columns], std[self.audio_columns]
         self.audio_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
         self.audio_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32).clamp_min(1e-6))
