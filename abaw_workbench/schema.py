@@ -8,15 +8,18 @@ import json, re
 from pathlib import Path
 from typing import Sequence
 
+import h5py
 import numpy as np
 import pandas as pd
 import xarray as xr
+from xarray import conventions
+from xarray.backends.common import ensure_dtype_not_object
 
 from .core import AbawError, atomic_path
 
 # %% auto #0
 __all__ = ['AU_NAMES', 'EXPR_NAMES', 'VA_NAMES', 'TASKS', 'check_task', 'base_video', 'fps_from_name', 'make_dataset',
-           'validate_dataset', 'video_slices', 'select_video', 'frame_positions', 'prediction_values',
+           'validate_dataset', 'video_slices', 'select_video', 'frame_positions', 'prediction_values', 'write_netcdf',
            'save_predictions', 'load_predictions']
 
 # %% ../nbs/01_schema.ipynb #fdc9fab8
@@ -143,6 +146,73 @@ def prediction_values(ds:xr.Dataset, # predictions in the schema
         return ds.expr.values
     return ds.va.values
 
+# %% ../nbs/01_schema.ipynb #e855658a
+_NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable.{:10d}"   # netCDF-C's name for a bare dimension
+
+def _nc_attr(v):
+    "An attribute as h5netcdf stores it (numbers as 1-element arrays); None: left to xarray's writer."
+    if isinstance(v, str): return v
+    if isinstance(v, (bool, np.bool_)): return None
+    if isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, (list, tuple, np.ndarray)) and len(v):
+        a = np.atleast_1d(np.asarray(v))
+        return a if a.ndim == 1 and a.dtype.kind in "iuf" else None
+    return None
+
+def _nc_plan(ds:xr.Dataset):
+    "The variables and attributes xarray would write (CF-encoded), and the dimension ids; None where xarray writes it."
+    if ds.encoding.get("unlimited_dims") or 0 in ds.sizes.values(): return None
+    variables, attrs = conventions.cf_encoder(*conventions.encode_dataset_coordinates(ds))
+    plan = {}
+    for k, v in variables.items():
+        v = ensure_dtype_not_object(v, name=k)
+        text = v.dtype.kind == "U" or v.dtype.kind == "O" and all(isinstance(x, str) for x in v.values.flat)
+        if "/" in k or not (text or v.dtype.kind in "iuf") or text and "_FillValue" in v.attrs: return None
+        if any(v.encoding.get(e) for e in ("zlib", "compression", "shuffle", "fletcher32")): return None
+        a = {n: _nc_attr(x) for n, x in v.attrs.items() if n != "_FillValue"}
+        if any(x is None for x in a.values()): return None
+        plan[k] = (v, a, text)
+    gattrs = {n: _nc_attr(x) for n, x in attrs.items()}
+    if any(x is None for x in gattrs.values()): return None
+    ids = {}
+    for v, _, _ in plan.values():
+        for d in v.dims: ids.setdefault(d, len(ids))   # in order of first use, as xarray creates them
+    return plan, gattrs, ids
+
+def write_netcdf(ds:xr.Dataset, # any dataset xarray can write as netCDF-4
+                 path:str|Path # the file to (over)write
+                ) -> Path:
+    "Write `ds` as the file `ds.to_netcdf(path, engine='h5netcdf')` writes, through h5py (a fifth of the time)."
+    plan = _nc_plan(ds)
+    if plan is None: ds.to_netcdf(path, engine="h5netcdf"); return Path(path)
+    plan, gattrs, ids = plan
+    sizes = {d: n for v, _, _ in plan.values() for d, n in zip(v.dims, v.shape)}
+    with h5py.File(path, "w", track_order=True) as f:
+        for k, a in gattrs.items(): f.attrs[k] = a
+        f.attrs["_NCProperties"] = np.bytes_(f"version=2,h5py={h5py.version.version},hdf5={h5py.version.hdf5_version}")
+        for d, i in ids.items():   # dimensions without a variable: empty dimension scales
+            if d in plan and plan[d][0].dims == (d,): continue
+            s = f.create_dataset(d, (sizes[d],), ">f4", track_order=True)
+            s.make_scale(_NOT_A_VARIABLE.format(sizes[d])); s.attrs["_Netcdf4Dimid"] = np.int32(i)
+        made = []
+        for k, (v, a, text) in plan.items():
+            dtype = h5py.string_dtype() if text else v.dtype
+            fill = v.attrs.get("_FillValue")
+            ch = v.encoding.get("chunksizes")
+            h = f.create_dataset(k, data=v.values.astype(object) if text else v.values, dtype=dtype,
+                                 chunks=tuple(ch) if ch and v.ndim else None, track_order=True,
+                                 fillvalue=None if fill is None else np.asarray(fill, dtype))
+            if v.dims == (k,): h.make_scale(k)   # a dimension's coordinate variable
+            if v.dims:
+                h.attrs["_Netcdf4Coordinates"] = np.array([ids[d] for d in v.dims], np.int32)
+                h.attrs["_Netcdf4Dimid"] = np.int32(ids[v.dims[0]])
+            if fill is not None: h.attrs["_FillValue"] = np.atleast_1d(np.asarray(fill, dtype))
+            for n, x in a.items(): h.attrs[n] = x
+            made.append((k, h, v.dims))
+        for k, h, dims in made:   # once every scale exists
+            if dims != (k,):
+                for j, d in enumerate(dims): h.dims[j].attach_scale(f[d])
+    return Path(path)
+
 # %% ../nbs/01_schema.ipynb #f6e05518
 def _attr_value(v):
     return v if isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, bool) else json.dumps(v, default=str)
@@ -151,12 +221,12 @@ def save_predictions(ds:xr.Dataset, # labels or predictions in the schema
                      path:str|Path, # the .nc file to (over)write atomically
                      **attrs # provenance: run, model, checkpoint, checkpoint_hash, config, dataset, split...
                     ) -> Path:
-    "Check `ds` against the schema and write it (with `attrs`) as netCDF, atomically."
+    "Check `ds` against the schema and write it (with `attrs`) as netCDF (`write_netcdf`), atomically."
     path = Path(path)
     validate_dataset(ds, str(path))
     ds = ds.copy()
     ds.attrs = {k: _attr_value(v) for k, v in {**ds.attrs, **attrs}.items() if v is not None}
-    with atomic_path(path) as tmp: ds.to_netcdf(tmp, engine="h5netcdf")
+    with atomic_path(path) as tmp: write_netcdf(ds, tmp)
     return path
 
 def load_predictions(path:str|Path # a file written by `save_predictions`
