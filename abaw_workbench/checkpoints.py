@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from .core import AbawError, config_from_dict
-from .mae import MaskedAutoencoder, build_encoder, load_checkpoint, mae_config, read_state_dict, size_name
+from .mae import (MaskedAutoencoder, build_encoder, load_weights, mae_config, read_state_dict, size_name,
+                                  state_dict_from)
 from .finetune import FrameModel
 from .temporal import FusionConfig, FusionNet
 
@@ -66,34 +67,63 @@ def _ours_without_spec(ck) -> bool:
     "Written by this workbench's training loop before checkpoints carried a spec."
     return isinstance(ck, dict) and "step" in ck and ("rng" in ck or "metrics" in ck) and not ck.get("spec")
 
-def read_spec(path:str|Path # a checkpoint file
-             ) -> dict:
-    "The spec of a checkpoint: stored (workbench checkpoints) or inferred from the shapes (MAE / timm files)."
-    path = Path(path)
+def _read_checkpoint(path:Path) -> tuple[dict, dict, str]:
+    "A checkpoint file's spec (stored, or inferred from the shapes), state dict and format; the file read once."
     ck = _read(path) if path.suffix != ".safetensors" else None
-    if isinstance(ck, dict) and ck.get("spec"): return ck["spec"]
     if _ours_without_spec(ck):
         raise AbawError(f"{path}: written before checkpoints described their model; run the stage that wrote it again "
                         "(or build the model yourself and load its weights with mae.load_checkpoint)")
-    return infer_spec(read_state_dict(path)[0], str(path))
+    sd, fmt = read_state_dict(path) if ck is None else state_dict_from(ck, path)
+    spec = ck["spec"] if isinstance(ck, dict) and ck.get("spec") else infer_spec(sd, str(path))
+    return spec, sd, fmt
+
+def read_spec(path:str|Path # a checkpoint file
+             ) -> dict:
+    "The spec of a checkpoint: stored (workbench checkpoints) or inferred from the shapes (MAE / timm files)."
+    return _read_checkpoint(Path(path))[0]
+
+# %% ../nbs/10b_checkpoints.ipynb #f94a97ce
+class _SkipInit(torch.overrides.TorchFunctionMode):
+    "In-place operations on meta tensors skipped: a model's random initialisation, when its weights are about to replace it."
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name.endswith("_") and not name.startswith("_") and name != "requires_grad_" and args \
+           and isinstance(args[0], torch.Tensor) and args[0].is_meta: return args[0]
+        return func(*args, **(kwargs or {}))
+
+def _empty_model(spec:dict) -> nn.Module|None:
+    "The model of `spec` on the meta device, not initialised; None when it will not build so or keeps a tensor a state dict does not fill."
+    try:
+        with torch.device("meta"), _SkipInit(): model = build_model(spec)
+    except Exception: return None   # a builder that needs real values at construction: built the ordinary way
+    keys = set(model.state_dict())
+    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    return model if all(k in keys for k, _ in named) else None   # non-persistent buffers: the ordinary way
+
+def _as_model_tensors(model:nn.Module, sd:dict) -> dict:
+    "`sd` in the model's dtypes and contiguous, as `load_state_dict`'s copy would make them (for `assign=True`)."
+    own = model.state_dict()
+    return {k: (v.to(own[k].dtype) if k in own and v.dtype != own[k].dtype else v).contiguous() for k, v in sd.items()}
 
 def load_model(path:str|Path, # checkpoint.pt / best.pt of a run, or an MAE / MAE-Face / timm weights file
                kind:str|tuple|None=None, # the kind(s) expected ("mae", "encoder", "frame", "fusion"); None: any
                device="cpu") -> nn.Module:
     "Rebuild the model a checkpoint describes and load its weights strictly; in eval mode."
     path = Path(path)
-    spec = read_spec(path)
+    spec, sd, fmt = _read_checkpoint(path)
     kinds = (kind,) if isinstance(kind, str) else kind
     if kinds and spec["kind"] not in kinds:
         raise AbawError(f"{path}: is a {spec['kind']!r} checkpoint, expected {' or '.join(map(repr, kinds))}")
-    model = build_model(spec)
     if spec["kind"] == "encoder":            # files from elsewhere: resampled position embeddings, key prefixes
-        rep = load_checkpoint(model, path, verbose=False)
+        model = build_model(spec)
+        rep = load_weights(model, sd, path, fmt, verbose=False)
         if rep.missing or rep.mismatched:
             raise AbawError(f"{path}: does not fill a {spec['args']['size']!r} encoder: {rep}")
-    else:
-        sd = read_state_dict(path)[0]
-        try: model.load_state_dict(sd, strict=True)
+    else:   # every tensor comes from the file: built uninitialised (meta), the file's tensors put in place
+        model = _empty_model(spec)
+        assign = model is not None
+        if not assign: model = build_model(spec)
+        try: model.load_state_dict(_as_model_tensors(model, sd) if assign else sd, strict=True, assign=assign)
         except RuntimeError as e:
             lines = [l.strip() for l in str(e).splitlines()[1:4]]
             raise AbawError(f"{path}: weights do not fit its {spec['kind']!r} model: {' '.join(lines)}") from None

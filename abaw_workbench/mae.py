@@ -23,9 +23,10 @@ from .train import Stage, TrainConfig, fit, init_distributed, write_timing
 
 # %% auto #0
 __all__ = ['MAE_SIZES', 'FRESH_KEYS', 'EXTRA_KEYS', 'IMAGE_EXTENSIONS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder',
-           'build_encoder', 'size_name', 'LoadReport', 'read_state_dict', 'load_checkpoint', 'load_weights',
-           'list_images', 'ImageFolderDataset', 'EncoderConfig', 'PretrainTrainConfig', 'PretrainConfig', 'mask_noise',
-           'PretrainStage', 'pretrain', 'reconstruction_grid', 'pretrain_args', 'pretrain_main']
+           'build_encoder', 'size_name', 'LoadReport', 'read_state_dict', 'state_dict_from', 'load_checkpoint',
+           'load_weights', 'list_images', 'ImageFolderDataset', 'EncoderConfig', 'PretrainTrainConfig',
+           'PretrainConfig', 'mask_noise', 'PretrainStage', 'pretrain', 'reconstruction_grid', 'pretrain_args',
+           'pretrain_main']
 
 # %% ../nbs/09_mae.ipynb #d93d0720
 def _sincos_1d(dim:int, pos:torch.Tensor) -> torch.Tensor:
@@ -241,6 +242,12 @@ def read_state_dict(path:str|Path) -> tuple[dict, str]:
     except Exception as e:
         why = "empty file" if path.stat().st_size == 0 else f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
         raise AbawError(f"{path}: cannot read checkpoint ({why}); replace it with a complete checkpoint") from None
+    return state_dict_from(obj, path)
+
+def state_dict_from(obj, # what `torch.load` gave for a checkpoint file
+                    path:str|Path # that file (for messages)
+                   ) -> tuple[dict, str]:
+    "The state dict in a loaded checkpoint (`{'model': ...}`, `{'state_dict': ...}` or tensors by name), and its format."
     fmt = "timm"
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict): obj, fmt = obj["model"], "mae"
     elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict): obj = obj["state_dict"]

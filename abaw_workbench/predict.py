@@ -14,7 +14,7 @@ import torch
 import xarray as xr
 
 from .core import AbawError, atomic_path, get_device, load_config, write_manifest
-from .schema import AU_NAMES, EXPR_NAMES, TASKS, make_dataset, prediction_values, save_predictions, video_slices
+from .schema import AU_NAMES, EXPR_NAMES, TASKS, make_dataset, prediction_values, save_predictions, video_slices, write_netcdf
 from .layout import VIDEO_EXTENSIONS
 from .audio import AudioConfig, audio_feature_names, file_audio_features
 from .video import VideoFrames, iter_frames, prefetch, write_video
@@ -433,8 +433,8 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
         r = predict_file(v, models, cfg, store, det, cache, timer, log, found.get(v.stem))
         t0 = time.perf_counter()
         with atomic_path(out / "tracks" / f"{r['video']}.nc") as tmp:
-            tracks_dataset(r["tracks"], r["times"], {"video_file": str(v), "chosen_track": r["predictions"]["static"].attrs["track"]}
-                          ).to_netcdf(tmp, engine="h5netcdf")
+            write_netcdf(tracks_dataset(r["tracks"], r["times"], {"video_file": str(v), "chosen_track": r["predictions"]["static"].attrs["track"]}),
+                         tmp)
         t0 = _tick(timer, "write", t0)
         if overlay:
             write_overlay(r, model, models, out / "overlay" / f"{r['video']}.mp4")
