@@ -69,22 +69,37 @@ def predict_video(net:FusionNet, visual:np.ndarray|None, # [T, Dv] features (or 
     return {k: v / counts[:, None] for k, v in sums.items()}
 
 # %% ../nbs/12_fusion.ipynb #3232fcf3
+def _network_inputs(f:dict, # one video's stored features (`FeatureStore.read`)
+                    fi:np.ndarray, # the frames wanted
+                    visual_norm:str) -> tuple[np.ndarray, np.ndarray]:
+    "Visual and audio inputs [len(fi), D] of a network for frames `fi` (zeros where not stored), normalised as it was trained."
+    rows = stored_rows(f["frame_index"], fi)
+    if len(rows) == len(f["frame_index"]) and np.array_equal(rows, np.arange(len(rows))):   # the stored frames in order: no copy
+        vis, aud, face = f["visual"], f["audio"], np.asarray(f["face_mask"], bool)
+    else:
+        ok = rows >= 0
+        vis = np.zeros((len(fi), f["visual"].shape[1]), np.float32); aud = np.zeros((len(fi), f["audio"].shape[1]), np.float32)
+        face = np.zeros(len(fi), bool)
+        vis[ok] = f["visual"][rows[ok]]; aud[ok] = f["audio"][rows[ok]]; face[ok] = f["face_mask"][rows[ok]]
+    if visual_norm == "video":  # the video is in memory already: its mean over every stored face frame
+        vis = normalize_visual(vis, face, video_mean(f))
+    return vis, aud
+
 def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's labels (schema)
                   window:int|None=None, stride:int|None=None, device="cpu",
-                  features:dict|None=None # video -> its features as `store.read` gives them, when already in memory
+                  features:dict|None=None, # video -> its features as `store.read` gives them, when already in memory
+                  inputs:dict|None=None # filled with each video's network inputs, reused by calls on the same labels and features (a model's several networks)
                  ) -> dict:
     "Per-frame outputs for every frame of `labels`, video by video."
     n = labels.sizes["frame"]
     outs, fi_all = {}, labels.frame_index.values
     for video, sl in video_slices(labels).items():
-        f = features[video] if features and video in features else store.read(video)
-        fi = fi_all[sl]
-        rows = stored_rows(f["frame_index"], fi); ok = rows >= 0
-        vis = np.zeros((len(fi), f["visual"].shape[1]), np.float32); aud = np.zeros((len(fi), f["audio"].shape[1]), np.float32)
-        face = np.zeros(len(fi), bool)
-        vis[ok] = f["visual"][rows[ok]]; aud[ok] = f["audio"][rows[ok]]; face[ok] = f["face_mask"][rows[ok]]
-        if net.cfg.visual_norm == "video":  # the video is in memory already: its mean over every stored face frame
-            vis = normalize_visual(vis, face, video_mean(f))
+        key = (video, net.cfg.visual_norm)
+        if inputs is not None and key in inputs: vis, aud = inputs[key]
+        else:
+            f = features[video] if features and video in features else store.read(video)
+            vis, aud = _network_inputs(f, fi_all[sl], net.cfg.visual_norm)
+            if inputs is not None: inputs[key] = vis, aud
         o = predict_video(net, vis, aud, window, stride, device=device)
         for k, v in o.items(): outs.setdefault(k, np.zeros((n, v.shape[1]), np.float32))[sl] = v
     return outs

@@ -186,11 +186,13 @@ def to_frames(grid:xr.Dataset, # predictions on a time grid (one video)
 def temporal_predictions(nets:list, # one temporal model's FusionNets (one per task, or one joint)
                          store:FeatureStore, grid:xr.Dataset, # frames whose features are in `store`
                          device="cpu", attrs:dict|None=None,
-                         features:dict|None=None # video -> its features as `store.read` gives them, when in memory already
+                         features:dict|None=None, # video -> its features as `store.read` gives them, when in memory already
+                         inputs:dict|None=None # the networks' inputs, prepared once for several models (`fusion.split_outputs`)
                         ) -> xr.Dataset:
     "A temporal model's predictions for `grid`'s frames, through the training's sliding windows (`fusion.split_outputs`)."
     outs = {}
-    for net in nets: outs.update(split_outputs(net, store, grid, net.cfg.window, net.cfg.stride, device, features))
+    inputs = {} if inputs is None else inputs
+    for net in nets: outs.update(split_outputs(net, store, grid, net.cfg.window, net.cfg.stride, device, features, inputs))
     return predictions_dataset(grid, outs, attrs=attrs)
 
 # %% ../nbs/13b_predict.ipynb #fe33ad56
@@ -281,12 +283,12 @@ def predict_file(path:str|Path, # a video file
     if track is None:
         for m in models.models: raw[m] = preds[m] = _empty(frames, {**attrs, "source": m})
     else:
-        grids = {}
+        grids, inputs = {}, {}
         raw["static"] = predictions_dataset(frames, {k: fill_from_neighbours(v, face, frames) for k, v in static.items()},
                                             attrs={**attrs, "source": "static"})
         grids["static"] = _rows(raw["static"], src, grid)
         for m, nets in models.fusion.items():
-            grids[m] = temporal_predictions(nets, store, grid, dev, attrs={**attrs, "source": m}, features={name: feats})
+            grids[m] = temporal_predictions(nets, store, grid, dev, attrs={**attrs, "source": m}, features={name: feats}, inputs=inputs)
             raw[m] = to_frames(grids[m], frames)
         for m in models.models:
             pp = models.postprocess.get(m) if cfg.postprocess else None
