@@ -10,6 +10,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import scipy.fft
 
 from .core import AbawError, atomic_write
 from .schema import base_video
@@ -131,14 +132,16 @@ def pitch_track(y:np.ndarray, # mono waveform
     yp = np.pad(np.asarray(y, np.float32), (L // 2, L // 2 + hop_length))
     frames = np.lib.stride_tricks.sliding_window_view(yp, L)[::hop_length][:n]  # [T, L] (a view)
     f0, voicing = np.zeros(n, np.float32), np.zeros(n, np.float32)
-    nfft = 1 << int(np.ceil(np.log2(2 * L)))
     taus = np.arange(lo - 1, hi + 2)  # one lag either side for peak tests and refinement
+    nfft = scipy.fft.next_fast_len(L + int(taus[-1]), real=True)  # long enough that lags up to the largest do not wrap around
     for s in range(0, n, chunk):
-        x = frames[s:s + chunk].astype(np.float64)
-        x = x - x.mean(1, keepdims=True)
-        F = np.fft.rfft(x, nfft)
-        r = np.fft.irfft(F * F.conj(), nfft)[:, taus]                        # [B, K] autocorrelation
-        c = np.concatenate([np.zeros((len(x), 1)), np.cumsum(x * x, 1)], 1)  # energy prefix sums
+        x = np.zeros((min(chunk, n - s), nfft))                               # the frame, zero-padded to nfft
+        x[:, :L] = frames[s:s + chunk]
+        x[:, :L] -= x[:, :L].mean(1, keepdims=True)
+        F = scipy.fft.rfft(x)
+        P = F.real ** 2; P += F.imag ** 2                                     # power spectrum
+        r = scipy.fft.irfft(P, nfft)[:, taus]                # [B, K] autocorrelation
+        c = np.zeros((len(x), L + 1)); np.cumsum(x[:, :L] ** 2, 1, out=c[:, 1:])  # energy prefix sums
         e0, et = c[:, L - taus], c[:, [L]] - c[:, taus]                       # energies of x[:L-τ], x[τ:]
         nccf = r / np.sqrt(e0 * et + 1e-12)                                   # [B, K] in [-1, 1]
         mid = nccf[:, 1:-1]
@@ -149,7 +152,7 @@ def pitch_track(y:np.ndarray, # mono waveform
         ym, y0, yq = nccf[b, k], nccf[b, k + 1], nccf[b, k + 2]
         den = ym - 2 * y0 + yq
         off = np.where(np.abs(den) > 1e-9, 0.5 * (ym - yq) / np.where(den == 0, 1, den), 0).clip(-0.5, 0.5)
-        rms_db = 10 * np.log10((x * x).mean(1) + 1e-12)
+        rms_db = 10 * np.log10(c[:, L] / L + 1e-12)
         v = np.clip(y0, 0, 1) * (best > 0)
         voiced = (v >= cfg.voicing_threshold) & (rms_db > cfg.silence_db)
         f0[s:s + chunk] = np.where(voiced, sr / (taus[k + 1] + off), 0)

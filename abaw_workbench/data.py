@@ -397,7 +397,7 @@ def make_loader(dataset:torch.utils.data.Dataset,
                 sampler=None, # e.g. a DistributedSampler (then `shuffle` is the sampler's business)
                 prefetch_factor:int=4 # batches prefetched per worker
                ) -> torch.utils.data.DataLoader:
-    "A DataLoader with sensible defaults for frame and window datasets."
+    "A DataLoader with sensible defaults for frame and window datasets (a dataset's own `collate` method, if any, makes its batches)."
     nw = default_workers() if num_workers is None else num_workers
     g = torch.Generator().manual_seed(seed)
     kw = dict(num_workers=nw, pin_memory=torch.cuda.is_available(), generator=g)
@@ -408,4 +408,4 @@ def make_loader(dataset:torch.utils.data.Dataset,
         bs = torch.utils.data.BatchSampler(base, batch_size, drop_last)
         return torch.utils.data.DataLoader(dataset, sampler=bs, batch_size=None, **kw)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
-                                       sampler=sampler, drop_last=drop_last, **kw)
+                                       sampler=sampler, drop_last=drop_last, collate_fn=getattr(dataset, "collate", None), **kw)

@@ -265,7 +265,7 @@ class ExtractConfig:
     "What to extract and how (the encoder itself, its size, image size and pooling, come from its checkpoint)."
     splits: list = field(default_factory=lambda: ["train", "validation", "test"]) # "test": the videos of the test lists
     batch_size: int = 64 # frames per encoder batch
-    num_workers: int|None = None # crop-decoding workers (None: all cores but one)
+    num_workers: int|None = None # crop-decoding workers (None: none on the CPU, whose cores the encoder's threads use; all cores but one beside a GPU)
     device: str = "auto" # "auto", "cpu", "cuda", ...
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -324,15 +324,18 @@ def _write_video(entry, store:FeatureStore, video:str, fi:np.ndarray, has:np.nda
 class _Stopped(Exception): "The extraction stopped while the writer waited."
 
 class _VideoWriter:
-    "A background thread that computes each video's audio features while the encoder runs, then writes the video, in order."
+    "Computes each video's audio features and writes the video, in order: in a background thread while the encoder runs, or in the caller's thread."
     def __init__(self, n:int, # videos, written 0, 1, ..., n-1
                  write, # write(j, visual): audio features of video j, then its file (`visual()` waits for its visual features)
                  waits, # [n] bool: videos whose visual features come through `put` (the others have none: zeros)
-                 ahead:int=2 # finished videos waiting to be written before `put` blocks (bounds memory)
+                 ahead:int=2, # finished videos waiting to be written before `put` blocks (bounds memory)
+                 background:bool=True # False: `put` writes (the CPU encoder's threads keep every core busy; work beside them slows them more than it costs)
                 ):
-        self.q, self.stop, self.waits = queue.Queue(maxsize=ahead), threading.Event(), np.asarray(waits, bool)
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="extract-writer")
-        self.future = self.pool.submit(self._run, n, write)
+        self.n, self.write, self.waits, self.done = n, write, np.asarray(waits, bool), 0
+        self.q, self.stop, self.pool = queue.Queue(maxsize=ahead), threading.Event(), None
+        if background:
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="extract-writer")
+            self.future = self.pool.submit(self._run)
 
     def _next(self, j):
         while not self.stop.is_set():
@@ -342,13 +345,22 @@ class _VideoWriter:
             return vis
         raise _Stopped
 
-    def _run(self, n, write):
-        for j in range(n):
+    def _run(self):
+        for j in range(self.n):
             if self.stop.is_set(): return
-            write(j, (lambda j=j: self._next(j)) if self.waits[j] else None)
+            self.write(j, (lambda j=j: self._next(j)) if self.waits[j] else None)
+
+    def _write_until(self, j):
+        "In the caller's thread: the videos before `j`, which have no visual features."
+        for k in range(self.done, j):
+            assert not self.waits[k], f"extract: video {j} came before video {k}"
+            self.write(k, None)
+        self.done = max(self.done, j)
 
     def put(self, j:int, visual:np.ndarray):
         "Hand over video `j`'s visual features (blocks while `ahead` videos wait; raises the writer's error)."
+        if self.pool is None:
+            self._write_until(j); self.write(j, lambda: visual); self.done = j + 1; return
         while True:
             if self.future.done(): self.future.result(); raise AbawError(f"extract: the writer stopped before video {j}")
             try: return self.q.put((j, visual), timeout=0.05)
@@ -356,6 +368,9 @@ class _VideoWriter:
 
     def __enter__(self): return self
     def __exit__(self, typ, *_):
+        if self.pool is None:
+            if typ is None: self._write_until(self.n)
+            return
         if typ is not None: self.stop.set()           # the main loop failed: the writer stops at its next wait
         try:
             if typ is None: self.future.result()      # every video written, or the writer's own error
@@ -401,12 +416,13 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
     def write(j, visual):
         v = todo[j]
         _write_video(entry, store, v, frames[v], has[v], meta["visual_dim"], visual, cfg.audio, cache_dir, dev, catalog)
-    with _VideoWriter(len(todo), write, waits=remaining > 0) as writer:
+    with _VideoWriter(len(todo), write, waits=remaining > 0, background=dev.type != "cpu") as writer:
         data = CropDataset(table, crops, pre, normalize=False)   # uint8 crops: a quarter of the bytes between processes
         bar = tqdm(total=len(data), desc="extract", disable=not progress, unit="frame", dynamic_ncols=True)
         acc = {}
         with torch.inference_mode():
-            for b in make_loader(data, batch_size=cfg.batch_size, num_workers=cfg.num_workers):
+            nw = cfg.num_workers if cfg.num_workers is not None else (0 if dev.type == "cpu" else None)
+            for b in make_loader(data, batch_size=cfg.batch_size, num_workers=nw):
                 x = normalize_batch(b["image"].to(dev, non_blocking=True), pre)    # the whole batch at once, on its device
                 f = fm.features(x).float().cpu().numpy()                           # [B, visual_dim]
                 rows = b["index"].numpy()
