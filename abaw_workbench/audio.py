@@ -140,7 +140,7 @@ def pitch_track(y:np.ndarray, # mono waveform
         x[:, :L] -= x[:, :L].mean(1, keepdims=True)
         F = scipy.fft.rfft(x)
         P = F.real ** 2; P += F.imag ** 2                                     # power spectrum
-        r = scipy.fft.irfft(P, nfft)[:, taus]                # [B, K] autocorrelation
+        r = scipy.fft.irfft(P, nfft)[:, taus]                                 # [B, K] autocorrelation
         c = np.zeros((len(x), L + 1)); np.cumsum(x[:, :L] ** 2, 1, out=c[:, 1:])  # energy prefix sums
         e0, et = c[:, L - taus], c[:, [L]] - c[:, taus]                       # energies of x[:L-τ], x[τ:]
         nccf = r / np.sqrt(e0 * et + 1e-12)                                   # [B, K] in [-1, 1]

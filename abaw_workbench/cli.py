@@ -4,13 +4,26 @@
 
 # %% ../nbs/90_cli.ipynb #40fc8825
 from __future__ import annotations
-import argparse, importlib, importlib.util, os, sys
+import argparse, ctypes, importlib, importlib.util, os, sys
 from dataclasses import dataclass
 
-# Thread policy, set before torch loads libgomp (evidence: bench/bench_threads.py): one torch thread per core,
-# and OpenMP threads that spin only briefly at a barrier before sleeping. With libgomp's default long spin a run
-# beside one other busy process slowed 25-50x; with the short spin about 2x, at no cost on a quiet machine.
+# Thread and memory policy, set before numpy and torch load their libraries (evidence: bench/bench_threads.py).
+# One torch thread per core, and OpenMP threads that spin only briefly at a barrier before sleeping: with libgomp's
+# default long spin a run beside one other busy process slowed 25-50x; with the short spin about 2x, at no cost on a
+# quiet machine. numpy's OpenBLAS threads likewise spin only briefly after a call (their default, 2^28 cycles, ran on
+# beside the next forward of the encoder after each video's audio features). And freed memory stays with the
+# process for reuse (glibc returned it at once, so every forward faulted its activations' pages in again).
 if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ): os.environ["GOMP_SPINCOUNT"] = "1000"
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+def _keep_freed_memory(mmap_threshold:int=32 << 20, trim_threshold:int=256 << 20):
+    "glibc: blocks below `mmap_threshold` come from the heap, and up to `trim_threshold` freed bytes stay for reuse."
+    if not sys.platform.startswith("linux") or os.environ.get("MALLOC_MMAP_THRESHOLD_"): return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, mmap_threshold); libc.mallopt(-1, trim_threshold)   # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    except (OSError, AttributeError): pass   # not glibc (musl, ...): its own policy stays
+_keep_freed_memory()
 
 import abaw_workbench
 from .core import AbawError, FIXABLE_ERRNOS, error_line, worker_died

@@ -329,7 +329,7 @@ class _VideoWriter:
                  write, # write(j, visual): audio features of video j, then its file (`visual()` waits for its visual features)
                  waits, # [n] bool: videos whose visual features come through `put` (the others have none: zeros)
                  ahead:int=2, # finished videos waiting to be written before `put` blocks (bounds memory)
-                 background:bool=True # False: `put` writes (the CPU encoder's threads keep every core busy; work beside them slows them more than it costs)
+                 background:bool=True # False: `put` writes, in the caller's thread (on the CPU, whose cores the encoder's threads keep busy)
                 ):
         self.n, self.write, self.waits, self.done = n, write, np.asarray(waits, bool), 0
         self.q, self.stop, self.pool = queue.Queue(maxsize=ahead), threading.Event(), None
@@ -417,7 +417,7 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
         v = todo[j]
         _write_video(entry, store, v, frames[v], has[v], meta["visual_dim"], visual, cfg.audio, cache_dir, dev, catalog)
     with _VideoWriter(len(todo), write, waits=remaining > 0, background=dev.type != "cpu") as writer:
-        data = CropDataset(table, crops, pre, normalize=False)   # uint8 crops: a quarter of the bytes between processes
+        data = CropDataset(table, crops, pre, normalize=False)   # uint8 crops, normalised a batch at a time (a quarter of the bytes from workers)
         bar = tqdm(total=len(data), desc="extract", disable=not progress, unit="frame", dynamic_ncols=True)
         acc = {}
         with torch.inference_mode():

@@ -24,7 +24,7 @@ warm-up pass (its rounds read the waveforms from the cache and compute the audio
 import argparse, dataclasses, json, os, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 
-# the stages run under `abaw`'s thread policy, as `abaw demo` runs them: set by importing the CLI before torch loads
+# the stages run under `abaw`'s thread and memory policy, as `abaw demo` runs them: set by importing the CLI before numpy and torch load
 from abaw_workbench import cli
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ def main(argv=None):
     cat = Catalog.load(a.catalog or default_catalog_path())
     entry = cat.resolve(cfg.dataset, "affwild2")
     e, H, S = cfg.encoder, cfg.encoder.img_size, a.steps
-    spin = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
+    spin = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT") if k in os.environ}
     print(f"{'stage (as abaw demo runs it)':<34}{'real/s':>10}{'bare/s':>10}{'ratio':>8}   spread      "
           f"(config {a.config}: {e.size} at {H} px; torch threads {torch.get_num_threads()}, {spin or 'default spin'} "
           f"as {cli.__name__} sets it; {a.rounds} rounds)", flush=True)

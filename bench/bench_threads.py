@@ -11,7 +11,15 @@ run in interleaved order and each figure is the median of the rounds' per-step m
 `abaw` itself uses one thread per core with the short spin (unless the environment sets
 `OMP_NUM_THREADS`, `OMP_WAIT_POLICY` or `GOMP_SPINCOUNT`); this table is the evidence for that choice.
 
-    python bench/bench_threads.py [--rounds 2] [--steps 6]
+A second table (`--only between`) shows the rest of the policy: what numpy work *between* forwards does to
+them, as in feature extraction, where each video's audio features (librosa and scipy, numpy's OpenBLAS)
+are computed between encoder batches. A fresh process per setting times 30 forwards of the demo's
+encoder (micro ViT, 112 px, batch 64), once back to back and once with one video's audio features
+(7 s of sound) after every third batch, for OpenBLAS's default spin after a call (2^28 cycles) or a short
+one (OPENBLAS_THREAD_TIMEOUT=4), and glibc's default of returning freed memory at once or keeping it
+(`abaw_workbench.cli._keep_freed_memory`). The ratio is the forwards' time back to back / between audio work.
+
+    python bench/bench_threads.py [--rounds 2] [--steps 6] [--only threads|between]
 """
 import argparse, itertools, json, os, statistics, subprocess, sys, time
 
@@ -33,6 +41,34 @@ else:
 print(json.dumps({"s": bare_step_seconds(net, x, steps=steps, warmup=2)}))
 """
 
+BETWEEN = r"""
+import sys, time, json, resource
+import numpy as np
+if sys.argv[1] == "keep": from abaw_workbench.cli import _keep_freed_memory   # the import sets nothing the parent did not
+import torch
+from abaw_workbench.audio import audio_features
+from abaw_workbench.finetune import FrameModel
+from abaw_workbench.mae import build_encoder
+torch.manual_seed(0)
+net = FrameModel(build_encoder("micro", 112, drop_path=0.0), tasks=()).eval()
+x, rng = torch.randn(64, 3, 112, 112), np.random.default_rng(0)
+sr, t = 16000, np.arange(7 * 16000) / 16000
+wave = (0.3 * np.sin(2 * np.pi * 150 * t) * (1 + np.sin(t)) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+def forwards(between):
+    s, flt = 0.0, resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    with torch.inference_mode():
+        for i in range(30):
+            if between and i % 3 == 0: audio_features(wave, sr, np.arange(210) / 30)
+            t0 = time.perf_counter(); net.features(x); s += time.perf_counter() - t0
+    return s, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - flt
+forwards(True)
+r = {k: [] for k in ("alone", "between", "faults")}
+for _ in range(2):
+    a, _f = forwards(False); b, f = forwards(True)
+    r["alone"].append(a); r["between"].append(b); r["faults"].append(f)
+print(json.dumps({k: float(np.median(v)) for k, v in r.items()}))
+"""
+
 COMPETITOR = r"""
 import torch
 torch.set_num_threads(2)
@@ -51,11 +87,40 @@ def step_time(threads, policy, model, steps):
     return json.loads(r.stdout.strip().splitlines()[-1])["s"]
 
 
+def between_forwards(blas, memory):
+    "Forwards back to back and with audio features between them, in a fresh process (OpenBLAS spin `blas`, memory policy `memory`)."
+    env = {**os.environ, "GOMP_SPINCOUNT": "1000", "OPENBLAS_THREAD_TIMEOUT": "28" if blas == "default" else "4"}
+    env.pop("OMP_NUM_THREADS", None); env.pop("OMP_WAIT_POLICY", None)
+    r = subprocess.run([sys.executable, "-c", BETWEEN, memory], env=env, capture_output=True, text=True)
+    if r.returncode: raise SystemExit(r.stderr)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main_between(rounds):
+    settings = list(itertools.product(("default", "short"), ("default", "keep")))
+    res = {}
+    for _ in range(rounds):
+        for s in settings: res.setdefault(s, []).append(between_forwards(*s))
+    print(f"{'OpenBLAS spin':<15}{'freed memory':<14}{'alone s':>9}{'between s':>11}{'ratio':>7}{'faults':>9}   (30 forwards, micro ViT at 112 px, batch 64)")
+    rows = []
+    for blas, mem in settings:
+        al, bt, fl = (statistics.median(r[k] for r in res[(blas, mem)]) for k in ("alone", "between", "faults"))
+        print(f"{blas:<15}{mem:<14}{al:>9.2f}{bt:>11.2f}{al / bt:>7.2f}{fl:>9.0f}")
+        rows.append(dict(bench="threads", metric=f"forwards between audio work, OpenBLAS spin {blas}, freed memory {mem}",
+                         value=round(bt, 3), unit="s / 30 forwards", baseline=round(al, 3), ratio=round(al / bt, 3),
+                         target="abaw's policy (short, keep): ratio close to 1"))
+    print("(abaw's policy: OpenBLAS spin short, freed memory kept; faults: page faults of the forwards between audio work)")
+    for r in rows: print(json.dumps(r))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--only", choices=("threads", "between"), default=None)
     a = ap.parse_args(argv)
+    if a.only != "threads": main_between(a.rounds)
+    if a.only == "between": return 0
     cores = len(os.sched_getaffinity(0))
     settings = list(itertools.product(("fusion", "finetune"), (1, cores), ("default", "spin1000", "passive")))
     res = {}
