@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from .core import AbawError, atomic_path, atomic_write, file_hash, get_device, remove_stale_tmp, stage_args, stage_config
-from .schema import fps_from_name, make_dataset, video_slices
+from .schema import fps_from_name, make_dataset, video_slices, write_netcdf
 from .layout import Layout, crop_indices
 from .annotations import read_split, read_test_list
 from .catalog import Catalog, default_catalog_path
@@ -35,32 +35,14 @@ __all__ = ['FeatureStore', 'stored_rows', 'normalize_visual', 'video_mean', 'Win
            'feature_model', 'frames_to_extract', 'split_videos', 'extract_features', 'extract_args', 'extract_main']
 
 # %% ../nbs/11_features.ipynb #3a550916
-def _write_netcdf(path, video:str, frame_index, visual, audio, face_mask, audio_mask, chunk:int):
-    "One video's features as the netCDF-4 file xarray's `to_netcdf(engine='h5netcdf')` writes, with h5py (a tenth of the time)."
-    n = len(frame_index)
-    dims = {"frame": n, "visual_dim": visual.shape[1], "audio_dim": audio.shape[1]}
-    ids = {d: i for i, d in enumerate(dims)}
-    with h5py.File(path, "w", track_order=True) as f:
-        f.attrs["video"] = video
-        f.attrs["_NCProperties"] = np.bytes_(f"version=2,h5py={h5py.version.version},hdf5={h5py.version.hdf5_version}")
-        for d, size in dims.items():   # netCDF dimensions without a variable: empty dimension scales
-            s = f.create_dataset(d, (size,), ">f4", track_order=True)
-            s.make_scale(f"This is a netCDF dimension but not a netCDF variable.{size:10d}")
-            s.attrs["_Netcdf4Dimid"] = np.int32(ids[d])
-        def var(name, data, vdims, chunks=None, **attrs):
-            fill = np.float32(np.nan) if data.dtype == np.float32 else None
-            v = f.create_dataset(name, data=data, chunks=chunks if data.size else None, fillvalue=fill, track_order=True)
-            for k, d in enumerate(vdims): v.dims[k].attach_scale(f[d])
-            v.attrs["_Netcdf4Coordinates"] = np.array([ids[d] for d in vdims], np.int32)
-            v.attrs["_Netcdf4Dimid"] = np.int32(ids[vdims[0]])
-            if fill is not None: v.attrs["_FillValue"] = np.array([fill])
-            for k, a in attrs.items(): v.attrs[k] = a
-        c = max(1, min(chunk, n))
-        var("frame_index", frame_index, ("frame",))
-        var("visual", visual, ("frame", "visual_dim"), (c, max(1, visual.shape[1])), coordinates="frame_index")
-        var("audio", audio, ("frame", "audio_dim"), (c, max(1, audio.shape[1])), coordinates="frame_index")
-        for k, m in (("face_mask", face_mask), ("audio_mask", audio_mask)):   # netCDF has no bool: int8, as xarray stores it
-            var(k, m.astype(np.int8), ("frame",), coordinates="frame_index", dtype="bool")
+def _video_dataset(video:str, frame_index, visual, audio, face_mask, audio_mask, chunk:int) -> xr.Dataset:
+    "One video's features as the dataset its file holds (`visual` and `audio` chunked along `frame`)."
+    ds = xr.Dataset({"visual": (("frame", "visual_dim"), visual), "audio": (("frame", "audio_dim"), audio),
+                     "face_mask": ("frame", face_mask), "audio_mask": ("frame", audio_mask)},
+                    coords={"frame_index": ("frame", frame_index)}, attrs={"video": video})
+    for k in ("visual", "audio"):
+        if ds[k].size: ds[k].encoding["chunksizes"] = (max(1, min(chunk, len(frame_index))), ds[k].shape[1])
+    return ds
 
 class FeatureStore:
     "A folder of per-video feature files."
@@ -101,8 +83,8 @@ class FeatureStore:
         for name, a in (("visual", visual), ("audio", audio), ("face_mask", face_mask), ("audio_mask", audio_mask)):
             if len(a) != n: raise AbawError(f"{video}: {name} has {len(a)} frames, frame_index has {n}")
         with atomic_path(self.file(video)) as tmp:
-            _write_netcdf(tmp, video, np.asarray(frame_index, np.int64), np.asarray(visual, np.float32),
-                          np.asarray(audio, np.float32), np.asarray(face_mask, bool), np.asarray(audio_mask, bool), chunk)
+            write_netcdf(_video_dataset(video, np.asarray(frame_index, np.int64), np.asarray(visual, np.float32),
+                                        np.asarray(audio, np.float32), np.asarray(face_mask, bool), np.asarray(audio_mask, bool), chunk), tmp)
 
     def open(self, video:str):
         "A read handle (h5py.File) on one video's feature file; errors name the file."

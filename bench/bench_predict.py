@@ -17,6 +17,9 @@ Usage: python bench/bench_predict.py [--seconds 60] [--height 720] [--fps 30] [-
 import argparse, json, os, sys, tempfile, time, warnings
 from pathlib import Path
 
+# measured under `abaw`'s thread and memory policy, as `abaw predict` runs: set by importing the CLI before numpy and torch load
+from abaw_workbench import cli  # noqa: F401
+
 import cv2
 import numpy as np
 import torch
