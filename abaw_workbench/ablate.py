@@ -15,15 +15,14 @@ import xarray as xr
 import yaml
 from tqdm.auto import tqdm
 
-from .core import AbawError, atomic_path, atomic_write, config_hash
-from .evaluation import evaluate_predictions, postprocess_report, score_postprocessed_cv
+from .core import AbawError, atomic_path, atomic_write, config_hash, markdown_table, worker_threads
+from .catalog import project_root
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_TAGS', 'EXPERIMENT_STAGES', 'GridRun', 'run_id',
-           'Grid', 'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status',
+__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_TAGS', 'GridRun', 'run_id', 'Grid', 'load_grid',
+           'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status', 'portable_path',
            'run_grid', 'load_results', 'summary_frame', 'results_markdown', 'results_figures', 'write_results',
-           'file_lock', 'shared_stage', 'code_version', 'write_record', 'experiment_stages', 'experiment_path',
-           'open_stage_cache', 'selected_scores', 'experiment_metrics', 'ablate_args', 'ablate_main']
+           'ablate_args', 'ablate_main']
 
 # %% ../nbs/14_ablate.ipynb #290ac4f2
 GRID_KEYS = ("notebook", "description", "parameters", "zip", "fixed", "seeds", "seed_parameter", "timeout", "table")
@@ -321,8 +320,14 @@ def read_status(folder:str|Path) -> dict|None:
     f = Path(folder) / STATUS
     return json.loads(f.read_text()) if f.exists() else None
 
+def portable_path(p:str|Path # a file
+                 ) -> str:
+    "`p` relative to the project root when it lies there (results stay true when the project moves), else absolute."
+    p, root = Path(p).resolve(), project_root().resolve()
+    return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+
 def _write_grid_json(grid:Grid, out:Path, runs:list[GridRun]):
-    d = {"format": 1, "grid": str(grid.path.resolve()), "notebook": str(grid.notebook), "description": grid.description,
+    d = {"format": 1, "grid": portable_path(grid.path), "notebook": portable_path(grid.notebook), "description": grid.description,
          "varied": grid.varied, "seed_parameter": grid.seed_parameter, "table": grid.table,
          "runs": [{"run": r.id, "parameters": r.parameters} for r in runs]}
     with atomic_write(out / "grid.json", "w") as f: json.dump(d, f, indent=1, default=str)
@@ -378,7 +383,7 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
         f"({workers} at a time) in {out}")
     own = executor is None
     # local runs share the cores (a cluster's workers choose for themselves): K runs at a time get cores/K threads each
-    threads = max(1, len(os.sched_getaffinity(0)) // workers) if own else None
+    threads = worker_threads(workers) if own else None
     if own: executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=_watch_parent, initargs=(os.getpid(),))
     bar, inflight, interrupted = _Progress(len(pending), progress), {}, False
@@ -433,12 +438,13 @@ def _column(values:list) -> np.ndarray:
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals): return np.array(vals, np.float64)
     return np.array([v if isinstance(v, str) else json.dumps(v) for v in values], dtype=object)
 
-def load_results(out:str|Path # a grid's output folder (`abaw ablate --out`)
+def load_results(out:str|Path # a grid's output folder (`abaw ablate --out`), or a folder of its results (`ablations/results/<grid>`)
                 ) -> xr.Dataset:
-    "Every run of a grid's output folder as one Dataset (dimension `run`)."
+    "Every run of a grid's output folder as one Dataset (dimension `run`); from `results.nc` where the runs are not there."
     out = Path(out)
     gj = out / "grid.json"
-    if not gj.exists(): raise AbawError(f"{out}: no grid.json (not an `abaw ablate` output folder)")
+    if not gj.exists() and (out / "results.nc").is_file(): return xr.load_dataset(out / "results.nc", engine="h5netcdf")
+    if not gj.exists(): raise AbawError(f"{out}: neither grid.json nor results.nc (not an `abaw ablate` output or results folder)")
     g = json.loads(gj.read_text())
     rows = []
     for r in g["runs"]:
@@ -471,11 +477,6 @@ def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)): return "" if np.isnan(v) else f"{v:.4f}"
     return str(v)
 
-def _md_table(header:list, rows:list) -> str:
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
-    return "\n".join(["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
-                     + ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows])
-
 def _note(ds, i) -> str: return str(ds.note.values[i]) if "note" in ds else ""   # results written before runs had notes
 
 def summary_frame(ds:xr.Dataset, # results (`load_results`)
@@ -505,7 +506,7 @@ def results_markdown(ds:xr.Dataset, # results (`load_results`)
              f"Notebook `{Path(ds.attrs['notebook']).name}`; {ds.sizes['run']} runs: " + ", ".join(f"{v} {k}" for k, v in st.items()), ""]
     same = [k for k in json.loads(ds.attrs["parameters"]) if k not in varied]
     if same:
-        lines += ["## Settings of every run", "", _md_table(["parameter", "value"], [[k, str(ds[k].values[0])] for k in same]), ""]
+        lines += ["## Settings of every run", "", markdown_table(["parameter", "value"], [[k, str(ds[k].values[0])] for k in same]), ""]
     s = summary_frame(ds, metrics)
     if len(s):
         lines += ["## Mean ± standard deviation over seeds", ""]
@@ -514,12 +515,12 @@ def results_markdown(ds:xr.Dataset, # results (`load_results`)
             idx = idx if isinstance(idx, tuple) else (idx,)
             rows.append(list(idx if keys else []) + [f"{row[(m, 'mean')]:.4f} ± {row[(m, 'std')]:.4f}" if row[(m, "count")] > 1
                                                     else _fmt(row[(m, "mean")]) for m in metrics] + [int(row[(metrics[0], "count")])])
-        lines += [_md_table(keys + metrics + ["runs"], rows), ""]
+        lines += [markdown_table(keys + metrics + ["runs"], rows), ""]
     lines += ["## Every run", ""]
     pcols = varied or []
     rows = [[ds.run.values[i]] + [_fmt(ds[k].values[i]) for k in pcols] + [ds.status.values[i]]
             + [_fmt(ds[m].values[i]) for m in metrics] + [f"{ds.seconds.values[i]:.1f}", ds.error.values[i] or _note(ds, i)] for i in range(ds.sizes["run"])]
-    lines += [_md_table(["run"] + pcols + ["status"] + metrics + ["seconds", "error or note"], rows), ""]
+    lines += [markdown_table(["run"] + pcols + ["status"] + metrics + ["seconds", "error or note"], rows), ""]
     return "\n".join(lines)
 
 # %% ../nbs/14_ablate.ipynb #039f76f7
@@ -569,119 +570,6 @@ def write_results(ds:xr.Dataset, # results (`load_results`)
         f.write(f"<!doctype html><html><head><meta charset='utf-8'><title>{Path(ds.attrs['grid']).name}</title></head><body>"
                 f"<h1>{Path(ds.attrs['grid']).name}</h1><p>{ds.attrs.get('description', '')}</p>{html or '<p>no finished runs</p>'}</body></html>")
     return paths
-
-# %% ../nbs/14_ablate.ipynb #500989f9
-@contextlib.contextmanager
-def file_lock(path:str|Path # the lock file (made if absent)
-             ):
-    "An exclusive inter-process lock (released when the holder exits, even when it is killed)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
-
-def shared_stage(runner, # a stage cache (`runs.StageRunner`): folders keyed by chained config hashes
-                 name:str, # stage name
-                 settings, # the stage's settings (hashed)
-                 fn # `fn(folder) -> dict`, run unless finished before
-                ):
-    "`runner.run(name, settings, fn)` under a lock, so that parallel runs compute a shared stage once; the stage folder keeps the code version that ran it (code.json)."
-    key = config_hash({"stage": name, "settings": settings, "upstream": list(runner.chain)})
-    def run_and_note(d):
-        r = fn(d)
-        with atomic_write(Path(d) / "code.json", "w") as f: json.dump(code_version(), f)
-        return r
-    with file_lock(Path(runner.out) / ".locks" / f"{name}-{key}.lock"):
-        return runner.run(name, settings, run_and_note, code=fn)   # the stage's code: fn's, not this wrapper's
-
-# %% ../nbs/14_ablate.ipynb #c0c84116
-def code_version() -> dict:
-    "The git commit of the code and whether its tree has uncommitted changes (None where it is not a git checkout)."
-    root = Path(sys.modules["abaw_workbench"].__file__).resolve().parent.parent  # the checkout the package runs from
-    def git(*a):
-        r = subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True)
-        return r.stdout.strip() if r.returncode == 0 else None
-    commit = git("rev-parse", "HEAD")
-    dirty = None if commit is None else bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"commit": commit, "dirty": dirty}
-
-def write_record(parameters:dict, # the notebook's parameters, as run
-                 metrics:dict, # metrics (nested dicts of numbers: raw and post-processed, as in the demo's metrics.json)
-                 timing:dict, # seconds per stage (0: found in the cache) and in total
-                 entries:list, # catalog entries read (`catalog.Entry`)
-                 path:str|Path=RECORD, # where (beside the executed notebook: the kernel's working directory)
-                 **extra) -> Path:
-    "Write an experiment's machine-readable record atomically (`stages={name: folder}`: with the code version that ran each)."
-    if isinstance(extra.get("stages"), dict):
-        def code(d): f = Path(d) / "code.json"; return json.loads(f.read_text()) if f.exists() else None
-        extra["stages"] = {k: {"folder": str(d), "code": code(d)} for k, d in extra["stages"].items()}
-    rec = {"format": 1, "parameters": parameters, "metrics": metrics, "timing": timing, "code": code_version(),
-           "catalog": {e.name: {"kind": e.kind, "path": str(e.path), "source": str(e.source),
-                                **({"synth": e.options["synth"]} if "synth" in e.options else {})} for e in entries},
-           "written": _now(), **extra}
-    with atomic_write(path, "w") as f: json.dump(rec, f, indent=1, default=str)
-    return Path(path)
-
-# %% ../nbs/14_ablate.ipynb #a8a4fab6
-EXPERIMENT_STAGES = ("data", "pretrain", "finetune", "extract", "fusion")
-
-def experiment_stages(cfg, # a `demo.DemoConfig`: every stage's settings
-                      cat, # the `catalog.Catalog` (cfg.dataset, cfg.faces)
-                      runner, # the stage cache (`runs.StageRunner`) in a folder the runs of a grid share
-                      until:str="fusion", # the last stage: "pretrain", "finetune", "extract" or "fusion"
-                      pretrained:bool=True # fine-tune from the MAE encoder (False: from random weights)
-                     ) -> dict:
-    "The demo's stages (`demo.method_stages`) up to `until`, each found in the shared cache or run under a lock; entry, labels, folders."
-    from abaw_workbench.demo import method_stages   # imported here: the stages pull in torch; the grid runner only starts notebooks
-    if until not in EXPERIMENT_STAGES[1:]: raise AbawError(f"until: expected one of {EXPERIMENT_STAGES[1:]}, got {until!r}")
-    mod = cfg.fusion.fusion.modalities
-    st = method_stages(cfg, cat, runner, until, pretrained, modalities=(mod,), submissions=False, log=lambda *a: None,
-                       run=lambda name, settings, fn: shared_stage(runner, name, settings, fn), progress=False)
-    if until == "fusion": st["folders"]["fusion"] = st["folders"].pop(f"fusion_{mod}")
-    return st
-
-# %% ../nbs/14_ablate.ipynb #98dcc11c
-def experiment_path(p:str|Path # a path given to an experiment notebook as a parameter
-                   ) -> Path:
-    "The path, a relative one taken from the folder `abaw ablate` ran in (the kernel itself runs in the run folder)."
-    p = Path(os.path.expanduser(str(p)))
-    return p if p.is_absolute() else Path(os.environ.get(BASE_ENV) or os.getcwd()) / p
-
-def open_stage_cache(catalog:str="", # catalog file ("": $ABAW_CATALOG, else the project's)
-                     cache:str="", # stage cache folder ("": <catalog cache_dir>/stages; "runs/demo": the stages of `abaw demo`)
-                     log=print # where the stage cache's lines go
-                    ) -> tuple:
-    "An experiment's catalog and stage cache (`runs.StageRunner`); relative paths as `experiment_path`."
-    from abaw_workbench.catalog import Catalog, default_catalog_path   # here: the runs module pulls in torch; `abaw ablate` only starts notebooks
-    from abaw_workbench.runs import StageRunner
-    cat = Catalog.load(experiment_path(catalog or default_catalog_path()))
-    return cat, StageRunner(experiment_path(cache) if cache else cat.cache_dir / "stages", log=log)
-
-# %% ../nbs/14_ablate.ipynb #3022e3e0
-def selected_scores(labels, preds, # validation labels and predictions (schema)
-                    smoothing:bool=True, # tune and apply temporal smoothing
-                    thresholds:bool=True, # tune and apply AU thresholds
-                    tasks=("au", "expr", "va"), # tasks to score
-                    folds:int=2 # post-processing tuned on the other folds of videos
-                   ) -> dict:
-    "Metrics with the chosen post-processing tuned on other validation videos (as `evaluation.score_postprocessed_cv`)."
-    tasks = list(tasks)
-    if not smoothing and not thresholds: return evaluate_predictions(labels, preds, tasks)
-    return score_postprocessed_cv(labels, preds, tasks, folds, smoothing=smoothing, thresholds=thresholds)
-
-def experiment_metrics(labels, preds, # validation labels and predictions (schema)
-                       smoothing:bool=True, # the run's smoothing switch
-                       thresholds:bool=True, # the run's AU-thresholds switch
-                       tasks=("au", "expr", "va") # tasks to score
-                      ) -> dict:
-    "A model's metrics as in the demo's metrics.json (raw, `postprocessed`, `postprocessed_cv`) plus `selected`."
-    tasks = list(tasks)
-    m = evaluate_predictions(labels, preds, tasks)
-    pp, more = postprocess_report(labels, preds, tasks)
-    m.update(more); m["postprocessed"]["settings"] = pp
-    m["selected"] = selected_scores(labels, preds, smoothing, thresholds, tasks)
-    return m
 
 # %% ../nbs/14_ablate.ipynb #393fb04d
 def ablate_args(p):

@@ -168,6 +168,22 @@ def _video_time(video_names, counts, fi) -> np.ndarray:
     fps = np.array([fps_from_name(v) or np.nan for v in video_names], np.float64)
     return (fi - 1) / np.repeat(fps, counts)
 
+def _crop_mask(lay, videos, counts, starts, crops:bool) -> tuple:
+    "Which labelled frames have a crop (all when not `crops`), how many crops lie past the last labelled line, videos without crops."
+    n = int(counts.sum())
+    has_face = np.ones(n, bool)
+    n_extra, no_crops = 0, []
+    if crops:
+        for i, v in enumerate(videos):
+            if not lay.crop_dir(v).is_dir(): no_crops.append(v)
+            idx = crop_indices(lay.crop_dir(v))
+            m = np.zeros(counts[i] + 1, bool)
+            inside = idx[idx <= counts[i]]
+            m[inside] = True
+            has_face[starts[i]:starts[i] + counts[i]] = m[1:]
+            n_extra += int((idx > counts[i]).sum())
+    return has_face, n_extra, no_crops
+
 def read_split(entry, # a catalog `Entry` of kind affwild2
                split:str, # "train" or "validation"
                tasks:Sequence[str]|None=None, # default: the entry's tasks
@@ -204,17 +220,7 @@ def read_split(entry, # a catalog `Entry` of kind affwild2
             s = starts[pos[v]]
             out[t][s:s + len(x)] = x
             in_file[s:s + len(x), j] = True
-    has_face = np.ones(n, bool)
-    n_extra, no_crops = 0, []
-    if crops:
-        for i, v in enumerate(videos):
-            if not lay.crop_dir(v).is_dir(): no_crops.append(v)
-            idx = crop_indices(lay.crop_dir(v))
-            m = np.zeros(counts[i] + 1, bool)
-            inside = idx[idx <= counts[i]]
-            m[inside] = True
-            has_face[starts[i]:starts[i] + counts[i]] = m[1:]
-            n_extra += int((idx > counts[i]).sum())
+    has_face, n_extra, no_crops = _crop_mask(lay, videos, counts, starts, crops)
     labelled = {"au": ~np.isnan(au).all(1), "expr": expr >= 0, "va": ~np.isnan(va).all(1)}
     any_label = np.zeros(n, bool)
     for t in tasks: any_label |= labelled[t]

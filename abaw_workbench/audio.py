@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import scipy.fft
+from fastcore.meta import delegates
 
 from .core import AbawError, atomic_write
 from .schema import base_video
@@ -21,7 +22,7 @@ from .catalog import Catalog, default_catalog_path
 __all__ = ['AUDIO_FEATURE_NAMES', 'ENCODER_TYPES', 'ENCODER_FEATURE_PREFIX', 'extract_waveform', 'AudioConfig',
            'audio_feature_names', 'pitch_track', 'audio_features', 'audio_encoder_path', 'encoder_sample_rate',
            'encoder_feature_names', 'stored_audio_feature_names', 'encoder_hash', 'load_audio_encoder', 'encoder_hops',
-           'encoder_features', 'video_fps', 'video_audio_features', 'file_audio_features']
+           'encoder_features', 'video_fps', 'file_audio_features', 'video_audio_features']
 
 # %% ../nbs/07_audio.ipynb #a5e75b62
 _warned: set = set()
@@ -361,25 +362,6 @@ def video_fps(video_path:str|Path) -> float|None:
             return float(r) if r else None
     except av.FFmpegError as e: raise AbawError(f"{video_path}: cannot read video ({e})") from None
 
-def video_audio_features(entry, # a catalog `Entry` of kind affwild2, or a `Layout`
-                         video:str, # video name (with `_left`/`_right` if any)
-                         frame_times, # [n_frames] frame times in seconds (e.g. `ds.time` of the video; NaN = unknown)
-                         cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
-                         cfg:AudioConfig|None=None,
-                         frame_index=None, # [n_frames] 1-based frame numbers: fill NaN times from the video's fps
-                         device="cpu", # where the audio encoder (`cfg.encoder`) runs
-                         catalog:Catalog|None=None # resolves `cfg.encoder` (None: the default catalog)
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    "Features [n_frames, D] and the bool mask of frames with audio, for one video."
-    cfg = cfg or AudioConfig()
-    lay = Layout.of(entry)
-    p = lay.raw_video(video)
-    if p is None:
-        _warn_once(f"{lay.root}:{base_video(video)}", f"{lay.videos}: no raw video for {video!r}; audio features are zeros")
-        D = len(stored_audio_feature_names(cfg, catalog))
-        return np.zeros((len(frame_times), D), np.float32), np.zeros(len(frame_times), bool)
-    return file_audio_features(p, frame_times, cache_dir, cfg, frame_index, device, catalog)
-
 def file_audio_features(path:str|Path, # a raw video file
                         frame_times, # [n_frames] frame times in seconds from the video's start (NaN = unknown)
                         cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
@@ -406,3 +388,21 @@ def file_audio_features(path:str|Path, # a raw video file
     F[~mask] = 0
     if not has_audio: F[:], mask[:] = 0, False
     return F, mask
+
+@delegates(file_audio_features, but=["cfg"])
+def video_audio_features(entry, # a catalog `Entry` of kind affwild2, or a `Layout`
+                         video:str, # video name (with `_left`/`_right` if any)
+                         frame_times, # [n_frames] frame times in seconds (e.g. `ds.time` of the video; NaN = unknown)
+                         cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
+                         cfg:AudioConfig|None=None,
+                         **kwargs # `frame_index`, `device`, `catalog`: as in `file_audio_features`
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    "Features [n_frames, D] and the bool mask of frames with audio, for one video."
+    cfg = cfg or AudioConfig()
+    lay = Layout.of(entry)
+    p = lay.raw_video(video)
+    if p is None:
+        _warn_once(f"{lay.root}:{base_video(video)}", f"{lay.videos}: no raw video for {video!r}; audio features are zeros")
+        D = len(stored_audio_feature_names(cfg, kwargs.get("catalog")))
+        return np.zeros((len(frame_times), D), np.float32), np.zeros(len(frame_times), bool)
+    return file_audio_features(p, frame_times, cache_dir, cfg, **kwargs)

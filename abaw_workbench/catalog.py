@@ -10,14 +10,14 @@ from pathlib import Path
 
 import yaml
 
-from .core import AbawError, load_yaml
+from .core import AbawError, atomic_write, load_yaml, read_text
 from .schema import TASKS
 from .layout import FOLDERS, SPLITS, Layout
 
 # %% auto #0
 __all__ = ['KINDS', 'COMMON_KEYS', 'KIND_KEYS', 'OUTPUT_KINDS', 'TOP_KEYS', 'IMAGE_EXTENSIONS', 'CHECKPOINT_FORMATS',
            'GENERATORS', 'Entry', 'Catalog', 'generate', 'synth_mismatch', 'human_size', 'entry_status', 'project_root',
-           'default_catalog_path', 'catalog_args', 'catalog_main']
+           'default_catalog_path', 'load_catalog', 'entry_or_path', 'add_entry', 'catalog_args', 'catalog_main']
 
 # %% ../nbs/05a_catalog.ipynb #6bdb90e5
 KINDS = ("affwild2", "image_folder", "checkpoint", "feature_store", "run")
@@ -261,6 +261,60 @@ def default_catalog_path() -> Path:
     "`$ABAW_CATALOG`, else the project's `data_catalog.yaml`."
     return Path(os.environ.get("ABAW_CATALOG") or project_root() / "data_catalog.yaml")
 
+# %% ../nbs/05a_catalog.ipynb #cb857680
+def load_catalog(path:str|Path|None=None) -> Catalog:
+    "The catalog at `path`, else the default one (`default_catalog_path`): how the edges (CLI mains, `demo`) open it."
+    return Catalog.load(path or default_catalog_path())
+
+# %% ../nbs/05a_catalog.ipynb #f7bd0b05
+def entry_or_path(cat:Catalog, # the catalog names are looked up in
+                  x:str|Path, # an entry name or a path
+                  kind:str|None=None, # the kind an entry must have
+                  output:bool=False, # an output: the path need not exist (an entry is not resolved)
+                  must_exist:bool=True, # a path (not a name) must exist; False: the caller checks it with its own message
+                 ) -> Path:
+    "The path `x` names: a catalog entry's (resolved, so generated when synthetic) or `x` itself as a path."
+    if str(x) in cat: return cat[str(x)].path if output else cat.resolve(str(x), kind).path
+    p = Path(x)
+    if output or not must_exist or p.exists(): return p
+    raise AbawError(f"{cat.path}: {str(x)!r} is neither an entry{f' of kind {kind!r}' if kind else ''} "
+                    f"(entries: {', '.join(cat.names) or 'none'}) nor an existing file or folder")
+
+# %% ../nbs/05a_catalog.ipynb #0d60946c
+def _entries_node(text:str):
+    "The YAML node of the top-level `entries` value and its key node (None, None when absent)."
+    root = yaml.compose(text)
+    for k, v in (root.value if isinstance(root, yaml.MappingNode) else []):
+        if k.value == "entries": return k, v
+    return None, None
+
+def add_entry(path:str|Path, # the catalog file
+              name:str, # the new entry's name
+              entry:dict, # its keys as in the file (kind, path, description, metadata, ...)
+             ) -> Catalog:
+    "Add an entry to a catalog file, leaving the rest of the file as it is (atomic write); returns the catalog."
+    path = Path(path).absolute()
+    cat = Catalog.load(path)
+    if name in cat: raise AbawError(f"{path}: entry {name!r} exists already")
+    _check_entry(name, entry, path.name)
+    text = read_text(path, "catalog file")
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"): lines[-1] += "\n"
+    key, node = _entries_node(text)
+    body = yaml.safe_dump({name: entry}, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1 << 20)
+    if isinstance(node, yaml.MappingNode) and node.value and not node.flow_style:   # after the last entry
+        indent, end = node.value[0][0].start_mark.column, node.value[-1][1].end_mark
+        at, head = (end.line if end.column == 0 else end.line + 1), ""
+    elif key is None: indent, at, head = 2, len(lines), "entries:\n"
+    elif node.tag.endswith(":null") and not node.value: indent, at, head = 2, key.start_mark.line + 1, ""   # `entries:` with none
+    else: raise AbawError(f"{path}: key 'entries' is written in flow style or empty braces: add entry {name!r} by hand")
+    new = "".join(lines[:at]) + head + "".join(" " * indent + l for l in body.splitlines(keepends=True)) + "".join(lines[at:])
+    old, got = yaml.safe_load(text) or {}, yaml.safe_load(new) or {}
+    if got.get("entries") != {**(old.get("entries") or {}), name: entry} or {k: v for k, v in got.items() if k != "entries"} != {k: v for k, v in old.items() if k != "entries"}:
+        raise AbawError(f"{path}: could not add entry {name!r} without rewriting the file: add it by hand")
+    with atomic_write(path, "w", encoding="utf-8") as f: f.write(new)
+    return Catalog.load(path)
+
 # %% ../nbs/05a_catalog.ipynb #ae4f3798
 def catalog_args(p):
     "Arguments of `abaw catalog`."
@@ -270,7 +324,7 @@ def catalog_args(p):
 
 def catalog_main(args) -> int:
     "Print the catalog's entries with their status."
-    cat = Catalog.load(args.catalog or default_catalog_path())
+    cat = load_catalog(args.catalog)
     rows = [entry_status(e) for e in cat.entries.values()]
     if args.json: print(json.dumps(rows, indent=1))
     else:

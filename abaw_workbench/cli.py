@@ -60,6 +60,7 @@ COMMANDS = {
     "score":       _cmd("metrics", "score", "score predictions against labels with the ABAW metrics"),
     "predict":     _cmd("predict", "predict", "predict AU / EXPR / VA for a raw video"),
     "ablate":      _cmd("ablate", "ablate", "run a grid of papermill ablation notebooks into one table"),
+    "curate":      _cmd("curate", "curate", "tags and label corrections of a run: export a corrected data set"),
     "demo":        _cmd("demo", "demo", "run the whole method end to end on the embedded data set"),
     "docs":        _cmd("docs", "docs", "build the HTML docs and README from the notebooks"),
 }

@@ -11,10 +11,12 @@ from typing import Any, Iterator
 import yaml
 
 # %% auto #0
-__all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'AbawError', 'worker_died', 'error_line', 'read_text', 'load_yaml',
-           'atomic_write', 'atomic_path', 'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides',
-           'parse_value', 'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything', 'write_manifest',
-           'stage_args', 'stage_config', 'Timer', 'package_dir', 'import_graph', 'import_closure']
+__all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'METHOD_SECTIONS', 'ENCODER_STAGES', 'AbawError', 'worker_died',
+           'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path', 'remove_stale_tmp', 'atomic_dir',
+           'config_from_dict', 'apply_overrides', 'parse_value', 'load_config', 'file_hash', 'config_hash',
+           'get_device', 'seed_everything', 'write_manifest', 'named_configs', 'method_config', 'stage_section',
+           'stage_args', 'stage_config', 'print_config', 'Timer', 'worker_threads', 'markdown_table', 'package_dir',
+           'import_graph', 'import_closure']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -268,7 +270,8 @@ def parse_value(v:str):
 
 def load_config(cls:type, # the config dataclass
                 source:str|Path|dict|None=None, # YAML file, dict, or None for defaults
-                overrides:list[str]|tuple=() # dotted key=value overrides
+                overrides:list[str]|tuple=(), # dotted key=value overrides
+                where:str|None=None # what the values are, for messages (default: the file, or the class name)
                ):
     "Load a typed config from YAML or a dict, then apply overrides."
     if isinstance(source, (str, Path)):
@@ -276,7 +279,7 @@ def load_config(cls:type, # the config dataclass
         d = load_yaml(p, "config file") or {}
         if not isinstance(d, dict): raise AbawError(f"{p}: expected a mapping of config keys, got {type(d).__name__}")
         where = str(p)
-    else: d, where = dict(source or {}), cls.__name__
+    else: d, where = dict(source or {}), where or cls.__name__
     base = dataclasses.asdict(config_from_dict(cls, d, where))
     return config_from_dict(cls, apply_overrides(base, overrides), where)
 
@@ -331,29 +334,76 @@ def write_manifest(folder:str|Path, # the run folder
         json.dump({"format": 1, "kind": kind, **rel(fields)}, f, indent=1, default=str)
     return folder / RUN_MANIFEST
 
+# %% ../nbs/00_core.ipynb #eaa25dbb
+METHOD_SECTIONS = ("dataset", "faces", "encoder", "pretrain", "finetune", "extract", "fusion") # a whole-method configuration's keys (`demo.DemoConfig`)
+ENCODER_STAGES = ("pretrain", "finetune") # the stages that build the encoder `encoder` describes
+
+def named_configs() -> dict[str, Path]:
+    "The configurations that ship with the package, by name."
+    from importlib import resources
+    files = resources.files("abaw_workbench").joinpath("configs").iterdir()
+    return {Path(str(f)).stem: Path(str(f)) for f in sorted(files, key=str) if f.name.endswith(".yaml")}
+
+# %% ../nbs/00_core.ipynb #ecec01aa
+def method_config(name:str|Path, # a named configuration (`named_configs`) or a YAML file of the same shape
+                  overrides:list[str]|tuple=() # dotted key=value overrides of the whole configuration
+                 ) -> tuple[dict, Path]:
+    "The values of a whole-method configuration, and the file they came from."
+    named = named_configs()
+    path = named.get(str(name)) or Path(name)
+    if not path.is_file():
+        raise AbawError(f"--config: {str(name)!r} is neither a named configuration ({', '.join(named)}) nor a YAML file")
+    d = load_yaml(path, "config file") or {}
+    if not isinstance(d, dict): raise AbawError(f"{path}: expected a mapping of configuration sections, got {type(d).__name__}")
+    d = apply_overrides(d, overrides)
+    for st in ENCODER_STAGES:
+        twice = [k for k in ("size", "img_size") if k in (d.get(st) or {})]
+        if twice: raise AbawError(f"{path}: {st}.{twice[0]}: set encoder.{twice[0]} (the encoder is described once, for every stage)")
+    return d, path
+
+# %% ../nbs/00_core.ipynb #141575b2
+def stage_section(d:dict, # a whole-method configuration's values (`method_config`)
+                  section:str # the stage's section: one of METHOD_SECTIONS
+                 ) -> dict:
+    "The values of one stage of a whole-method configuration."
+    out = json.loads(json.dumps(d.get(section) or {}))
+    if section in ENCODER_STAGES: out.update(d.get("encoder") or {})
+    return out
+
 # %% ../nbs/00_core.ipynb #58f6cc54
 def stage_args(p, # an `argparse.ArgumentParser`
                out:str|None, # default output folder (None: --out is required)
-               config:str="YAML file with the stage's configuration values", # help of --config
                example:str="train.epochs=3", # an override shown in the help
-               config_default:str|None=None):
+               config:str="tiny" # the default configuration
+              ):
     "Add --catalog, --config, --out and key=value overrides to a stage command's parser."
     p.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
-    p.add_argument("--config", default=config_default, help=config)
+    p.add_argument("--config", default=config, help=f"named configuration ({', '.join(named_configs())}) or a YAML file of the same "
+                   f"shape, one section per stage; a stage command takes its section (a YAML file of the stage's own fields also works; default: {config})")
     p.add_argument("--out", default=out, required=out is None,
                    help="output folder" + (f" (default: {out})" if out else "") + "; resumed when it holds a checkpoint")
-    p.add_argument("overrides", nargs="*", help=f"key=value overrides of the configuration, e.g. {example}")
+    p.add_argument("--print-config", action="store_true", help="print the configuration the command would run with, as YAML, and exit")
+    p.add_argument("overrides", nargs="*", help=f"key=value overrides of the stage's configuration, e.g. {example}")
 
+# %% ../nbs/00_core.ipynb #fa693752
 def stage_config(cls:type, # the stage's config dataclass
                  args, # parsed arguments (from a parser set up by `stage_args`)
-                 source=None # the configuration (default: `args.config`, a YAML file or None)
+                 section:str # the stage's section of a whole-method configuration
                 ):
     "The typed configuration of a stage command; a training stage writes to `--out`."
     if any(o.split("=", 1)[0].strip() == "train.out" for o in args.overrides):
         raise AbawError("train.out: the output folder is --out")
-    cfg = load_config(cls, args.config if source is None else source, args.overrides)
+    d, where = method_config(args.config)
+    if set(d) <= set(METHOD_SECTIONS): d, where = stage_section(d, section), f"{where} ({section})"
+    cfg = load_config(cls, d, args.overrides, where=str(where))
     if hasattr(cfg, "train"): cfg.train.out = str(args.out)
     return cfg
+
+# %% ../nbs/00_core.ipynb #fcb23aeb
+def print_config(cfg # a stage's typed configuration
+                ):
+    "Print `cfg` as YAML."
+    print(yaml.safe_dump(json.loads(json.dumps(dataclasses.asdict(cfg), default=list)), sort_keys=False), end="")
 
 # %% ../nbs/00_core.ipynb #9f4b027e
 class Timer:
@@ -364,6 +414,22 @@ class Timer:
         t0 = time.perf_counter()
         try: yield
         finally: self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - t0
+
+# %% ../nbs/00_core.ipynb #5005e171
+def worker_threads(workers:int # jobs running at a time on this machine
+                  ) -> int:
+    "Threads for each of `workers` jobs sharing the cores this process may use."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))
+
+# %% ../nbs/00_core.ipynb #d66ae866
+def markdown_table(header:list, # column names
+                   rows:list # rows of cell values (shown with `str`)
+                  ) -> str:
+    "A markdown table."
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
+    return "\n".join(["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows])
 
 # %% ../nbs/00_core.ipynb #0dd626c0
 def package_dir() -> Path:

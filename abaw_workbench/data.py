@@ -12,6 +12,7 @@ import numpy as np
 import timm
 import torch
 import xarray as xr
+from fastcore.basics import patch
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
@@ -25,10 +26,10 @@ from .layout import crop_name
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 # %% auto #0
-__all__ = ['preprocess_config', 'decode_file', 'resize_image', 'normalize_hwc', 'prepare_image', 'load_image', 'random_box',
-           'augment_params', 'color_jitter', 'augment_image', 'label_arrays', 'has_label', 'FrameDataset',
-           'normalize_batch', 'window_starts', 'window_index', 'window_labels', 'WindowDataset', 'default_workers',
-           'make_loader']
+__all__ = ['RESIZE_ON', 'preprocess_config', 'decode_file', 'resize_image', 'normalize_hwc', 'prepare_image', 'load_image',
+           'random_box', 'augment_params', 'color_jitter', 'augment_image', 'label_arrays', 'has_label', 'FrameDataset',
+           'normalize_batch', 'prepare_batch', 'window_starts', 'window_index', 'window_labels', 'WindowDataset',
+           'accelerated', 'default_workers', 'loader_settings', 'make_loader', 'resize_on_device', 'stored_crop_size']
 
 # %% ../nbs/06_data.ipynb #867f0d5b
 def _cfg_dict(cfg) -> dict: return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
@@ -208,9 +209,17 @@ def _key(k) -> tuple[int, int|None]:
     if isinstance(k, tuple): return int(k[0]), (None if k[1] is None else int(k[1]))
     return int(k), None
 
-class FrameDataset(torch.utils.data.Dataset):
-    "Single face crops with their labels and masks (frames without a crop or a label skipped, counted)."
+class _CropDataset(torch.utils.data.Dataset):
+    "What frame and window datasets share: crops, preprocessing, label arrays; items keyed by index or (index, seed)."
     takes_seed = True
+    def _init_crops(self, ds, crops_root, cfg, tasks, augment, jitter):
+        self.crops, self.cfg, self.tasks, self.augment = _Crops(ds, crops_root), dict(cfg), tuple(tasks), augment
+        self.jitter = jitter
+        self.labels = label_arrays(ds, self.tasks)
+        self._consts = _norm_consts(self.cfg)
+
+class FrameDataset(_CropDataset):
+    "Single face crops with their labels and masks (frames without a crop or a label skipped, counted)."
     def __init__(self, ds:xr.Dataset, # labels in the schema (e.g. from `read_split`)
                  crops_root:str|Path, # `<root>/cropped_aligned` (`Layout.of(entry).crops`)
                  cfg:dict, # preprocessing, from `preprocess_config`
@@ -219,10 +228,8 @@ class FrameDataset(torch.utils.data.Dataset):
                  normalize:bool=True, # False: uint8 images, normalised later on the batch's device (`normalize_batch`)
                  jitter:float=0.0 # with `augment`: photometric jitter strength (see `augment_params`)
                 ):
-        self.crops, self.cfg, self.tasks, self.augment = _Crops(ds, crops_root), dict(cfg), tuple(tasks), augment
-        self.jitter = jitter
+        self._init_crops(ds, crops_root, cfg, tasks, augment, jitter)
         self.normalize = normalize
-        self.labels = label_arrays(ds, self.tasks)
         labelled = has_label(self.labels)
         keep = labelled & self.crops.has_face
         self.rows = np.flatnonzero(keep)
@@ -230,7 +237,6 @@ class FrameDataset(torch.utils.data.Dataset):
                            no_crop=int((labelled & ~self.crops.has_face).sum()),
                            no_label=int((~labelled & self.crops.has_face).sum()),
                            neither=int((~labelled & ~self.crops.has_face).sum()))
-        self._consts = _norm_consts(self.cfg)
 
     def __len__(self): return len(self.rows)
 
@@ -249,32 +255,34 @@ class FrameDataset(torch.utils.data.Dataset):
         item["index"] = torch.tensor(i)
         return item
 
-    def batch(self, keys) -> dict:
-        "Items `keys` (ints or (index, seed) pairs) as one collated batch."
-        keys = [_key(k) for k in (keys.tolist() if hasattr(keys, "tolist") else keys)]
-        rows = self.rows[np.array([k for k, _ in keys], np.int64)]
-        seeds = [s for _, s in keys]
-        norm = (lambda x: normalize_hwc(x, self._consts)) if self.normalize else (lambda x: x)
-        if torch.utils.data.get_worker_info() is not None:
-            # in a worker, torch's collate stacks the images straight into shared memory
-            images = torch.utils.data.default_collate([norm(self._hwc(i, s)) for i, s in zip(rows.tolist(), seeds)])
-        else:  # in this process: write each image into its slot of one buffer
-            H, W = self.cfg["size"]
-            images = torch.empty(len(rows), H, W, 3, dtype=torch.float32 if self.normalize else torch.uint8)
-            for j, (i, s) in enumerate(zip(rows.tolist(), seeds)):
-                if self.normalize: normalize_hwc(self._hwc(i, s), self._consts, out=images[j])
-                else: images[j] = self._hwc(i, s)
-        images = images.permute(0, 3, 1, 2)  # [B, 3, H, W], channels-last memory
-        out = {"image": images}
-        for n, a in self.labels.items(): out[n] = torch.from_numpy(a[rows])
-        out["index"] = torch.from_numpy(rows.astype(np.int64))
-        return out
-
     def __repr__(self):
         c = self.counts
         return (f"FrameDataset({c['used']} of {c['frames']} frames; skipped: {c['no_crop']} labelled without a crop, "
                 f"{c['no_label']} without a label for {'/'.join(self.tasks)}, {c['neither']} neither; "
                 f"size {self.cfg['size']}, augment={self.augment}{'' if self.normalize else ', uint8'})")
+
+# %% ../nbs/06_data.ipynb #82bdd3b4
+@patch
+def batch(self:FrameDataset, keys) -> dict:
+    "Items `keys` (ints or (index, seed) pairs) as one collated batch."
+    keys = [_key(k) for k in (keys.tolist() if hasattr(keys, "tolist") else keys)]
+    rows = self.rows[np.array([k for k, _ in keys], np.int64)]
+    seeds = [s for _, s in keys]
+    norm = (lambda x: normalize_hwc(x, self._consts)) if self.normalize else (lambda x: x)
+    if torch.utils.data.get_worker_info() is not None:
+        # in a worker, torch's collate stacks the images straight into shared memory
+        images = torch.utils.data.default_collate([norm(self._hwc(i, s)) for i, s in zip(rows.tolist(), seeds)])
+    else:  # in this process: write each image into its slot of one buffer
+        H, W = self.cfg["size"]
+        images = torch.empty(len(rows), H, W, 3, dtype=torch.float32 if self.normalize else torch.uint8)
+        for j, (i, s) in enumerate(zip(rows.tolist(), seeds)):
+            if self.normalize: normalize_hwc(self._hwc(i, s), self._consts, out=images[j])
+            else: images[j] = self._hwc(i, s)
+    images = images.permute(0, 3, 1, 2)  # [B, 3, H, W], channels-last memory
+    out = {"image": images}
+    for n, a in self.labels.items(): out[n] = torch.from_numpy(a[rows])
+    out["index"] = torch.from_numpy(rows.astype(np.int64))
+    return out
 
 # %% ../nbs/06_data.ipynb #89917015
 def normalize_batch(x:torch.Tensor, # uint8 [..., 3, H, W] images, on any device
@@ -285,6 +293,19 @@ def normalize_batch(x:torch.Tensor, # uint8 [..., 3, H, W] images, on any device
     if x.device.type == "cpu" and x.movedim(-3, -1).is_contiguous():  # channels-last memory: the fast row path
         return normalize_hwc(x.movedim(-3, -1), (scale, shift)).movedim(-1, -3)
     return x.to(torch.float32) * scale[:, None, None] + shift[:, None, None]
+
+# %% ../nbs/06_data.ipynb #82694237
+_TORCH_INTERP = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
+
+def prepare_batch(x:torch.Tensor, # uint8 [B, 3, h, w] images, on any device
+                  cfg:dict # from `preprocess_config`: the model's size, mean, std, interpolation
+                 ) -> torch.Tensor:
+    "Normalised float32 [B, 3, *cfg['size']] images: normalised, then resized (antialiased) on their device when not at size."
+    x = normalize_batch(x, cfg)
+    size = tuple(cfg["size"])
+    if tuple(x.shape[-2:]) == size: return x
+    mode = _TORCH_INTERP.get(cfg.get("interpolation", "bilinear"), "bilinear")
+    return torch.nn.functional.interpolate(x, size=size, mode=mode, antialias=mode != "nearest", align_corners=False if mode != "nearest" else None)
 
 # %% ../nbs/06_data.ipynb #dd2171d2
 def window_starts(n:int, # frames in the video
@@ -329,9 +350,8 @@ def window_labels(lab:dict, # from `label_arrays`
     return out
 
 # %% ../nbs/06_data.ipynb #2f6b7903
-class WindowDataset(torch.utils.data.Dataset):
+class WindowDataset(_CropDataset):
     "Windows of consecutive face crops of one video, padded, with per-frame masks and labels."
-    takes_seed = True
     def __init__(self, ds:xr.Dataset, # labels in the schema (e.g. from `read_split`)
                  crops_root:str|Path, # `<root>/cropped_aligned` (`Layout.of(entry).crops`)
                  cfg:dict, # preprocessing, from `preprocess_config`
@@ -341,16 +361,13 @@ class WindowDataset(torch.utils.data.Dataset):
                  augment:bool=False, # one random crop + flip per window (training)
                  jitter:float=0.0 # with `augment`: photometric jitter strength, one draw per window
                 ):
-        self.crops, self.cfg, self.tasks, self.augment = _Crops(ds, crops_root), dict(cfg), tuple(tasks), augment
-        self.jitter = jitter
+        self._init_crops(ds, crops_root, cfg, tasks, augment, jitter)
         self.window = window
-        self.labels = label_arrays(ds, self.tasks)
         self.windows = window_index(ds, window, stride)
         self.counts = dict(frames=int(ds.sizes["frame"]), windows=len(self.windows),
                            no_crop=int((~self.crops.has_face).sum()),
                            no_label=int((~has_label(self.labels)).sum()),
                            padded_frames=int((window - self.windows[:, 1]).sum()) if len(self.windows) else 0)
-        self._consts = _norm_consts(self.cfg)
 
     def __len__(self): return len(self.windows)
 
@@ -383,25 +400,43 @@ class WindowDataset(torch.utils.data.Dataset):
 def _worker_init(_):
     torch.set_num_threads(1)
 
-def default_workers() -> int:
-    "Worker processes for a loader: all cores but one, at most 8."
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, n - 1))
+def accelerated(device) -> bool:
+    "Whether `device` is an accelerator (CUDA, ...), which leaves the CPU cores to the loaders."
+    return torch.device(device).type != "cpu"
 
+def default_workers(device="cpu") -> int:
+    "Worker processes for a loader: all cores but one (at most 8 on the CPU, whose cores the model's threads also use)."
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, n - 1) if accelerated(device) else max(0, min(8, n - 1))
+
+# %% ../nbs/06_data.ipynb #8e6c9055
+def loader_settings(device, # the device the batches feed
+                    num_workers:int|None=None, # worker processes (None: the device's default)
+                    cpu_workers:int|None=None, # the default on the CPU (None: `default_workers()`)
+                    prefetch_factor:int=4 # batches prefetched per worker
+                   ) -> dict:
+    "DataLoader keyword arguments (workers, pinning, persistence, prefetch) for a loader feeding `device`."
+    acc = accelerated(device)
+    nw = num_workers if num_workers is not None else default_workers(device) if acc else \
+        (default_workers() if cpu_workers is None else cpu_workers)
+    kw = dict(num_workers=nw, pin_memory=acc)
+    if nw > 0: kw.update(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=_worker_init)
+    return kw
+
+# %% ../nbs/06_data.ipynb #68f03d6b
 def make_loader(dataset:torch.utils.data.Dataset,
                 batch_size:int=64, # items per batch
                 shuffle:bool=False, # reshuffle every epoch (training)
-                num_workers:int|None=None, # worker processes (None: `default_workers()`; 0: in this process)
+                num_workers:int|None=None, # worker processes (None: `loader_settings`' default for `device`; 0: in this process)
                 drop_last:bool=False, # drop a last incomplete batch
                 seed:int=0, # seeds the shuffle order
                 sampler=None, # e.g. a DistributedSampler (then `shuffle` is the sampler's business)
-                prefetch_factor:int=4 # batches prefetched per worker
+                prefetch_factor:int=4, # batches prefetched per worker
+                device="cpu" # the device the batches feed (`loader_settings`)
                ) -> torch.utils.data.DataLoader:
     "A DataLoader with sensible defaults for frame and window datasets (a dataset's own `collate` method, if any, makes its batches)."
-    nw = default_workers() if num_workers is None else num_workers
     g = torch.Generator().manual_seed(seed)
-    kw = dict(num_workers=nw, pin_memory=torch.cuda.is_available(), generator=g)
-    if nw > 0: kw.update(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=_worker_init)
+    kw = dict(loader_settings(device, num_workers, prefetch_factor=prefetch_factor), generator=g)
     if callable(getattr(dataset, "batch", None)):
         base = sampler or (torch.utils.data.RandomSampler(dataset, generator=g) if shuffle
                            else torch.utils.data.SequentialSampler(dataset))
@@ -409,3 +444,20 @@ def make_loader(dataset:torch.utils.data.Dataset,
         return torch.utils.data.DataLoader(dataset, sampler=bs, batch_size=None, **kw)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
                                        sampler=sampler, drop_last=drop_last, collate_fn=getattr(dataset, "collate", None), **kw)
+
+# %% ../nbs/06_data.ipynb #13c7369d
+RESIZE_ON = ("auto", "workers", "device")
+
+def resize_on_device(resize_on:str, # one of RESIZE_ON
+                     device) -> bool:
+    "Whether crops travel at their stored size and are resized on `device` (`prepare_batch`)."
+    if resize_on not in RESIZE_ON: raise AbawError(f"resize_on: {resize_on!r} is not one of {RESIZE_ON}")
+    return resize_on == "device" or (resize_on == "auto" and accelerated(device))
+
+# %% ../nbs/06_data.ipynb #d8646492
+def stored_crop_size(paths, # crop files (an iterable: only the first is read)
+                     default:tuple # the size when there is none
+                    ) -> tuple[int, int]:
+    "(height, width) of the first crop: the size a batch of stored crops travels at (others are resized to it where decoded)."
+    first = next(iter(paths), None)
+    return default if first is None else tuple(int(s) for s in decode_file(first).shape[-2:])

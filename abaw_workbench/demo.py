@@ -5,24 +5,23 @@
 # %% ../nbs/13_demo.ipynb #01881e7b
 from __future__ import annotations
 import base64, dataclasses, io, json, time
-from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from .core import AbawError, apply_overrides, atomic_write, load_config, stage_args, write_manifest
-from .schema import TASKS, save_predictions, load_predictions
+from .core import atomic_write, get_device, load_config, method_config, print_config, stage_args
+from .schema import TASKS, load_predictions
 from .annotations import read_split, split_summary
-from .catalog import Catalog, default_catalog_path
+from .catalog import Catalog, load_catalog
 from .layout import Layout
-from .synth import GENERATOR_VERSION
+from .synth import GENERATOR_VERSION, synth_catalog
 from .figures import au_f1_bars, expr_confusion, metrics_table, most_va_labelled, va_scatter, va_timeline
 from .mae import (EncoderConfig, PretrainConfig, ImageFolderDataset, MaskedAutoencoder, build_encoder, list_images, mae_config,
                                 pretrain, reconstruction_grid)
-from .train import bare_step_seconds
+from .data import accelerated
+from .train import amp_dtype, bare_step_seconds, write_run
 from .finetune import FinetuneConfig, FrameModel, run_finetune
 from .temporal import FusionNet
 from .features import ExtractConfig, FeatureStore, extract_features
@@ -32,9 +31,9 @@ from .checkpoints import load_model
 from .runs import StageRunner
 
 # %% auto #0
-__all__ = ['STAGES', 'FUSION_MODALITIES', 'DemoConfig', 'named_configs', 'demo_config', 'calibrate', 'calibration', 'timing_rows',
-           'timing_table', 'pretrain_images', 'method_stages', 'run_demo', 'summary_table', 'report_figures',
-           'reconstruction_png', 'write_report', 'demo_args', 'demo_main', 'tiny_run']
+__all__ = ['STAGES', 'FUSION_MODALITIES', 'DemoConfig', 'demo_config', 'step_settings', 'stage_steps', 'calibrate', 'calibration',
+           'timing_rows', 'timing_table', 'pretrain_images', 'method_stages', 'run_demo', 'summary_table',
+           'report_figures', 'reconstruction_png', 'write_report', 'demo_args', 'demo_main', 'tiny_run']
 
 # %% ../nbs/13_demo.ipynb #8c6136a4
 @dataclass
@@ -48,28 +47,12 @@ class DemoConfig:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     fusion: FuseRunConfig = field(default_factory=FuseRunConfig)
 
-
-def named_configs() -> dict[str, Path]:
-    "The configurations that ship with the package, by name."
-    return {p.stem: Path(str(p)) for p in sorted(resources.files("abaw_workbench").joinpath("configs").iterdir(), key=str)
-            if p.name.endswith(".yaml")}
-
-def demo_config(name:str="tiny", # a named configuration (`named_configs`) or a YAML file of DemoConfig values
+def demo_config(name:str="tiny", # a named configuration (`core.named_configs`) or a YAML file of DemoConfig values
                 overrides:list|tuple=() # key=value overrides, e.g. "finetune.train.epochs=1"
                ) -> DemoConfig:
     "A named (or YAML) demo configuration with overrides; the encoder section sets every stage's encoder."
-    named = named_configs()
-    path = named.get(name) or Path(name)
-    if not path.is_file():
-        raise AbawError(f"--config: {name!r} is neither a named configuration ({', '.join(named)}) nor a YAML file")
-    try: d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e: raise AbawError(f"{path}: not a readable YAML file ({e})") from None
-    if not isinstance(d, dict): raise AbawError(f"{path}: expected a mapping of DemoConfig keys")
-    d = apply_overrides(d, overrides)
-    for stage in ("pretrain", "finetune"):
-        twice = [k for k in ("size", "img_size") if k in (d.get(stage) or {})]
-        if twice: raise AbawError(f"{path}: {stage}.{twice[0]}: set encoder.{twice[0]} (the encoder is described once, for every stage)")
-    cfg = load_config(DemoConfig, d)
+    d, path = method_config(name, overrides)
+    cfg = load_config(DemoConfig, d, where=str(path))
     for c in (cfg.pretrain, cfg.finetune): c.size, c.img_size = cfg.encoder.size, cfg.encoder.img_size
     return cfg
 
@@ -77,26 +60,45 @@ def demo_config(name:str="tiny", # a named configuration (`named_configs`) or a 
 STAGES = ("data", "pretrain", "finetune", "extract", "fusion_visual", "fusion_audio_visual")
 
 # %% ../nbs/13_demo.ipynb #1df3f9f1
+def step_settings(device:str, # the stage's device name ("auto", "cpu", "cuda", ...)
+                  amp:str="off", # its autocast policy (`train.amp_dtype`)
+                  fused:bool|None=False, # its AdamW kernel (`TrainConfig.fused`; None: on an accelerator)
+                  compile:bool=False # whether its loop compiles the model
+                 ) -> tuple:
+    "(device, `bare_step_seconds` keyword arguments) measuring a stage's step as its loop runs it: device, dtype, optimizer, steps."
+    dev = get_device(device)
+    acc = accelerated(dev)   # an accelerator's steps are short and its first ones slow (kernel selection): more of both
+    return dev, dict(dtype=amp_dtype(amp, dev), fused=acc if fused is None else fused, compile=compile,
+                     steps=10 if acc else 3, warmup=3 if acc else 1)
+
+def stage_steps(cfg:DemoConfig) -> dict:
+    "Each model-running stage's (device, `step_settings`), from its configuration."
+    ts = lambda t: step_settings(t.device, t.amp, t.fused, t.compile)
+    return {"pretrain": ts(cfg.pretrain.train), "finetune": ts(cfg.finetune.train),
+            "extract": step_settings(cfg.extract.device, cfg.extract.amp), "fusion": ts(cfg.fusion.train)}
+
 def calibrate(cfg:DemoConfig, # the run's configuration
               store_meta:dict # the feature store's description (feature sizes)
              ) -> dict:
-    "Bare seconds per step of each stage's model on random tensors of its batch shape."
+    "Bare seconds per step of each stage's model on random tensors of its batch shape, on the stage's device, as its loop steps."
     torch.manual_seed(0)
-    e, H = cfg.encoder, cfg.encoder.img_size
-    img = lambda b: (torch.randn(b, 3, H, H),)
+    e, H, on = cfg.encoder, cfg.encoder.img_size, stage_steps(cfg)
+    img = lambda st, b: (torch.randn(b, 3, H, H, device=on[st][0]),)
     mae = MaskedAutoencoder(**mae_config(e.size, H, norm_pix_loss=cfg.pretrain.norm_pix_loss))
     fm = FrameModel(build_encoder(e.size, H, drop_path=cfg.finetune.drop_path), cfg.finetune.tasks, pool=cfg.finetune.pool,
                     grid_dim=cfg.finetune.grid_dim)
-    out = {"pretrain": bare_step_seconds(mae, (torch.randn(cfg.pretrain.train.batch_size, 3, H, H), cfg.pretrain.mask_ratio)),
-           "finetune": bare_step_seconds(fm, img(cfg.finetune.train.batch_size)),
-           "extract": bare_step_seconds(fm, img(cfg.extract.batch_size), train=False)}
-    B, T = cfg.fusion.train.batch_size, cfg.fusion.fusion.window
+    out = {"pretrain": bare_step_seconds(mae, (*img("pretrain", cfg.pretrain.train.batch_size), cfg.pretrain.mask_ratio), **on["pretrain"][1]),
+           "finetune": bare_step_seconds(fm, img("finetune", cfg.finetune.train.batch_size), **on["finetune"][1]),
+           "extract": bare_step_seconds(fm, img("extract", cfg.extract.batch_size), train=False, **on["extract"][1])}
+    (B, T), (dev, kw) = (cfg.fusion.train.batch_size, cfg.fusion.fusion.window), on["fusion"]
     for mod in ("visual", "audio_visual"):
         net = FusionNet(store_meta["visual_dim"], store_meta["audio_dim"], ["au"], dataclasses.replace(cfg.fusion.fusion, modalities=mod))
-        x = (torch.randn(B, T, store_meta["visual_dim"]), torch.randn(B, T, store_meta["audio_dim"]), torch.ones(B, T, dtype=torch.bool))
-        out[f"fusion_{mod}"] = bare_step_seconds(net, x)
+        x = (torch.randn(B, T, store_meta["visual_dim"], device=dev), torch.randn(B, T, store_meta["audio_dim"], device=dev),
+             torch.ones(B, T, dtype=torch.bool, device=dev))
+        out[f"fusion_{mod}"] = bare_step_seconds(net, x, **kw)
     return out
 
+# %% ../nbs/13_demo.ipynb #ff450668
 def calibration(out:Path, # the run folder (calibration.json)
                 runner:StageRunner, # the run's stages
                 cfg:DemoConfig, store_meta:dict) -> dict:
@@ -107,7 +109,8 @@ def calibration(out:Path, # the run folder (calibration.json)
         c = json.loads(p.read_text())
         if c.get("stages") == stages: return c["bare"]
     bare = calibrate(cfg, store_meta)
-    with atomic_write(p, "w") as f: json.dump({"stages": stages, "bare": bare}, f, indent=1)
+    on = {st: (str(d), str(kw["dtype"] or "float32")) for st, (d, kw) in stage_steps(cfg).items()}
+    with atomic_write(p, "w") as f: json.dump({"stages": stages, "bare": bare, "measured_on": on}, f, indent=1)
     return bare
 
 def _timing(folder:Path) -> dict:
@@ -129,9 +132,9 @@ def timing_rows(runner:StageRunner, # the run's stages (folders and wall times)
     for st in ("pretrain", "finetune"):
         p = _timing(runner.folders[st])["parts"]
         t = _timing(runner.folders[st])
-        row(st, "training", p.get("loop", 0.0) - p.get("validation", 0.0), t.get("items"), t.get("unit", "images"),
-            bare[st] * t.get("steps", 0))
-        for k in ("validation", "final prediction"):
+        row(st, "training", p.get("loop", 0.0) - p.get("validation", 0.0) - p.get("compile", 0.0), t.get("items"),
+            t.get("unit", "images"), bare[st] * t.get("steps", 0))
+        for k in ("compile", "validation", "final prediction"):
             if k in p: row(st, k, p[k])
         row(st, "data, set-up, checkpoints", wall[st] - p.get("loop", 0.0) - p.get("final prediction", 0.0))  # validation is in the loop
     row("extract", "extraction (crops, encoder, audio)", wall["extract"], n_store_frames, "frames",
@@ -142,8 +145,10 @@ def timing_rows(runner:StageRunner, # the run's stages (folders and wall times)
         top = _timing(d)["parts"]                                                                  # the run's own parts
         loop = sum(t["parts"].get("loop", 0.0) for t in per_model)
         val = sum(t["parts"].get("validation", 0.0) for t in per_model)
-        row(st, f"training ({len(per_model)} models)", loop - val, sum(t.get("items", 0) for t in per_model), "windows",
+        comp = sum(t["parts"].get("compile", 0.0) for t in per_model)
+        row(st, f"training ({len(per_model)} models)", loop - val - comp, sum(t.get("items", 0) for t in per_model), "windows",
             bare[st] * sum(t.get("steps", 0) for t in per_model))
+        if comp: row(st, "compile", comp)
         row(st, "validation", val)
         after = {k: top[k] for k in ("final prediction", "post-processing search") if k in top}
         for k, v in after.items(): row(st, k, v)
@@ -176,7 +181,7 @@ def _settings(c) -> dict:
     d = dataclasses.asdict(c)
     tr = d.get("train")
     if isinstance(tr, dict):
-        for k in ("out", "progress", "device", "num_workers"): tr.pop(k, None)
+        for k in ("out", "progress", "device", "num_workers", "fused", "compile"): tr.pop(k, None)   # how a stage runs, not what it computes
     return d
 
 FUSION_MODALITIES = ("visual", "audio_visual")
@@ -238,7 +243,7 @@ def run_demo(cfg:DemoConfig, # the demo configuration
     "Run every stage (cached), then write metrics.json (per model, and `timing`), predictions, run.json and report.html into `out`."
     t0 = time.time()
     out = Path(out)
-    cat = Catalog.load(catalog or default_catalog_path())
+    cat = load_catalog(catalog)
     runner = StageRunner(out, force, log, STAGES)
     st = method_stages(cfg, cat, runner, log=log)
     entry, labels, folders = st["entry"], st["labels"], st["folders"]
@@ -260,19 +265,17 @@ def run_demo(cfg:DemoConfig, # the demo configuration
         pp, more = postprocess_report(val, p, TASKS)
         m.update(more); m["postprocessed"]["settings"] = pp
         metrics[name] = m
-    for name, p in preds.items():
-        save_predictions(p, out / "predictions" / f"{name}_validation.nc", source=name, model=name, dataset=cfg.dataset,
-                         split="validation", run=str(out))
-    save_predictions(val, out / "labels_validation.nc", dataset=cfg.dataset, split="validation")
-    with atomic_write(out / "metrics.json", "w") as f: json.dump({**metrics, "timing": timing}, f, indent=1)
     models = {}
     for name, d in folders.items():   # the checkpoints each stage's own manifest names, relative to the run folder
         ck = json.loads((d / "run.json").read_text())["models"]
         models[name] = {"kind": "frame" if name == "static" else "fusion", "predictions": out / "predictions" / f"{name}_validation.nc",
                         "checkpoints": {k: d / v for m in ck.values() for k, v in m["checkpoints"].items()}}
-    write_manifest(out, "demo", dataset=cfg.dataset, config=dataclasses.asdict(cfg), metrics=out / "metrics.json",
-                   models=models, default="fusion_audio_visual", labels=out / "labels_validation.nc",
-                   frames={"kind": "crops", "root": entry.layout.crops}, stages={k: v for k, v in runner.folders.items()})
+    write_run(out, "demo", {**metrics, "timing": timing},
+              {f"predictions/{name}_validation.nc": (p, dict(source=name, model=name, dataset=cfg.dataset, split="validation",
+                                                              run=str(out))) for name, p in preds.items()},
+              labels=val, labels_attrs=dict(dataset=cfg.dataset, split="validation"),
+              dataset=cfg.dataset, config=dataclasses.asdict(cfg), models=models, default="fusion_audio_visual",
+              frames={"kind": "crops", "root": entry.layout.crops}, stages={k: v for k, v in runner.folders.items()})
     write_report(out / "report.html", val, preds, metrics, pre_ckpt, cfg, entry)
     total = time.time() - t0
     log(summary_table(metrics))
@@ -337,14 +340,14 @@ def demo_args(p):
     p.add_argument("--dataset", default=None, help="catalog entry (kind affwild2) to run on (default: demo)")
     p.add_argument("--faces", default=None, help="catalog entry for MAE pre-training: an image_folder, or an affwild2 set for in-domain pre-training on its training videos' crops (default: demo_faces)")
     p.add_argument("--force", default=None, choices=STAGES, help="rerun this stage and every later one")
-    stage_args(p, "runs/demo", f"named configuration ({', '.join(named_configs())}) or a YAML file (default: tiny)",
-               "finetune.train.epochs=1 fusion.fusion.window=64", config_default="tiny")
+    stage_args(p, "runs/demo", "finetune.train.epochs=1 fusion.fusion.window=64")
 
 def demo_main(args) -> int:
     "Run the whole method and report."
     cfg = demo_config(args.config, args.overrides)
     if args.dataset: cfg.dataset = args.dataset
     if args.faces: cfg.faces = args.faces
+    if args.print_config: print_config(cfg); return 0
     run_demo(cfg, args.out, args.catalog, args.force)
     return 0
 
@@ -353,11 +356,8 @@ def tiny_run(folder:str|Path, # where the catalog, data and run go
              frames:int=32 # frames per synthetic video
             ) -> tuple[Path, Path]:
     "Train a tiny demo run on a tiny synthetic set (seconds per stage); returns (run folder, catalog file)."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    cat = folder / "catalog.yaml"
-    cat.write_text("cache_dir: cache\nentries:\n"
-                   f"  demo: {{kind: affwild2, path: data/demo, synth: {{videos: 3, frames: {frames}, seed: 0, size: 112}}}}\n"
-                   "  demo_faces: {kind: image_folder, path: data/faces, synth: {images: 16, seed: 1, size: 112}}\n")
+    folder = Path(folder)
+    cat = synth_catalog(folder, frames=frames)
     cfg = demo_config("tiny", ["pretrain.train.max_steps=2", "pretrain.train.batch_size=8", "finetune.train.max_steps=2",
                                "finetune.train.batch_size=8", "fusion.train.max_steps=3", "fusion.train.batch_size=2",
                                "fusion.fusion.window=16", "fusion.fusion.stride=8", "extract.num_workers=0",

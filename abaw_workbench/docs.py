@@ -4,7 +4,7 @@
 
 # %% ../nbs/91_docs.ipynb #284e9529
 from __future__ import annotations
-import ast, base64, configparser, html, importlib, inspect, json, os, re, shutil
+import ast, configparser, html, importlib, inspect, json, os, re, shutil
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path

@@ -18,7 +18,7 @@ from .metrics import score, smooth_predictions, tune_au_thresholds
 
 # %% auto #0
 __all__ = ['SMOOTH_WINDOWS', 'evaluate_predictions', 'apply_postprocess', 'tune_postprocess', 'score_postprocessed',
-           'score_postprocessed_cv', 'postprocess_report', 'test_frames', 'write_submissions']
+           'score_postprocessed_cv', 'postprocess_report', 'submission_frames', 'write_submissions']
 
 # %% ../nbs/08b_evaluation.ipynb #7bbad364
 def evaluate_predictions(labels, preds, tasks=TASKS, thresholds=0.5) -> dict:
@@ -91,7 +91,7 @@ def postprocess_report(labels, preds, tasks=TASKS) -> tuple[dict, dict]:
     return pp, m
 
 # %% ../nbs/08b_evaluation.ipynb #89e67c5c
-def test_frames(entry, # a catalog `Entry` of kind affwild2 (or a `Layout`)
+def submission_frames(entry, # a catalog `Entry` of kind affwild2 (or a `Layout`)
                 tasks=TASKS):
     "A (label-free) dataset of every frame named in the data set's test-set sample lists, sorted by video and frame."
     pairs = set()

@@ -10,33 +10,40 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .core import AbawError, write_manifest
-from .schema import (AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, make_dataset, video_slices, select_video,
+from fastcore.basics import patch
+
+from .core import AbawError, atomic_write, write_manifest
+from .schema import (AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, check_task, make_dataset, video_slices, select_video,
                                    frame_positions, prediction_values, save_predictions)
-from .annotations import read_split
+from .layout import Layout
+from .annotations import read_split, read_annotation_file, write_annotation_file
 from .catalog import Entry
 from .metrics import aligned, score, per_video_scores, score_arrays
 from .runs import Run
 
 # %% auto #0
-__all__ = ['OUTCOMES', 'au_decisions', 'frame_errors', 'window_errors', 'Interpretation', 'video_arrays', 'DatasetRun', 'as_run',
-           'synthetic_predictions', 'fixture_run']
+__all__ = ['OUTCOMES', 'MISTAKE_SPREAD', 'FIXTURE_CATALOG', 'au_decisions', 'frame_errors', 'window_errors', 'Interpretation',
+           'expr_probabilities', 'video_arrays', 'frame_runs', 'mistake_scores', 'DatasetRun', 'as_run',
+           'synthetic_predictions', 'plant_flips', 'fixture_run']
 
 # %% ../nbs/15_explore.ipynb #0fe7082f
 def _check_task(task):
     if task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
 
+def _au_thresholds(thresholds) -> np.ndarray:
+    "12 AU thresholds from one, 12, or a dict by AU name."
+    return np.array([thresholds[a] for a in AU_NAMES]) if isinstance(thresholds, dict) else np.broadcast_to(np.asarray(thresholds, np.float64), (len(AU_NAMES),))
+
 def au_decisions(preds, # [n, 12] AU probabilities
                  thresholds=0.5, # one threshold, 12, or a dict by AU name
                 ) -> np.ndarray:
     "Boolean [n, 12] AU decisions (NaN probabilities decide 'off')."
-    t = np.array([thresholds[a] for a in AU_NAMES]) if isinstance(thresholds, dict) else np.broadcast_to(np.asarray(thresholds, np.float64), (len(AU_NAMES),))
-    with np.errstate(invalid="ignore"): return np.asarray(preds) >= t
+    with np.errstate(invalid="ignore"): return np.asarray(preds) >= _au_thresholds(thresholds)
 
 def frame_errors(labels:xr.Dataset, # labels in the schema
                  preds:xr.Dataset, # predictions in the schema
                  task:str, # "au", "expr" or "va"
-                 thresholds=0.5, # AU thresholds
+                 thresholds:float|dict|np.ndarray=0.5, # AU thresholds (one, 12, or a dict by AU name)
                 ) -> np.ndarray:
     "One error per frame of `labels` (NaN where the frame has no label of `task`)."
     _check_task(task)
@@ -124,7 +131,8 @@ def _cls_index(task, cls) -> int:
     if cls in names: return names.index(cls)
     raise AbawError(f"{task.upper()}: unknown class {cls!r} (one of {', '.join(names)})")
 
-def _class_errors(self, task:str, cls=None) -> np.ndarray:
+@patch
+def _class_errors(self:Interpretation, task:str, cls=None) -> np.ndarray:
     "Per-frame error restricted to one AU / expression class / VA dimension (all when `cls` is None)."
     if cls is None: return self.frame_errors(task)
     j = _cls_index(task, cls)
@@ -134,7 +142,8 @@ def _class_errors(self, task:str, cls=None) -> np.ndarray:
     if task == "expr": return np.where(l == j, (p != l).astype(np.float64), np.nan)
     return np.abs(np.asarray(p[:, j], np.float64) - l[:, j])
 
-def _top_videos(self, task:str, # "au", "expr" or "va"
+@patch
+def top_videos(self:Interpretation, task:str, # "au", "expr" or "va"
                 by:str|None=None, # "score" (lowest first) or "error" (largest first); default: error for VA, score otherwise
                 k:int|None=None, # keep the worst k
                ) -> pd.DataFrame:
@@ -147,7 +156,8 @@ def _top_videos(self, task:str, # "au", "expr" or "va"
     t = t.sort_values(by, ascending=by == "score", kind="stable")
     return t if k is None else t.head(k)
 
-def _top_windows(self, task:str, # "au", "expr" or "va"
+@patch
+def top_windows(self:Interpretation, task:str, # "au", "expr" or "va"
                  length:int=100, # frames per window
                  cls=None, # restrict to one AU, expression class or VA dimension (name or index)
                  step:int|None=None, # frames between window starts (default: no overlap)
@@ -155,14 +165,15 @@ def _top_windows(self, task:str, # "au", "expr" or "va"
                  min_frames:int=1, # leave out windows with fewer labelled frames
                 ) -> pd.DataFrame:
     "Windows of frames worst first (largest mean error), with the task's ABAW score on each window."
-    w = window_errors(_class_errors(self, task, cls), self.labels, length, step, min_frames)
+    w = window_errors(self._class_errors(task, cls), self.labels, length, step, min_frames)
     w = w.sort_values(["error", "frames"], ascending=[False, False], kind="stable")
     if k is not None: w = w.head(k)
     l, p = self.aligned(task)
     w["score"] = [score_arrays(task, l[a:b], p[a:b], self.thresholds)["score"] for a, b in zip(w.pos, w.end)]
     return w.reset_index(drop=True)
 
-def _worst_videos(self) -> pd.DataFrame:
+@patch
+def worst_videos(self:Interpretation) -> pd.DataFrame:
     "Mean per-frame error of each video per task and over tasks (VA error capped at 1); worst first."
     sl = video_slices(self.labels)
     d = {}
@@ -173,13 +184,9 @@ def _worst_videos(self) -> pd.DataFrame:
     df["mean"] = df.mean(1)
     return df.sort_values("mean", ascending=False, kind="stable")
 
-Interpretation.worst_videos = _worst_videos
-Interpretation._class_errors = _class_errors
-Interpretation.top_videos = _top_videos
-Interpretation.top_windows = _top_windows
-
 # %% ../nbs/15_explore.ipynb #485889b3
-def _per_class(self, task:str) -> pd.DataFrame:
+@patch
+def per_class(self:Interpretation, task:str) -> pd.DataFrame:
     "Per AU / expression class / VA dimension: the ABAW per-class score with counts and error measures beside it."
     s = self.score(task)["per_class"]
     l, p = self.aligned(task)
@@ -202,7 +209,8 @@ def _per_class(self, task:str) -> pd.DataFrame:
     return pd.DataFrame({"f1": f1, "precision": prec, "recall": rec, "support": support, "predicted": pp, "frames": frames},
                         index=pd.Index(names, name=task))
 
-def _confusion(self) -> pd.DataFrame:
+@patch
+def confusion(self:Interpretation) -> pd.DataFrame:
     "EXPR confusion counts on labelled frames: rows are labels, columns predictions."
     l, p = self.aligned("expr")
     ok = l >= 0
@@ -210,7 +218,8 @@ def _confusion(self) -> pd.DataFrame:
     cm = np.bincount(l[ok].astype(np.int64) * k + p[ok].astype(np.int64), minlength=k * k).reshape(k, k)
     return pd.DataFrame(cm, index=pd.Index(EXPR_NAMES, name="label"), columns=pd.Index(EXPR_NAMES, name="predicted"))
 
-def _confusion_frames(self, label, # the label's class (name or index)
+@patch
+def confusion_frames(self:Interpretation, label, # the label's class (name or index)
                       predicted, # the predicted class (name or index)
                      ) -> pd.DataFrame:
     "The frames behind one confusion-matrix cell: video, frame_index and position in `labels`."
@@ -220,14 +229,11 @@ def _confusion_frames(self, label, # the label's class (name or index)
     return pd.DataFrame({"video": self.labels.video.values[pos].astype(str),
                          "frame_index": self.labels.frame_index.values[pos], "pos": pos})
 
-Interpretation.per_class = _per_class
-Interpretation.confusion = _confusion
-Interpretation.confusion_frames = _confusion_frames
-
 # %% ../nbs/15_explore.ipynb #f0da82e9
 OUTCOMES = ("A right, B wrong", "A wrong, B right", "both wrong", "both right")
 
-def _compare(self, other, # another `Interpretation` (or a predictions dataset) on the same frames
+@patch
+def compare(self:Interpretation, other, # another `Interpretation` (or a predictions dataset) on the same frames
              task:str, # "au", "expr" or "va"
              cls=None, # restrict to one AU / expression class / VA dimension
              tol:float|None=None, # largest error that counts as right (default 0; 0.2 for VA)
@@ -236,14 +242,15 @@ def _compare(self, other, # another `Interpretation` (or a predictions dataset) 
     b = other if isinstance(other, Interpretation) else Interpretation(self.labels, other, "B", self.thresholds)
     b = Interpretation(self.labels, b.preds, b.name, b.thresholds)
     tol = (0.2 if task == "va" else 0.0) if tol is None else tol
-    ea, eb = _class_errors(self, task, cls), _class_errors(b, task, cls)
+    ea, eb = self._class_errors(task, cls), b._class_errors(task, cls)
     pos = np.flatnonzero(~np.isnan(ea))
     ra, rb = ea[pos] <= tol + 1e-12, eb[pos] <= tol + 1e-12
     out = np.select([ra & ~rb, ~ra & rb, ~ra & ~rb], OUTCOMES[:3], OUTCOMES[3])
     return pd.DataFrame({"video": self.labels.video.values[pos].astype(str), "frame_index": self.labels.frame_index.values[pos],
                          "pos": pos, "error_a": ea[pos], "error_b": eb[pos], "outcome": pd.Categorical(out, OUTCOMES)})
 
-def _compare_summary(self, other, # another `Interpretation` (or predictions dataset)
+@patch
+def compare_summary(self:Interpretation, other, # another `Interpretation` (or predictions dataset)
                      tol:dict|None=None, # per-task tolerance (see `compare`)
                     ) -> pd.DataFrame:
     "Frames per outcome and task, with both models' ABAW scores."
@@ -256,10 +263,18 @@ def _compare_summary(self, other, # another `Interpretation` (or predictions dat
                    f"score {b.name}": Interpretation(self.labels, b.preds, b.name, b.thresholds).score(t)["score"]}
     return pd.DataFrame(rows).T.rename_axis("task")
 
-Interpretation.compare = _compare
-Interpretation.compare_summary = _compare_summary
-
 # %% ../nbs/15_explore.ipynb #d0aeb899
+def expr_probabilities(labels:xr.Dataset, # the frames wanted (labels in the schema)
+                       preds:xr.Dataset, # predictions in the schema
+                      ) -> np.ndarray:
+    "[n, 8] predicted class probabilities on the frames of `labels` (without `expr_prob`: one-hot of the class); NaN where no prediction."
+    idx = frame_positions(preds, labels.video.values, labels.frame_index.values)
+    if "expr_prob" in preds: prob = preds.expr_prob.values
+    else:   # one-hot of the predicted class; NaN where there is no prediction
+        pv = prediction_values(preds, "expr")
+        prob = np.where((pv >= 0)[:, None], np.eye(len(EXPR_NAMES), dtype=np.float32)[np.clip(pv, 0, None)], np.nan).astype(np.float32)
+    return np.concatenate([prob, np.full((1, len(EXPR_NAMES)), np.nan, np.float32)])[idx]
+
 def video_arrays(labels:xr.Dataset, # labels in the schema
                  preds:xr.Dataset, # predictions in the schema (aligned by video and frame index)
                  video:str, # the video
@@ -273,14 +288,80 @@ def video_arrays(labels:xr.Dataset, # labels in the schema
         l, p = aligned(lv, preds, t)
         out[f"{t}_label"], out[f"{t}_pred"] = l, p
         out[f"{t}_error"] = frame_errors(lv, preds, t, thresholds)
-    idx = frame_positions(preds, lv.video.values, lv.frame_index.values)
-    if "expr_prob" in preds: prob = preds.expr_prob.values
-    else:   # one-hot of the predicted class; NaN where there is no prediction
-        pv = prediction_values(preds, "expr")
-        prob = np.where((pv >= 0)[:, None], np.eye(len(EXPR_NAMES), dtype=np.float32)[np.clip(pv, 0, None)], np.nan).astype(np.float32)
-    prob = np.concatenate([prob, np.full((1, len(EXPR_NAMES)), np.nan, np.float32)])[idx]
-    out["expr_prob"] = prob
+    out["expr_prob"] = expr_probabilities(lv, preds)
     return out
+
+# %% ../nbs/15_explore.ipynb #39b53e7b
+def frame_runs(df:pd.DataFrame, # one row per frame: video, frame_index and other columns
+               keys=(), # columns that stay equal within a run
+               mean=(), # numeric columns averaged over each run
+              ) -> pd.DataFrame:
+    "Consecutive frames of a table (same video and `keys`, frame indices one apart) as one row each, in video and frame order: video, keys, start, stop, frames, means."
+    cols = ["video", *keys]
+    if not len(df): return pd.DataFrame(columns=[*cols, "start", "stop", "frames", *mean])
+    d = df.sort_values([*cols, "frame_index"], kind="stable").reset_index(drop=True)
+    same = np.r_[False, np.ones(len(d) - 1, bool)]
+    for c in cols: v = d[c].to_numpy(); same[1:] &= v[1:] == v[:-1]
+    fi = d.frame_index.to_numpy(); same[1:] &= fi[1:] == fi[:-1] + 1
+    g = d.groupby(np.cumsum(~same), sort=False)
+    out = g[cols].first().reset_index(drop=True)
+    out["start"], out["stop"], out["frames"] = g.frame_index.min().to_numpy(), g.frame_index.max().to_numpy(), g.size().to_numpy()
+    for c in mean: out[c] = g[c].mean().to_numpy()
+    return out.sort_values(["video", "start"], kind="stable").reset_index(drop=True)
+
+# %% ../nbs/15_explore.ipynb #cd327b1b
+MISTAKE_SPREAD = 0.1   # VA: the model's spread over neighbouring frames at which its agreement counts 1/e
+
+def _va_spread(p:np.ndarray, labels:xr.Dataset, width:int) -> np.ndarray:
+    "Standard deviation of each prediction's neighbours (`width` frames, centred, within its video)."
+    out = np.full(p.shape, np.nan)
+    for s in video_slices(labels).values():
+        out[s] = pd.DataFrame(p[s]).rolling(width, center=True, min_periods=2).std(ddof=0).to_numpy()
+    return out
+
+def mistake_scores(labels:xr.Dataset, # labels in the schema
+                   preds:xr.Dataset, # predictions in the schema
+                   task:str, # "au", "expr" or "va"
+                   thresholds=0.5, # AU thresholds
+                   width:int=9, # VA: frames around a frame whose predictions must agree
+                  ) -> pd.DataFrame:
+    "How likely each label is wrong, given a model: one row per labelled frame (AU, VA: per unit) the model disputes: video, frame_index, pos, cls, label, predicted, score."
+    _check_task(task)
+    l, p = aligned(labels, preds, task)
+    if task == "expr":
+        prob = expr_probabilities(labels, preds)
+        i = np.flatnonzero((l >= 0) & ~np.isnan(prob).any(1))
+        s = prob[i].max(1) - prob[i, l[i]]
+        i, s = i[s > 0], s[s > 0]
+        cls, lab, pred = np.array(EXPR_NAMES)[l[i]], l[i].astype(np.int64), prob[i].argmax(1)
+    else:
+        if task == "au":
+            t = _au_thresholds(thresholds)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                s = np.where(l == 1, (t - p) / t, np.where(l == 0, (p - t) / (1 - t), np.nan))
+        else: s = np.abs(p - l) * np.exp(-_va_spread(p, labels, width) / MISTAKE_SPREAD)
+        i, j = np.nonzero(np.nan_to_num(s, nan=0.0) > 0)
+        s, cls, lab, pred = s[i, j], np.array(AU_NAMES if task == "au" else VA_NAMES)[j], l[i, j], p[i, j]
+    return pd.DataFrame({"video": labels.video.values[i].astype(str), "frame_index": labels.frame_index.values[i], "pos": i,
+                         "cls": cls, "label": lab, "predicted": pred, "score": np.asarray(s, np.float64)})
+
+# %% ../nbs/15_explore.ipynb #a7a1758b
+_RUN_KEYS = {"expr": ("cls", "predicted"), "au": ("cls", "label"), "va": ("cls",)}
+
+@patch
+def likely_mistakes(self:Interpretation, task:str, # "au", "expr" or "va"
+                    k:int|None=20, # keep the first k runs
+                    min_score:float=0.5, # leave out frames scored lower
+                    width:int=9, # VA: frames whose predictions must agree (see `mistake_scores`)
+                   ) -> pd.DataFrame:
+    "Runs of frames whose label the model confidently disputes, most evidence first (score summed over the run): video, cls, start, stop, frames, label, predicted, score (mean), evidence."
+    m = mistake_scores(self.labels, self.preds, task, self.thresholds, width)
+    keys = _RUN_KEYS[task]
+    r = frame_runs(m[m.score >= min_score], keys, mean=[c for c in ("label", "predicted", "score") if c not in keys])
+    if task == "expr": r["label"] = r.label.round().astype(np.int64)
+    r["evidence"] = r.score * r.frames
+    r = r.sort_values(["evidence", "score"], ascending=False, kind="stable").reset_index(drop=True)
+    return r[["video", "cls", "start", "stop", "frames", "label", "predicted", "score", "evidence"]].head(len(r) if k is None else k)
 
 # %% ../nbs/15_explore.ipynb #10c895fe
 class DatasetRun:
@@ -349,20 +430,66 @@ def synthetic_predictions(labels:xr.Dataset, # labels in the schema
                         va=pva.astype(np.float32), expr_prob=prob.astype(np.float32), has_face=labels.has_face.values,
                         time=labels.time.values, attrs={"source": f"synthetic_predictions(skill={skill}, seed={seed})"})
 
+
+# %% ../nbs/15_explore.ipynb #feb60fab
+def plant_flips(root:str|Path, # a synthetic Aff-Wild2-layout data set (its annotation files are rewritten)
+                task:str, # "au", "expr" or "va"
+                segments, # (video, first, last) frame ranges, inclusive
+                split:str="validation",
+                seed:int=0,
+                au:str|None=None, # AU: the unit to switch (default: one drawn per range)
+               ) -> pd.DataFrame:
+    "Flip the labels of frame ranges (tests and fixtures only): EXPR to another class, one AU switched, valence negated; returns what was planted."
+    check_task(task)
+    lay, rng, rows = Layout.of(root), np.random.default_rng(seed), []
+    for video, first, last in segments:
+        f = lay.annotation_dir(task, split) / f"{video}.txt"
+        v = read_annotation_file(f, task)
+        s = slice(int(first) - 1, int(last))
+        if task == "expr": k = int(rng.integers(1, 8)); v[s] = np.where(v[s] >= 0, (v[s] + k) % 8, -1); what = f"class + {k}"
+        elif task == "au": j = AU_NAMES.index(au) if au else int(rng.integers(0, len(AU_NAMES))); v[s, j] = 1 - v[s, j]; what = AU_NAMES[j]
+        else: v[s, 0] = -v[s, 0]; what = "valence"
+        write_annotation_file(f, task, v)
+        rows.append((video, int(first), int(last), task, what))
+    return pd.DataFrame(rows, columns=["video", "start", "stop", "task", "what"])
+
+def _sure_segments(labels:xr.Dataset, preds:xr.Dataset, n:int, length:int=10) -> list:
+    "Up to n frame ranges of `length` frames, spread over the videos, of one labelled class where `preds` is right with probability >= 0.5 on every frame."
+    prob, l = expr_probabilities(labels, preds), labels.expr.values.astype(np.int64)
+    ok = (l >= 0) & (prob.argmax(1) == l) & (prob[np.arange(len(l)), np.clip(l, 0, None)] >= 0.5)
+    sl = video_slices(labels)
+    per, out = -(-n // max(len(sl), 1)), []
+    for v, s in sl.items():
+        lv, okv, fi, chosen = l[s], ok[s], labels.frame_index.values[s], []
+        starts = [a for a in range(len(lv) - length + 1) if okv[a:a + length].all() and (lv[a:a + length] == lv[a]).all()]
+        for q in (np.linspace(0, len(starts) - 1, per + 2)[1:-1] if len(starts) else []):
+            a = int(starts[int(q)])
+            if all(abs(a - b) >= 2 * length for b in chosen): chosen.append(a)
+        out += [(v, int(fi[a]), int(fi[a + length - 1])) for a in chosen]
+    return out[:n]
+
+# %% ../nbs/15_explore.ipynb #0fb8fee1
+FIXTURE_CATALOG = "catalog.yaml"
+
 def fixture_run(out:str|Path, # folder for the run and its synthetic data set (made if missing)
                 videos:int=6, frames:int=150, seed:int=0,
+                flips:int=3, # EXPR label flips planted where the 'fusion' model is right
                ) -> Run:
-    "A small run folder on a synthetic data set: validation labels, two models ('static', 'fusion'), crops; opened."
+    "A small run folder on a synthetic data set (named 'fixture' in the folder's catalog.yaml): validation labels (and the truth before the flips), two models ('static', 'fusion'), crops; opened."
     from abaw_workbench.synth import synth_affwild2  # the renderer (cv2, av) only when a fixture is made
     out = Path(out)
     if (out / "run.json").is_file(): return Run.open(out)
     data = out / "data"
-    if not (data / "cropped_aligned").is_dir(): synth_affwild2(data, videos=videos, frames=frames, seed=seed)
-    labels = read_split(Entry(name="fixture", kind="affwild2", path=data), "validation")
-    models = {}
-    for i, (name, skill) in enumerate([("static", 0.55), ("fusion", 0.75)]):
-        models[name] = {"predictions": save_predictions(synthetic_predictions(labels, skill, seed + 1 + i), out / f"predictions_{name}.nc")}
-    write_manifest(out, "demo", dataset="fixture", config={"fixture": dict(videos=videos, frames=frames, seed=seed)},
+    synth_affwild2(data, videos=videos, frames=frames, seed=seed)   # afresh: flips must not land on a half-made fixture's
+    with atomic_write(out / FIXTURE_CATALOG, "w") as f: f.write("# the data set of explore.fixture_run\nentries:\n  fixture: {kind: affwild2, path: data}\n")
+    entry = Entry(name="fixture", kind="affwild2", path=data)
+    truth = read_split(entry, "validation")
+    preds = {name: synthetic_predictions(truth, skill, seed + 1 + i) for i, (name, skill) in enumerate([("static", 0.55), ("fusion", 0.75)])}
+    planted = plant_flips(data, "expr", _sure_segments(truth, preds["fusion"], flips), seed=seed)
+    labels = read_split(entry, "validation")
+    save_predictions(truth.drop_vars(["in_file", "task"]), out / "truth_validation.nc", note="the labels before the planted flips")
+    models = {name: {"predictions": save_predictions(p, out / f"predictions_{name}.nc")} for name, p in preds.items()}
+    write_manifest(out, "demo", dataset="fixture", config={"fixture": dict(videos=videos, frames=frames, seed=seed, flips=planted.values.tolist())},
                    models=models, default="fusion", labels=save_predictions(labels.drop_vars(["in_file", "task"]), out / "labels_validation.nc"),
                    frames={"kind": "crops", "root": data / "cropped_aligned"})
     return Run.open(out)

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math, tempfile, time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -15,14 +15,16 @@ import numpy as np
 import torch
 import xarray as xr
 from scipy.ndimage import gaussian_filter1d
+from torchvision.ops import batched_nms
 
 from .core import AbawError
 from .video import _rgb, is_i420, iter_frames, prefetch, yuv_planes
 
 # %% auto #0
-__all__ = ['TEMPLATE_112', 'FaceConfig', 'FaceDetector', 'Track', 'iou', 'link_detections', 'densify', 'relink', 'track_faces',
+__all__ = ['TEMPLATE_112', 'FACE_COORDS', 'FaceConfig', 'area_bins', 'integral_images', 'area_resize', 'area_crops',
+           'mtcnn_detect', 'FaceDetector', 'Track', 'iou', 'link_detections', 'densify', 'relink', 'track_faces',
            'detect_video', 'face_template', 'similarity', 'align_face', 'align_frame', 'iter_track_crops',
-           'track_crops', 'TrackCrops', 'choose_track', 'describe_tracks', 'tracks_dataset']
+           'track_crops', 'TrackCrops', 'choose_track', 'describe_tracks', 'tracks_dataset', 'with_faces']
 
 # %% ../nbs/13a_faces.ipynb #ecea9785
 @dataclass
@@ -32,6 +34,7 @@ class FaceConfig:
     thresholds: tuple = (0.6, 0.7, 0.7) # MTCNN's stage thresholds (P-, R-, O-net)
     min_score: float = 0.9 # detections scoring below are dropped
     detect_size: int = 640 # frames are shrunk to this longer side for detection (0: never)
+    image_size: int = 1280 # still images are shrunk to this longer side for detection (0: never): small faces in a group photo
     detect_every: int = 1 # run the detector on every k-th frame; in between, tracks are interpolated
     batch_size: int = 16 # frames per detector batch
     iou: float = 0.3 # a detection continues a track when its box overlaps the track's last box this much...
@@ -42,6 +45,117 @@ class FaceConfig:
     smooth: float = 1.5 # std (frames) of the Gaussian smoothing the landmarks along a track (0: off)
     margin: float = 0.0 # extra zoom-out of the crop: 0.1 shows 10% more around the template face
     device: str = "cpu" # the detector's device
+    pipeline: str = "batched" # MTCNN's stages: "batched" (this module's, below) or "facenet" (facenet-pytorch's own `MTCNN.detect`: the reference)
+
+# %% ../nbs/13a_faces.ipynb #0945e567
+def area_bins(start:torch.Tensor, # [...] first pixel of each span
+              length:torch.Tensor, # [...] its length in pixels
+              n:int # output pixels
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    "First and end pixels [..., n] that `interpolate(mode='area')` averages for each output pixel: floor(i*L/n), ceil((i+1)*L/n)."
+    i = torch.arange(n, device=start.device)
+    s, l = start[..., None], length[..., None]
+    return s + torch.div(i * l, n, rounding_mode="floor"), s - torch.div(-(i + 1) * l, n, rounding_mode="floor")
+
+def integral_images(frames:np.ndarray, # uint8 [N, H, W, C]
+                    device="cpu") -> torch.Tensor:
+    "Summed-area tables [N, H+1, W+1, C] in exact integers (first row and column zero), on `device`."
+    N, H, W, C = frames.shape
+    dt = torch.int64 if H * W * 255 >= 2**31 else torch.int32   # (int32 holds the sum of a 2^23-pixel frame)
+    if torch.device(device).type == "cpu" and dt == torch.int32:   # OpenCV's: a tenth of torch.cumsum's time on a CPU
+        return torch.from_numpy(np.stack([cv2.integral(f).reshape(H + 1, W + 1, C) for f in frames]))
+    x = torch.as_tensor(frames, device=device).to(dt)
+    return torch.nn.functional.pad(x.cumsum(1).cumsum(2), (0, 0, 1, 0, 1, 0))
+
+# %% ../nbs/13a_faces.ipynb #e48b3086
+def _mean(g:torch.Tensor, area:torch.Tensor) -> torch.Tensor:
+    "The box averages from the 4 corner look-ups g [4, ..., h, w, C]: float [..., C, h, w] in channels-last memory."
+    return ((g[0] - g[1] - g[2] + g[3]).float() / area[..., None].float()).movedim(-1, -3)
+
+def area_resize(I:torch.Tensor, # `integral_images` of N frames
+                h:int, w:int) -> torch.Tensor:
+    "The frames resized to h x w as `interpolate(mode='area')` resizes them: float [N, C, h, w]."
+    N, H1, W1, C = I.shape
+    y0, y1 = area_bins(torch.tensor(0, device=I.device), torch.tensor(H1 - 1, device=I.device), h)
+    x0, x1 = area_bins(torch.tensor(0, device=I.device), torch.tensor(W1 - 1, device=I.device), w)
+    at = lambda y, x: (y[:, None] * W1 + x[None]).reshape(-1)
+    g = I.view(N, H1 * W1, C).index_select(1, torch.cat([at(y1, x1), at(y0, x1), at(y1, x0), at(y0, x0)]))
+    return _mean(g.view(N, 4, h, w, C).movedim(1, 0), (y1 - y0)[:, None] * (x1 - x0)[None])
+
+def area_crops(I:torch.Tensor, # `integral_images` of the frames
+               image:torch.Tensor, y0:torch.Tensor, x0:torch.Tensor, # [B] each box's frame and top-left pixel
+               h:torch.Tensor, w:torch.Tensor, # [B] its size in pixels
+               n:int) -> torch.Tensor:
+    "Each box resized to n x n as `interpolate(mode='area')` resizes it: float [B, C, n, n]."
+    N, H1, W1, C = I.shape
+    Y0, Y1 = area_bins(y0, h, n); X0, X1 = area_bins(x0, w, n)                                    # [B, n]
+    at = lambda Y, X: ((image[:, None] * H1 + Y) * W1)[:, :, None] + X[:, None, :]                # [B, n, n]
+    g = I.view(-1, C).index_select(0, torch.stack([at(Y1, X1), at(Y0, X1), at(Y1, X0), at(Y0, X0)]).view(-1))
+    return _mean(g.view(4, len(image), n, n, C), (Y1 - Y0)[:, :, None] * (X1 - X0)[:, None, :])
+
+# %% ../nbs/13a_faces.ipynb #e046417f
+def _steps():
+    "facenet-pytorch's box steps (generateBoundingBox, bbreg, rerec, pad, batched_nms_numpy)."
+    from facenet_pytorch.models.utils import detect_face   # (its package's import is slow: only when detecting)
+    return detect_face
+
+def _pnet_boxes(mtcnn, I:torch.Tensor, min_face:int, threshold:float, factor:float):
+    "The P-net's boxes over the pyramid of every frame: [k, 5] (x1, y1, x2, y2, score), calibrated and squared, and their frame [k]."
+    df, h, w = _steps(), I.shape[1] - 1, I.shape[2] - 1
+    m = 12.0 / min_face
+    scales, s, side = [], m, min(h, w) * m
+    while side >= 12: scales.append(s); s *= factor; side *= factor   # (as detect_face computes them)
+    boxes, image = [], []
+    for s in scales:
+        reg, prob = mtcnn.pnet((area_resize(I, int(h * s + 1), int(w * s + 1)) - 127.5) * 0.0078125)
+        b, i = df.generateBoundingBox(reg, prob[:, 1], s, threshold)
+        keep = batched_nms(b[:, :4], b[:, 4], i, 0.5)      # within each level and frame
+        boxes.append(b[keep]); image.append(i[keep])
+    b, i = torch.cat(boxes), torch.cat(image)
+    keep = batched_nms(b[:, :4], b[:, 4], i, 0.7)          # across the levels of each frame
+    b, i = b[keep], i[keep]
+    wh = (b[:, 2:4] - b[:, :2]).repeat(1, 2)
+    return df.rerec(torch.cat([b[:, :4] + b[:, 5:9] * wh, b[:, 4:5]], 1)), i
+
+# %% ../nbs/13a_faces.ipynb #051f515e
+def _net_input(I:torch.Tensor, boxes:torch.Tensor, image:torch.Tensor, n:int):
+    "The boxes' pixels (clipped to the frame as `pad` clips them) at n x n, normalised; and which boxes have any."
+    H, W = I.shape[1] - 1, I.shape[2] - 1
+    y, ey, x, ex = (torch.as_tensor(a, dtype=torch.long, device=I.device) for a in _steps().pad(boxes, W, H))
+    ok = (ey > y - 1) & (ex > x - 1)
+    return (area_crops(I, image[ok], y[ok] - 1, x[ok] - 1, (ey - y + 1)[ok], (ex - x + 1)[ok], n) - 127.5) * 0.0078125, ok
+
+def _refine(mtcnn, I:torch.Tensor, boxes:torch.Tensor, image:torch.Tensor, thresholds):
+    "The R-net, then the O-net, on the P-net's boxes: boxes [k, 5], landmarks [k, 5, 2], their frame [k]."
+    df = _steps()
+    points = torch.zeros(0, 5, 2, device=I.device)
+    for net, n, thr in ((mtcnn.rnet, 24, thresholds[1]), (mtcnn.onet, 48, thresholds[2])):
+        if not len(boxes): break
+        x, ok = _net_input(I, boxes, image, n)
+        boxes, image = boxes[ok], image[ok]
+        if not len(boxes): break
+        reg, *pts, prob = net(x)                           # R-net: box shift, score; O-net: box shift, landmarks, score
+        keep = prob[:, 1] > thr
+        boxes, image, reg = torch.cat([boxes[keep, :4], prob[keep, 1:2]], 1), image[keep], reg[keep]
+        if net is mtcnn.rnet:
+            pick = batched_nms(boxes[:, :4], boxes[:, 4], image, 0.7)
+            boxes, image = df.rerec(df.bbreg(boxes[pick], reg[pick])), image[pick]
+        else:
+            p, wh = pts[0][keep], boxes[:, 2:4] - boxes[:, :2] + 1
+            points = torch.stack([wh[:, :1] * p[:, :5] + boxes[:, :1] - 1, wh[:, 1:] * p[:, 5:] + boxes[:, 1:2] - 1], -1)
+            boxes = df.bbreg(boxes, reg)
+            pick = df.batched_nms_numpy(boxes[:, :4], boxes[:, 4], image, 0.7, "Min")
+            boxes, image, points = boxes[pick], image[pick], points[pick]
+    return boxes, points, image
+
+def mtcnn_detect(mtcnn, # a facenet-pytorch `MTCNN`: its P-, R- and O-nets detect
+                 frames:np.ndarray, # uint8 [N, H, W, 3] RGB frames of one size
+                 min_face:int=20, thresholds=(0.6, 0.7, 0.7), factor:float=0.709) -> list[tuple]:
+    "What `mtcnn.detect` finds in each frame, all frames at once: (boxes [k, 5] with the score last, landmarks [k, 5, 2])."
+    I = integral_images(np.asarray(frames), next(mtcnn.pnet.parameters()).device)
+    boxes, image = _pnet_boxes(mtcnn, I, min_face, thresholds[0], factor)
+    boxes, points, image = (t.cpu().numpy() for t in _refine(mtcnn, I, boxes, image, thresholds))
+    return [(boxes[image == i], points[image == i]) for i in range(len(frames))]
 
 # %% ../nbs/13a_faces.ipynb #398177d7
 class FaceDetector:
@@ -49,27 +163,33 @@ class FaceDetector:
     def __init__(self, cfg:FaceConfig|None=None):
         from facenet_pytorch import MTCNN   # its own import is slow; only commands that detect faces pay for it
         self.cfg = cfg = cfg or FaceConfig()
+        if cfg.pipeline not in ("batched", "facenet"): raise AbawError(f"faces.pipeline: 'batched' or 'facenet', got {cfg.pipeline!r}")
         self.mtcnn = MTCNN(keep_all=True, min_face_size=cfg.min_face_size, thresholds=list(cfg.thresholds),
                            select_largest=False, post_process=False, device=torch.device(cfg.device))
 
-    def __call__(self, frames:list|np.ndarray # uint8 [H, W, 3] RGB frames, all the same size
+    def _stages(self, frames:np.ndarray) -> list[tuple]:
+        "(boxes [k, 5] with the score last, landmarks [k, 5, 2]) of each frame, by `cfg.pipeline`."
+        if self.cfg.pipeline == "batched": return mtcnn_detect(self.mtcnn, frames, self.cfg.min_face_size, self.cfg.thresholds, self.mtcnn.factor)
+        boxes, probs, points = self.mtcnn.detect(frames, landmarks=True)
+        return [(np.zeros((0, 5)), np.zeros((0, 5, 2))) if b is None else (np.c_[np.asarray(b.tolist()), np.asarray(p.tolist())], l)
+                for b, p, l in zip(boxes, probs, points)]
+
+    def __call__(self, frames:list|np.ndarray, # uint8 [H, W, 3] RGB frames, all the same size
+                 size:int|None=None # shrink them to this longer side for detection (None: `cfg.detect_size`; 0: never)
                 ) -> list[dict]:
         "Detections of each frame: dict(boxes, landmarks, scores), boxes as x1, y1, x2, y2 in frame pixels."
         frames = list(frames)
         if not frames: return []
         h, w = frames[0].shape[:2]
-        s = min(1.0, self.cfg.detect_size / max(h, w)) if self.cfg.detect_size else 1.0
+        size = self.cfg.detect_size if size is None else size
+        s = min(1.0, size / max(h, w)) if size else 1.0
         if s < 1: frames = [cv2.resize(f, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA) for f in frames]
-        with torch.inference_mode():
-            boxes, probs, points = self.mtcnn.detect(np.stack(frames), landmarks=True)
+        with torch.inference_mode(): found = self._stages(np.stack(frames))
         out = []
-        for b, p, l in zip(boxes, probs, points):
-            if b is None: b, p, l = np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
-            b = np.asarray(b.tolist(), np.float32).reshape(-1, 4) / s
-            l = np.asarray(l.tolist(), np.float32).reshape(-1, 5, 2) / s
-            p = np.asarray([float(x) for x in np.atleast_1d(p)], np.float32)
-            keep = p >= self.cfg.min_score
-            out.append({"boxes": b[keep], "landmarks": l[keep], "scores": p[keep]})
+        for b, l in found:
+            b = np.asarray(b, np.float32).reshape(-1, 5); l = np.asarray(l, np.float32).reshape(-1, 5, 2)
+            keep = b[:, 4] >= self.cfg.min_score
+            out.append({"boxes": b[keep, :4] / s, "landmarks": l[keep] / s, "scores": b[keep, 4]})
         return out
 
 # %% ../nbs/13a_faces.ipynb #d33bedff
@@ -227,7 +347,8 @@ def detect_video(path:str|Path, # a video file
                  cfg:FaceConfig|None=None,
                  detector:FaceDetector|None=None, # reuse a detector (else one is built from cfg)
                  timer:dict|None=None, # if given, seconds spent decoding and detecting are added under "decode", "detect" (and "crop")
-                 crops=None # a `TrackCrops`: every track's aligned crops are made in this same pass (the video is decoded once)
+                 crops=None, # a `TrackCrops`: every track's aligned crops are made in this same pass (the video is decoded once)
+                 stats:dict|None=None # if given, "detections": the faces the detector found, before the track rule dropped any
                 ) -> tuple[np.ndarray, list[Track], tuple]:
     "Frame times [n] (s), the face tracks, and the frame size (h, w) of a video."
     cfg = cfg or FaceConfig()
@@ -261,6 +382,7 @@ def detect_video(path:str|Path, # a video file
     timer["decode"] = timer.get("decode", 0.0) + time.perf_counter() - t0
     if batch: flush()
     tracks = track_faces(dets, cfg)
+    if stats is not None: stats["detections"] = sum(len(d["scores"]) for d in dets.values())
     if crops is not None:
         t1 = time.perf_counter()
         _ready_crops(crops, ring, dets, len(times), cfg, tracks)
@@ -291,10 +413,19 @@ def similarity(src:np.ndarray, dst:np.ndarray) -> np.ndarray:
 
 def align_face(img:np.ndarray, # uint8 [H, W, 3] frame
                landmarks:np.ndarray, # [5, 2] its face's landmarks
-               size:int=112, margin:float=0.0) -> tuple[np.ndarray, np.ndarray]:
-    "The aligned crop uint8 [size, size, 3] and the 2x3 transform used."
+               size:int=112, margin:float=0.0,
+               antialias:bool=False # a face over twice the crop's scale (a photo's): the image is first shrunk by area averaging
+              ) -> tuple[np.ndarray, np.ndarray]:
+    "The aligned crop uint8 [size, size, 3] and the 2x3 transform used (from `img`'s pixels)."
     M = similarity(landmarks, face_template(size, margin))
-    return cv2.warpAffine(img, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), M
+    s = math.sqrt(abs(float(np.linalg.det(M[:, :2]))))   # crop pixels per image pixel
+    if not antialias or s >= 0.5:
+        return cv2.warpAffine(img, M, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), M
+    H, W = img.shape[:2]
+    small = cv2.resize(img, (max(1, round(W * 2 * s)), max(1, round(H * 2 * s))), interpolation=cv2.INTER_AREA)
+    f = np.array([small.shape[1] / W, small.shape[0] / H])
+    M2 = np.c_[M[:, :2] / f, M[:, 2] + M[:, :2] @ (0.5 / f - 0.5)].astype(np.float32)   # from the small image's pixels (centres)
+    return cv2.warpAffine(small, M2, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), M
 
 # %% ../nbs/13a_faces.ipynb #0e625b47
 def align_frame(fr, # a decoded `av.VideoFrame`
@@ -395,13 +526,19 @@ def choose_track(tracks:list[Track], # from `track_faces` / `detect_video`
         if t.id == face: return t
     raise AbawError(f"--face {face}: no such track (tracks: {', '.join(map(str, [t.id for t in tracks])) or 'none'})")
 
-def describe_tracks(tracks:list[Track], times:np.ndarray) -> str:
+def describe_tracks(tracks:list[Track], times:np.ndarray,
+                    detections:int|None=None # the faces the detector found (`detect_video(stats=...)`): a video without tracks says how many were dropped
+                   ) -> str:
     "One line per track: number, frame range, time range, size."
+    if not tracks and detections: return (f"no face track: the detector's {detections} detection(s) were all dropped by the track rule "
+                                          "(a track needs `min_track` detections; a shorter one is taken for a false positive)")
     if not tracks: return "no face found"
     return "\n".join(f"track {t.id}: frames {t.start + 1}-{t.stop} ({times[t.start]:.2f}-{times[t.stop - 1]:.2f} s), "
                      f"face in {len(t)} frames, ~{t.size:.0f} px" for t in tracks)
 
 # %% ../nbs/13a_faces.ipynb #3df1f25d
+FACE_COORDS = {"coord": ["x1", "y1", "x2", "y2"], "point": ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"], "xy": ["x", "y"]}
+
 def tracks_dataset(tracks:list[Track], # from `detect_video`
                    times:np.ndarray, # [n] frame times, s
                    attrs:dict|None=None) -> xr.Dataset:
@@ -414,6 +551,13 @@ def tracks_dataset(tracks:list[Track], # from `detect_video`
     return xr.Dataset({"box": (("track", "frame", "coord"), box), "landmarks": (("track", "frame", "point", "xy"), lm),
                        "score": (("track", "frame"), score), "detected": (("track", "frame"), det)},
                       coords={"track": [t.id for t in tracks], "frame_index": ("frame", np.arange(1, n + 1)),
-                              "time": ("frame", np.asarray(times, np.float64)), "coord": ["x1", "y1", "x2", "y2"],
-                              "point": ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"], "xy": ["x", "y"]},
+                              "time": ("frame", np.asarray(times, np.float64)), **FACE_COORDS},
                       attrs=dict(attrs or {}))
+
+def with_faces(ds:xr.Dataset, # predictions in the schema: a row per frame (or per face, for still images)
+               boxes:np.ndarray, landmarks:np.ndarray, scores:np.ndarray # [n, 4], [n, 5, 2], [n]: each row's face (NaN: none)
+              ) -> xr.Dataset:
+    "`ds` with each row's face: `box` [frame, coord], `landmarks` [frame, point, xy] and the detector's `score` [frame]."
+    return ds.assign({"box": (("frame", "coord"), np.asarray(boxes, np.float32)),
+                      "landmarks": (("frame", "point", "xy"), np.asarray(landmarks, np.float32)),
+                      "score": ("frame", np.asarray(scores, np.float32))}).assign_coords(FACE_COORDS)

@@ -4,8 +4,7 @@
 
 # %% ../nbs/11_features.ipynb #e62bd9b6
 from __future__ import annotations
-import dataclasses, json, queue, threading
-from collections import OrderedDict
+import contextlib, dataclasses, json, queue, threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +16,14 @@ import xarray as xr
 import torch
 from tqdm import tqdm
 
-from .core import AbawError, atomic_path, atomic_write, file_hash, get_device, remove_stale_tmp, stage_args, stage_config
+from .core import AbawError, atomic_path, atomic_write, file_hash, get_device, print_config, remove_stale_tmp, stage_args, stage_config
 from .schema import fps_from_name, make_dataset, video_slices, write_netcdf
-from .layout import Layout, crop_indices
+from .layout import Layout, crop_indices, crop_name
 from .annotations import read_split, read_test_list
-from .catalog import Catalog, default_catalog_path
-from .data import label_arrays, make_loader, normalize_batch, preprocess_config, window_starts
+from .catalog import Catalog, entry_or_path, load_catalog
+from .data import (accelerated, label_arrays, make_loader, prepare_batch, preprocess_config, resize_on_device,
+                                 stored_crop_size, window_starts)
+from .train import ToHost, amp_dtype
 from .audio import (AudioConfig, audio_feature_names, video_audio_features, stored_audio_feature_names,
                                   audio_encoder_path, encoder_hash)
 from .mae import MaskedAutoencoder, build_encoder, load_checkpoint, size_name
@@ -31,7 +32,7 @@ from .checkpoints import load_model
 from .temporal import VISUAL_NORMS
 
 # %% auto #0
-__all__ = ['FeatureStore', 'stored_rows', 'normalize_visual', 'video_mean', 'WindowFeatureDataset', 'ExtractConfig',
+__all__ = ['FeatureStore', 'RowReader', 'stored_rows', 'normalize_visual', 'video_mean', 'WindowFeatureDataset', 'ExtractConfig',
            'feature_model', 'frames_to_extract', 'split_videos', 'extract_features', 'extract_args', 'extract_main']
 
 # %% ../nbs/11_features.ipynb #3a550916
@@ -102,15 +103,49 @@ class FeatureStore:
             if k in out: out[k] = out[k].astype(bool)  # netCDF stores bools as int8
         return out
 
-    def visual_mean(self, video:str, chunk:int=4096) -> np.ndarray:
-        "Mean visual feature over the video's frames with a face (zeros if none), read in chunks of `chunk` frames."
-        with self.open(video) as h:
-            n, d = h["visual"].shape
-            acc, cnt = np.zeros(d, np.float64), 0
-            for a in range(0, n, chunk):
-                m = h["face_mask"][a:a + chunk] != 0
-                acc += h["visual"][a:a + chunk][m].sum(0); cnt += int(m.sum())
-        return (acc / max(cnt, 1)).astype(np.float32)
+
+# %% ../nbs/11_features.ipynb #ba03c010
+def _chunk_offsets(d:h5py.Dataset) -> tuple[int, np.ndarray]|None:
+    "(rows per chunk, file offset of each chunk) of a 2-d dataset stored uncompressed in whole rows; None otherwise."
+    if d.ndim != 2 or d.size == 0: return None
+    if d.chunks is None:                                   # contiguous: one chunk of every row
+        off = d.id.get_offset()
+        return None if off is None else (d.shape[0], np.array([off], np.int64))
+    if d.chunks[1] != d.shape[1] or d.id.get_create_plist().get_nfilters(): return None   # split columns, compressed
+    c = d.chunks[0]
+    offs = np.full(-(-d.shape[0] // c), -1, np.int64)
+    for i in range(d.id.get_num_chunks()):
+        s = d.id.get_chunk_info(i); offs[s.chunk_offset[0] // c] = s.byte_offset
+    return (c, offs) if (offs >= 0).all() else None
+
+class RowReader:
+    "One video's feature file, read by rows: frame numbers and masks held; `visual` and `audio` rows read at their chunks' offsets."
+    def __init__(self, store:FeatureStore, video:str):
+        self.path = store.file(video)
+        with store.open(video) as h:
+            self.frame_index = h["frame_index"][:]
+            self.face_mask, self.audio_mask = h["face_mask"][:] != 0, h["audio_mask"][:] != 0
+            self.shapes = {k: (h[k].shape[1], h[k].dtype) for k in ("visual", "audio")}
+            self.chunks = {k: _chunk_offsets(h[k]) for k in ("visual", "audio")}
+
+    def read(self, key:str, # "visual" or "audio"
+             lo:int, hi:int # rows lo:hi
+            ) -> np.ndarray:
+        "Rows `lo:hi` of `key`, [hi - lo, D]: one read per chunk touched (through h5py where the file is laid out otherwise)."
+        (d, dtype), lay = self.shapes[key], self.chunks[key]
+        if lay is None or hi <= lo:
+            with h5py.File(self.path, "r") as h: return h[key][lo:hi]
+        c, offs = lay
+        out = np.empty((hi - lo, d), dtype); buf, rb = memoryview(out).cast("B"), d * dtype.itemsize
+        try:
+            with open(self.path, "rb", buffering=0) as f:
+                for k in range(lo // c, (hi - 1) // c + 1):
+                    a, b = max(lo, k * c), min(hi, (k + 1) * c)
+                    f.seek(int(offs[k]) + (a - k * c) * rb)
+                    if f.readinto(buf[(a - lo) * rb:(b - lo) * rb]) != (b - a) * rb:
+                        raise AbawError(f"{self.path}: feature file cut short ({key} rows {a}:{b}); extract the video again")
+        except OSError as e: raise AbawError(f"{self.path}: unreadable feature file ({e.strerror})") from None
+        return out
 
 # %% ../nbs/11_features.ipynb #78cd0687
 def stored_rows(stored_fi:np.ndarray, # sorted frame_index of a video's feature file
@@ -123,7 +158,7 @@ def stored_rows(stored_fi:np.ndarray, # sorted frame_index of a video's feature 
 
 def normalize_visual(visual:np.ndarray, # [T, D] features of one video's frames
                      face_mask:np.ndarray, # [T] bool: frames with a face (the others stay zero)
-                     mean:np.ndarray|None # the video's mean feature (`FeatureStore.visual_mean`), None: unchanged
+                     mean:np.ndarray|None # the video's mean feature (`video_mean`), None: unchanged
                     ) -> np.ndarray:
     "Person-specific normalisation: subtract the video's mean from the frames with a face."
     if mean is None: return visual
@@ -131,7 +166,7 @@ def normalize_visual(visual:np.ndarray, # [T, D] features of one video's frames
 
 def video_mean(feats:dict # one video's stored features (`FeatureStore.read`)
               ) -> np.ndarray:
-    "The video's mean visual feature over its stored frames with a face (zeros if none), as `FeatureStore.visual_mean` gives it."
+    "The video's mean visual feature over its stored frames with a face (zeros if none)."
     fm = np.asarray(feats["face_mask"]) != 0
     if not fm.any(): return np.zeros(feats["visual"].shape[1], np.float32)
     return feats["visual"][fm].mean(0, dtype=np.float64).astype(np.float32)
@@ -144,7 +179,6 @@ class WindowFeatureDataset:
                 ):
         if visual_norm not in VISUAL_NORMS: raise AbawError(f"visual_norm: {visual_norm!r} is not one of {VISUAL_NORMS}")
         self.store, self.window, self.visual_norm = store, window, visual_norm
-        self._means = {}  # video -> mean visual feature (one vector per video)
         missing = [v for v in video_slices(labels) if not store.has(v)]
         if missing: raise AbawError(f"{store.path}: {len(missing)} video(s) of the labels are not extracted, e.g. {missing[:3]}")
         self.labels = label_arrays(labels)
@@ -154,17 +188,18 @@ class WindowFeatureDataset:
         for v, sl in self.slices.items():
             n = sl.stop - sl.start
             for s in window_starts(n, window, stride if train else window): self.items.append((v, sl.start, n, int(s)))
-        self._rows, self._files = OrderedDict(), OrderedDict()
         m = store.meta
-        size = len(self.frame_index) * 4 * (m["visual_dim"] + m["audio_dim"])
+        self.dims = m["visual_dim"], m["audio_dim"]
+        size = len(self.frame_index) * 4 * sum(self.dims)
         self.memory = self._load() if size <= preload * 2**30 else None
+        if self.memory is None: self._index()
 
     def __len__(self): return len(self.items)
 
     def _load(self) -> dict:
         "Every labelled frame's features, aligned to the labels and normalised as configured: arrays [N, ...]."
-        N, m = len(self.frame_index), self.store.meta
-        out = dict(visual=np.zeros((N, m["visual_dim"]), np.float32), audio=np.zeros((N, m["audio_dim"]), np.float32),
+        N, (vd, ad) = len(self.frame_index), self.dims
+        out = dict(visual=np.zeros((N, vd), np.float32), audio=np.zeros((N, ad), np.float32),
                    face_mask=np.zeros(N, bool), audio_mask=np.zeros(N, bool))
         for v, sl in self.slices.items():
             f = self.store.read(v)
@@ -174,72 +209,44 @@ class WindowFeatureDataset:
                 out["visual"][sl] = normalize_visual(out["visual"][sl], out["face_mask"][sl], video_mean(f))
         return out
 
+    def _index(self):
+        "To stream: each video's `RowReader`, its labelled frames' rows in its file and (visual_norm='video') its mean."
+        self.readers = {v: RowReader(self.store, v) for v in self.slices}
+        self.file_rows = {v: stored_rows(r.frame_index, self.frame_index[self.slices[v]]) for v, r in self.readers.items()}
+        self.means = {v: video_mean(self.store.read(v, keys=("visual", "face_mask"))) for v in self.slices} \
+            if self.visual_norm == "video" else {}   # one video in memory at a time; as `_load` and validation compute it
+
+    def _read(self, ids:list) -> dict:
+        "The stored features of windows `ids`, read from disk: arrays [B, window, ...], zeros where no row is stored."
+        B, W, (vd, ad) = len(ids), self.window, self.dims
+        out = dict(visual=np.zeros((B, W, vd), np.float32), audio=np.zeros((B, W, ad), np.float32),
+                   face_mask=np.zeros((B, W), bool), audio_mask=np.zeros((B, W), bool))
+        for j, i in enumerate(ids):
+            video, _, n, s = self.items[i]
+            r, rows = self.readers[video], self.file_rows[video][s:s + min(W, n)]
+            at = np.flatnonzero(rows >= 0); rows = rows[at]
+            if not len(at): continue
+            lo, hi = int(rows.min()), int(rows.max()) + 1
+            for k in ("visual", "audio"): out[k][j, at] = r.read(k, lo, hi)[rows - lo]
+            out["face_mask"][j, at], out["audio_mask"][j, at] = r.face_mask[rows], r.audio_mask[rows]
+            if self.visual_norm == "video": out["visual"][j] = normalize_visual(out["visual"][j], out["face_mask"][j], self.means[video])
+        return out
+
     def batch(self, keys) -> dict:
         "Windows `keys` (ints, or (index, seed) pairs whose seed is ignored) as one batch of tensors [B, window, ...]."
         ids = [k[0] if isinstance(k, tuple) else int(k) for k in (keys.tolist() if hasattr(keys, "tolist") else keys)]
-        if self.memory is None:
-            return torch.utils.data.default_collate([self[i] for i in ids])
         W = self.window
         it = np.array([self.items[i][1:] for i in ids], np.int64).reshape(-1, 3)   # label_start, n_frames, window_start
         L = np.minimum(W, it[:, 1])
         valid = np.arange(W)[None] < L[:, None]                                     # [B, W]
         rows = np.where(valid, it[:, 0:1] + it[:, 2:3] + np.arange(W)[None], 0)    # label rows; padding reads row 0 ...
         def gather(a, fill=0): return np.where(valid.reshape(valid.shape + (1,) * (a.ndim - 1)), a[rows], np.array(fill, a.dtype))
-        out = {k: gather(a) for k, a in self.memory.items()}
+        out = {k: gather(a) for k, a in self.memory.items()} if self.memory is not None else self._read(ids)
         out.update({k: gather(a, -1 if k == "expr" else 0) for k, a in self.labels.items()})
         out["valid"], out["index"] = valid, np.where(valid, rows, -1)                # ... and is zeroed / masked here
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
 
-    def __getstate__(self):  # open HDF5 handles stay in the process that opened them (DataLoader workers)
-        return {**self.__dict__, "_files": OrderedDict()}
-
-    def _h5(self, video:str):
-        "An open, cached read handle on a video's feature file."
-        f = self._files.get(video)
-        if f is None:
-            f = self._files[video] = self.store.open(video)
-            if len(self._files) > 32: self._files.popitem(last=False)[1].close()
-        else: self._files.move_to_end(video)
-        return f
-
-    def _row_map(self, video:str, label_fi:np.ndarray) -> np.ndarray:
-        "Row of each labelled frame in the video's feature file (-1 = not stored)."
-        if video in self._rows: self._rows.move_to_end(video); return self._rows[video]
-        rows = stored_rows(self._h5(video)["frame_index"][:], label_fi)
-        self._rows[video] = rows
-        if len(self._rows) > 16: self._rows.popitem(last=False)
-        return rows
-
-    def __getitem__(self, i:int) -> dict:
-        if self.memory is not None: return {k: v[0].numpy() for k, v in self.batch([i]).items()}
-        video, l0, n, s = self.items[i]
-        L = min(self.window, n)
-        lab_fi = self.frame_index[l0:l0 + n]
-        rows = self._row_map(video, lab_fi)[s:s + L]
-        ok = rows >= 0
-        lo, hi = (int(rows[ok].min()), int(rows[ok].max()) + 1) if ok.any() else (0, 0)
-        h = self._h5(video)
-        feats = {k: h[k][lo:hi] for k in ("visual", "audio", "face_mask", "audio_mask")}
-        vd, ad = feats["visual"].shape[1], feats["audio"].shape[1]
-        W = self.window
-        visual = np.zeros((W, vd), np.float32); audio = np.zeros((W, ad), np.float32)
-        fmask = np.zeros(W, bool); amask = np.zeros(W, bool); valid = np.zeros(W, bool)
-        idx = np.flatnonzero(ok)
-        visual[idx] = feats["visual"][rows[ok] - lo]; audio[idx] = feats["audio"][rows[ok] - lo]
-        fmask[idx] = feats["face_mask"][rows[ok] - lo] != 0; amask[idx] = feats["audio_mask"][rows[ok] - lo] != 0
-        if self.visual_norm == "video":
-            if video not in self._means: self._means[video] = self.store.visual_mean(video)
-            visual = normalize_visual(visual, fmask, self._means[video])
-        valid[:L] = True
-        item = {"visual": visual, "audio": audio, "face_mask": fmask, "audio_mask": amask, "valid": valid,
-                "index": np.r_[np.arange(l0 + s, l0 + s + L), np.full(W - L, -1)]}
-        for k, a in self.labels.items():
-            x = np.zeros((W,) + a.shape[1:], a.dtype) if k != "expr" else np.full(W, -1, a.dtype)
-            x[:L] = a[l0 + s:l0 + s + L]
-            item[k] = x
-        for k in ("au_mask", "va_mask"): item[k] &= valid[:, None]
-        item["expr_mask"] &= valid
-        return item
+    def __getitem__(self, i:int) -> dict: return {k: v[0].numpy() for k, v in self.batch([i]).items()}
 
 # %% ../nbs/11_features.ipynb #40814dd5
 @dataclass
@@ -249,6 +256,8 @@ class ExtractConfig:
     batch_size: int = 64 # frames per encoder batch
     num_workers: int|None = None # crop-decoding workers (None: none on the CPU, whose cores the encoder's threads use; all cores but one beside a GPU)
     device: str = "auto" # "auto", "cpu", "cuda", ...
+    amp: str = "auto" # the encoder's autocast ("auto": bf16, else fp16, on CUDA; fp32 on the CPU); features are stored as float32
+    resize_on: str = "auto" # where crops are resized to the encoder's input: "workers", "device", "auto" (the device beside a GPU)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
 def feature_model(encoder # a checkpoint (a fine-tuning run's best.pt, an MAE pre-training or MAE / timm file), or a module
@@ -398,22 +407,25 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
     def write(j, visual):
         v = todo[j]
         _write_video(entry, store, v, frames[v], has[v], meta["visual_dim"], visual, cfg.audio, cache_dir, dev, catalog)
-    with _VideoWriter(len(todo), write, waits=remaining > 0, background=dev.type != "cpu") as writer:
-        data = CropDataset(table, crops, pre, normalize=False)   # uint8 crops, normalised a batch at a time (a quarter of the bytes from workers)
+    acc, dtype = {}, amp_dtype(cfg.amp, dev)
+    def take(rows, f):   # a batch's features [B, visual_dim] into their videos; a finished video goes to the writer
+        for j in np.unique(code[rows]):   # the videos of the batch, in order (crops stream video by video)
+            sel = code[rows] == j
+            acc.setdefault(j, np.zeros((len(frames[todo[j]]), meta["visual_dim"]), np.float32))[rows[sel] - starts[j]] = f[sel]
+            remaining[j] -= int(sel.sum())
+            if remaining[j] == 0: writer.put(j, acc.pop(j))
+    size = stored_crop_size((crops / v / crop_name(found[v][0]) for v in todo if len(found[v])), pre["size"]) \
+        if resize_on_device(cfg.resize_on, dev) else pre["size"]
+    with _VideoWriter(len(todo), write, waits=remaining > 0, background=accelerated(dev)) as writer:
+        data = CropDataset(table, crops, {**pre, "size": size}, normalize=False)   # uint8 crops: a quarter of the bytes from workers
         bar = tqdm(total=len(data), desc="extract", disable=not progress, unit="frame", dynamic_ncols=True)
-        acc = {}
-        with torch.inference_mode():
-            nw = cfg.num_workers if cfg.num_workers is not None else (0 if dev.type == "cpu" else None)
-            for b in make_loader(data, batch_size=cfg.batch_size, num_workers=nw):
-                x = normalize_batch(b["image"].to(dev, non_blocking=True), pre)    # the whole batch at once, on its device
-                f = fm.features(x).float().cpu().numpy()                           # [B, visual_dim]
-                rows = b["index"].numpy()
-                for j in np.unique(code[rows]):   # the videos of the batch, in order (crops stream video by video)
-                    sel = code[rows] == j
-                    acc.setdefault(j, np.zeros((len(frames[todo[j]]), meta["visual_dim"]), np.float32))[rows[sel] - starts[j]] = f[sel]
-                    remaining[j] -= int(sel.sum())
-                    if remaining[j] == 0: writer.put(j, acc.pop(j))
-                bar.update(len(f))
+        host = ToHost()   # the features of a batch come back while the next one runs
+        nw = cfg.num_workers if cfg.num_workers is not None or accelerated(dev) else 0
+        with torch.inference_mode(), (torch.autocast(dev.type, dtype=dtype) if dtype else contextlib.nullcontext()):
+            for b in make_loader(data, batch_size=cfg.batch_size, num_workers=nw, device=dev):
+                x = prepare_batch(b["image"].to(dev, non_blocking=True), pre)   # normalised (and resized) on its device
+                for rows, out in host.put({"f": fm.features(x)}, b["index"].numpy()): take(rows, out["f"]); bar.update(len(rows))
+            for rows, out in host.flush(): take(rows, out["f"]); bar.update(len(rows))
         bar.close()
     return store
 
@@ -423,18 +435,19 @@ def extract_args(p):
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) whose videos are extracted (default: demo)")
     p.add_argument("--encoder", required=True, help="visual encoder checkpoint: a catalog entry or a file (a fine-tuning run's best.pt, an MAE pre-training checkpoint, or MAE / timm weights); its model is rebuilt from the file")
     p.add_argument("--shard", default="0/1", help="i/k: this process extracts videos i, i+k, ... (default 0/1)")
-    stage_args(p, None, "YAML file with ExtractConfig values", "splits=[train,validation] batch_size=32")
+    stage_args(p, None, "splits=[train,validation] batch_size=32")
 
 def extract_main(args) -> int:
     "Extract features into a store; resumable and shardable."
-    cat = Catalog.load(args.catalog or default_catalog_path())
+    cfg = stage_config(ExtractConfig, args, "extract")
+    if args.print_config: print_config(cfg); return 0
+    cat = load_catalog(args.catalog)
     entry = cat.resolve(args.dataset, "affwild2")
-    enc = cat.resolve(args.encoder, "checkpoint").path if args.encoder in cat else Path(args.encoder)
+    enc = entry_or_path(cat, args.encoder, "checkpoint", must_exist=False)
     if not enc.exists(): raise AbawError(f"--encoder: checkpoint {enc} does not exist")
-    out = cat[args.out].path if args.out in cat else Path(args.out)
+    out = entry_or_path(cat, args.out, output=True)
     try: i, k = (int(x) for x in args.shard.split("/"))
     except ValueError: raise AbawError(f"--shard: expected i/k such as 0/2, got {args.shard!r}") from None
-    cfg = stage_config(ExtractConfig, args)
     st = extract_features(entry, out, enc, cfg, cat.cache_dir, (i, k), catalog=cat)
     print(f"{st.path}: {len(st.videos)} videos")
     return 0

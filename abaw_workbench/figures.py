@@ -13,9 +13,10 @@ from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, video_slices
 from .metrics import aligned, score
 
 # %% auto #0
-__all__ = ['METRIC_COLUMNS', 'LABEL_COLOR', 'A_COLOR', 'B_COLOR', 'CURSOR_COLOR', 'EXPR_COLORS', 'metrics_table', 'au_f1_bars',
-           'expr_confusion', 'va_scatter', 'most_va_labelled', 'va_timeline', 'bin_mean', 'bin_mode', 'timeline_figure',
-           'trace_index', 'au_bars_figure', 'expr_figure', 'expr_label_marks', 'va_plane_figure']
+__all__ = ['METRIC_COLUMNS', 'LABEL_COLOR', 'A_COLOR', 'B_COLOR', 'CURSOR_COLOR', 'CORRECTED_COLOR', 'TAG_COLOR', 'EXPR_COLORS',
+           'metrics_table', 'au_f1_bars', 'expr_confusion', 'va_scatter', 'most_va_labelled', 'va_timeline', 'bin_mean',
+           'bin_mode', 'timeline_figure', 'trace_index', 'au_bars_figure', 'expr_figure', 'expr_label_marks',
+           'va_plane_figure']
 
 # %% ../nbs/04a_figures.ipynb #afd426c7
 METRIC_COLUMNS = {"au": "AU F1", "expr": "EXPR F1", "va": "VA CCC", "valence": "valence CCC", "arousal": "arousal CCC"}
@@ -92,6 +93,7 @@ def va_timeline(labels, preds:dict, video:str) -> go.Figure:
 
 # %% ../nbs/04a_figures.ipynb #c0cb9d78
 LABEL_COLOR, A_COLOR, B_COLOR, CURSOR_COLOR = "#222222", "#1f77b4", "#ff7f0e", "#d62728"
+CORRECTED_COLOR, TAG_COLOR = "#2ca02c", "#9467bd"   # label corrections, tagged frames
 EXPR_COLORS = ["#9e9e9e", "#d62728", "#8c564b", "#9467bd", "#ffbf00", "#1f77b4", "#17becf", "#2ca02c"]
 
 def _arr(x, dtype=np.float32) -> np.ndarray:
@@ -137,7 +139,7 @@ def timeline_figure(a:dict, # `explore.video_arrays` of model A
                     names=("prediction", "B"), # what to call A and B
                     max_points:int=1000, # most columns drawn for the whole video (about one per pixel)
                     detail:int=300, # frames of full-resolution VA curves around the cursor (when downsampled)
-                    height:int=640, width:int=1150,
+                    height:int=640, width:int|None=1150, # None: as wide as its container
                     webgl:bool|None=None, # WebGL curves (default: for videos longer than `max_points`)
                    ) -> go.Figure:
     "Timelines of one video: VA curves, AU heat-map, EXPR ribbon and error bands, with a cursor shape."
@@ -153,6 +155,9 @@ def timeline_figure(a:dict, # `explore.video_arrays` of model A
         for m, (d, mn, c) in enumerate(models):
             fig.add_trace(Line(x=x, y=bin_mean(d["va_pred"][:, j], f), name=mn, meta=f"va{j}:pred{m}", legendgroup=mn,
                                        showlegend=j == 0, line=dict(color=c, width=1.2)), row=j + 1, col=1)
+        if "va_corrected" in a:
+            fig.add_trace(Line(x=x, y=bin_mean(a["va_corrected"][:, j], f), name="corrected", meta=f"va{j}:corrected", legendgroup="corrected",
+                               showlegend=j == 0, mode="lines+markers", marker=dict(size=3), line=dict(color=CORRECTED_COLOR, width=2)), row=j + 1, col=1)
         for m, (d, mn, c) in enumerate([(a, "label", LABEL_COLOR)] + models):   # full resolution near the cursor
             fig.add_trace(Line(x=_arr(fi[:1], np.int32), y=np.full(1, np.nan, np.float32), meta=f"va{j}:detail{m}", showlegend=False,
                                        hoverinfo="skip", line=dict(color=c, width=1.5)), row=j + 1, col=1)
@@ -160,11 +165,13 @@ def timeline_figure(a:dict, # `explore.video_arrays` of model A
     rows, z = [], []
     for i, au in enumerate(AU_NAMES):
         rows.append(f"{au} label"); z.append(bin_mean(a["au_label"][:, i], f))
+        if "au_corrected" in a and not np.isnan(a["au_corrected"][:, i]).all(): rows.append(f"{au} corrected"); z.append(bin_mean(a["au_corrected"][:, i], f))
         for d, mn, _ in models: rows.append(f"{au} {mn}"); z.append(bin_mean(d["au_pred"][:, i], f))
     fig.add_trace(go.Heatmap(x=x, y=rows, z=_grid(np.stack(z)), zmin=0, zmax=1, colorscale="Blues", showscale=False, meta="au",
                              hovertemplate="frame %{x}<br>%{y}: %{z:.2f}<extra></extra>"), row=3, col=1)
-    ez = [bin_mode(a["expr_label"], f)] + [bin_mode(d["expr_pred"], f) for d, _, _ in models]
-    fig.add_trace(go.Heatmap(x=x, y=["EXPR label"] + [f"EXPR {mn}" for _, mn, _ in models], z=_grid(np.stack(ez)), zmin=-0.5,
+    fixed = "expr_corrected" in a and (a["expr_corrected"] >= 0).any()
+    ez = [bin_mode(a["expr_label"], f)] + ([bin_mode(a["expr_corrected"], f)] if fixed else []) + [bin_mode(d["expr_pred"], f) for d, _, _ in models]
+    fig.add_trace(go.Heatmap(x=x, y=["EXPR label"] + (["EXPR corrected"] if fixed else []) + [f"EXPR {mn}" for _, mn, _ in models], z=_grid(np.stack(ez)), zmin=-0.5,
                              zmax=len(EXPR_NAMES) - 0.5, colorscale=_expr_colorscale(), meta="expr",
                              colorbar=dict(tickvals=list(range(len(EXPR_NAMES))), ticktext=EXPR_NAMES, len=0.3, y=0.2, thickness=10, tickfont=dict(size=9)),
                              hovertemplate="frame %{x}<br>%{y}: class %{z}<extra></extra>"), row=4, col=1)
@@ -172,10 +179,11 @@ def timeline_figure(a:dict, # `explore.video_arrays` of model A
     for d, mn, _ in models:
         for t in TASKS: er.append(f"{t.upper()} wrong" + (f" ({mn})" if b is not None else "")); ez.append(np.minimum(bin_mean(d[f"{t}_error"], f), 1))
     er.append("no face"); ez.append(np.where(bin_mean(~a["has_face"], f) > 0, -1.0, np.nan))
-    # one heat-map (two in one subplot break plotly.js): errors 0..1 white to red; -1 = no face, grey
-    fig.add_trace(go.Heatmap(x=x, y=er, z=_grid(np.stack(ez)), zmin=-1, zmax=1, showscale=False, meta="errors",
-                             colorscale=[[0, "#888888"], [0.5, "#888888"], [0.5, "#ffffff"], [1, CURSOR_COLOR]],
-                             hovertemplate="frame %{x}<br>%{y}: %{z:.2f} (-1: no face)<extra></extra>"), row=5, col=1)
+    if "tags" in a: er.append("tagged"); ez.append(np.where(bin_mean(a["tags"] != "", f) > 0, -2.0, np.nan))
+    # one heat-map (two in one subplot break plotly.js): errors 0..1 white to red; -1 = no face, grey; -2 = tagged, purple
+    fig.add_trace(go.Heatmap(x=x, y=er, z=_grid(np.stack(ez)), zmin=-2, zmax=1, showscale=False, meta="errors",
+                             colorscale=[[0, TAG_COLOR], [1 / 3, TAG_COLOR], [1 / 3, "#888888"], [2 / 3, "#888888"], [2 / 3, "#ffffff"], [1, CURSOR_COLOR]],
+                             hovertemplate="frame %{x}<br>%{y}: %{z:.2f} (-1: no face, -2: tagged)<extra></extra>"), row=5, col=1)
     fig.add_shape(type="line", x0=int(fi[0]), x1=int(fi[0]), y0=0, y1=1, xref="x", yref="paper", name="cursor",
                   line=dict(color=CURSOR_COLOR, width=2))
     fig.update_xaxes(range=[int(fi[0]) - 0.5, int(fi[-1]) + 0.5])
@@ -201,15 +209,20 @@ def _small(fig, title, width=330, height=270):
                       margin=dict(l=40, r=10, t=30, b=40), showlegend=False)
     return fig
 
+def _prob_bars(names, prob, prob_b) -> go.Figure:
+    "Bars of model A's probabilities over `names`, and model B's beside them when given."
+    fig = go.Figure()
+    fig.add_bar(x=names, y=np.asarray(prob, np.float32), marker_color=A_COLOR, name="A", meta="pred0")
+    if prob_b is not None: fig.add_bar(x=names, y=np.asarray(prob_b, np.float32), marker_color=B_COLOR, name="B", meta="pred1")
+    return fig
+
 def au_bars_figure(prob:np.ndarray, # [12] predicted probabilities of model A
                    label:np.ndarray, # [12] 0/1 labels, NaN = none
                    thresholds=0.5, # AU thresholds
                    prob_b:np.ndarray|None=None, # [12] model B's probabilities
                   ) -> go.Figure:
     "AU probabilities against labels, threshold marked."
-    fig = go.Figure()
-    fig.add_bar(x=AU_NAMES, y=np.asarray(prob, np.float32), marker_color=A_COLOR, name="A", meta="pred0")
-    if prob_b is not None: fig.add_bar(x=AU_NAMES, y=np.asarray(prob_b, np.float32), marker_color=B_COLOR, name="B", meta="pred1")
+    fig = _prob_bars(AU_NAMES, prob, prob_b)
     fig.add_scatter(x=AU_NAMES, y=_thr(thresholds), mode="markers", name="threshold", meta="threshold", hoverinfo="skip",
                     marker=dict(symbol="line-ew-open", size=16, color=CURSOR_COLOR, line=dict(width=2, color=CURSOR_COLOR)))
     fig.add_scatter(x=AU_NAMES, y=np.asarray(label, np.float32), mode="markers", name="label", meta="label",
@@ -222,9 +235,7 @@ def expr_figure(prob:np.ndarray, # [8] predicted class probabilities of model A
                 prob_b:np.ndarray|None=None, # [8] model B's probabilities
                ) -> go.Figure:
     "The predicted expression distribution, the label marked with a star."
-    fig = go.Figure()
-    fig.add_bar(x=EXPR_NAMES, y=np.asarray(prob, np.float32), marker_color=A_COLOR, name="A", meta="pred0")
-    if prob_b is not None: fig.add_bar(x=EXPR_NAMES, y=np.asarray(prob_b, np.float32), marker_color=B_COLOR, name="B", meta="pred1")
+    fig = _prob_bars(EXPR_NAMES, prob, prob_b)
     fig.add_scatter(x=EXPR_NAMES, y=expr_label_marks(label), mode="markers", name="label", meta="label",
                     marker=dict(symbol="star", size=14, color=LABEL_COLOR))
     fig.update_yaxes(range=[0, 1.12]); fig.update_layout(barmode="group")
@@ -239,9 +250,13 @@ def expr_label_marks(label:int) -> np.ndarray:
 def va_plane_figure(label:np.ndarray, # [k, 2] the last k labels (valence, arousal), the current frame last
                     pred:np.ndarray, # [k, 2] model A's last k predictions
                     pred_b:np.ndarray|None=None, # [k, 2] model B's
+                    grid:bool=False, # an invisible grid of points, so that a click anywhere in the plane has a point
                    ) -> go.Figure:
     "The valence–arousal plane: label and predicted points with a short trail."
     fig = go.Figure()
+    if grid:
+        g = np.round(np.arange(-1, 1.0001, 0.05), 2).astype(np.float32)
+        fig.add_scatter(x=np.repeat(g, len(g)), y=np.tile(g, len(g)), mode="markers", marker=dict(size=6, opacity=0), meta="grid", hoverinfo="none")
     series = [(label, LABEL_COLOR, "label"), (pred, A_COLOR, "pred0")] + ([(pred_b, B_COLOR, "pred1")] if pred_b is not None else [])
     for v, c, m in series:
         v = np.asarray(v, np.float32)

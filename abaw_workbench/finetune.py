@@ -14,13 +14,14 @@ import torch.nn as nn
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
-from .core import AbawError, Timer, atomic_write, seed_everything, stage_args, stage_config, write_manifest
-from .schema import TASKS, save_predictions
+from .core import AbawError, Timer, get_device, print_config, seed_everything, stage_args, stage_config
+from .schema import TASKS
 from .layout import Layout
 from .annotations import read_split
-from .catalog import Catalog, default_catalog_path
-from .data import FrameDataset, _Crops, decode_file, load_image, make_loader, normalize_batch, preprocess_config, resize_image
-from .train import Stage, TrainConfig, _better, fit, read_checkpoint, write_timing
+from .catalog import entry_or_path, load_catalog
+from .data import (FrameDataset, _Crops, accelerated, decode_file, load_image, make_loader, normalize_batch, prepare_batch,
+                                 preprocess_config, resize_image, resize_on_device, stored_crop_size)
+from .train import Stage, ToHost, TrainConfig, _better, fit, read_checkpoint, write_run
 from .tasks import (LossConfig, TaskHeads, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
                                   predictions_dataset)
 from .evaluation import evaluate_predictions
@@ -28,9 +29,9 @@ from .metrics import score_arrays
 from .mae import build_encoder, load_checkpoint
 
 # %% auto #0
-__all__ = ['POOLS', 'PROBE_POOLS', 'FrameModel', 'layer_id', 'layer_decay_groups', 'CropDataset', 'DecodedCrops', 'frame_outputs',
-           'predict_frames', 'FinetuneConfig', 'FinetuneStage', 'video_share', 'run_finetune', 'finetune_args',
-           'finetune_main', 'encoder_features', 'linear_probe']
+__all__ = ['POOLS', 'PROBE_POOLS', 'FrameModel', 'layer_id', 'layer_decay_groups', 'CropDataset', 'crop_config', 'DecodedCrops',
+           'frame_outputs', 'predict_frames', 'eval_subsample', 'FinetuneConfig', 'FinetuneStage', 'video_share',
+           'run_finetune', 'finetune_args', 'finetune_main', 'encoder_features', 'linear_probe']
 
 # %% ../nbs/10_finetune.ipynb #88b442a3
 POOLS = ("avg", "grid")
@@ -111,6 +112,16 @@ class CropDataset(torch.utils.data.Dataset):
         return {"image": torch.stack([it["image"].permute(1, 2, 0) for it in items]).permute(0, 3, 1, 2),
                 "index": torch.stack([it["index"] for it in items])}
 
+# %% ../nbs/10_finetune.ipynb #258f431e
+def crop_config(labels, crops_root, cfg:dict, # the model's preprocessing (`data.preprocess_config`)
+                resize_on:str="auto", # "workers", "device", "auto" (`data.resize_on_device`)
+                device="cpu") -> dict:
+    "The preprocessing crops are read with: `cfg`, or its stored crops' size when they are resized on `device`."
+    if not resize_on_device(resize_on, device): return cfg
+    c = _Crops(labels, crops_root)
+    return {**cfg, "size": stored_crop_size((c.path(i) for i in np.flatnonzero(c.has_face)[:1]), cfg["size"])}
+
+# %% ../nbs/10_finetune.ipynb #c5d2238e
 class DecodedCrops:
     "The crops of a labels dataset decoded and resized once, kept as uint8 [N, H, W, 3], if they fit in `max_gib`."
     def __init__(self, labels, crops_root, cfg:dict, max_gib:float=2.0, # memory budget (larger: `self.images` is None)
@@ -123,40 +134,53 @@ class DecodedCrops:
         for b in make_loader(ds, batch_size=256, num_workers=num_workers):
             self.images[np.searchsorted(self.rows, b["index"].numpy())] = b["image"].permute(0, 2, 3, 1)
 
-def _decoded_batches(crops:DecodedCrops, cfg:dict, batch_size:int):
-    for a in range(0, len(crops.rows), batch_size):
-        yield {"image": normalize_batch(crops.images[a:a + batch_size].permute(0, 3, 1, 2), cfg),
-               "index": torch.from_numpy(crops.rows[a:a + batch_size])}
+    def batches(self, batch_size:int):
+        "uint8 [B, 3, H, W] batches (channels-last memory) with their rows."
+        for a in range(0, len(self.rows), batch_size):
+            yield {"image": self.images[a:a + batch_size].permute(0, 3, 1, 2), "index": torch.from_numpy(self.rows[a:a + batch_size])}
 
+# %% ../nbs/10_finetune.ipynb #a26aea62
 @torch.no_grad()
 def frame_outputs(model:nn.Module, labels, crops_root, cfg:dict, batch_size:int=64, num_workers:int|None=None,
                   device=None, fn=None,
-                  decoded:DecodedCrops|None=None # `labels`' crops decoded already (used when it holds their images)
+                  decoded:DecodedCrops|None=None, # `labels`' crops decoded already (used when it holds their images)
+                  resize_on:str="auto" # where crops are resized to the model's input (`crop_config`)
                  ) -> tuple[dict, np.ndarray]:
     "Outputs of `fn(model, images)` (default: `model(images)`) for every frame with a crop; rows without are zero."
     device = device or next(model.parameters()).device
     n = labels.sizes["frame"]
-    if decoded is not None and decoded.images is not None: rows, batches = decoded.rows, _decoded_batches(decoded, cfg, batch_size)
+    if decoded is not None and decoded.images is not None: rows, batches = decoded.rows, decoded.batches(batch_size)
     else:
-        ds = CropDataset(labels, crops_root, cfg)
-        rows, batches = ds.rows, make_loader(ds, batch_size=batch_size, num_workers=num_workers)
+        ds = CropDataset(labels, crops_root, crop_config(labels, crops_root, cfg, resize_on, device), normalize=False)
+        rows, batches = ds.rows, make_loader(ds, batch_size=batch_size, num_workers=num_workers, device=device)
     ok = np.zeros(n, bool); ok[rows] = True
-    outs = {}
+    outs, host = {}, ToHost()
+    def take(idx, o):
+        for k, v in o.items(): outs.setdefault(k, np.zeros((n, v.shape[-1]), np.float32))[idx] = v
     model.eval()
     for b in batches:
-        o = fn(model, b["image"].to(device)) if fn else model(b["image"].to(device))
-        if not isinstance(o, dict): o = {"features": o}
-        idx = b["index"].numpy()
-        for k, v in o.items():
-            outs.setdefault(k, np.zeros((n, v.shape[-1]), np.float32))[idx] = v.float().cpu().numpy()
+        x = prepare_batch(b["image"].to(device, non_blocking=True), cfg)
+        o = fn(model, x) if fn else model(x)
+        for idx, got in host.put(o if isinstance(o, dict) else {"features": o}, b["index"].numpy()): take(idx, got)
+    for idx, got in host.flush(): take(idx, got)
     return outs, ok
 
+# %% ../nbs/10_finetune.ipynb #f9fbc825
 def predict_frames(model:FrameModel, labels, crops_root, cfg:dict, batch_size:int=64, num_workers:int|None=None,
                    attrs:dict|None=None, decoded:DecodedCrops|None=None):
     "A predictions dataset of a frame model for every frame of `labels` (frames without a face filled)."
     outs, ok = frame_outputs(model, labels, crops_root, cfg, batch_size, num_workers, decoded=decoded)
     outs = {k: fill_from_neighbours(v, ok, labels) for k, v in outs.items()}
     return predictions_dataset(labels, outs, attrs=attrs or {"source": "static"})
+
+# %% ../nbs/10_finetune.ipynb #cd19aa59
+def eval_subsample(labels, # a labels dataset (schema), e.g. the validation split
+                   n:int|None=None # frames wanted (None: all of them)
+                  ):
+    "A fixed subsample of at most `n` frames of `labels`: every k-th frame, k as small as allows (all frames when n is None or not smaller)."
+    if n is None or n >= labels.sizes["frame"]: return labels
+    if n < 1: raise AbawError(f"finetune.eval_frames: expected a number of frames >= 1 (or null: every frame), got {n}")
+    return labels.isel(frame=slice(0, None, -(-labels.sizes["frame"] // n)))
 
 # %% ../nbs/10_finetune.ipynb #910eafca
 def _finetune_train_defaults() -> TrainConfig:
@@ -182,6 +206,7 @@ class FinetuneConfig:
     color_jitter: float = 1.0 # with `augment`: photometric jitter strength (data.augment_params; 0: off)
     eval_batch: int = 128 # frames per inference batch
     eval_cache_gib: float = 2.0 # validation crops up to this size are decoded once and kept (uint8) for every evaluation; 0: decode each time
+    eval_frames: int|None = None # validate during training on a fixed subsample of at most this many frames (`eval_subsample`), at the end on every frame; None: every frame each time
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=_finetune_train_defaults)
 
@@ -190,13 +215,15 @@ class FinetuneStage(Stage):
     best, best_mode = "score", "max"
     def __init__(self, cfg:FinetuneConfig, train_labels, val_labels, crops_root, model:FrameModel|None=None):
         self.cfg, self.val_labels, self.crops_root = cfg, val_labels, crops_root
+        self.eval_labels = None if val_labels is None else eval_subsample(val_labels, cfg.eval_frames)   # what each evaluation scores
         if model is None:
             enc = build_encoder(cfg.size, cfg.img_size, drop_path=cfg.drop_path)
             if cfg.init: load_checkpoint(enc, cfg.init, allow_partial=cfg.allow_partial_init)
             model = FrameModel(enc, cfg.tasks, cfg.head_dropout, pool=cfg.pool, grid_dim=cfg.grid_dim)
         self.model = model
         self.pre = preprocess_config(model.encoder, cfg.img_size)
-        self.data = FrameDataset(train_labels, crops_root, self.pre, cfg.tasks, augment=cfg.augment, jitter=cfg.color_jitter)
+        self.data = FrameDataset(train_labels, crops_root, self.pre, cfg.tasks, augment=cfg.augment, jitter=cfg.color_jitter,
+                                 normalize=not accelerated(get_device(cfg.train.device)))   # beside a GPU: uint8, normalised there
         self.criterion = TaskLoss(cfg.tasks, cfg.loss, au_pos_weight(train_labels.au.values),
                                   expr_class_weight(train_labels.expr.values))
         self.timer = Timer()   # validation inside the loop is timed apart from training
@@ -205,21 +232,25 @@ class FinetuneStage(Stage):
     def param_groups(self, weight_decay): return layer_decay_groups(self.model, weight_decay, self.cfg.layer_decay)
     def train_data(self): return self.data
     def loss(self, model, batch):
-        return self.criterion.to(batch["image"].device)(model(batch["image"]), batch)
+        x = batch["image"]
+        if x.dtype == torch.uint8: x = normalize_batch(x, self.pre)
+        return self.criterion.to(x.device)(model(x), batch)
 
     def predict(self, model, labels):
         net = getattr(model, "module", model)
         decoded = None
-        if labels is self.val_labels:   # validated after every epoch: its crops are decoded once
-            if self._val_crops is None: self._val_crops = DecodedCrops(labels, self.crops_root, self.pre, self.cfg.eval_cache_gib)
+        if labels is self.eval_labels:   # validated after every epoch: its crops are decoded once
+            if self._val_crops is None:
+                self._val_crops = DecodedCrops(labels, self.crops_root, crop_config(labels, self.crops_root, self.pre, device=next(net.parameters()).device),
+                                               self.cfg.eval_cache_gib)
             decoded = self._val_crops
         return predict_frames(net, labels, self.crops_root, self.pre, self.cfg.eval_batch, decoded=decoded)
 
     def evaluate(self, model):
         if self.val_labels is None: return None
         with self.timer("validation"):
-            preds = self.predict(model, self.val_labels)
-            metrics = evaluate_predictions(self.val_labels, preds, self.cfg.tasks)
+            preds = self.predict(model, self.eval_labels)
+            metrics = evaluate_predictions(self.eval_labels, preds, self.cfg.tasks)
         if _better(metrics[self.best], self.best_evaluation and self.best_evaluation[0][self.best], self.best_mode):
             self.best_evaluation = (metrics, preds)   # by the loop's own rule for best.pt
         return metrics
@@ -250,36 +281,36 @@ def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
     best = read_checkpoint(out / "best.pt") if (out / "best.pt").exists() else None
     if best: stage.model.load_state_dict(best["model"])
     with stage.timer("final prediction"):
-        if best and stage.best_evaluation and stage.best_evaluation[0] == best.get("metrics"):
-            metrics, preds = stage.best_evaluation   # best.pt was evaluated in this process: its predictions are at hand
+        if best and stage.best_evaluation and stage.eval_labels is val and stage.best_evaluation[0] == best.get("metrics"):
+            metrics, preds = stage.best_evaluation   # best.pt was evaluated, on every frame, in this process: its predictions are at hand
         else:
             preds = stage.predict(stage.model, val)
             metrics = evaluate_predictions(val, preds, cfg.tasks)
-    write_timing(out, stage.timer, rec, tcfg.batch_size, "images")
-    save_predictions(preds, out / "predictions_validation.nc", config=dataclasses.asdict(cfg), dataset=entry.name,
-                     model="static", checkpoint="best.pt", split="validation")
-    with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
-    save_predictions(val, out / "labels_validation.nc", dataset=entry.name, split="validation")
-    write_manifest(out, "finetune", dataset=entry.name, config=dataclasses.asdict(cfg), metrics=out / "metrics.json",
-                   models={"static": {"kind": "frame", "checkpoints": {"static": out / "best.pt"},
-                                      "predictions": out / "predictions_validation.nc"}},
-                   labels=out / "labels_validation.nc", frames={"kind": "crops", "root": Layout.of(entry).crops})
+    write_run(out, "finetune", metrics,
+              {"predictions_validation.nc": (preds, dict(config=dataclasses.asdict(cfg), dataset=entry.name, model="static",
+                                                         checkpoint="best.pt", split="validation"))},
+              labels=val, labels_attrs=dict(dataset=entry.name, split="validation"),
+              timing=(stage.timer, rec, tcfg.batch_size, "images"), dataset=entry.name, config=dataclasses.asdict(cfg),
+              models={"static": {"kind": "frame", "checkpoints": {"static": out / "best.pt"},
+                                 "predictions": out / "predictions_validation.nc"}},
+              frames={"kind": "crops", "root": Layout.of(entry).crops})
     return metrics
 
 def finetune_args(p):
     "Arguments of `abaw finetune`."
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) to train and validate on (default: demo)")
     p.add_argument("--init", default=None, help="initial weights: a catalog checkpoint entry or a file (MAE, MAE-Face or timm format)")
-    stage_args(p, "runs/finetune", "YAML file with FinetuneConfig values", "tasks=[au] train.epochs=3 layer_decay=0.65")
+    stage_args(p, "runs/finetune", "tasks=[au] train.epochs=3 layer_decay=0.65")
     p.add_argument("--allow-partial-init", action="store_true", help="load --init even where it does not fit the model (the rest stays random; warned)")
 
 def finetune_main(args) -> int:
     "Fine-tune the encoder and heads; print the validation metrics as JSON."
-    cat = Catalog.load(args.catalog or default_catalog_path())
-    entry = cat.resolve(args.dataset, "affwild2")
-    cfg = stage_config(FinetuneConfig, args)
-    if args.init: cfg.init = str(cat.resolve(args.init, "checkpoint").path if args.init in cat else args.init)  # a path, never parsed
+    cfg = stage_config(FinetuneConfig, args, "finetune")
+    cat = load_catalog(args.catalog)
+    if args.init: cfg.init = str(entry_or_path(cat, args.init, "checkpoint", must_exist=False))  # a path, never parsed
     if args.allow_partial_init: cfg.allow_partial_init = True
+    if args.print_config: print_config(cfg); return 0
+    entry = cat.resolve(args.dataset, "affwild2")
     if cfg.init and not Path(cfg.init).exists(): raise AbawError(f"init: checkpoint {cfg.init} does not exist")
     print(json.dumps(run_finetune(cfg, entry, args.out)))
     return 0

@@ -11,22 +11,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import AbawError, Timer, atomic_write, seed_everything, stage_args, stage_config, write_manifest
+from .core import AbawError, Timer, atomic_write, print_config, seed_everything, stage_args, stage_config
 from .layout import Layout
 from .schema import TASKS, save_predictions, video_slices
 from .annotations import read_split
-from .catalog import Catalog, default_catalog_path
+from .catalog import entry_or_path, load_catalog
 from .data import window_starts
-from .train import Stage, TrainConfig, fit, read_checkpoint, write_timing
+from .train import Stage, TrainConfig, fit, read_checkpoint, write_run, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
-from .evaluation import evaluate_predictions, postprocess_report, test_frames, write_submissions
+from .evaluation import evaluate_predictions, postprocess_report, submission_frames, write_submissions
 from .audio import ENCODER_FEATURE_PREFIX
 from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet
 from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows, video_mean
 
 # %% auto #0
-__all__ = ['audio_stats', 'predict_video', 'split_outputs', 'audio_columns', 'drop_modalities', 'FusionStage', 'FuseRunConfig',
-           'fusion_models', 'predict_split', 'run_fusion', 'fuse_args', 'fuse_main']
+__all__ = ['audio_stats', 'predict_video', 'split_outputs', 'audio_columns', 'drop_modalities', 'hard_windows', 'FusionStage',
+           'FuseRunConfig', 'fusion_models', 'predict_split', 'run_fusion', 'fuse_args', 'fuse_main']
 
 # %% ../nbs/12_fusion.ipynb #dc6da32e
 def audio_stats(store, # a FeatureStore
@@ -125,6 +125,17 @@ def drop_modalities(visual:torch.Tensor, audio:torch.Tensor, # [B, T, D] feature
     keep_v, keep_a = (r >= p / 2), (r < p / 2) | (r >= p)
     return visual * keep_v[:, None, None], audio * keep_a[:, None, None]
 
+def hard_windows(losses:np.ndarray, # [window] the first branch's training loss of each training window
+                 share:float # share of the windows kept (`fusion.hard_share`)
+                ) -> np.ndarray:
+    "Indices (ascending) of the `round(share·n)` windows with the highest loss; ties go to the earlier window."
+    losses = np.asarray(losses, dtype=np.float64)
+    if not 0 <= share <= 1: raise AbawError(f"fusion.hard_share must lie in [0, 1], got {share}")
+    if np.isnan(losses).any(): raise AbawError("hard_windows: a window's loss is NaN")
+    k = int(round(share * len(losses)))
+    order = np.argsort(-losses, kind="stable")   # highest loss first; equal losses keep window order
+    return np.sort(order[:k])
+
 class FusionStage(Stage):
     "Temporal fusion over a feature store, for the shared training loop."
     best, best_mode = "score", "max"
@@ -134,6 +145,8 @@ class FusionStage(Stage):
                  preload:float=1.0 # GiB: training features up to this size are read into memory once (`WindowFeatureDataset`)
                 ):
         self.cfg, self.tasks, self.store, self.val_labels, self.device = cfg or FusionConfig(), tuple(tasks), store, val_labels, device
+        if self.cfg.second_branch:   # the network holds it (`temporal.FusionNet`); its training on mined windows is not in this stage yet
+            raise AbawError("fusion.second_branch: training the hard-sample second branch is not implemented in the fusion stage yet (issue 29); set it to false")
         meta = store.meta
         self.model = FusionNet(meta["visual_dim"], meta["audio_dim"], self.tasks, self.cfg,
                                audio_columns=audio_columns(meta.get("audio_features") or [], self.cfg.audio_features))
@@ -227,7 +240,7 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
         with timer("post-processing search"): pp, more = postprocess_report(val_labels, preds, cfg.tasks)
         metrics.update(more)
         with atomic_write(out / "postprocess.json", "w") as f: json.dump(pp, f, indent=1)
-    test = test_frames(entry, cfg.tasks) if entry is not None else None
+    test = submission_frames(entry, cfg.tasks) if entry is not None else None
     if test is not None:
         missing = [v for v in video_slices(test) if not store.has(v)]
         if missing: print(f"[fuse] {len(missing)} test video(s) not in the feature store (e.g. {missing[0]}): no submission written")
@@ -235,31 +248,31 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
             tp = predict_split(stages, test, attrs)
             save_predictions(tp, out / "predictions_test.nc", split="test")
             metrics["submissions"] = [str(p) for p in write_submissions(entry, tp, pp, out, cfg.tasks)]
-    save_predictions(preds, out / "predictions_validation.nc", config=dataclasses.asdict(cfg), store=str(store.path),
-                     split="validation", checkpoint=[str(Path(sub) / "best.pt") for _, sub, _ in models])
-    with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
-    save_predictions(val_labels, out / "labels_validation.nc", split="validation")
-    write_timing(out, timer)   # the run's own parts (each model's loop and validation are in its folder)
-    write_manifest(out, "fuse", dataset=getattr(entry, "name", None), config=dataclasses.asdict(cfg), metrics=out / "metrics.json",
-                   models={f"fusion_{cfg.fusion.modalities}": {
-                       "kind": "fusion", "checkpoints": {(sub or "all"): out / sub / "best.pt" for _, sub, _ in models},
-                       "predictions": out / "predictions_validation.nc"}},
-                   labels=out / "labels_validation.nc", store=store.path,
-                   frames={"kind": "crops", "root": Layout.of(entry).crops} if entry is not None else None)
+    write_run(out, "fuse", metrics,
+              {"predictions_validation.nc": (preds, dict(config=dataclasses.asdict(cfg), store=str(store.path), split="validation",
+                                                         checkpoint=[str(Path(sub) / "best.pt") for _, sub, _ in models]))},
+              labels=val_labels, labels_attrs=dict(split="validation"),
+              timing=(timer,),   # the run's own parts (each model's loop and validation are in its folder)
+              dataset=getattr(entry, "name", None), config=dataclasses.asdict(cfg),
+              models={f"fusion_{cfg.fusion.modalities}": {
+                  "kind": "fusion", "checkpoints": {(sub or "all"): out / sub / "best.pt" for _, sub, _ in models},
+                  "predictions": out / "predictions_validation.nc"}},
+              store=store.path, frames={"kind": "crops", "root": Layout.of(entry).crops} if entry is not None else None)
     return metrics
 
 def fuse_args(p):
     "Arguments of `abaw fuse`."
     p.add_argument("--features", required=True, help="feature store: a catalog entry name (kind feature_store) or a folder written by `abaw extract`")
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) with the labels (default: demo)")
-    stage_args(p, "runs/fuse", "YAML file with FuseRunConfig values", "fusion.modalities=visual train.epochs=5")
+    stage_args(p, "runs/fuse", "fusion.modalities=visual train.epochs=5")
 
 def fuse_main(args) -> int:
     "Train the fusion network and report its validation metrics."
-    cat = Catalog.load(args.catalog or default_catalog_path())
+    cfg = stage_config(FuseRunConfig, args, "fusion")
+    if args.print_config: print_config(cfg); return 0
+    cat = load_catalog(args.catalog)
     entry = cat.resolve(args.dataset, "affwild2")
-    store = FeatureStore(cat.resolve(args.features, "feature_store").path if args.features in cat else args.features)
-    cfg = stage_config(FuseRunConfig, args)
+    store = FeatureStore(entry_or_path(cat, args.features, "feature_store", must_exist=False))
     m = run_fusion(cfg, store, read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks), args.out, entry)
     print(json.dumps(m))
     return 0

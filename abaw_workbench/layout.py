@@ -15,7 +15,8 @@ from .core import AbawError
 from .schema import TASKS, base_video
 
 # %% auto #0
-__all__ = ['FOLDERS', 'SPLITS', 'VIDEO_EXTENSIONS', 'check_split', 'crop_name', 'crop_index', 'crop_indices', 'Layout']
+__all__ = ['FOLDERS', 'SPLITS', 'VIDEO_EXTENSIONS', 'IMAGE_EXTENSIONS', 'check_split', 'crop_name', 'crop_index', 'crop_indices',
+           'Layout']
 
 # %% ../nbs/01a_layout.ipynb #02561cdb
 FOLDERS = {
@@ -33,6 +34,7 @@ FOLDERS = {
 }
 SPLITS = ("train", "validation")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")   # still images `abaw predict` takes
 
 def check_split(split:str):
     "Raise `AbawError` unless `split` is one of `SPLITS`."

@@ -12,13 +12,14 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
+from fastcore.basics import patch
 from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .core import AbawError, Timer, atomic_write, stage_args, stage_config
-from .catalog import Catalog, default_catalog_path
+from .core import AbawError, Timer, atomic_write, named_configs, print_config, stage_args, stage_config
+from .catalog import load_catalog
 from .train import Stage, TrainConfig, fit, init_distributed, write_timing
 
 # %% auto #0
@@ -115,75 +116,91 @@ class MaskedAutoencoder(nn.Module):
         nn.init.xavier_uniform_(w.view(w.shape[0], -1))
         nn.init.normal_(self.cls_token, std=0.02); nn.init.normal_(self.mask_token, std=0.02)
 
-    def patchify(self, imgs:torch.Tensor) -> torch.Tensor:
-        "Images `[N, C, H, W]` to patches `[N, L, p·p·C]` (row-major patches; pixels (row, col, channel))."
-        p, (N, C, H, W) = self.patch_size, imgs.shape
-        assert H == W and H % p == 0
-        h = H // p
-        x = imgs.reshape(N, C, h, p, h, p)
-        return torch.einsum("nchpwq->nhwpqc", x).reshape(N, h * h, p * p * C)
+# %% ../nbs/09_mae.ipynb #6c2360a8
+@patch
+def patchify(self:MaskedAutoencoder, imgs:torch.Tensor) -> torch.Tensor:
+    "Images `[N, C, H, W]` to patches `[N, L, p·p·C]` (row-major patches; pixels (row, col, channel))."
+    p, (N, C, H, W) = self.patch_size, imgs.shape
+    assert H == W and H % p == 0
+    h = H // p
+    x = imgs.reshape(N, C, h, p, h, p)
+    return torch.einsum("nchpwq->nhwpqc", x).reshape(N, h * h, p * p * C)
 
-    def unpatchify(self, x:torch.Tensor) -> torch.Tensor:
-        "Patches `[N, L, p·p·C]` back to images `[N, C, H, W]`."
-        p, C, (N, L, _) = self.patch_size, self.in_chans, x.shape
-        h = int(L ** 0.5); assert h * h == L
-        x = torch.einsum("nhwpqc->nchpwq", x.reshape(N, h, h, p, p, C))
-        return x.reshape(N, C, h * p, h * p)
+# %% ../nbs/09_mae.ipynb #29916280
+@patch
+def unpatchify(self:MaskedAutoencoder, x:torch.Tensor) -> torch.Tensor:
+    "Patches `[N, L, p·p·C]` back to images `[N, C, H, W]`."
+    p, C, (N, L, _) = self.patch_size, self.in_chans, x.shape
+    h = int(L ** 0.5); assert h * h == L
+    x = torch.einsum("nhwpqc->nchpwq", x.reshape(N, h, h, p, p, C))
+    return x.reshape(N, C, h * p, h * p)
 
-    def random_masking(self, x:torch.Tensor, # [N, L, D] patch tokens
-                       mask_ratio:float, # fraction of patches removed
-                       noise:torch.Tensor|None=None # [N, L]; lowest noise kept (default: uniform random)
-                      ):
-        "Keep the lowest-noise patches of each sample: (kept tokens `[N, K, D]`, mask `[N, L]`, ids_restore `[N, L]`)."
-        N, L, D = x.shape
-        keep = int(L * (1 - mask_ratio))
-        if noise is None: noise = torch.rand(N, L, device=x.device)
-        ids_shuffle = torch.argsort(noise.to(x.device), dim=1)  # ascending: first ones are kept
-        ids_restore = torch.argsort(ids_shuffle, dim=1)
-        x_kept = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, D))  # [N, K, D]
-        mask = torch.ones(N, L, device=x.device)
-        mask[:, :keep] = 0
-        return x_kept, torch.gather(mask, 1, ids_restore), ids_restore
+# %% ../nbs/09_mae.ipynb #bebb2d2a
+@patch
+def random_masking(self:MaskedAutoencoder, x:torch.Tensor, # [N, L, D] patch tokens
+                   mask_ratio:float, # fraction of patches removed
+                   noise:torch.Tensor|None=None # [N, L]; lowest noise kept (default: uniform random)
+                  ):
+    "Keep the lowest-noise patches of each sample: (kept tokens `[N, K, D]`, mask `[N, L]`, ids_restore `[N, L]`)."
+    N, L, D = x.shape
+    keep = int(L * (1 - mask_ratio))
+    if noise is None: noise = torch.rand(N, L, device=x.device)
+    ids_shuffle = torch.argsort(noise.to(x.device), dim=1)  # ascending: first ones are kept
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    x_kept = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, D))  # [N, K, D]
+    mask = torch.ones(N, L, device=x.device)
+    mask[:, :keep] = 0
+    return x_kept, torch.gather(mask, 1, ids_restore), ids_restore
 
-    def forward_encoder(self, imgs:torch.Tensor, mask_ratio:float, noise:torch.Tensor|None=None):
-        "Embed, mask and encode: (latent `[N, 1+K, D]`, mask `[N, L]`, ids_restore `[N, L]`)."
-        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # [N, L, D]
-        x, mask, ids_restore = self.random_masking(x, mask_ratio, noise)
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
-        x = torch.cat([cls, x], dim=1)  # [N, 1+K, D]
-        for blk in self.blocks: x = blk(x)
-        return self.norm(x), mask, ids_restore
+# %% ../nbs/09_mae.ipynb #c42ba136
+@patch
+def forward_encoder(self:MaskedAutoencoder, imgs:torch.Tensor, mask_ratio:float, noise:torch.Tensor|None=None):
+    "Embed, mask and encode: (latent `[N, 1+K, D]`, mask `[N, L]`, ids_restore `[N, L]`)."
+    x = self.patch_embed(imgs) + self.pos_embed[:, 1:]  # [N, L, D]
+    x, mask, ids_restore = self.random_masking(x, mask_ratio, noise)
+    cls = (self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1)
+    x = torch.cat([cls, x], dim=1)  # [N, 1+K, D]
+    for blk in self.blocks: x = blk(x)
+    return self.norm(x), mask, ids_restore
 
-    def forward_decoder(self, x:torch.Tensor, ids_restore:torch.Tensor) -> torch.Tensor:
-        "Fill in mask tokens, unshuffle and decode: predicted patches `[N, L, p·p·C]`."
-        x = self.decoder_embed(x)  # [N, 1+K, Dd]
-        N, L = ids_restore.shape
-        tokens = torch.cat([x[:, 1:], self.mask_token.expand(N, L - x.shape[1] + 1, -1)], dim=1)  # [N, L, Dd]
-        tokens = torch.gather(tokens, 1, ids_restore[..., None].expand(-1, -1, x.shape[2]))  # original order
-        x = torch.cat([x[:, :1], tokens], dim=1) + self.decoder_pos_embed  # [N, 1+L, Dd]
-        for blk in self.decoder_blocks: x = blk(x)
-        return self.decoder_pred(self.decoder_norm(x))[:, 1:]  # drop the class token
+# %% ../nbs/09_mae.ipynb #d2a33c9c
+@patch
+def forward_decoder(self:MaskedAutoencoder, x:torch.Tensor, ids_restore:torch.Tensor) -> torch.Tensor:
+    "Fill in mask tokens, unshuffle and decode: predicted patches `[N, L, p·p·C]`."
+    x = self.decoder_embed(x)  # [N, 1+K, Dd]
+    N, L = ids_restore.shape
+    tokens = torch.cat([x[:, 1:], self.mask_token.expand(N, L - x.shape[1] + 1, -1)], dim=1)  # [N, L, Dd]
+    tokens = torch.gather(tokens, 1, ids_restore[..., None].expand(-1, -1, x.shape[2]))  # original order
+    x = torch.cat([x[:, :1], tokens], dim=1) + self.decoder_pos_embed  # [N, 1+L, Dd]
+    for blk in self.decoder_blocks: x = blk(x)
+    return self.decoder_pred(self.decoder_norm(x))[:, 1:]  # drop the class token
 
-    def target(self, imgs:torch.Tensor) -> torch.Tensor:
-        "The reconstruction target `[N, L, p·p·C]`: patches, normalised per patch if `norm_pix_loss`."
-        t = self.patchify(imgs)
-        if self.norm_pix_loss:
-            t = (t - t.mean(dim=-1, keepdim=True)) / (t.var(dim=-1, keepdim=True) + 1e-6) ** 0.5
-        return t
+# %% ../nbs/09_mae.ipynb #9582bc8f
+@patch
+def target(self:MaskedAutoencoder, imgs:torch.Tensor) -> torch.Tensor:
+    "The reconstruction target `[N, L, p·p·C]`: patches, normalised per patch if `norm_pix_loss`."
+    t = self.patchify(imgs)
+    if self.norm_pix_loss:
+        t = (t - t.mean(dim=-1, keepdim=True)) / (t.var(dim=-1, keepdim=True) + 1e-6) ** 0.5
+    return t
 
-    def forward_loss(self, imgs:torch.Tensor, pred:torch.Tensor, mask:torch.Tensor) -> torch.Tensor:
-        "Mean squared error on the removed patches."
-        loss = ((pred - self.target(imgs)) ** 2).mean(dim=-1)  # [N, L]
-        return (loss * mask).sum() / mask.sum()
+# %% ../nbs/09_mae.ipynb #ab3ac2e6
+@patch
+def forward_loss(self:MaskedAutoencoder, imgs:torch.Tensor, pred:torch.Tensor, mask:torch.Tensor) -> torch.Tensor:
+    "Mean squared error on the removed patches."
+    loss = ((pred - self.target(imgs)) ** 2).mean(dim=-1)  # [N, L]
+    return (loss * mask).sum() / mask.sum()
 
-    def forward(self, imgs:torch.Tensor, # [N, C, H, W] normalised images
-                mask_ratio:float=0.75, # fraction of patches removed
-                noise:torch.Tensor|None=None # [N, L] fixes the mask (lowest noise kept)
-               ):
-        "(loss, pred `[N, L, p·p·C]`, mask `[N, L]`)."
-        latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise)
-        pred = self.forward_decoder(latent, ids_restore)
-        return self.forward_loss(imgs, pred, mask), pred, mask
+# %% ../nbs/09_mae.ipynb #a3b85746
+@patch
+def forward(self:MaskedAutoencoder, imgs:torch.Tensor, # [N, C, H, W] normalised images
+            mask_ratio:float=0.75, # fraction of patches removed
+            noise:torch.Tensor|None=None # [N, L] fixes the mask (lowest noise kept)
+           ):
+    "(loss, pred `[N, L, p·p·C]`, mask `[N, L]`)."
+    latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, noise)
+    pred = self.forward_decoder(latent, ids_restore)
+    return self.forward_loss(imgs, pred, mask), pred, mask
 
 # %% ../nbs/09_mae.ipynb #fc8d2a65
 def build_encoder(size:str="tiny", # a key of `MAE_SIZES`
@@ -480,16 +497,17 @@ def reconstruction_grid(model:MaskedAutoencoder, # a pre-trained autoencoder
 def pretrain_args(p):
     "Arguments of `abaw pretrain`."
     p.add_argument("--dataset", default="demo_faces", help="an image_folder catalog entry")
-    stage_args(p, "runs/pretrain", f"a model size ({', '.join(MAE_SIZES)}) or a YAML file of PretrainConfig fields",
-               "train.epochs=20 img_size=224 train.device=cuda", config_default="tiny")
+    stage_args(p, "runs/pretrain", "train.epochs=20 train.device=cuda")
 
 def pretrain_main(args) -> int:
     "Run MAE pre-training on a catalog entry."
-    src = args.config
-    if not (src.endswith((".yaml", ".yml")) or Path(src).is_file()): src = {"size": src}
-    cfg = stage_config(PretrainConfig, args, src)
+    if args.config in MAE_SIZES and args.config not in named_configs():
+        raise AbawError(f"--config {args.config!r} is a model size: name a configuration ({', '.join(named_configs())}) "
+                        f"or a YAML file, and set the size with size={args.config}")
+    cfg = stage_config(PretrainConfig, args, "pretrain")
     mae_config(cfg.size)  # an unknown size fails before any data is touched
-    entry = Catalog.load(args.catalog or default_catalog_path()).resolve(args.dataset, "image_folder")
+    if args.print_config: print_config(cfg); return 0
+    entry = load_catalog(args.catalog).resolve(args.dataset, "image_folder")
     pretrain(cfg, list_images(entry.path, entry.options.get("extensions", IMAGE_EXTENSIONS)))
     print(f"[pretrain] done: {Path(cfg.train.out) / 'checkpoint.pt'}", file=sys.stderr)
     return 0

@@ -4,20 +4,23 @@
 
 # %% ../nbs/13b_predict.ipynb #61eb8f27
 from __future__ import annotations
-import dataclasses, json, sys, time, warnings
+import concurrent.futures as cf, dataclasses, json, multiprocessing, os, sys, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import torch
 import xarray as xr
 
-from .core import AbawError, atomic_path, get_device, load_config, write_manifest
-from .schema import AU_NAMES, EXPR_NAMES, TASKS, make_dataset, prediction_values, save_predictions, video_slices, write_netcdf
-from .layout import VIDEO_EXTENSIONS
+from .core import (AbawError, atomic_path, atomic_write, config_hash, error_line, get_device, load_config,
+                                 markdown_table, worker_threads, write_manifest)
+from .schema import (AU_NAMES, EXPR_NAMES, TASKS, load_predictions, make_dataset, prediction_values, save_predictions,
+                                   video_slices, write_netcdf)
+from .layout import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from .audio import AudioConfig, audio_feature_names, file_audio_features
-from .video import VideoFrames, iter_frames, prefetch, write_video
+from .video import iter_frames, prefetch, read_image, write_video
 from .data import normalize_batch, preprocess_config
 from .tasks import fill_from_neighbours, predictions_dataset
 from .finetune import FrameModel
@@ -26,14 +29,15 @@ from .fusion import split_outputs
 from .evaluation import apply_postprocess
 from .annotations import write_annotation_file
 from .runs import Run
-from .faces import (FaceConfig, FaceDetector, TrackCrops, choose_track, describe_tracks, detect_video,
-                                  iter_track_crops, tracks_dataset)
+from .faces import (FaceConfig, FaceDetector, TrackCrops, align_face, choose_track, describe_tracks, detect_video,
+                                  iter_track_crops, tracks_dataset, with_faces)
 
 # %% auto #0
-__all__ = ['TRAIN_FPS', 'PANEL_W', 'RunModels', 'run_postprocess', 'load_run_models', 'frame_forward', 'far_from_face',
-           'blank_frames', 'time_grid', 'to_frames', 'temporal_predictions', 'PredictConfig', 'predict_file',
-           'draw_overlay', 'write_overlay', 'list_videos', 'write_abaw_files', 'predict_paths', 'predict_args',
-           'predict_main']
+__all__ = ['TRAIN_FPS', 'STILL_IMAGE', 'PANEL_W', 'PANEL_H', 'SUMMARY_COLUMNS', 'RunModels', 'run_postprocess', 'load_run_models',
+           'frame_forward', 'far_from_face', 'blank_frames', 'time_grid', 'to_frames', 'temporal_predictions',
+           'PredictConfig', 'predict_file', 'predict_image', 'draw_overlay', 'write_overlay', 'annotate_image',
+           'write_image', 'is_image', 'list_inputs', 'write_abaw_files', 'predict_item', 'finished', 'predict_worker',
+           'write_summary', 'predict_paths', 'predict_args', 'predict_main']
 
 # %% ../nbs/13b_predict.ipynb #adcbff7f
 @dataclass
@@ -223,6 +227,16 @@ def _rows(preds:xr.Dataset, rows:np.ndarray, like:xr.Dataset) -> xr.Dataset:
     return make_dataset(like.video.values, like.frame_index.values, time=like.time.values, has_face=like.has_face.values,
                         attrs=dict(preds.attrs), **kw)
 
+def _run_attrs(models:RunModels) -> dict:
+    "What every prediction says about the models that made it."
+    return {"run": models.name, "run_path": str(models.path), "trained_on": models.dataset, "synthetic_training": str(models.synthetic)}
+
+def _track_faces(track, n:int) -> tuple:
+    "The chosen track's box, landmarks and score for each of n frames (NaN without it): `faces.with_faces`' input."
+    box, lm, sc = np.full((n, 4), np.nan, np.float32), np.full((n, 5, 2), np.nan, np.float32), np.full(n, np.nan, np.float32)
+    if track is not None: box[track.frames], lm[track.frames], sc[track.frames] = track.boxes, track.landmarks, track.scores
+    return box, lm, sc
+
 def _postprocessed(grid:xr.Dataset, frames:xr.Dataset, pp:dict, models:RunModels, model:str) -> xr.Dataset:
     "A model's grid predictions with the run's tuned post-processing (`evaluation.apply_postprocess`), at the video's frames."
     out = to_frames(apply_postprocess(grid, pp), frames)
@@ -230,6 +244,24 @@ def _postprocessed(grid:xr.Dataset, frames:xr.Dataset, pp:dict, models:RunModels
                                      f"at {models.fps:g} fps, applied on that time grid; AU thresholds decide the ABAW files")
     return out
 
+# %% ../nbs/13b_predict.ipynb #12291560
+def _static_outputs(path:Path, models:RunModels, cfg:PredictConfig, track, # the chosen track (None: no face)
+                    made:TrackCrops|None, # the crops made in the detection pass (None: decode again)
+                    n:int, timer:dict) -> tuple:
+    "The static model on the track's crops: face mask [n], features [n, D] and outputs (zero without the face)."
+    face, vis, static = np.zeros(n, bool), np.zeros((n, models.store_meta["visual_dim"]), np.float32), {}
+    if track is None: return face, vis, static
+    t0 = time.perf_counter()
+    crops = made.batches(track, cfg.batch_size) if made is not None else \
+        iter_track_crops(path, track, models.preprocess["size"][0], cfg.faces.margin, cfg.batch_size)   # (tracks given: a second decoding pass)
+    feats, outs = frame_forward(models.static, prefetch(crops), models.preprocess, cfg.batch_size)
+    _tick(timer, "crop_static", t0)   # reading (or decoding + warping) overlaps the forward: one figure
+    face[track.frames] = True; vis[track.frames] = feats
+    for k, v in outs.items():
+        static[k] = np.zeros((n, v.shape[1]), np.float32); static[k][track.frames] = v
+    return face, vis, static
+
+# %% ../nbs/13b_predict.ipynb #49608647
 def predict_file(path:str|Path, # a video file
                  models:RunModels, cfg:PredictConfig, store:FeatureStore, # where the video's features are written
                  detector:FaceDetector|None=None, cache_dir:str|Path=".cache/abaw", timer:dict|None=None,
@@ -240,43 +272,35 @@ def predict_file(path:str|Path, # a video file
     path = Path(path); name = path.stem
     timer = {} if timer is None else timer
     dev = next(models.static.parameters()).device
-    S = models.preprocess["size"][0]
-    made = None if found is not None else TrackCrops(path, S, cfg.faces.margin)   # crops made in the detection pass
-    try: times, tracks, shape = found if found is not None else detect_video(path, cfg.faces, detector, timer, crops=made)
+    made = None if found is not None else TrackCrops(path, models.preprocess["size"][0], cfg.faces.margin)   # crops made in the detection pass
+    stats = {}
+    try: times, tracks, shape = found if found is not None else detect_video(path, cfg.faces, detector, timer, crops=made, stats=stats)
     except BaseException:
         if made is not None: made.close()
         raise
     n = len(times); fi = np.arange(1, n + 1)
-    log(f"[predict] {path.name}: {n} frames, {shape[1]}x{shape[0]}; " + describe_tracks(tracks, times).replace("\n", "; "))
-    track = choose_track(tracks, cfg.face)
-    face = np.zeros(n, bool)
-    vis = np.zeros((n, models.store_meta["visual_dim"]), np.float32)
-    static = {}
+    log(f"[predict] {path.name}: {n} frames, {shape[1]}x{shape[0]}; " + describe_tracks(tracks, times, stats.get("detections")).replace("\n", "; "))
+    track, notes = choose_track(tracks, cfg.face), []
     if track is None:
-        warnings.warn(f"{path}: no face found in any frame; the predictions are empty (has_face = False everywhere)")
-    else:
-        t0 = time.perf_counter()
-        crops = made.batches(track, cfg.batch_size) if made is not None else \
-            iter_track_crops(path, track, S, cfg.faces.margin, cfg.batch_size)   # (tracks given: a second decoding pass)
-        feats, outs = frame_forward(models.static, prefetch(crops), models.preprocess, cfg.batch_size, dev)
-        _tick(timer, "crop_static", t0)   # reading (or decoding + warping) overlaps the forward: one figure
-        face[track.frames] = True; vis[track.frames] = feats
-        for k, v in outs.items():
-            static[k] = np.zeros((n, v.shape[1]), np.float32); static[k][track.frames] = v
-    if made is not None: made.close()
+        notes.append(describe_tracks([], times, stats.get("detections")))
+        warnings.warn(f"{path}: {notes[-1]}; the predictions are empty (has_face = False everywhere)")
+    try: face, vis, static = _static_outputs(path, models, cfg, track, made, n, timer)
+    finally:
+        if made is not None: made.close()
     t0 = time.perf_counter()
     frames = make_dataset([name] * n, fi, time=times, has_face=face)
     g, src = time_grid(times, models.fps)   # the temporal models' input: on the training frame rate's time grid
     grid = make_dataset([name] * len(g), np.arange(1, len(g) + 1), time=g, has_face=face[src])
     aud, amask = file_audio_features(path, g, cache_dir, models.audio, grid.frame_index.values)
-    if not amask.any(): log(f"[predict] {path.name}: no audio; the temporal models run with zero audio features (has_audio = False)")
+    if not amask.any():
+        notes.append("no audio")
+        log(f"[predict] {path.name}: no audio; the temporal models run with zero audio features (has_audio = False)")
     feats = {"frame_index": grid.frame_index.values, "visual": vis[src], "audio": np.asarray(aud, np.float32),
              "face_mask": face[src], "audio_mask": np.asarray(amask, bool)}   # as `store.read` gives them back
     store.write(name, **feats)
     t0 = _tick(timer, "audio", t0)
     far = far_from_face(face, times, cfg.max_gap)
-    attrs = {"run": models.name, "run_path": str(models.path), "trained_on": models.dataset,
-             "synthetic_training": str(models.synthetic), "video_file": str(path), "track": -1 if track is None else track.id,
+    attrs = {**_run_attrs(models), "video_file": str(path), "track": -1 if track is None else track.id,
              "missing_face_rule": f"outputs kept within {cfg.max_gap} s of a frame with the face, else empty (NaN, EXPR -1)",
              "temporal_fps": models.fps, "postprocess": "none"}
     raw, preds = {}, {}
@@ -295,9 +319,42 @@ def predict_file(path:str|Path, # a video file
             preds[m] = _postprocessed(grids[m], frames, pp, models, m) if pp else raw[m]
         raw = {m: blank_frames(p, far) for m, p in raw.items()}
         preds = {m: blank_frames(p, far) for m, p in preds.items()}
+    geo = _track_faces(track, n)   # each frame's face: the chosen track's box, landmarks, score
+    raw, preds = ({m: with_faces(p, *geo) for m, p in d.items()} for d in (raw, preds))
     _tick(timer, "temporal", t0)
-    return {"video": name, "path": path, "times": times, "tracks": tracks, "track": track, "predictions": preds, "raw": raw,
-            "has_audio": bool(amask.any()), "shape": shape}
+    return {"video": name, "kind": "video", "path": path, "times": times, "tracks": tracks, "track": track, "predictions": preds,
+            "raw": raw, "has_audio": bool(amask.any()), "shape": shape, "detections": stats.get("detections"), "note": "; ".join(notes)}
+
+# %% ../nbs/13b_predict.ipynb #780d4d8f
+STILL_IMAGE = ("a still image: one row per face (frame_index = the face's number, left to right), no time and no audio, "
+               "so the static model only (the temporal models need a video) and no smoothing")
+
+def predict_image(path:str|Path, # a still image (`layout.IMAGE_EXTENSIONS`)
+                  models:RunModels, cfg:PredictConfig, detector:FaceDetector|None=None, timer:dict|None=None, log=print) -> dict:
+    "The static model's predictions for every face of a photo: one row per face, with its box, landmarks and score."
+    path = Path(path); name = path.stem
+    timer = {} if timer is None else timer
+    img = read_image(path)
+    t0 = time.perf_counter()
+    d = (detector or FaceDetector(cfg.faces))([img], size=cfg.faces.image_size)[0]
+    t0 = _tick(timer, "detect", t0)
+    order = np.argsort((d["boxes"][:, 0] + d["boxes"][:, 2]) / 2, kind="stable")   # left to right
+    k, n = len(order), max(1, len(order))                                            # (no face: one empty row)
+    log(f"[predict] {path.name}: image {img.shape[1]}x{img.shape[0]}, {k} face(s)")
+    rows = make_dataset([name] * n, np.arange(1, n + 1), time=np.full(n, np.nan), has_face=np.arange(n) < k)
+    attrs = {**_run_attrs(models), "image_file": str(path), "rows": STILL_IMAGE, "postprocess": "none", "source": "static"}
+    if k:
+        S = models.preprocess["size"][0]
+        crops = np.stack([align_face(img, d["landmarks"][j], S, cfg.faces.margin, antialias=True)[0] for j in order])
+        preds = predictions_dataset(rows, frame_forward(models.static, crops, models.preprocess, cfg.batch_size)[1], attrs=attrs)
+    else:
+        warnings.warn(f"{path}: no face found; its one row is empty (has_face = False)")
+        preds = _empty(rows, attrs)
+    fill = lambda a: np.concatenate([a[order], np.full((n - k, *a.shape[1:]), np.nan, np.float32)])
+    preds = with_faces(preds, fill(d["boxes"]), fill(d["landmarks"]), fill(d["scores"]))
+    _tick(timer, "crop_static", t0)
+    return {"video": name, "kind": "image", "path": path, "image": img, "faces": k, "predictions": {"static": preds},
+            "raw": {"static": preds}, "shape": img.shape[:2], "note": "static model only (a still image)" + ("" if k else "; no face found")}
 
 # %% ../nbs/13b_predict.ipynb #2c4413bf
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -345,7 +402,7 @@ def _draw_label(img, label:str, synthetic:bool|None):
     for k, l in enumerate(lines): _text(img, l, (4, 4 + (k + 1) * 32 * s), s, color)
 
 # %% ../nbs/13b_predict.ipynb #81f31c8f
-PANEL_W = 180
+PANEL_W, PANEL_H = 180, 340   # the prediction panel beside a video frame, below each face of a photo
 
 def draw_overlay(img:np.ndarray, # uint8 [H, W, 3] frame
                  box, # [4] tracked box or None / NaN
@@ -354,7 +411,7 @@ def draw_overlay(img:np.ndarray, # uint8 [H, W, 3] frame
                  synthetic:bool|None=False) -> np.ndarray:
     "The frame with the box and the run label, and a panel of AU bars, EXPR and the VA dial beside it."
     H, W = img.shape[:2]
-    out = np.zeros((max(H, 340), W + PANEL_W, 3), np.uint8)
+    out = np.zeros((max(H, PANEL_H), W + PANEL_W, 3), np.uint8)
     out[:H, :W] = img
     frame = out[:H, :W]
     _draw_box(frame, box); _draw_label(frame, label, synthetic)
@@ -363,6 +420,8 @@ def draw_overlay(img:np.ndarray, # uint8 [H, W, 3] frame
     return out
 
 # %% ../nbs/13b_predict.ipynb #1498c721
+def _label(model:str, models:RunModels) -> str: return f"{model} | run {models.name}\ntrained on {models.dataset}"
+
 def write_overlay(result:dict, # from `predict_file`
                   model:str, # which model's predictions to draw
                   models:RunModels,
@@ -373,23 +432,58 @@ def write_overlay(result:dict, # from `predict_file`
     if track is not None: box[track.frames] = track.boxes
     au, va = p.au.values, p.va.values
     ep = p.expr_prob.values if "expr_prob" in p else None
-    label = f"{model} | run {models.name}\ntrained on {models.dataset}"
+    label = _label(model, models)
     def frames():
         for i, _, img in iter_frames(result["path"]):
             k = i - 1
             yield draw_overlay(img, box[k], au[k], None if ep is None else ep[k], va[k], label, models.synthetic)
     return write_video(dst, frames(), times=result["times"], audio=result["path"])
 
-# %% ../nbs/13b_predict.ipynb #5e9804db
-def list_videos(src:str|Path) -> list[Path]:
-    "A video file, or the video files of a folder (sorted)."
+# %% ../nbs/13b_predict.ipynb #7f782216
+def annotate_image(img:np.ndarray, # uint8 [H, W, 3] the photo
+                   preds:xr.Dataset, # its predictions (`predict_image`): one row per face
+                   label:str, synthetic:bool|None=False) -> np.ndarray:
+    "The photo with each face boxed and numbered, and below it a panel per face: AU bars, EXPR, VA dial."
+    H, W = img.shape[:2]
+    faces = np.flatnonzero(preds.has_face.values)
+    cols = max(W, PANEL_W) // PANEL_W
+    out = np.zeros((H + -(-len(faces) // cols) * PANEL_H, max(W, PANEL_W), 3), np.uint8)
+    out[:H, :W] = img
+    frame, s = out[:H, :W], max(0.4, H / 900)
+    ep = preds.expr_prob.values if "expr_prob" in preds else None
+    for j, k in enumerate(faces):
+        box = preds.box.values[k]
+        _draw_box(frame, box); _text(frame, str(k + 1), (box[0] + 3, box[1] + 24 * s), s, (60, 220, 90))
+        panel = out[H + j // cols * PANEL_H:, j % cols * PANEL_W:][:PANEL_H, :PANEL_W]
+        _draw_au_bars(panel, preds.au.values[k]); _draw_expr(panel, None if ep is None else ep[k]); _draw_va_dial(panel, preds.va.values[k])
+        _text(panel, f"face {k + 1}", (PANEL_W - 62, 14), 0.4, (60, 220, 90))
+    _draw_label(frame, label, synthetic)
+    return out
+
+def write_image(img:np.ndarray, # uint8 [H, W, 3] RGB
+                dst:str|Path) -> Path:
+    "An RGB image as a JPEG file, written atomically."
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    with atomic_write(dst, "wb") as f: f.write(buf.tobytes())
+    return Path(dst)
+
+# %% ../nbs/13b_predict.ipynb #0699f042
+def is_image(path:str|Path) -> bool: return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+def list_inputs(src:str|Path # a video or image file, or a folder of them
+               ) -> list[Path]:
+    "The file, or the videos and images of the folder (sorted); outputs are named by file name, so names must differ."
     src = Path(src)
-    if src.is_file(): return [src]
-    if src.is_dir():
-        vs = sorted(p for p in src.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-        if not vs: raise AbawError(f"{src}: no video files ({', '.join(VIDEO_EXTENSIONS)})")
-        return vs
-    raise AbawError(f"{src}: no such video file or folder")
+    if src.is_file(): files = [src]
+    elif src.is_dir():
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS and p.is_file())
+        if not files: raise AbawError(f"{src}: no video or image files ({', '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)})")
+    else: raise AbawError(f"{src}: no such video or image file or folder")
+    seen = {}
+    for p in files:
+        if p.stem in seen: raise AbawError(f"{p}: two files named {p.stem!r} ({seen[p.stem].name}): outputs are named by file name")
+        seen[p.stem] = p
+    return files
 
 def write_abaw_files(preds:xr.Dataset, folder:str|Path, threshold=0.5 # one AU threshold, or one per AU (dict by name)
                     ) -> list[Path]:
@@ -402,18 +496,185 @@ def write_abaw_files(preds:xr.Dataset, folder:str|Path, threshold=0.5 # one AU t
             write_annotation_file(out[-1], t, prediction_values(p, t, threshold))
     return out
 
-def predict_paths(src:str|Path, # a video file or a folder of videos
+def _au_thresholds(models:RunModels, cfg:PredictConfig, model:str):
+    "AU thresholds of `model`'s ABAW files: `au_threshold`, else the run's tuned ones, else 0.5."
+    tuned = ((models.postprocess.get(model) if cfg.postprocess else None) or {}).get("thresholds")
+    return cfg.au_threshold if cfg.au_threshold is not None else (tuned or 0.5)
+
+# %% ../nbs/13b_predict.ipynb #10089c62
+def predict_item(path:str|Path, # a video or an image
+                 models:RunModels, cfg:PredictConfig, out:str|Path, # the output folder
+                 detector:FaceDetector|None=None, overlay:bool=False, cache_dir:str|Path=".cache/abaw",
+                 timer:dict|None=None, log=print, found:tuple|None=None) -> tuple[dict, list[Path]]:
+    "Predict one file and write its outputs into `out`: the result (`predict_file` / `predict_image`) and the files written."
+    path, out, timer = Path(path), Path(out), {} if timer is None else timer
+    image = is_image(path)
+    r = predict_image(path, models, cfg, detector, timer, log) if image else \
+        predict_file(path, models, cfg, FeatureStore(out / "features"), detector, cache_dir, timer, log, found)
+    t0 = time.perf_counter()
+    name, model = r["video"], "static" if image else (cfg.model or models.default)
+    files = [save_predictions(p, out / "parts" / name / sub / f"{m}.nc") for sub, ps in (("", r["predictions"]), ("raw", r["raw"]))
+             for m, p in ps.items()]
+    files += write_abaw_files(r["predictions"][model], out / "abaw" / model, _au_thresholds(models, cfg, model))
+    if not image:
+        files += [out / "tracks" / f"{name}.nc", FeatureStore(out / "features").file(name)]
+        chosen = -1 if r["track"] is None else r["track"].id
+        with atomic_path(files[-2]) as tmp: write_netcdf(tracks_dataset(r["tracks"], r["times"], {"video_file": str(path), "chosen_track": chosen}), tmp)
+    t0 = _tick(timer, "write", t0)
+    if image: files.append(write_image(annotate_image(r["image"], r["predictions"]["static"], _label(model, models), models.synthetic),
+                                       out / "overlay" / f"{name}.jpg"))
+    elif overlay: files.append(write_overlay(r, model, models, out / "overlay" / f"{name}.mp4"))
+    _tick(timer, "overlay", t0)
+    return r, files
+
+# %% ../nbs/13b_predict.ipynb #f75e063d
+SUMMARY_COLUMNS = ["video", "kind", "frames", "face_share", "tracks", "seconds", "error", "note"]
+
+def _row(path:Path, r:dict|None=None, seconds:float=0.0, error:str="") -> dict:
+    "A file's summary row: what was found in it (`r`: its result), how long it took, what went wrong."
+    if r is None: frames, share, tracks = 0, float("nan"), 0
+    elif r["kind"] == "image": frames, share, tracks = 1, float(r["faces"] > 0), r["faces"]
+    else: frames, share, tracks = len(r["times"]), float(r["predictions"]["static"].has_face.values.mean() if len(r["times"]) else 0), len(r["tracks"])
+    return {"video": path.stem, "kind": "image" if is_image(path) else "video", "frames": frames, "face_share": share,
+            "tracks": tracks, "seconds": round(seconds, 2), "error": error, "note": "" if r is None else r["note"]}
+
+def _fingerprint(path:Path, run_dir, cfg:PredictConfig, overlay:bool) -> str:
+    "What a file's outputs depend on: the file (path, size, time), the run and the settings (not the device)."
+    st = path.stat()
+    return config_hash({"file": [str(path.resolve()), st.st_size, st.st_mtime_ns], "run": str(Path(run_dir).resolve()),
+                        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "device"}, "overlay": overlay})
+
+def _record(out:Path, name:str) -> Path: return Path(out) / "items" / f"{name}.json"
+
+def finished(out:str|Path, name:str, fingerprint:str,
+             retry_failed:bool=False # a file that failed counts as unfinished
+            ) -> dict|None:
+    "The summary row of a file done before (its record there, same fingerprint, every file it wrote there); else None."
+    try: rec = json.loads(_record(out, name).read_text())
+    except (OSError, ValueError): return None
+    ok = rec.get("fingerprint") == fingerprint and not (retry_failed and rec["row"]["error"])
+    return rec["row"] if ok and all((Path(out) / f).is_file() for f in rec["files"]) else None
+
+def _predict_one(path:Path, models:RunModels, detector, out:Path, cfg:PredictConfig, overlay:bool, cache_dir, fingerprint:str,
+                 timer:dict|None=None, log=print, found:tuple|None=None) -> tuple[dict, dict|None]:
+    "`predict_item` with the file's record written last; an error is the row's `error`. (row, result)"
+    t0, r, files, error = time.perf_counter(), None, [], ""
+    _record(out, path.stem).unlink(missing_ok=True)   # (an earlier record must not vouch for files being rewritten)
+    try: r, files = predict_item(path, models, cfg, out, detector, overlay, cache_dir, timer, log, found)
+    except Exception as e: error = error_line(e) if isinstance(e, (AbawError, OSError)) else f"{type(e).__name__}: {error_line(e)}"
+    row = _row(path, r, time.perf_counter() - t0, error)
+    with atomic_write(_record(out, path.stem), "w") as f:
+        json.dump({"row": row, "fingerprint": fingerprint, "files": [os.path.relpath(p, out) for p in files]}, f, indent=1)
+    return row, r
+
+# %% ../nbs/13b_predict.ipynb #1a6c0a07
+_LOADED = {}   # in a worker process: (run, catalog, device) -> (RunModels, FaceDetector), loaded once per process
+
+def _init_worker(threads:int, parent:int):
+    "A local worker process: its share of the cores; it exits when the process that made the pool is gone (no orphans)."
+    torch.set_num_threads(threads)
+    def watch():
+        while os.getppid() == parent: time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+
+def predict_worker(path:str, run_dir:str, out:str, cfg:PredictConfig, overlay:bool, catalog:str|None, cache_dir:str,
+                   fingerprint:str) -> dict:
+    "One file predicted in a worker process (a local pool's or a dask cluster's): its summary row."
+    key = (run_dir, catalog, cfg.device)
+    if key not in _LOADED:
+        dev = get_device(cfg.device)
+        _LOADED[key] = (load_run_models(run_dir, catalog, str(dev)), FaceDetector(dataclasses.replace(cfg.faces, device=str(dev))))
+    models, det = _LOADED[key]
+    with warnings.catch_warnings():   # (what they would say is in the row's note; the parent warns about the run)
+        warnings.simplefilter("ignore")
+        return _predict_one(Path(path), models, det, Path(out), cfg, overlay, cache_dir, fingerprint, log=lambda *a: None)[0]
+
+def _progress(k:int, n:int, row:dict) -> str:
+    what = "face(s)" if row["kind"] == "image" else "track(s)"
+    if row["error"]: return f"[predict] {k}/{n} {row['video']}: FAILED after {row['seconds']:.1f} s: {row['error']}"
+    return (f"[predict] {k}/{n} {row['video']}: {row['frames']} frame(s), face in {row['face_share']:.0%}, {row['tracks']} {what}, "
+            f"{row['seconds']:.1f} s" + (f" ({row['note']})" if row["note"] else ""))
+
+def _fan_out(todo:list, run_dir, out:Path, cfg:PredictConfig, overlay:bool, catalog, cache_dir, fps:dict,
+             workers:int, executor=None, log=print) -> dict:
+    "Rows of the files predicted by worker processes: `workers` local ones, or `executor`'s (a dask cluster's)."
+    own = executor is None
+    if own: executor = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                              initializer=_init_worker, initargs=(worker_threads(workers), os.getpid()))
+    rows, ended = {}, False
+    try:
+        futs = {executor.submit(predict_worker, str(p), str(run_dir), str(out), cfg, overlay, catalog and str(catalog), str(cache_dir),
+                                fps[p]): p for p in todo}
+        for k, fut in enumerate(cf.as_completed(futs), 1):
+            p = futs[fut]
+            try: rows[p] = fut.result()
+            except Exception as e: rows[p] = _row(p, error=f"its worker failed ({type(e).__name__}: {error_line(e)})")
+            log(_progress(k, len(todo), rows[p]))
+        ended = True
+    finally:
+        if own: executor.shutdown(wait=ended, cancel_futures=True)
+    return rows
+
+# %% ../nbs/13b_predict.ipynb #e3482b98
+def write_summary(rows:list[dict], # one per file (`SUMMARY_COLUMNS`)
+                  out:Path) -> str:
+    "The summary as `summary.csv` and `summary.md` in `out`; returns the markdown."
+    df = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    with atomic_write(out / "summary.csv", "w") as f: df.to_csv(f, index=False)
+    fmt = lambda r: [r["video"], r["kind"], r["frames"], "" if np.isnan(r["face_share"]) else f"{r['face_share']:.2f}", r["tracks"],
+                     f"{r['seconds']:.1f}", r["error"], r["note"]]
+    md = markdown_table(SUMMARY_COLUMNS, [fmt(r) for r in rows])
+    with atomic_write(out / "summary.md", "w") as f: f.write(md + "\n")
+    return md
+
+def _merge(out:Path, rows:list[dict], models:RunModels) -> dict:
+    "Each model's predictions of the finished files, from their parts, as predictions/<model>.nc (and raw/): model -> dataset."
+    merged = {}
+    for m in models.models:
+        for sub in ("", "raw"):
+            parts = [out / "parts" / r["video"] / sub / f"{m}.nc" for r in rows if not r["error"]]
+            parts = [load_predictions(p) for p in parts if p.is_file()]   # (a still image has the static model's only)
+            if not parts: continue
+            p = xr.concat(parts, "frame", combine_attrs="drop_conflicts")   # (per-file attrs differ: dropped)
+            save_predictions(p, out / "predictions" / sub / f"{m}.nc", model=m)
+            if not sub: merged[m] = p
+    return merged
+
+def _write_run(out:Path, models:RunModels, cfg:PredictConfig, model:str, files:dict, rows:list[dict], merged:dict):
+    "The output folder's `run.json`."
+    ok = [r["video"] for r in rows if not r["error"]]
+    st = merged["static"]
+    images = {v: {"file": files[v].resolve(), "boxes": st.box.values[sl][st.has_face.values[sl]].tolist()}
+              for v, sl in video_slices(st).items() if v in ok and is_image(files[v])}
+    src = models.run.manifest["models"]
+    write_manifest(out, "predict", dataset=models.dataset, run=models.path.resolve(), synthetic_training=models.synthetic,
+                   config=dataclasses.asdict(cfg), au_thresholds=_au_thresholds(models, cfg, model), metrics=None, labels=None,
+                   default=model if model in merged else "static",
+                   models={m: {"kind": src[m].get("kind"), "predictions": out / "predictions" / f"{m}.nc",
+                               "raw_predictions": out / "predictions" / "raw" / f"{m}.nc",
+                               "checkpoints": {k: (models.path / v).resolve() for k, v in (src[m].get("checkpoints") or {}).items()}}
+                           for m in merged},
+                   frames={"kind": "media", "videos": {v: files[v].resolve() for v in ok if not is_image(files[v])}, "images": images},
+                   tracks={v: out / "tracks" / f"{v}.nc" for v in ok if not is_image(files[v])},
+                   summary={"csv": out / "summary.csv", "markdown": out / "summary.md"})
+
+# %% ../nbs/13b_predict.ipynb #fb6fb259
+def predict_paths(src:str|Path, # a video or image file, or a folder of them
                   run_dir:str|Path, # the run whose models predict
                   out:str|Path, # output folder
                   cfg:PredictConfig|None=None, overlay:bool=False, catalog:str|Path|None=None,
                   timer:dict|None=None, log=print,
-                  found:dict|None=None # video name -> (times, tracks, frame size) from `faces.detect_video`, reused
+                  found:dict|None=None, # video name -> (times, tracks, frame size) from `faces.detect_video`, reused
+                  workers:int=1, # files at a time, each in its own process (1: in this one)
+                  retry_failed:bool=False, # predict again the files that failed before (else they are skipped too)
+                  executor=None # a `concurrent.futures` executor to run the files on instead (a dask cluster's)
                  ) -> dict:
-    "Predict every video of `src` with a run's models and write the output folder; returns a summary."
-    cfg = cfg or PredictConfig()
-    timer = {} if timer is None else timer
+    "Predict every video and image of `src` with a run's models into `out` (files done before are skipped); a summary."
+    cfg, timer, found = cfg or PredictConfig(), {} if timer is None else timer, found or {}
+    if workers < 1: raise AbawError(f"--workers: expected at least 1, got {workers}")
     t0 = time.perf_counter()
-    out = Path(out); videos = list_videos(src)
+    out, items = Path(out), list_inputs(src)
     dev = get_device(cfg.device)
     models = load_run_models(run_dir, catalog, str(dev))
     log(f"[predict] models of {models.describe()}")
@@ -424,55 +685,38 @@ def predict_paths(src:str|Path, # a video file or a folder of videos
     from abaw_workbench.catalog import Catalog, default_catalog_path
     try: cache = Catalog.load(catalog or default_catalog_path()).cache_dir
     except AbawError: cache = out / "cache"
-    store = FeatureStore(out / "features").init(models.store_meta)
-    found = found or {}
-    det = None if all(v.stem in found for v in videos) else FaceDetector(dataclasses.replace(cfg.faces, device=str(dev)))
-    _tick(timer, "load", t0)
-    results, names = [], {}
-    for v in videos:
-        if v.stem in names: raise AbawError(f"{v}: two videos named {v.stem!r} ({names[v.stem]})")
-        names[v.stem] = v
-        r = predict_file(v, models, cfg, store, det, cache, timer, log, found.get(v.stem))
-        t0 = time.perf_counter()
-        with atomic_path(out / "tracks" / f"{r['video']}.nc") as tmp:
-            write_netcdf(tracks_dataset(r["tracks"], r["times"], {"video_file": str(v), "chosen_track": r["predictions"]["static"].attrs["track"]}),
-                         tmp)
-        t0 = _tick(timer, "write", t0)
-        if overlay:
-            write_overlay(r, model, models, out / "overlay" / f"{r['video']}.mp4")
-            _tick(timer, "overlay", t0)
-        for p in [*r["predictions"].values(), *r["raw"].values()]: p.attrs.pop("video_file", None); p.attrs.pop("track", None)
-        results.append(r)
+    FeatureStore(out / "features").init(models.store_meta)
+    fps = {p: _fingerprint(p, run_dir, cfg, overlay) for p in items}
+    rows = {p: finished(out, p.stem, fps[p], retry_failed) for p in items}
+    todo, failed = [p for p in items if rows[p] is None], sum(bool(r and r["error"]) for r in rows.values())
+    log(f"[predict] {len(items)} file(s): {len(items) - len(todo)} finished before (skipped"
+        + (f"; {failed} of them failed: --retry-failed tries again" if failed else "") + f"), {len(todo)} to predict"
+        + (f", {workers} at a time" if executor is None and workers > 1 and todo else " on the cluster" if executor is not None and todo else ""))
+    results = {}
+    if todo and executor is None and workers == 1:
+        det = None if all(p.stem in found for p in todo) else FaceDetector(dataclasses.replace(cfg.faces, device=str(dev)))
+        _tick(timer, "load", t0)
+        for k, p in enumerate(todo, 1):
+            rows[p], results[p.stem] = _predict_one(p, models, det, out, cfg, overlay, cache, fps[p], timer, log, found.get(p.stem))
+            log(_progress(k, len(todo), rows[p]))
+    elif todo: rows.update(_fan_out(todo, run_dir, out, cfg, overlay, catalog, cache, fps, workers, executor, log))
     t0 = time.perf_counter()
-    preds = {m: xr.concat([r["predictions"][m] for r in results], "frame") for m in models.models}
-    for m, p in preds.items():
-        save_predictions(p, out / "predictions" / f"{m}.nc", **results[0]["predictions"][m].attrs, model=m)
-        save_predictions(xr.concat([r["raw"][m] for r in results], "frame"), out / "predictions" / "raw" / f"{m}.nc",
-                         **results[0]["raw"][m].attrs, model=m)
-    tuned = ((models.postprocess.get(model) if cfg.postprocess else None) or {}).get("thresholds")
-    thr = cfg.au_threshold if cfg.au_threshold is not None else (tuned or 0.5)
-    write_abaw_files(preds[model], out / "abaw" / model, thr)
-    src = models.run.manifest["models"]
-    write_manifest(out, "predict", dataset=models.dataset, run=models.path.resolve(), synthetic_training=models.synthetic,
-                   config=dataclasses.asdict(cfg), au_thresholds=thr, metrics=None, labels=None, default=model,
-                   models={m: {"kind": src[m].get("kind"), "predictions": out / "predictions" / f"{m}.nc",
-                               "raw_predictions": out / "predictions" / "raw" / f"{m}.nc",
-                               "checkpoints": {k: (models.path / v).resolve() for k, v in (src[m].get("checkpoints") or {}).items()}}
-                           for m in models.models},
-                   frames={"kind": "video", "videos": {r["video"]: Path(r["path"]).resolve() for r in results}},
-                   tracks={r["video"]: out / "tracks" / f"{r['video']}.nc" for r in results})
+    rows = [rows[p] for p in items]
+    table, merged = write_summary(rows, out), _merge(out, rows, models)
+    if merged: _write_run(out, models, cfg, model, {p.stem: p for p in items}, rows, merged)
     _tick(timer, "write", t0)
-    log(f"[predict] {len(results)} video(s) -> {out} (predictions of {', '.join(models.models)}; ABAW files of {model})")
+    log(f"[predict] {sum(not r['error'] for r in rows)} of {len(rows)} file(s) predicted -> {out} (summary.csv, summary.md):\n{table}")
     if models.synthetic: log(f"[predict] WARNING: {models.describe()}")
-    return {"out": out, "model": model, "videos": [r["video"] for r in results], "predictions": preds,
-            "found": {r["video"]: (r["times"], r["tracks"], r["shape"]) for r in results}}   # (to predict again without detecting)
+    return {"out": out, "model": model, "videos": [r["video"] for r in rows if not r["error"]], "predictions": merged,
+            "summary": pd.DataFrame(rows, columns=SUMMARY_COLUMNS),
+            "found": {k: (r["times"], r["tracks"], r["shape"]) for k, r in results.items() if r and r["kind"] == "video"}}
 
 # %% ../nbs/13b_predict.ipynb #ea01171d
 def predict_args(p):
     "Arguments of `abaw predict`."
-    p.add_argument("video", help="a video file, or a folder of videos")
+    p.add_argument("video", help="a video or image file, or a folder of videos and images")
     p.add_argument("--run", required=True, help="run folder whose models predict (e.g. an `abaw demo --out` folder)")
-    p.add_argument("--out", default=None, help="output folder (default: predictions/<video or folder name>)")
+    p.add_argument("--out", default=None, help="output folder (default: predictions/<file or folder name>); files finished there before are skipped")
     p.add_argument("--model", default=None, help="model for the ABAW files and the overlay (default: the run's last temporal model)")
     p.add_argument("--face", default="largest", help="'largest' track (default) or a track number (listed in the output)")
     p.add_argument("--detect-every", type=int, default=1, help="run the face detector on every k-th frame, tracking in between")
@@ -480,15 +724,29 @@ def predict_args(p):
     p.add_argument("--overlay", action="store_true", help="also write overlay videos (box, AU bars, EXPR, VA dial; audio kept)")
     p.add_argument("--catalog", default=None, help="catalog file naming the run's training data (default: the project's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--workers", type=int, default=1, help="files at a time, each in its own process with its share of the cores (default: 1)")
+    p.add_argument("--scheduler", default=None, help="a dask.distributed scheduler address: predict the files on that cluster (instead of --workers)")
+    p.add_argument("--retry-failed", action="store_true", help="predict again the files that failed in an earlier run into --out")
 
 def predict_main(args) -> int:
-    "Predict AU / EXPR / VA for raw videos with a run's models."
+    "Predict AU / EXPR / VA for videos and images with a run's models; exit code 1 when a file failed (the others are done)."
     if args.detect_every < 1: raise AbawError(f"--detect-every must be >= 1, got {args.detect_every}")
     cfg = PredictConfig(model=args.model, face=str(args.face), device=args.device, postprocess=not args.raw,
                         faces=FaceConfig(detect_every=args.detect_every))
     out = Path(args.out) if args.out else Path("predictions") / Path(args.video).stem
-    with warnings.catch_warnings():   # warnings as one line each, without the source line Python shows
-        warnings.simplefilter("default")
-        warnings.showwarning = lambda msg, *a, **k: sys.stderr.write(f"abaw predict: warning: {msg}\n")
-        predict_paths(args.video, args.run, out, cfg, overlay=args.overlay, catalog=args.catalog)
-    return 0
+    client = None
+    if args.scheduler:
+        try: from dask.distributed import Client   # dask only when a cluster is asked for
+        except ImportError: raise AbawError("--scheduler needs dask.distributed (pip install 'dask[distributed]')") from None
+        client = Client(args.scheduler)
+    try:
+        with warnings.catch_warnings():   # warnings as one line each, without the source line Python shows
+            warnings.simplefilter("default")
+            warnings.showwarning = lambda msg, *a, **k: sys.stderr.write(f"abaw predict: warning: {msg}\n")
+            res = predict_paths(args.video, args.run, out, cfg, overlay=args.overlay, catalog=args.catalog, workers=args.workers,
+                                executor=client and client.get_executor(), retry_failed=args.retry_failed)
+    finally:
+        if client is not None: client.close()
+    bad = res["summary"][res["summary"].error != ""]
+    for v, e in zip(bad.video, bad.error): sys.stderr.write(f"abaw predict: error: {e if v in e else f'{v}: {e}'}\n")
+    return 1 if len(bad) else 0

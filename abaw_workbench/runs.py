@@ -4,21 +4,22 @@
 
 # %% ../nbs/12a_runs.ipynb #b9644393
 from __future__ import annotations
-import dis, functools, hashlib, inspect, json, marshal, shutil, time
+import dis, functools, hashlib, importlib, inspect, json, marshal, re, shutil, time
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from .core import AbawError, RUN_KINDS, RUN_MANIFEST, atomic_write, config_hash, import_closure, import_graph, package_dir
 from .schema import load_predictions
 from .layout import crop_name
 from .checkpoints import load_model
-from .video import VideoFrames
+from .video import VideoFrames, read_image
 
 # %% auto #0
-__all__ = ['PACKAGE', 'module_source', 'stage_code', 'StageRunner', 'CropFrames', 'frame_source', 'Run']
+__all__ = ['PACKAGE', 'module_source', 'stage_code', 'StageRunner', 'CropFrames', 'ImageFaces', 'MediaFrames', 'frame_source',
+           'Run']
 
 # %% ../nbs/12a_runs.ipynb #0a4a4d63
 PACKAGE = "abaw_workbench"
@@ -49,6 +50,38 @@ def _package_module(modname:str|None) -> str|None:
     parts = (modname or "").split(".")
     return parts[1] if len(parts) == 2 and parts[0] == PACKAGE else None
 
+
+# %% ../nbs/12a_runs.ipynb #7e83cbea
+def _same_code(a, b) -> bool:
+    "Whether two functions (or classes) have the same code: the same source where it is kept, else the same bytecode."
+    if inspect.isclass(a):
+        own = lambda c: {k: v for k, v in vars(c).items() if k not in ("__module__", "__dict__", "__weakref__", "__qualname__")}
+        x, y = own(a), own(b)
+        return x.keys() == y.keys() and all(_same_code(x[k], y[k]) if inspect.isfunction(x[k]) else repr(x[k]) == repr(y[k]) for k in x)
+    if not (inspect.isfunction(a) and inspect.isfunction(b)): return False
+    try: return inspect.getsource(a) == inspect.getsource(b)
+    except (OSError, TypeError):   # code made at run time (a dataclass's __init__): compare what it does
+        ca, cb = a.__code__, b.__code__
+        return (ca.co_code, ca.co_names, ca.co_varnames, repr(ca.co_consts)) == (cb.co_code, cb.co_names, cb.co_varnames, repr(cb.co_consts))
+
+def _export_of(o):
+    "The package's function or class that a notebook's (module `__main__`) top-level one was exported as, if its code is the same."
+    name = getattr(o, "__qualname__", "")
+    if getattr(o, "__module__", None) != "__main__" or not name or "." in name: return None
+    pat = re.compile(rf"^(?:async\s+)?{'class' if inspect.isclass(o) else 'def'}\s+{re.escape(name)}\b", re.M)
+    for m in sorted(p.stem for p in package_dir().glob("*.py") if p.stem not in ("__init__", "_modidx")):
+        if not pat.search(module_source(m)): continue
+        exp = getattr(importlib.import_module(f"{PACKAGE}.{m}"), name, None)
+        if exp is not None and _same_code(o, exp): return exp
+    return None
+
+def _home_of(f) -> str:
+    "The module a function belongs to: its own, or for a notebook's function (or one nested in it) its export's."
+    if f.__module__ != "__main__": return f.__module__
+    exp = _export_of(f.__globals__.get(f.__qualname__.split(".")[0]))   # a nested function: its enclosing function's export
+    return exp.__module__ if exp is not None else f.__module__
+
+# %% ../nbs/12a_runs.ipynb #7ad8e467
 def stage_code(fn, # the stage's function
                graph:dict|None=None # the package's import graph (default: `core.import_graph()`)
               ) -> dict:
@@ -58,7 +91,7 @@ def stage_code(fn, # the stage's function
     def walk(f, home):
         if id(f) in seen: return
         seen.add(id(f))
-        own[f"{_package_module(f.__module__) or f.__module__}:{f.__qualname__}"] = _source_digest(f)
+        own[f"{_package_module(home) or home}:{f.__qualname__}"] = _source_digest(f)
         g = getattr(f, "__globals__", {})
         for o in [g[n] for n in _global_names(f.__code__) if n in g]: use(o, home)
         handed = [c.cell_contents for c in (f.__closure__ or ())] if _cells_filled(f) else []
@@ -71,17 +104,19 @@ def stage_code(fn, # the stage's function
             if _package_module(o.__name__): modules.add(_package_module(o.__name__))
             return
         if inspect.isfunction(o):
-            if o.__module__ == home: walk(o, home)   # a function of the stage's own module: its source
-            elif _package_module(o.__module__): modules.add(_package_module(o.__module__))
+            m = _home_of(o)
+            if m == home: walk(o, home)   # a function of the stage's own module: its source
+            elif _package_module(m): modules.add(_package_module(m))
             return
         cls = o if inspect.isclass(o) else type(o)
+        cls = _export_of(cls) or cls   # a class a notebook defines: its export (the source of a notebook's class is not kept)
         m = getattr(cls, "__module__", None)
         if m == home and _package_module(m) and id(cls) not in seen:   # a class of the stage's own module: its source
             seen.add(id(cls)); own[f"{_package_module(m)}:{cls.__qualname__}"] = _source_digest(cls)
         elif m != home and _package_module(m): modules.add(_package_module(m))
     while isinstance(fn, functools.partial): fn = fn.func   # the function a partial calls
     fn = getattr(fn, "__func__", fn)                        # a bound method's function
-    if inspect.isfunction(fn): walk(fn, fn.__module__)
+    if inspect.isfunction(fn): walk(fn, _home_of(fn))
     else: use(fn, None)                                     # a callable object: its class's module
     return {**{f"{m}.py": _digest(module_source(m)) for m in sorted(import_closure(graph, modules))}, **dict(sorted(own.items()))}
 
@@ -180,19 +215,51 @@ class CropFrames:
     def image(self, video:str, frame_index:int) -> np.ndarray|None:
         "The crop of a frame as RGB uint8 [H, W, 3]; None when the frame has no crop."
         p = self.path(video, frame_index)
-        if not p.is_file(): return None
-        try:
-            with Image.open(p) as im: return np.asarray(im.convert("RGB"))
-        except OSError as e: raise AbawError(f"{p}: unreadable image ({e})") from None
+        return read_image(p) if p.is_file() else None
     def __repr__(self): return f"CropFrames({self.root})"
 
-def frame_source(spec:dict|None, # the manifest's `frames`: {"kind": "crops", "root": ...} or {"kind": "video", "videos": {name: file}}
+class ImageFaces:
+    "Faces of still images as frames: frame k of an image is the region around its k-th face, the face boxed."
+    kind = "images"
+    def __init__(self, images:dict # image name -> {"file": path, "boxes": [[x1, y1, x2, y2], ...]} (face k: frame_index k)
+                ):
+        self.images, self._last = {str(k): v for k, v in images.items()}, (None, None)
+    def image(self, video:str, frame_index:int) -> np.ndarray|None:
+        "Twice the face's box around it, the box drawn, as RGB uint8 [H, W, 3]; None when the image has no such face."
+        spec = self.images.get(video)
+        if spec is None or not 1 <= int(frame_index) <= len(spec["boxes"]): return None
+        if self._last[0] != video: self._last = (video, read_image(spec["file"]))   # (a scrubber steps through one image's faces)
+        img, (x1, y1, x2, y2) = self._last[1], spec["boxes"][int(frame_index) - 1]
+        r = max(x2 - x1, y2 - y1, 2.0)
+        cx, cy, (H, W) = (x1 + x2) / 2, (y1 + y2) / 2, img.shape[:2]
+        a, b = max(0, int(cx - r)), max(0, int(cy - r))
+        im = Image.fromarray(img[b:min(H, int(cy + r) + 1), a:min(W, int(cx + r) + 1)])
+        ImageDraw.Draw(im).rectangle([x1 - a, y1 - b, x2 - a, y2 - b], outline=(60, 220, 90), width=max(1, int(r) // 60))
+        return np.asarray(im)
+    def __repr__(self): return f"ImageFaces({len(self.images)} images)"
+
+class MediaFrames:
+    "An `abaw predict` folder's frames: its videos' (`VideoFrames`) and its still images' faces (`ImageFaces`)."
+    kind = "media"
+    def __init__(self, videos:dict, # video name -> file
+                 images:dict # image name -> {"file": path, "boxes": [...]}
+                ):
+        self.videos, self.faces = VideoFrames(videos), ImageFaces(images)
+    def image(self, video:str, frame_index:int) -> np.ndarray|None:
+        "A video's frame, or an image's face."
+        return (self.faces if video in self.faces.images else self.videos).image(video, frame_index)
+    def __repr__(self): return f"MediaFrames({len(self.videos)} videos, {len(self.faces.images)} images)"
+
+def frame_source(spec:dict|None, # the manifest's `frames`: {"kind": "crops", "root": ...}, or "media" with "videos" and "images"
                  base:Path # the run folder (relative paths are relative to it)
                 ):
     "The frame source a run manifest names (None when it names none)."
     if not spec: return None
     if spec.get("kind") == "crops": return CropFrames(base / spec["root"])
-    if spec.get("kind") == "video": return VideoFrames({v: base / p for v, p in spec["videos"].items()})   # `abaw predict`
+    if spec.get("kind") == "video": return VideoFrames({v: base / p for v, p in spec["videos"].items()})   # `abaw predict`, before images
+    if spec.get("kind") == "media":                                                                          # `abaw predict`
+        return MediaFrames({v: base / p for v, p in spec.get("videos", {}).items()},
+                           {k: {**v, "file": base / v["file"]} for k, v in spec.get("images", {}).items()})
     raise AbawError(f"{base / RUN_MANIFEST}: frames of kind {spec.get('kind')!r} are not supported here")
 
 # %% ../nbs/12a_runs.ipynb #fbcbd684

@@ -17,13 +17,14 @@ from .core import AbawError, atomic_dir, atomic_write
 from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS
 from .layout import SPLITS as LABELLED_SPLITS, Layout, crop_name
 from .annotations import HEADERS, read_split, write_annotation_file
+from .metrics import ccc
 
 # %% auto #0
 __all__ = ['EXPR_PRIOR', 'EXPR_PROTOTYPES', 'EXPR_VALENCE', 'EXPR_AROUSAL', 'AU_BACKGROUND', 'SR', 'FPS', 'RAW_H', 'RAW_FACE',
            'SPLITS', 'GENERATOR_VERSION', 'Labels', 'synth_labels', 'Identity', 'random_identity', 'draw_face',
            'FaceRenderer', 'synth_voice', 'room_noise', 'Subject', 'render_video', 'manifest_head', 'plan_dataset',
-           'synth_affwild2', 'synth_faces', 'synth_args', 'synth_main', 'synth_faces_args', 'synth_faces_main', 'ccc',
-           'pixel_baseline']
+           'synth_affwild2', 'synth_faces', 'synth_catalog', 'synth_args', 'synth_main', 'synth_faces_args',
+           'synth_faces_main', 'pixel_baseline']
 
 # %% ../nbs/05_synth.ipynb #27648907
 EXPR_PRIOR = np.array([0.30, 0.07, 0.05, 0.05, 0.2, 0.12, 0.09, 0.12])  # Neutral ... Other
@@ -693,6 +694,24 @@ def synth_faces(out:str|Path, # the folder to write (created; replaced if it exi
         (tmp / ".synth" / "manifest.json").write_text(json.dumps(manifest_head(images=images, seed=seed, size=size), indent=1))
     return out
 
+# %% ../nbs/05_synth.ipynb #be74fb01
+def synth_catalog(folder:str|Path, # where the catalog file goes; the entries' paths are relative to it
+                  name:str="demo", # the affwild2 entry
+                  videos:int=3, frames:int=30, seed:int=0, size:int=112, # its set (`synth_affwild2`)
+                  faces:str|None="demo_faces", # an image_folder entry of face images (`synth_faces`; None: none)
+                  images:int=16, # how many
+                  data:str="data", # the folder of the generated sets, relative to `folder` ("": `folder` itself)
+                  file:str="catalog.yaml" # the catalog file's name
+                 ) -> Path:
+    "Write a catalog of a small synthetic set (and face images), generated when first resolved; returns its path."
+    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+    at = lambda n: f"{data}/{n}" if data else n
+    lines = ["cache_dir: cache", "entries:",
+             f"  {name}: {{kind: affwild2, path: {at(name)}, synth: {{videos: {videos}, frames: {frames}, seed: {seed}, size: {size}}}}}"]
+    if faces: lines.append(f"  {faces}: {{kind: image_folder, path: {at(faces)}, synth: {{images: {images}, seed: {seed + 1}, size: {size}}}}}")
+    with atomic_write(folder / file, "w") as f: f.write("\n".join(lines) + "\n")
+    return folder / file
+
 # %% ../nbs/05_synth.ipynb #fc0a0c63
 def _check_out(out:Path, force:bool):
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
@@ -735,11 +754,6 @@ def synth_faces_main(args) -> int:
     return 0
 
 # %% ../nbs/05_synth.ipynb #0eee1c27
-def ccc(x, y) -> float:
-    "Concordance correlation coefficient (population moments)."
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    return float(2 * np.cov(x, y, bias=True)[0, 1] / (x.var() + y.var() + (x.mean() - y.mean()) ** 2))
-
 def pixel_baseline(root:str|Path, # a data set written by `synth_affwild2`
                    px:int=16, # images are shrunk to px×px grey
                   ) -> dict:

@@ -15,8 +15,8 @@ from .core import AbawError
 from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, make_dataset, video_slices
 
 # %% auto #0
-__all__ = ['TASK_DIMS', 'au_pos_weight', 'expr_class_weight', 'ccc_torch', 'LossConfig', 'TaskLoss', 'TaskHeads',
-           'predictions_dataset', 'fill_from_neighbours']
+__all__ = ['AUTHORS_EXPR_WEIGHT', 'EXPR_WEIGHTINGS', 'VA_LOSSES', 'TASK_DIMS', 'au_pos_weight', 'expr_class_weight', 'ccc_torch',
+           'LossConfig', 'TaskLoss', 'TaskHeads', 'predictions_dataset', 'fill_from_neighbours']
 
 # %% ../nbs/08a_tasks.ipynb #2c34eda0
 def au_pos_weight(au:np.ndarray, # [frame, 12] 0/1 labels, NaN = no label
@@ -54,16 +54,30 @@ class LossConfig:
     expr: float = 1.0 # weight of the EXPR loss
     va: float = 1.0 # weight of the VA loss
     au_pos_weight: bool = True # weigh AU positives by neg/pos from the training labels
-    expr_class_weight: bool = True # weigh EXPR classes by inverse frequency
+    expr_class_weight: str|bool = "inverse_frequency" # EXPR class weights: "inverse_frequency" (from the training labels), "authors" (their fixed vector), "none"; true/false read as inverse_frequency/none
     label_smoothing: float = 0.0 # EXPR cross-entropy label smoothing
+    va_loss: str = "ccc" # VA loss: "ccc" (2 − CCC_v − CCC_a), "mse" (masked mean squared error, summed over V and A), "both" (their sum)
+
+AUTHORS_EXPR_WEIGHT = (1.0, 10.4, 16.2, 19.6, 1.86, 2.23, 5.61, 1.06) # the authors' fixed EXPR class weights (their fusion code)
+EXPR_WEIGHTINGS, VA_LOSSES = ("inverse_frequency", "authors", "none"), ("ccc", "mse", "both")
+
+def _expr_weighting(v) -> str:
+    if v is True: return "inverse_frequency"
+    if v is False: return "none"
+    if v not in EXPR_WEIGHTINGS: raise AbawError(f"loss.expr_class_weight: {v!r} is not one of {list(EXPR_WEIGHTINGS)} (or true/false)")
+    return v
 
 class TaskLoss(nn.Module):
-    "Masked multi-task loss: BCE (AU), cross-entropy (EXPR), 2 − CCC_v − CCC_a (VA)."
+    "Masked multi-task loss: BCE (AU), cross-entropy (EXPR), 2 − CCC_v − CCC_a and/or MSE (VA)."
     def __init__(self, tasks=TASKS, cfg:LossConfig|None=None, pos_weight=None, class_weight=None):
         super().__init__()
         self.tasks, self.cfg = tuple(tasks), cfg or LossConfig()
         self.register_buffer("pos_weight", pos_weight if pos_weight is not None and self.cfg.au_pos_weight else torch.ones(len(AU_NAMES)))
-        self.register_buffer("class_weight", class_weight if class_weight is not None and self.cfg.expr_class_weight else torch.ones(len(EXPR_NAMES)))
+        ew = _expr_weighting(self.cfg.expr_class_weight)
+        if self.cfg.va_loss not in VA_LOSSES: raise AbawError(f"loss.va_loss: {self.cfg.va_loss!r} is not one of {list(VA_LOSSES)}")
+        cw = torch.tensor(AUTHORS_EXPR_WEIGHT) if ew == "authors" else \
+            class_weight if class_weight is not None and ew == "inverse_frequency" else torch.ones(len(EXPR_NAMES))
+        self.register_buffer("class_weight", cw)
 
     def forward(self, out:dict, batch:dict) -> tuple[torch.Tensor, dict]:
         "Total loss and the per-task parts (floats) for logging."
@@ -82,7 +96,11 @@ class TaskLoss(nn.Module):
             total = total + self.cfg.expr * l; logs["loss_expr"] = l.item()
         if "va" in self.tasks:
             p, y, m = out["va"].clamp(-1, 1), batch["va"].float(), batch["va_mask"].bool()
-            l = sum(1 - ccc_torch(p[:, i], y[:, i], m[:, i]) for i in range(2))
+            l = 0.0
+            if self.cfg.va_loss in ("ccc", "both"): l = l + sum(1 - ccc_torch(p[:, i], y[:, i], m[:, i]) for i in range(2))
+            if self.cfg.va_loss in ("mse", "both"):
+                mf = m.float()
+                l = l + (((p - y) ** 2 * mf).sum(0) / mf.sum(0).clamp(min=1)).sum()
             total = total + self.cfg.va * l; logs["loss_va"] = l.item()
         logs["loss"] = float(total.item()) if torch.is_tensor(total) else float(total)
         return total, logs

@@ -38,6 +38,11 @@ class FusionConfig:
     visual_norm: str = "none" # "video": subtract each video's mean visual feature (person-specific normalisation)
     modality_dropout: float = 0.0 # audio_visual training: share of windows with one modality zeroed (half each)
     audio_features: str = "all" # stored audio features read: "all", "librosa" (hand-made) or "encoder" (`audio.encoder`'s w2v_*)
+    second_branch: bool = False # the authors' hard-sample second branch: a second network trained on the first's hardest windows, outputs mixed
+    hard_share: float = 0.3 # share of the training windows (highest first-branch loss) the second branch trains on
+    mix_alpha: float = 5.0 # training mix a ~ Beta(mix_alpha, mix_beta) per window: a·first + (1−a)·second
+    mix_beta: float = 2.0
+    mix_at_test: float = 0.8 # the mix a in eval mode
 
 MODALITIES = ("visual", "audio", "audio_visual")
 VISUAL_NORMS = ("none", "video")
@@ -53,6 +58,9 @@ def _check(cfg:FusionConfig):
     if cfg.d_model % cfg.heads: raise AbawError(f"fusion.d_model ({cfg.d_model}) must be divisible by fusion.heads ({cfg.heads})")
     if cfg.visual_norm not in VISUAL_NORMS: raise AbawError(f"fusion.visual_norm: {cfg.visual_norm!r} is not one of {VISUAL_NORMS}")
     if not 0 <= cfg.modality_dropout <= 1: raise AbawError(f"fusion.modality_dropout must lie in [0, 1], got {cfg.modality_dropout}")
+    if not 0 <= cfg.hard_share <= 1: raise AbawError(f"fusion.hard_share must lie in [0, 1], got {cfg.hard_share}")
+    if not 0 <= cfg.mix_at_test <= 1: raise AbawError(f"fusion.mix_at_test must lie in [0, 1], got {cfg.mix_at_test}")
+    if cfg.mix_alpha <= 0 or cfg.mix_beta <= 0: raise AbawError(f"fusion.mix_alpha and fusion.mix_beta must be > 0, got {cfg.mix_alpha}, {cfg.mix_beta}")
     if cfg.audio_features not in AUDIO_FEATURE_SETS:
         raise AbawError(f"fusion.audio_features: {cfg.audio_features!r} is not one of {AUDIO_FEATURE_SETS}")
 
@@ -118,12 +126,28 @@ class FusionNet(nn.Module):
         outs = {"au": TASK_DIMS["au"], "expr": TASK_DIMS["expr"], "valence": 1, "arousal": 1}
         names = [n for n in outs if (n in self.tasks) or (n in ("valence", "arousal") and "va" in self.tasks)]
         self.heads = nn.ModuleDict({n: FrameHead(cfg.d_model, cfg.head_hidden, outs[n]) for n in names})
+        # the hard-sample second branch: a network of the same design (without a branch of its own), its outputs mixed with these
+        self.second = FusionNet(visual_dim, audio_dim, tasks, dataclasses.replace(cfg, second_branch=False), audio_columns) \
+            if cfg.second_branch else None
+        self.branch = "mixed" if cfg.second_branch else "first" # what forward returns: "first", "second" or "mixed"
 
     def forward(self, visual:torch.Tensor|None, # [B, T, Dv]
                 audio:torch.Tensor|None, # [B, T, Da]
                 valid:torch.Tensor # [B, T] bool: real (not padded) frames
                ) -> dict:
         "Per-frame outputs: `au` [B, T, 12], `expr` [B, T, 8], `va` [B, T, 2]."
+        if self.second is None or self.branch == "first": return self._first(visual, audio, valid)
+        o2 = self.second(visual, audio, valid)
+        if self.branch == "second": return o2
+        o1 = self._first(visual, audio, valid)
+        if self.training:   # a ~ Beta per window
+            B = next(iter(o1.values())).shape[0]
+            a = torch.distributions.Beta(self.cfg.mix_alpha, self.cfg.mix_beta).sample((B,)).to(o2[next(iter(o2))].device)
+            a = a.view(B, 1, 1)
+        else: a = self.cfg.mix_at_test
+        return {k: a * o1[k] + (1 - a) * o2[k] for k in o1}
+
+    def _first(self, visual, audio, valid) -> dict:
         m = self.cfg.modalities
         if audio is not None:  # its columns; standardised; frames without audio (all zeros) stay zero
             if self.audio_columns is not None: audio = audio.index_select(-1, self.audio_index)
@@ -150,7 +174,8 @@ class FusionNet(nn.Module):
 
     def set_audio_stats(self, mean, std):
         "Standardise audio inputs with these per-feature statistics of every stored audio feature (`audio_dim`; of the training frames)."
-        mean, std = np.asarray(mean), np.asarray(std)
+        mean, std = mean_all, std_all = np.asarray(mean), np.asarray(std)
         if self.audio_columns is not None: mean, std = mean[self.audio_columns], std[self.audio_columns]
         self.audio_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
         self.audio_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32).clamp_min(1e-6))
+        if self.second is not None: self.second.set_audio_stats(mean_all, std_all)

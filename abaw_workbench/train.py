@@ -5,9 +5,10 @@
 # %% ../nbs/08_train.ipynb #f2f6e059
 from __future__ import annotations
 import contextlib, dataclasses, json, math, os, random, sys, time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -15,12 +16,14 @@ import torch.distributed as dist
 from tqdm import tqdm
 from torch import nn
 
-from .core import AbawError, atomic_write, get_device, remove_stale_tmp, seed_everything
+from .core import AbawError, atomic_write, get_device, remove_stale_tmp, seed_everything, write_manifest
+from .schema import save_predictions
+from .data import accelerated, loader_settings
 
 # %% auto #0
 __all__ = ['TrainConfig', 'param_groups', 'Stage', 'get_lr', 'DistEnv', 'init_distributed', 'sample_seed', 'ShardedBatches',
-           'to_device', 'rng_state', 'set_rng_state', 'save_checkpoint', 'read_checkpoint', 'bare_step_seconds',
-           'write_timing', 'amp_dtype', 'fit']
+           'to_device', 'ToHost', 'rng_state', 'set_rng_state', 'save_checkpoint', 'read_checkpoint',
+           'bare_step_seconds', 'write_timing', 'write_run', 'amp_dtype', 'fit']
 
 # %% ../nbs/08_train.ipynb #1e8348c6
 @dataclass
@@ -47,7 +50,9 @@ class TrainConfig:
     resume: bool = True # continue from `out/checkpoint.pt` when it exists
     seed: int = 0 # seeds the data order, per-sample randomness and the initial RNG state
     device: str = "auto" # "auto", "cpu", "cuda", ...
-    num_workers: int = 0 # DataLoader worker processes
+    num_workers: int|None = None # DataLoader worker processes (None: none on the CPU; all cores but one beside a GPU, `data.loader_settings`)
+    fused: bool|None = None # AdamW's fused kernel (None: on an accelerator)
+    compile: bool = False # `torch.compile` the model (its compile time is reported apart, `timing.json`'s "compile")
     progress: bool = True # show a progress bar (rank 0 only)
 
 # %% ../nbs/08_train.ipynb #b6c30b41
@@ -176,6 +181,34 @@ def to_device(batch, device):
     if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device) for v in batch)
     return batch
 
+# %% ../nbs/08_train.ipynb #d2502cbe
+class ToHost:
+    "Outputs of batches copied to the host as numpy arrays, `depth` batches later on an accelerator (at once on the CPU)."
+    def __init__(self, depth:int=1): self.depth, self.queue = depth, deque()
+
+    def put(self, outputs:dict, # name -> tensor of one batch's outputs, on any device
+            key=None # what the batch was (its rows, ...), handed back with its outputs
+           ) -> list[tuple]:
+        "Queue a batch's outputs; returns the (key, {name: float32 array}) of the batches whose copies are done."
+        if all(v.device.type == "cpu" for v in outputs.values()):
+            return [*self.flush(), (key, {k: v.float().numpy() for k, v in outputs.items()})]
+        host = {k: torch.empty(v.shape, dtype=torch.float32, pin_memory=True) for k, v in outputs.items()}
+        for k, v in outputs.items(): host[k].copy_(v.float(), non_blocking=True)
+        done = torch.cuda.Event(); done.record()
+        self.queue.append((key, host, done))
+        return self._ready(self.depth)
+
+    def _ready(self, keep:int) -> list[tuple]:
+        out = []
+        while len(self.queue) > keep:
+            key, host, done = self.queue.popleft(); done.synchronize()
+            out.append((key, {k: v.numpy() for k, v in host.items()}))
+        return out
+
+    def flush(self) -> list[tuple]:
+        "The batches still on their way, once they have arrived."
+        return self._ready(0)
+
 # %% ../nbs/08_train.ipynb #29fd7deb
 def rng_state() -> dict:
     "The RNG states of Python, NumPy and torch (CPU and CUDA), as weights_only-loadable values."
@@ -218,19 +251,27 @@ def _output_sum(o):
     return o.float().mean()
 
 def bare_step_seconds(model:nn.Module, # the model, as the stage builds it
-                      inputs:tuple, # its positional inputs, random tensors of the stage's batch shape
+                      inputs:tuple, # its positional inputs, random tensors of the stage's batch shape, on the run's device
                       train:bool=True, # forward + backward + AdamW step; False: forward only
-                      steps:int=3, warmup:int=1) -> float:
-    "Median seconds of one bare step of `model` on `inputs`."
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-9) if train else None
-    model.train(train)
+                      steps:int=3, warmup:int=1,
+                      dtype:torch.dtype|None=None, # the run's autocast dtype (`amp_dtype`; None: fp32)
+                      fused:bool=False, # the run's AdamW kernel (`TrainConfig.fused`)
+                      compile:bool=False # `torch.compile` the model first (compiled in the warm-up)
+                     ) -> float:
+    "Median seconds of one bare step of `model` on `inputs`, on the inputs' device (synchronised), as the run steps."
+    dev = next(x.device for x in inputs if torch.is_tensor(x))
+    model = model.to(dev).train(train)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-9, fused=fused or None) if train else None
+    net = torch.compile(model) if compile else model
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     times = []
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        if train:
-            _output_sum(model(*inputs)).backward(); opt.step(); opt.zero_grad(set_to_none=True)
-        else:
-            with torch.inference_mode(): model(*inputs)
+        sync(); t0 = time.perf_counter()
+        with (torch.autocast(dev.type, dtype=dtype) if dtype else contextlib.nullcontext()), \
+             (contextlib.nullcontext() if train else torch.inference_mode()):
+            out = net(*inputs)
+        if train: _output_sum(out).backward(); opt.step(); opt.zero_grad(set_to_none=True)
+        sync()
         if i >= warmup: times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
@@ -246,8 +287,29 @@ def write_timing(folder:str|Path, # the stage's folder
     t = json.loads(p.read_text()) if p.exists() else {"parts": {}}
     for k, v in timer.parts.items(): t["parts"][k] = round(t["parts"].get(k, 0.0) + v, 3)
     if rec and "step" in rec: t.update(steps=int(rec["step"]), batch_size=batch_size, items=int(rec["step"]) * (batch_size or 0), unit=unit)
+    if rec and rec.get("compile_seconds"): t["parts"]["compile"] = round(t["parts"].get("compile", 0.0) + rec["compile_seconds"], 3)
     with atomic_write(p, "w") as f: json.dump(t, f, indent=1)
     return t
+
+# %% ../nbs/08_train.ipynb #9df54438
+def write_run(out:str|Path, # the run folder
+              kind:str, # its `core.RUN_KINDS` kind
+              metrics:dict, # written as metrics.json
+              predictions:dict, # path relative to `out` -> (dataset, provenance attrs), each saved with `save_predictions`
+              labels=None, # the validation labels (saved as labels_validation.nc), or None
+              labels_attrs:dict|None=None, # their provenance attrs
+              timing:tuple|None=None, # `write_timing`'s arguments after the folder (timer, rec, batch_size, unit), or None
+              **manifest # run.json's other fields (dataset, config, models, frames, ...)
+             ) -> Path:
+    "Write a run folder's epilogue, the one way every stage does: timing, predictions, labels, metrics.json, run.json."
+    out = Path(out)
+    if timing is not None: write_timing(out, *timing)
+    for rel, (ds, attrs) in predictions.items(): save_predictions(ds, out / rel, **attrs)
+    with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
+    if labels is not None:
+        save_predictions(labels, out / "labels_validation.nc", **(labels_attrs or {}))
+        manifest["labels"] = out / "labels_validation.nc"
+    return write_manifest(out, kind, metrics=out / "metrics.json", **manifest)
 
 # %% ../nbs/08_train.ipynb #5f8fb0ba
 def amp_dtype(amp:str, # "auto", "bf16", "fp16" or "off"
@@ -306,7 +368,8 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
     spec = stage.model.spec() if hasattr(stage.model, "spec") else None  # the model's description: rebuilt from the file alone
     seed_everything(cfg.seed + env.rank)
     model = stage.model.to(env.device)
-    opt = torch.optim.AdamW(stage.param_groups(cfg.weight_decay), lr=0.0, betas=tuple(cfg.betas))
+    fused = cfg.fused if cfg.fused is not None else accelerated(env.device)
+    opt = torch.optim.AdamW(stage.param_groups(cfg.weight_decay), lr=0.0, betas=tuple(cfg.betas), fused=fused or None)
     for g in opt.param_groups: g.setdefault("lr_scale", 1.0)
     dtype = amp_dtype(cfg.amp, env.device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
@@ -337,10 +400,11 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
 
     ddp = nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
         if env.distributed else model
+    net = torch.compile(ddp) if cfg.compile else ddp   # what the loss runs; checkpoints hold `model`'s own state
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=ShardedBatches(len(data), cfg.batch_size, cfg.accum_steps, env.world, env.rank, cfg.seed, step, total),
-        num_workers=cfg.num_workers, collate_fn=_Collate(getattr(stage, "collate", None)), pin_memory=env.device.type == "cuda",
-        persistent_workers=False, generator=torch.Generator().manual_seed(cfg.seed + env.rank))
+        collate_fn=_Collate(getattr(stage, "collate", None)), generator=torch.Generator().manual_seed(cfg.seed + env.rank),
+        **loader_settings(env.device, cfg.num_workers, cpu_workers=0))
     batches = iter(loader)  # its own generator: making the iterator draws nothing from the restored global RNG
 
     def checkpoint(eval_pending=False):
@@ -356,7 +420,8 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
         nonlocal best
         ev = getattr(stage, "evaluate", None)
         saved = rng_state()  # evaluation never moves the training RNG, so a resumed run draws what an unbroken one does
-        try: metrics = ev(model) if env.main and ev else None
+        try:
+            with autocast(): metrics = ev(model) if env.main and ev else None
         finally: set_rng_state(saved); model.train()
         if not metrics: return
         _log(log_path, dict(step=step, metrics=metrics))
@@ -367,7 +432,9 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
 
     bar = tqdm(total=total, initial=step, disable=not (env.main and cfg.progress), desc=out.name, file=sys.stderr, dynamic_ncols=True)
     model.train()
-    rec, sums, n_logged, t0 = {}, {}, 0, time.time()
+    autocast = lambda: torch.autocast(env.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+    rec, sums, n_logged, t0, first = {}, {}, 0, time.time(), step
+    compiled = None   # seconds of the first (compiling) step of a compiled run
     if pending_eval: evaluate(); checkpoint()  # the evaluation the last run did not finish
     while step < total:
         lr = get_lr(step, peak, total, warmup, cfg.min_lr, cfg.cosine)
@@ -376,8 +443,7 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
             batch = to_device(next(batches), env.device)
             sync = micro == cfg.accum_steps - 1 or not env.distributed
             with (contextlib.nullcontext() if sync else ddp.no_sync()):
-                with (torch.autocast(env.device.type, dtype=dtype) if dtype else contextlib.nullcontext()):
-                    loss, logs = stage.loss(ddp, batch)
+                with autocast(): loss, logs = stage.loss(net, batch)
                 scaler.scale(loss / cfg.accum_steps).backward()
             for k, v in {"loss": loss, **logs}.items():  # kept as tensors: no device sync until logged
                 sums[k] = sums.get(k, 0.0) + (v.detach().float() if torch.is_tensor(v) else float(v)) / cfg.accum_steps
@@ -385,6 +451,9 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
             scaler.unscale_(opt); nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
         scaler.step(opt); scaler.update()
         opt.zero_grad(set_to_none=True)
+        if cfg.compile and step == first:
+            if env.device.type == "cuda": torch.cuda.synchronize(env.device)
+            compiled = time.time() - t0
         step += 1; n_logged += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == total:
@@ -401,4 +470,4 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
         elif step % cfg.checkpoint_every == 0: checkpoint()
     bar.close()
     if env.distributed: dist.barrier()
-    return rec
+    return {**rec, "compile_seconds": compiled} if compiled is not None else rec

@@ -14,12 +14,14 @@ from typing import Iterable, Iterator
 import av
 import cv2
 import numpy as np
+from fastcore.basics import patch
+from PIL import Image, ImageOps
 
 from .core import AbawError, atomic_path
 
 # %% auto #0
 __all__ = ['VideoInfo', 'video_info', 'write_video', 'is_i420', 'yuv_planes', 'iter_frames', 'read_frames', 'prefetch',
-           'VideoFrames']
+           'read_image', 'VideoFrames']
 
 # %% ../nbs/07a_video.ipynb #35ac4f3e
 def _open(path:str|Path):
@@ -213,6 +215,16 @@ def prefetch(it, # any iterator
         if x is end: return
         yield x
 
+# %% ../nbs/07a_video.ipynb #4ae4d9c1
+def read_image(path:str|Path # an image file (anything Pillow reads)
+              ) -> np.ndarray:
+    "The image as RGB uint8 [H, W, 3], turned upright as its EXIF orientation says; `AbawError` naming the file when unreadable."
+    p = Path(path)
+    if not p.is_file(): raise AbawError(f"{p}: image file not found")
+    try:
+        with Image.open(p) as im: return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e: raise AbawError(f"{p}: unreadable image ({e})") from None
+
 # %% ../nbs/07a_video.ipynb #973e61d6
 class VideoFrames:
     "Frames of raw videos by (video, 1-based frame_index), decoded lazily with a small cache."
@@ -258,26 +270,28 @@ class VideoFrames:
         self._imgs[key] = img
         if len(self._imgs) > self.cache: self._imgs.popitem(last=False)
 
-    def image(self, video:str, # video name
-              frame_index:int # 1-based frame number
-             ) -> np.ndarray|None:
-        "uint8 [H, W, 3] RGB of the frame, or None when the video or frame does not exist."
-        if video not in self.videos: return None
-        i = int(frame_index) - 1
-        if not 0 <= i < self.n_frames(video): return None
-        if (video, i) in self._imgs:
-            self._imgs.move_to_end((video, i)); return self._imgs[(video, i)]
-        d, pts = self._decoder(video, i), self._pts[video]
-        try:
-            for fr in d["gen"]:
-                j = int(np.searchsorted(pts, fr.pts)) if fr.pts is not None else d["next"]
-                d["next"] = j + 1
-                if j >= i - 2: self._keep((video, j), _rgb(fr))
-                if j >= i: break
-        except av.FFmpegError as e: raise AbawError(f"{self.videos[video]}: cannot decode frame {frame_index} ({e})") from None
-        return self._imgs.get((video, i))
-
     def close(self):
         "Close the open decoders."
         for d in self._dec.values(): d["c"].close()
         self._dec.clear()
+
+# %% ../nbs/07a_video.ipynb #a08d83c4
+@patch
+def image(self:VideoFrames, video:str, # video name
+          frame_index:int # 1-based frame number
+         ) -> np.ndarray|None:
+    "uint8 [H, W, 3] RGB of the frame, or None when the video or frame does not exist."
+    if video not in self.videos: return None
+    i = int(frame_index) - 1
+    if not 0 <= i < self.n_frames(video): return None
+    if (video, i) in self._imgs:
+        self._imgs.move_to_end((video, i)); return self._imgs[(video, i)]
+    d, pts = self._decoder(video, i), self._pts[video]
+    try:
+        for fr in d["gen"]:
+            j = int(np.searchsorted(pts, fr.pts)) if fr.pts is not None else d["next"]
+            d["next"] = j + 1
+            if j >= i - 2: self._keep((video, j), _rgb(fr))
+            if j >= i: break
+    except av.FFmpegError as e: raise AbawError(f"{self.videos[video]}: cannot decode frame {frame_index} ({e})") from None
+    return self._imgs.get((video, i))

@@ -4,16 +4,19 @@
 
 # %% ../nbs/16_widgets.ipynb #b0e30e53
 from __future__ import annotations
-import asyncio, base64
+import asyncio, base64, html
 from collections import OrderedDict
 from pathlib import Path
 
+import anywidget
 import cv2
 import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import traitlets
 import xarray as xr
+from fastcore.basics import patch
 
 from .core import AbawError
 from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, make_dataset, video_slices
@@ -21,9 +24,11 @@ from .figures import (timeline_figure, au_bars_figure, expr_figure, expr_label_m
                                     expr_confusion, au_f1_bars, _arr)
 from .explore import (Interpretation, DatasetRun, OUTCOMES, as_run, video_arrays, synthetic_predictions,
                                     fixture_run, _cls_index)
+from .curate import Curation, PRESET_TAGS
 
 # %% auto #0
-__all__ = ['placeholder_jpeg', 'FrameCache', 'VideoScrubber', 'step', 'show', 'set_video', 'static_figures', 'FailureExplorer']
+__all__ = ['placeholder_jpeg', 'FrameCache', 'VideoScrubber', 'BoxWidth', 'step', 'show', 'set_video', 'static_figures',
+           'FailureExplorer']
 
 # %% ../nbs/16_widgets.ipynb #622bcc14
 def placeholder_jpeg(text:str, # what to write on it
@@ -92,6 +97,7 @@ class VideoScrubber:
                  cache:int=256, # frames kept in memory
                  interval:int=100, # ms between frames when playing
                  scheduler=None, # callable(fn) that runs fn soon (default: the kernel's event loop; None outside one)
+                 curation=None, # a `curate.Curation`, a folder for the tags and corrections, or False (default: the run's folder)
                 ):
         self.run = as_run(run)
         self.model = model or self.run.models[-1]
@@ -106,6 +112,12 @@ class VideoScrubber:
         self._requested = self._shown = None
         self._scheduled, self._quiet, self.renders = False, False, 0
         self._window = (0, 0)
+        self.curation, self.curate_error, self.selection, self._listeners = None, None, None, []
+        if curation is not False and self.run.labels is not None:
+            try:
+                self.curation = curation if isinstance(curation, Curation) else Curation.of(self.run, curation)
+                self.curation.tags, self.curation.corrections   # read now: a damaged file is refused here, and said in the panel
+            except AbawError as e: self.curation, self.curate_error = None, str(e)   # (a run held in memory has no folder: no panel)
         self._build(video or self.default_video(), interval)
 
     def default_video(self) -> str:
@@ -113,15 +125,30 @@ class VideoScrubber:
         if not self.interp.tasks: return next(iter(video_slices(self.interp.labels)))
         return str(self.interp.worst_videos().index[0])
 
+# %% ../nbs/16_widgets.ipynb #2e37921e
+class BoxWidth(anywidget.AnyWidget):
+    "The width in pixels of the page element around this widget that matches `selector`, kept current by the browser."
+    _esm = """export default { render({ model, el }) {
+      let ro = null, stop = false;
+      const start = () => { if (stop) return; const box = el.closest(model.get('selector'));
+        if (!box) return requestAnimationFrame(start);
+        ro = new ResizeObserver(() => { const w = Math.round(box.clientWidth);
+          if (w > 0 && w !== model.get('width')) { model.set('width', w); model.save_changes(); } });
+        ro.observe(box); };
+      start();
+      return () => { stop = true; if (ro) ro.disconnect(); }; } }"""
+    selector = traitlets.Unicode(".abaw-timeline").tag(sync=True)
+    width = traitlets.Int(0).tag(sync=True)
+
 # %% ../nbs/16_widgets.ipynb #6087a741
 def _build(self, video:str, interval:int):
     self.video = video
     self.a, self.b = self._arrays(video)
     fi = self.a["frame_index"]
-    self.image = widgets.Image(format="jpeg", width=224).add_class("abaw-frame")
-    self.info = widgets.HTML().add_class("abaw-info")
+    self.image = widgets.Image(format="jpeg", layout=widgets.Layout(width="100%", min_width="224px", height="auto")).add_class("abaw-frame")
+    self.info = widgets.HTML(layout=widgets.Layout(width="100%")).add_class("abaw-info")
     self.slider = widgets.IntSlider(value=int(fi[0]), min=int(fi[0]), max=int(fi[-1]), description="frame",
-                                    continuous_update=True, layout=widgets.Layout(width="640px")).add_class("abaw-slider")
+                                    continuous_update=True, layout=widgets.Layout(width="640px", min_width="200px", flex="0 1 640px")).add_class("abaw-slider")
     self.play = widgets.Play(value=int(fi[0]), min=int(fi[0]), max=int(fi[-1]), interval=interval, description="play")
     widgets.jslink((self.play, "value"), (self.slider, "value"))   # playing runs in the browser
     self.step_back = widgets.Button(icon="step-backward", tooltip="previous frame", layout=widgets.Layout(width="40px"))
@@ -133,24 +160,41 @@ def _build(self, video:str, interval:int):
                                                  None if b is None else b["au_pred"][i]))
     self.expr_fig = go.FigureWidget(expr_figure(self.a["expr_prob"][i], int(self.a["expr_label"][i]), None if b is None else b["expr_prob"][i]))
     tr = slice(0, 1)
-    self.va_fig = go.FigureWidget(va_plane_figure(self.a["va_label"][tr], self.a["va_pred"][tr], None if b is None else b["va_pred"][tr]))
+    self.va_fig = go.FigureWidget(va_plane_figure(self.a["va_label"][tr], self.a["va_pred"][tr], None if b is None else b["va_pred"][tr],
+                                                  grid=self.curation is not None))
     self.timeline = go.FigureWidget(self._timeline_figure())
     self._index_traces()
-    for t in self.timeline.data: t.on_click(self._on_click)
+    for t in self.timeline.data: t.on_click(self._on_click); t.on_selection(self._on_select)
+    for t in self.va_fig.data: t.on_click(self._on_va_click)
     self.slider.observe(self._on_slider, "value")
-    head = widgets.HBox([widgets.VBox([self.image, self.info], layout=widgets.Layout(width="240px")), self.au_fig, self.expr_fig, self.va_fig])
-    controls = widgets.HBox([self.play, self.step_back, self.slider, self.step_fwd])
-    self.widget = widgets.VBox([head, controls, widgets.Box([self.timeline]).add_class("abaw-timeline")]).add_class("abaw-scrubber")
+    self.fit = BoxWidth(selector=".abaw-timeline")
+    self.fit.observe(lambda c: self.timeline.update_layout(width=max(int(c["new"]) - 4, 480)), "width")
+    self.widget = widgets.VBox([self._head(), widgets.HBox([self.play, self.step_back, self.slider, self.step_fwd]), self._build_curation(),
+                                widgets.VBox([self.fit, self.timeline], layout=widgets.Layout(width="100%", overflow_x="auto")).add_class("abaw-timeline")]).add_class("abaw-scrubber")
+    self._show_selection()
     self._render(0)
+
+def _head(self) -> widgets.Box:
+    "The face first: the frame and its info in a column that never shrinks (224-340 px wide); the three figures beside it wrap below when there is no room."
+    face = widgets.VBox([self.image, self.info], layout=widgets.Layout(width="clamp(240px, 22vw, 340px)", flex="0 0 auto", margin="0 8px 0 0")).add_class("abaw-face")
+    views = widgets.Box([widgets.Box([f], layout=widgets.Layout(flex="0 0 auto")) for f in (self.au_fig, self.expr_fig, self.va_fig)],
+                        layout=widgets.Layout(display="flex", flex_flow="row wrap", flex="1 1 300px")).add_class("abaw-views")
+    return widgets.Box([face, views], layout=widgets.Layout(display="flex", flex_flow="row wrap", width="100%", align_items="flex-start")).add_class("abaw-head")
 
 def _arrays(self, video:str):
     a = video_arrays(self.interp.labels, self.interp.preds, video, self.interp.thresholds)
+    if self.curation is not None: a.update(self.curation.video_marks(video, a["frame_index"]))
     b = None if self.other is None else video_arrays(self.interp.labels, self.other.preds, video, self.interp.thresholds)
     return a, b
 
 def _timeline_figure(self) -> go.Figure:
-    return timeline_figure(self.a, self.b, names=(self.model, self.other.name if self.other else "B"),
-                           max_points=self.max_points, detail=self.detail)
+    fig = timeline_figure(self.a, self.b, names=(self.model, self.other.name if self.other else "B"),
+                          max_points=self.max_points, detail=self.detail, width=None)
+    fi = self.a["frame_index"]
+    fig.add_shape(type="rect", x0=int(fi[0]) - 0.5, x1=int(fi[0]) + 0.5, y0=0, y1=1, xref="x", yref="paper", name="selection",
+                  fillcolor="rgba(148, 103, 189, 0.22)", line_width=0, layer="below", visible=False)
+    if self.curation is not None: fig.update_layout(dragmode="select", selectdirection="h")   # drag: select frames
+    return fig
 
 def _index_traces(self):
     tl = self.timeline
@@ -159,8 +203,85 @@ def _index_traces(self):
     self._ei = {t.meta: k for k, t in enumerate(self.expr_fig.data)}
     self._vi = {t.meta: k for k, t in enumerate(self.va_fig.data)}
 
-VideoScrubber._build, VideoScrubber._arrays = _build, _arrays
+VideoScrubber._build, VideoScrubber._head, VideoScrubber._arrays = _build, _head, _arrays
 VideoScrubber._timeline_figure, VideoScrubber._index_traces = _timeline_figure, _index_traces
+
+# %% ../nbs/16_widgets.ipynb #c839eb30
+@patch
+def _build_curation(self:VideoScrubber) -> widgets.Widget:
+    "The tag and correction panel (only a message line without a curation)."
+    self.curate_msg = widgets.HTML(html.escape(self.curate_error or "")).add_class("abaw-curate-msg")
+    if self.curation is None: return widgets.VBox([self.curate_msg]).add_class("abaw-curate")
+    W, init = widgets.Layout, {"description_width": "initial"}
+    self.selection_html = widgets.HTML().add_class("abaw-selection")
+    self.tag_choice = widgets.ToggleButtons(options=list(PRESET_TAGS), style={"button_width": "auto"}).add_class("abaw-tag-choice")
+    self.tag_text = widgets.Text(placeholder="or your own tag", layout=W(width="150px")).add_class("abaw-tag-text")
+    self.tag_note = widgets.Text(placeholder="note", layout=W(width="180px")).add_class("abaw-tag-note")
+    self.fix_expr = widgets.Dropdown(options=EXPR_NAMES, description="EXPR", style=init, layout=W(width="170px")).add_class("abaw-fix-expr")
+    self.fix_au = widgets.Dropdown(options=AU_NAMES, description="AU", style=init, layout=W(width="110px")).add_class("abaw-fix-au")
+    self.fix_au_on = widgets.ToggleButtons(options=[("on", 1), ("off", 0)], style={"button_width": "40px"}).add_class("abaw-fix-au-on")
+    self.fix_v, self.fix_a = (widgets.BoundedFloatText(0.0, min=-1, max=1, step=0.05, description=n, style=init, layout=W(width="140px")).add_class(f"abaw-fix-{n}") for n in VA_NAMES)
+    self.buttons = {k: widgets.Button(description=d, layout=W(width="auto"), button_style="primary" if k == "tag" else "").add_class(f"abaw-{k}-button")
+                    for k, d in [("tag", "Tag"), ("untag", "Untag"), ("fix-expr", "Set EXPR"), ("fix-au", "Set AU"), ("fix-va", "Set VA"), ("uncorrect", "Undo corrections")]}
+    for k, fn in [("tag", lambda: self.tag()), ("untag", lambda: self.untag()), ("fix-expr", lambda: self.correct(expr=self.fix_expr.value)),
+                  ("fix-au", lambda: self.correct(au={self.fix_au.value: self.fix_au_on.value})),
+                  ("fix-va", lambda: self.correct(va=(self.fix_v.value, self.fix_a.value))), ("uncorrect", lambda: self.uncorrect())]:
+        self.buttons[k].on_click(lambda _, fn=fn: self._act(fn))
+    row = lambda *c: widgets.Box(list(c), layout=W(display="flex", flex_flow="row wrap", align_items="center"))
+    b = self.buttons
+    return widgets.VBox([self.selection_html, row(widgets.HTML("<b>Tag</b>&nbsp;"), self.tag_choice, self.tag_text, self.tag_note, b["tag"], b["untag"]),
+                         row(widgets.HTML("<b>Correct</b>&nbsp;"), self.fix_expr, b["fix-expr"], self.fix_au, self.fix_au_on, b["fix-au"],
+                             self.fix_v, self.fix_a, b["fix-va"], b["uncorrect"]), self.curate_msg]).add_class("abaw-curate")
+
+# %% ../nbs/16_widgets.ipynb #1f47229d
+@patch
+def select(self:VideoScrubber, first:int, # a frame index of the current video
+           last:int|None=None, # the other end of the range (default: first)
+          ):
+    "Select a range of frames of the current video for tagging and correcting (drawn as a band on the timelines)."
+    fi = self.a["frame_index"]
+    lo, hi = sorted((int(first), int(first if last is None else last)))
+    self.selection = (max(lo, int(fi[0])), min(hi, int(fi[-1])))
+    self.timeline.layout.shapes[1].update(x0=self.selection[0] - 0.5, x1=self.selection[1] + 0.5, visible=True)
+    self._show_selection()
+
+@patch
+def clear_selection(self:VideoScrubber):
+    "Select the current frame only."
+    self.selection = None
+    self.timeline.layout.shapes[1].update(visible=False)
+    self._show_selection()
+
+@patch
+def selected_frames(self:VideoScrubber) -> np.ndarray:
+    "The frame indices the panel acts on: the selected range, else the current frame."
+    if self.selection is None: return np.array([self._shown])
+    fi = self.a["frame_index"]
+    return fi[(fi >= self.selection[0]) & (fi <= self.selection[1])]
+
+@patch
+def _show_selection(self:VideoScrubber):
+    if self.curation is None: return
+    if self.selection is None: self.selection_html.value = "<b>Selected:</b> the current frame (drag on the timelines, or click and shift-click, to select frames)"
+    else:
+        f = self.selected_frames()
+        self.selection_html.value = f"<b>Selected:</b> {self.video} · frames {self.selection[0]}–{self.selection[1]} ({len(f)} frames)"
+
+@patch
+def _on_select(self:VideoScrubber, trace, points, selector):
+    "A drag across the timelines selects the frames under it."
+    r = getattr(selector, "xrange", None)
+    if r is not None and len(r) == 2 and None not in r: lo, hi = int(np.ceil(min(r))), int(np.floor(max(r)))
+    elif points.xs: lo, hi = int(round(min(points.xs))), int(round(max(points.xs)))
+    else: return
+    if lo <= hi: self.select(lo, hi)
+
+@patch
+def _on_va_click(self:VideoScrubber, trace, points, state):
+    "A click in the VA plane fills the valence and arousal boxes."
+    if self.curation is None or not points.xs: return
+    self.fix_v.value, self.fix_a.value = round(float(points.xs[0]), 2), round(float(points.ys[0]), 2)
+    self.curate_msg.value = f"VA ({self.fix_v.value:+.2f}, {self.fix_a.value:+.2f}) from the plane: press Set VA to correct the selected frames."
 
 # %% ../nbs/16_widgets.ipynb #f9cd2721
 def _pos(self, frame_index:int) -> int:
@@ -182,7 +303,15 @@ def _info_html(self, i:int) -> str:
     ve = a["va_error"][i]
     parts.append("VA " + ("no label" if np.isnan(ve) else f"error {ve:.2f}"))
     if b is not None: parts.append(f"B: EXPR {cls(int(b['expr_pred'][i]))}, VA error " + ("–" if np.isnan(b['va_error'][i]) else f"{b['va_error'][i]:.2f}"))
-    return "<br>".join(parts)
+    return "<br>".join(parts + _marks_html(a, i))
+
+def _marks_html(a:dict, i:int) -> list:
+    "Lines of the info panel for the frame's corrections and tags."
+    fixed = ([f"EXPR {EXPR_NAMES[int(a['expr_corrected'][i])]}"] if a["expr_corrected"][i] >= 0 else []) + \
+            [f"{u} {'on' if a['au_corrected'][i, k] == 1 else 'off'}" for k, u in enumerate(AU_NAMES) if not np.isnan(a["au_corrected"][i, k])] + \
+            [f"{n} {a['va_corrected'][i, k]:+.2f}" for k, n in enumerate(VA_NAMES) if not np.isnan(a["va_corrected"][i, k])] if "expr_corrected" in a else []
+    return ([f"<span style='color:#2ca02c'>corrected: {', '.join(fixed)}</span>"] if fixed else []) + \
+           ([f"<span style='color:#9467bd'>tags: {a['tags'][i]}</span>"] if "tags" in a and a["tags"][i] else [])
 
 def _update_detail(self, i:int):
     "Full-resolution VA curves around position i (only when the timeline is downsampled)."
@@ -251,7 +380,11 @@ def _render_requested(self):
     self._render(self._pos(fi))
 
 def _on_click(self, trace, points, state):
-    if points.xs: self.show(frame_index=int(round(float(points.xs[0]))))
+    "A click seeks there; a shift-click selects the frames from the current one to there."
+    if not points.xs: return
+    fi = int(round(float(points.xs[0])))
+    if getattr(state, "shift", False): self.select(self._shown, fi)
+    else: self.clear_selection(); self.show(frame_index=fi)
 
 def step(self, k:int=1):
     "Move by k frames."
@@ -276,13 +409,8 @@ def set_video(self, video:str):
     self.video = video
     self.a, self.b = self._arrays(video)
     fi = self.a["frame_index"]
-    new = self._timeline_figure()
-    with self.timeline.batch_update():
-        for t, nt in zip(self.timeline.data, new.data):
-            t.update(x=nt.x, y=nt.y, **({"z": nt.z} if hasattr(nt, "z") and nt.z is not None else {}))
-        self.timeline.layout.meta = new.layout.meta
-        self.timeline.layout.title.text = new.layout.title.text
-        self.timeline.update_xaxes(range=[int(fi[0]) - 0.5, int(fi[-1]) + 0.5])
+    self._update_timeline(xrange=True)
+    self.clear_selection()
     self._window = (0, 0)
     self._quiet = True
     try:
@@ -294,6 +422,16 @@ def set_video(self, video:str):
     finally: self._quiet = False
     self._render(0)
 
+def _update_timeline(self, xrange:bool=False):
+    "Send the current video's timelines to the figure in one batch (the traces stay; their data and rows change)."
+    new = self._timeline_figure()
+    with self.timeline.batch_update():
+        for t, nt in zip(self.timeline.data, new.data):
+            t.update(x=nt.x, y=nt.y, **({"z": nt.z} if hasattr(nt, "z") and nt.z is not None else {}))
+        self.timeline.layout.meta = new.layout.meta
+        self.timeline.layout.title.text = new.layout.title.text
+        if xrange: self.timeline.update_xaxes(range=list(new.layout.xaxis.range))
+
 def static_figures(self) -> list:
     "The current views as plain plotly figures (for documents without a live kernel)."
     tl = self._timeline_figure() if len(self.a["frame_index"]) <= 500 else timeline_figure(
@@ -304,14 +442,14 @@ def static_figures(self) -> list:
 def _static_html(self) -> str:
     img = base64.b64encode(self.image.value).decode()
     figs = "".join(f"<div style='display:inline-block'>{_fig_div(f)}</div>" for f in self.static_figures())
-    return (f"<div class='abaw-static'><img class='abaw-frame' src='data:image/jpeg;base64,{img}' width=224 "
+    return (f"<div class='abaw-static'><img class='abaw-frame' src='data:image/jpeg;base64,{img}' width=240 "
             f"style='image-rendering:pixelated;vertical-align:top'><div style='display:inline-block'>{self.info.value}</div>{figs}</div>")
 
 def _ipython_display_(self): _display_widget(self.widget, self._static_html(), f"VideoScrubber(video={self.video!r}, model={self.model!r})")
 
 def __repr__(self): return f"VideoScrubber(video={self.video!r}, model={self.model!r}, frame={self._shown})"
 
-VideoScrubber.set_video, VideoScrubber.static_figures = set_video, static_figures
+VideoScrubber.set_video, VideoScrubber._update_timeline, VideoScrubber.static_figures = set_video, _update_timeline, static_figures
 VideoScrubber._static_html, VideoScrubber._ipython_display_, VideoScrubber.__repr__ = _static_html, _ipython_display_, __repr__
 
 # %% ../nbs/16_widgets.ipynb #3e1e133b
@@ -325,6 +463,75 @@ def _display_widget(widget, static_html:str, text:str):
     if getattr(widget, "_model_id", None):
         data["application/vnd.jupyter.widget-view+json"] = {"version_major": 2, "version_minor": 0, "model_id": widget._model_id}
     display(data, raw=True)
+
+# %% ../nbs/16_widgets.ipynb #e53a8024
+@patch
+def _curation(self:VideoScrubber) -> Curation:
+    if self.curation is None: raise AbawError(self.curate_error or "this scrubber has no curation (a run without labels, or curation=False)")
+    return self.curation
+
+@patch
+def _after_write(self:VideoScrubber, msg:str):
+    "Draw the current video's corrections and tags again, say what was done, and tell the listeners (the explorer's lists)."
+    self.a.update(self._curation().video_marks(self.video, self.a["frame_index"]))
+    self._update_timeline()
+    self.info.value = self._info_html(self._pos(self._shown))
+    self.curate_msg.value = html.escape(msg)
+    for f in self._listeners: f()
+
+@patch
+def _panel_tag(self:VideoScrubber, tag:str|None=None, note:str|None=None) -> tuple:
+    "The tag and note to write: those given, else the panel's (the text typed, else the preset chosen; the note box)."
+    return tag or self.tag_text.value.strip() or self.tag_choice.value, self.tag_note.value if note is None else note
+
+@patch
+def _act(self:VideoScrubber, fn):
+    "Run a panel action; an error goes to the message line."
+    try: fn()
+    except AbawError as e: self.curate_msg.value = f"<span style='color:#a00'>{html.escape(str(e))}</span>"
+
+# %% ../nbs/16_widgets.ipynb #b1cc3959
+@patch
+def tag(self:VideoScrubber, tag:str|None=None, # default: the panel's (the text typed, else the preset chosen)
+        note:str|None=None, # default: the panel's note
+       ) -> int:
+    "Tag the selected frames; returns how many."
+    cu = self._curation()
+    (tag, note), f = self._panel_tag(tag, note), self.selected_frames()
+    n = cu.tag(self.video, f, tag, note)
+    self._after_write(f"Tagged {n} frame{'s' * (n != 1)} of {self.video} '{tag}' ({f[0]}–{f[-1]}).")
+    return n
+
+@patch
+def untag(self:VideoScrubber, tag:str|None=None, # default: every tag
+         ) -> int:
+    "Remove tags from the selected frames; returns how many tags."
+    n = self._curation().untag(self.video, self.selected_frames(), tag)
+    self._after_write(f"Removed {n} tag{'s' * (n != 1)}.")
+    return n
+
+# %% ../nbs/16_widgets.ipynb #82bb72c0
+@patch
+def correct(self:VideoScrubber, expr=None, # the new EXPR class (name or index)
+            au:dict|None=None, # AUs switched on (1) or off (0)
+            va=None, # (valence, arousal)
+           ) -> int:
+    "Correct the labels of the selected frames (kept beside the originals, in the run's corrections file); returns how many frames."
+    f = self.selected_frames()
+    n = self._curation().correct(self.video, f, expr=expr, au=au, va=va, note=self.tag_note.value)
+    what = ", ".join(([f"EXPR {expr}"] if expr is not None else []) + [f"{k} {'on' if v else 'off'}" for k, v in (au or {}).items()] +
+                     ([f"VA ({va[0]}, {va[1]})"] if va is not None else []))
+    self._after_write(f"Corrected {n} frame{'s' * (n != 1)} of {self.video} ({f[0]}–{f[-1]}): {what}.")
+    return n
+
+@patch
+def uncorrect(self:VideoScrubber, task:str|None=None, # default: every task
+             ) -> int:
+    "Remove the corrections of the selected frames; returns how many frames had one."
+    n = self._curation().uncorrect(self.video, self.selected_frames(), task)
+    self._after_write(f"Removed the corrections of {n} frame{'s' * (n != 1)}.")
+    return n
+
 
 # %% ../nbs/16_widgets.ipynb #494fa87c
 def _table_html(df:pd.DataFrame, cls:str) -> str:
@@ -348,7 +555,9 @@ class FailureExplorer:
         self.cls = widgets.Dropdown(description="class")
         self.window = widgets.BoundedIntText(value=window, min=1, max=100_000, description="window")
         self.videos = widgets.HTML().add_class("abaw-videos")
-        self.windows = widgets.Select(rows=10, layout=widgets.Layout(width="520px")).add_class("abaw-windows")
+        self.windows = widgets.Select(rows=10, layout=widgets.Layout(width="520px", max_width="100%")).add_class("abaw-windows")
+        self.mistakes_title = widgets.HTML()
+        self.mistakes = widgets.Select(rows=8, layout=widgets.Layout(width="520px", max_width="100%")).add_class("abaw-mistakes")
         self.confusion = go.FigureWidget(expr_confusion(self.interp.labels, self.interp.preds, self.interp.name))
         self.confusion.data[0].on_click(self._on_cell)
         self.frames_title = widgets.HTML("Click a cell of the confusion matrix to list its frames.")
@@ -356,16 +565,19 @@ class FailureExplorer:
         per_au = {self.interp.name: self.interp.preds, **({self.other.name: self.other.preds} if self.other else {})}
         self.au_f1 = go.FigureWidget(au_f1_bars(self.interp.labels, per_au).update_layout(width=520, height=330)) if "au" in tasks else widgets.HTML("no AU labels")
         self._build_compare()
+        self._build_tags()
         self.task.observe(lambda _: self._task_changed(), "value")
         self.cls.observe(lambda _: self.refresh(), "value")
         self.window.observe(lambda _: self.refresh(), "value")
-        self.windows.observe(self._on_pick, "value"); self.frames.observe(self._on_pick, "value")
+        self.windows.observe(self._on_pick, "value"); self.frames.observe(self._on_pick, "value"); self.mistakes.observe(self._on_pick_range, "value")
         self._task_changed()
+        wrap = lambda *c: widgets.Box(list(c), layout=widgets.Layout(display="flex", flex_flow="row wrap", align_items="flex-start", width="100%"))
         self.widget = widgets.VBox([
-            widgets.HBox([self.task, self.cls, self.window]),
-            widgets.HBox([widgets.VBox([widgets.HTML("<b>Videos, worst first</b>"), self.videos,
-                                        widgets.HTML("<b>Worst windows</b> (select one to scrub it)"), self.windows]), self.au_f1]),
-            widgets.HBox([widgets.Box([self.confusion]).add_class("abaw-confusion"), widgets.VBox([self.frames_title, self.frames])]),
+            wrap(self.task, self.cls, self.window),
+            wrap(widgets.VBox([widgets.HTML("<b>Videos, worst first</b>"), self.videos,
+                               widgets.HTML("<b>Worst windows</b> (select one to scrub it)"), self.windows]), self.au_f1),
+            wrap(widgets.VBox([self.mistakes_title, self.mistakes]), self.tags_box),
+            wrap(widgets.Box([self.confusion]).add_class("abaw-confusion"), widgets.VBox([self.frames_title, self.frames, self.tag_cell])),
             *([self.compare_box] if self.other is not None else []),
             self.scrubber.widget]).add_class("abaw-explorer")
 
@@ -378,6 +590,7 @@ class FailureExplorer:
         self.windows.options = [(f"{r.video} · frames {r.start}–{r.stop} · error {r.error:.2f} · {t.upper()} score {r.score:.2f}",
                                  (r.video, int(r.start))) for r in w.itertuples()]
         self.windows.value = None
+        self._refresh_mistakes()
         if self.other is not None: self._refresh_compare()
 
     def _task_changed(self):
@@ -404,6 +617,7 @@ class FailureExplorer:
         self.frames_title.value = f"<b>{len(f)} frames</b> labelled {ln}, predicted {pn}"
         self.frames.options = [(f"{v} · frame {i}", (v, int(i))) for v, i in zip(f.video, f.frame_index)]
         self.frames.value = None
+        self._cell, self.tag_cell.disabled = f, self.scrubber.curation is None or not len(f)
 
     def _ipython_display_(self):
         figs = "".join(f"<div style='display:inline-block'>{_fig_div(go.Figure(f))}</div>" for f in (self.confusion, self.au_f1)
@@ -430,3 +644,76 @@ def _refresh_compare(self):
     self.ab_frames.value = None
 
 FailureExplorer._build_compare, FailureExplorer._refresh_compare = _build_compare, _refresh_compare
+
+# %% ../nbs/16_widgets.ipynb #0b17ab92
+def _mistake_text(task:str, r) -> str:
+    head = f"{r.video} · frames {r.start}–{r.stop} · "
+    if task == "expr": what = f"label {EXPR_NAMES[int(r.label)]}, model {EXPR_NAMES[int(r.predicted)]}"
+    elif task == "au": what = f"{r.cls} labelled {'on' if r.label == 1 else 'off'}, model {r.predicted:.2f}"
+    else: what = f"{r.cls} label {r.label:+.2f}, model {r.predicted:+.2f}"
+    return head + what + f" · {r.score:.2f}"
+
+@patch
+def _refresh_mistakes(self:FailureExplorer):
+    "List the likely label mistakes of the current task (and class: the label's class, the AU or the VA dimension)."
+    t, c = self.task.value, self.cls.value
+    m = self.interp.likely_mistakes(t, k=None)
+    m = (m if c is None else m[m.cls == c]).head(self.k)
+    self.mistakes_title.value = f"<b>Likely label mistakes</b> ({len(m)} listed: the model confidently disputes the {t.upper()} label; select one to scrub and select it)"
+    self.mistakes.options = [(_mistake_text(t, r), (r.video, int(r.start), int(r.stop))) for r in m.itertuples()]
+    self.mistakes.value = None
+
+@patch
+def _on_pick_range(self:FailureExplorer, change):
+    if change["new"] is None: return
+    video, first, last = change["new"]
+    self.scrubber.show(frame_index=first, video=video)
+    self.scrubber.select(first, last)
+
+# %% ../nbs/16_widgets.ipynb #ea521631
+@patch
+def _build_tags(self:FailureExplorer):
+    "The tagged frames' list with its tag filter, and the button tagging a confusion cell's frames."
+    self._cell, self._quiet_tags = None, False
+    self.tag_cell = widgets.Button(description="Tag these frames", disabled=True, layout=widgets.Layout(width="auto"),
+                                   tooltip="tag every frame of the cell with the scrubber's tag and note").add_class("abaw-tag-cell")
+    self.tag_cell.on_click(lambda _: self.scrubber._act(self.tag_cell_frames))
+    if self.scrubber.curation is None:
+        self.tags_box = widgets.HTML("<b>Tagged frames</b>: " + html.escape(self.scrubber.curate_error or "none (this run has no folder for tags)")); return
+    self.tag_filter = widgets.Dropdown(description="show", style={"description_width": "initial"}, layout=widgets.Layout(width="260px")).add_class("abaw-tag-filter")
+    self.tagged = widgets.Select(rows=8, layout=widgets.Layout(width="420px", max_width="100%")).add_class("abaw-tagged")
+    self.tag_filter.observe(lambda _: None if self._quiet_tags else self._list_tagged(), "value")
+    self.tagged.observe(self._on_pick_range, "value")
+    self.scrubber._listeners.append(self._refresh_tags)
+    self.tags_box = widgets.VBox([widgets.HTML("<b>Tagged frames</b> (select to scrub)"), self.tag_filter, self.tagged])
+    self._refresh_tags()
+
+@patch
+def _refresh_tags(self:FailureExplorer):
+    "The tag filter's choices (the tags in use) and the list."
+    names = sorted(set(self.scrubber.curation.tags.tag))
+    keep = self.tag_filter.value if self.tag_filter.value in names else None
+    self._quiet_tags = True
+    try: self.tag_filter.options, self.tag_filter.value = [("any tag", None)] + [(n, n) for n in names], keep
+    finally: self._quiet_tags = False
+    self._list_tagged()
+
+@patch
+def _list_tagged(self:FailureExplorer):
+    "The tagged runs of frames: all, or of the tag chosen."
+    t = self.scrubber.curation.tagged(self.tag_filter.value)
+    self.tagged.options = [(f"{r.video} · frames {r.start}–{r.stop} · {r.tag}" + (f" ({r.note})" if r.note else ""), (r.video, int(r.start), int(r.stop)))
+                           for r in t.itertuples()]
+    self.tagged.value = None
+
+@patch
+def tag_cell_frames(self:FailureExplorer, tag:str|None=None, # default: the scrubber's (typed, else the preset chosen)
+                    note:str|None=None, # default: the scrubber's note
+                   ) -> int:
+    "Tag every frame of the confusion cell shown; returns how many."
+    if self._cell is None or not len(self._cell): raise AbawError("click a cell of the confusion matrix first")
+    s = self.scrubber
+    cu, (tag, note) = s._curation(), s._panel_tag(tag, note)
+    n = sum(cu.tag(v, g.frame_index.values, tag, note) for v, g in self._cell.groupby("video"))
+    s._after_write(f"Tagged the {n} frames of the confusion cell '{tag}'.")
+    return n

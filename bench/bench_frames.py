@@ -5,7 +5,12 @@ Aff-Wild2's `cropped_aligned`) into a temporary folder, then measures frames/s f
   - bare: read the bytes + `torchvision.io.decode_jpeg`, nothing else, in this process (the baseline);
   - FrameDataset at 112 px and 224 px (decode, resize, normalise, labels), through a DataLoader
     with 0 workers (in this process) and with 2 workers; and at 224 px with `normalize=False`
-    (uint8 images, normalised later on the device), which moves 4x fewer bytes.
+    (uint8 images, normalised later on the device), which moves 4x fewer bytes;
+  - what one core decodes for a GPU (`loader_settings` gives every core but one to workers there): the inference
+    crops at their stored 112 px (resized on the device, `resize_on="device"`) or resized to 224 in the worker
+    (`resize_on="workers"`), and the training crops at 224 (random resized crop, flip, colour jitter, uint8);
+    the cores each would need to feed the paper configuration's bare rates on one H200 (forward 8,114 frames/s,
+    training step 2,472 images/s: ../shared/docs/gpu.md).
 Each figure is the best of `--repeats` full passes (workers warmed up by a first pass); the bare
 loop is timed again right before each configuration and the ratio uses that neighbour, so that
 load from other processes on a shared machine affects both sides alike.
@@ -25,6 +30,9 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 from torchvision.io import decode_jpeg, ImageReadMode
 
 from abaw_workbench.data import FrameDataset, make_loader, preprocess_config
+from abaw_workbench.finetune import CropDataset
+
+H200 = {"forward": 8114, "train": 2472}   # the paper configuration's bare rates on one H200, frames (images) per second
 from abaw_workbench.schema import make_dataset
 
 
@@ -99,10 +107,21 @@ def main(argv=None):
                 fps, base = loader_fps(fd, n, a.batch, nw, a.repeats, bare_fps)
                 rows.append((f"FrameDataset {px} px{kind}, {nw} workers",
                              f"static_{px}px{'_uint8' if not norm else ''}_{nw}workers", fps, base))
+        cfg = lambda px: preprocess_config("vit_tiny_patch16_224", img_size=px)
+        feed = [("inference crops at 112 px (resized on the device)", "feed_infer_112px", CropDataset(ds, root, cfg(112), normalize=False), "forward"),
+                ("inference crops resized to 224 px in the worker", "feed_infer_224px", CropDataset(ds, root, cfg(224), normalize=False), "forward"),
+                ("training crops at 224 px (augmented, jittered)", "feed_train_224px",
+                 FrameDataset(ds, root, cfg(224), augment=True, jitter=1.0, normalize=False), "train")]
+        fed = []
+        for label, metric, d, kind in feed:
+            fps, base = loader_fps(d, n, a.batch, 0, a.repeats, bare_fps)
+            fed.append((label, metric, fps, base, H200[kind] / fps))
     base_fps = max(r[3] for r in rows)
     print(f"\n{'what':<36} {'frames/s':>10} {'bare f/s':>10} {'x bare':>8}")
     print(f"{'bare decode_jpeg loop (best)':<36} {base_fps:>10.0f} {'':>10} {1:>8.2f}")
     for label, _, fps, base in rows: print(f"{label:<36} {fps:>10.0f} {base:>10.0f} {fps / base:>8.2f}")
+    print(f"\n{'one core, feeding a GPU':<52} {'frames/s':>10} {'cores for one H200':>20}")
+    for label, _, fps, _, cores in fed: print(f"{label:<52} {fps:>10.0f} {cores:>20.1f}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"(bare = read + decode_jpeg only, in one process; {os.cpu_count()} cores, load average {load:.1f} at the end)\n")
     def target(px, nw):
@@ -114,6 +133,9 @@ def main(argv=None):
         px, nw = int(parts[1].rstrip("px")), int(parts[-1].rstrip("workers"))
         print(json.dumps({"bench": "frames", "metric": metric, "value": round(fps, 1), "unit": "frames/s",
                           "baseline": round(base, 1), "ratio": round(fps / base, 3), "target": target(px, nw)}))
+    for label, metric, fps, base, cores in fed:
+        print(json.dumps({"bench": "frames", "metric": metric, "value": round(fps, 1), "unit": "frames/s on one core",
+                          "baseline": round(base, 1), "ratio": round(fps / base, 3), "cores_for_one_h200": round(cores, 1)}))
     return 0
 
 

@@ -14,15 +14,18 @@ Rounds alternate the real thing with its bare limit, so that load from other pro
     of the batch's shape (`train.bare_step_seconds`, the demo's calibration);
   - inference (validation, extraction): one pass over the split, then a bare forward of the same model
     over the same number of frames in batches of the same size.
+Each stage's bare limit is measured where the stage runs (`demo.stage_steps`: its device, autocast dtype, AdamW
+kernel, compile switch; the device synchronised around each step), so on a GPU the ratios are the GPU's
+(`bench/gpu_check.py` runs this with `--config paper` there).
 Each figure is the median over rounds of bare time / real time, with the lowest and highest round.
 Targets: training >= 0.85, inference >= 0.9. The first validation pass decodes the crops it keeps for
 the others (the demo does the same once per run), and extraction decodes the audio in an untimed
 warm-up pass (its rounds read the waveforms from the cache and compute the audio features again;
 decoding the 18 validation videos' audio tracks took about 0.09 s, about 1 % of a pass, measured separately).
 
-    python bench/bench_stages.py [--config tiny] [--rounds 3] [--steps 20] [--only finetune,fusion_visual]
+    python bench/bench_stages.py [--config tiny] [--rounds 3] [--steps 20] [--only finetune,fusion_visual] [key=value ...]
 """
-import argparse, dataclasses, json, os, statistics, sys, tempfile, time, warnings
+import argparse, contextlib, dataclasses, json, os, statistics, sys, tempfile, time, warnings
 from pathlib import Path
 
 # the stages run under `abaw`'s thread and memory policy, as `abaw demo` runs them: set by importing the CLI before numpy and torch load
@@ -32,7 +35,7 @@ import torch
 
 from abaw_workbench.annotations import read_split
 from abaw_workbench.catalog import Catalog, default_catalog_path
-from abaw_workbench.demo import demo_config
+from abaw_workbench.demo import demo_config, stage_steps
 from abaw_workbench.features import extract_features
 from abaw_workbench.finetune import FinetuneStage
 from abaw_workbench.fusion import FusionStage, audio_stats
@@ -66,27 +69,42 @@ def rounds(name, kind, real, bare, n_rounds, work):
     return row
 
 
-def main(argv=None):
+def parser():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="tiny", help="named demo configuration or YAML file (as `abaw demo --config`)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20, help="loop steps per round (fusion: twice as many, its steps are short)")
     ap.add_argument("--only", default="", help="comma-separated subset of: pretrain,finetune,validation,extract,fusion_visual,fusion_audio_visual")
     ap.add_argument("--catalog", default=None)
-    a = ap.parse_args(argv)
+    ap.add_argument("overrides", nargs="*", help="key=value overrides of the configuration (as `abaw demo`)")
+    return ap
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
+    rows = measure(a)
+    for r in rows: print(json.dumps(r))
+    return 0 if all(r["ratio"] >= TARGET["train" if "train" in r["unit"] else "infer"] for r in rows) else 1
+
+
+def measure(a, label=""):
+    "The rows of the table for parsed arguments `a` (`parser()`)."
     only = set(filter(None, a.only.split(",")))
     want = lambda s: not only or s in only
     warnings.filterwarnings("ignore")
-    cfg = demo_config(a.config)
+    cfg = demo_config(a.config, a.overrides)
     cat = Catalog.load(a.catalog or default_catalog_path())
     entry = cat.resolve(cfg.dataset, "affwild2")
     e, H, S = cfg.encoder, cfg.encoder.img_size, a.steps
+    on = stage_steps(cfg)   # each stage's device, dtype and optimizer, as its loop runs
     spin = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT") if k in os.environ}
+    devs = sorted({f"{d} {kw['dtype'] or 'fp32'}" for d, kw in on.values()})
     print(f"{'stage (as abaw demo runs it)':<34}{'real/s':>10}{'bare/s':>10}{'ratio':>8}   spread      "
-          f"(config {a.config}: {e.size} at {H} px; torch threads {torch.get_num_threads()}, {spin or 'default spin'} "
-          f"as {cli.__name__} sets it; {a.rounds} rounds)", flush=True)
+          f"(config {a.config}{' ' + ' '.join(a.overrides) if a.overrides else ''}: {e.size} at {H} px on {', '.join(devs)}; "
+          f"torch threads {torch.get_num_threads()}, {spin or 'default spin'} as {cli.__name__} sets it; {a.rounds} rounds)", flush=True)
     rows, tmp = [], Path(tempfile.mkdtemp(prefix="bench_stages_"))
     k = iter(range(10**6))
+    rnd = lambda st, *shape: torch.randn(*shape, device=on[st][0])
 
     if want("pretrain"):
         faces = list_images(cat.resolve(cfg.faces, "image_folder").path)
@@ -94,8 +112,8 @@ def main(argv=None):
         def real(): return loop_step_seconds(lambda o: pretrain(dataclasses.replace(pc, train=dataclasses.replace(pc.train, **o)), faces),
                                              S, tmp / f"pre{next(k)}")
         mae = MaskedAutoencoder(**mae_config(e.size, H, norm_pix_loss=pc.norm_pix_loss))
-        x = (torch.randn(pc.train.batch_size, 3, H, H), pc.mask_ratio)
-        rows.append(rounds("MAE pre-training", "train", real, lambda: bare_step_seconds(mae, x, steps=S), a.rounds,
+        x = (rnd("pretrain", pc.train.batch_size, 3, H, H), pc.mask_ratio)
+        rows.append(rounds(f"MAE pre-training{label}", "train", real, lambda: bare_step_seconds(mae, x, **{**on["pretrain"][1], "steps": S}), a.rounds,
                            pc.train.batch_size))
 
     train, val = (read_split(entry, s, cfg.finetune.tasks) for s in ("train", "validation"))
@@ -109,18 +127,22 @@ def main(argv=None):
                 stage.val_labels = None   # the rounds time training steps; validation has its own row
                 try: return loop_step_seconds(lambda o: fit(stage, dataclasses.replace(fc.train, **o)), S, tmp / f"ft{next(k)}")
                 finally: stage.val_labels = val
-            x = (torch.randn(fc.train.batch_size, 3, H, H),)
-            rows.append(rounds("fine-tuning", "train", real, lambda: bare_step_seconds(fm, x, steps=S), a.rounds,
+            x = (rnd("finetune", fc.train.batch_size, 3, H, H),)
+            rows.append(rounds(f"fine-tuning{label}", "train", real, lambda: bare_step_seconds(fm, x, **{**on["finetune"][1], "steps": S}), a.rounds,
                                fc.train.batch_size))
         if want("validation"):
             n_val = int(val.has_face.values.sum())
-            def real():
-                t0 = time.perf_counter(); stage.evaluate(fm); return time.perf_counter() - t0
+            dev, dtype = on["finetune"][0], on["finetune"][1]["dtype"]
+            fm.to(dev)
+            def real():   # as the loop evaluates: on its device, under its autocast
+                t0 = time.perf_counter()
+                with (torch.autocast(dev.type, dtype=dtype) if dtype else contextlib.nullcontext()): stage.evaluate(fm)
+                return time.perf_counter() - t0
             def bare():
                 n, B = n_val, fc.eval_batch
-                per = bare_step_seconds(fm, (torch.randn(B, 3, H, H),), train=False, steps=2)
+                per = bare_step_seconds(fm, (rnd("finetune", B, 3, H, H),), train=False, **{**on["finetune"][1], "steps": 3})
                 return per * n / B
-            rows.append(rounds("fine-tuning validation pass", "infer", real, bare, a.rounds, n_val))
+            rows.append(rounds(f"fine-tuning validation pass{label}", "infer", real, bare, a.rounds, n_val))
 
     need_store = want("extract") or want("fusion_visual") or want("fusion_audio_visual")
     if need_store:
@@ -136,8 +158,8 @@ def main(argv=None):
                 return time.perf_counter() - t0
             def bare():
                 B = xc.batch_size
-                return bare_step_seconds(fm, (torch.randn(B, 3, H, H),), train=False, steps=2) * n_ext / B
-            rows.append(rounds("feature extraction", "infer", real, bare, a.rounds, n_ext))
+                return bare_step_seconds(fm, (rnd("extract", B, 3, H, H),), train=False, **{**on["extract"][1], "steps": 3}) * n_ext / B
+            rows.append(rounds(f"feature extraction{label}", "infer", real, bare, a.rounds, n_ext))
         fusion = [mod for mod in ("visual", "audio_visual") if want(f"fusion_{mod}")]
         if fusion:
             store = extract_features(entry, tmp / "store", fm, dataclasses.replace(cfg.extract, splits=["train"]), tmp / "cache",
@@ -151,13 +173,12 @@ def main(argv=None):
             def real(st=st):
                 return loop_step_seconds(lambda o: fit(st, dataclasses.replace(fu.train, **o)), 2 * S, tmp / f"fu{next(k)}")
             B, T = fu.train.batch_size, fcfg.window
-            x = (torch.randn(B, T, m["visual_dim"]), torch.randn(B, T, m["audio_dim"]), torch.ones(B, T, dtype=torch.bool))
-            rows.append(rounds(f"fusion ({mod.replace('_', '+')}), AU model", "train", real,
-                               lambda st=st, x=x: bare_step_seconds(st.model, x, steps=2 * S), a.rounds, B))
+            x = (rnd("fusion", B, T, m["visual_dim"]), rnd("fusion", B, T, m["audio_dim"]), torch.ones(B, T, dtype=torch.bool, device=on["fusion"][0]))
+            rows.append(rounds(f"fusion ({mod.replace('_', '+')}), AU model{label}", "train", real,
+                               lambda st=st, x=x: bare_step_seconds(st.model, x, **{**on["fusion"][1], "steps": 2 * S}), a.rounds, B))
     load = os.getloadavg()[0]
     print(f"(machine: {os.cpu_count()} cores, load average {load:.1f} at the end; ratio = bare time / real time, median of rounds)")
-    for r in rows: print(json.dumps(r))
-    return 0 if all(r["ratio"] >= TARGET["train" if "train" in r["unit"] else "infer"] for r in rows) else 1
+    return rows
 
 
 if __name__ == "__main__":

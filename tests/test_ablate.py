@@ -9,6 +9,7 @@ import psutil
 import pytest
 
 from abaw_workbench.ablate import load_grid, load_results, make_probe_notebook, run_grid, STATUS
+from abaw_workbench.synth import synth_catalog
 
 ABAW = Path(sys.executable).parent / "abaw"
 TIMEOUT = 15  # seconds per run: a probe run takes 2-5 s (kernel start) on a busy 2-core machine
@@ -219,9 +220,7 @@ def test_the_demo_stages_depend_on_the_code_they_run(tmp_path):
     from abaw_workbench.catalog import Catalog
     from abaw_workbench.demo import demo_config, method_stages
     from abaw_workbench.runs import StageRunner, stage_code
-    (tmp_path / "cat.yaml").write_text(
-        "cache_dir: cache\nentries:\n  demo: {kind: affwild2, path: d, synth: {videos: 3, frames: 30, seed: 0, size: 32}}\n"
-        "  demo_faces: {kind: image_folder, path: f, synth: {images: 4, seed: 1, size: 32}}\n")
+    synth_catalog(tmp_path, size=32, images=4, file="cat.yaml")
     fns = {}
     def capture(name, settings, fn):   # the stage's function, not run
         fns[name] = fn; (tmp_path / name).mkdir(exist_ok=True)

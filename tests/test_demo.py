@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from abaw_workbench.synth import synth_catalog
+
 ABAW = Path(sys.executable).parent / "abaw"
 FAST = ["pretrain.train.max_steps=2", "pretrain.train.batch_size=8",
         "finetune.train.max_steps=2", "finetune.train.batch_size=8",
@@ -16,10 +18,7 @@ FAST = ["pretrain.train.max_steps=2", "pretrain.train.batch_size=8",
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     d = tmp_path_factory.mktemp("demo")
-    (d / "cat.yaml").write_text(
-        "cache_dir: cache\nentries:\n"
-        "  demo: {kind: affwild2, path: data/demo, synth: {videos: 3, frames: 40, seed: 0, size: 112}}\n"
-        "  demo_faces: {kind: image_folder, path: data/faces, synth: {images: 24, seed: 1, size: 112}}\n")
+    synth_catalog(d, frames=40, images=24, file="cat.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     def run(*extra):
         r = subprocess.run([str(ABAW), "demo", "--catalog", str(d / "cat.yaml"), "--out", str(d / "run"), *extra, *FAST],
@@ -97,10 +96,7 @@ def test_a_moved_run_folder_is_reused(demo):
 @pytest.mark.slow
 def test_paper_config_runs_one_step_per_stage_on_cpu(tmp_path):
     "`--config paper` (ViT-B/16 at 224 px, windows of 100) constructs and trains one step of every stage on CPU."
-    (tmp_path / "cat.yaml").write_text(
-        "cache_dir: cache\nentries:\n"
-        "  demo: {kind: affwild2, path: data/demo, synth: {videos: 3, frames: 30, seed: 0, size: 112}}\n"
-        "  demo_faces: {kind: image_folder, path: data/faces, synth: {images: 8, seed: 1, size: 112}}\n")
+    synth_catalog(tmp_path, images=8, file="cat.yaml")
     one = ["pretrain.train.max_steps=1", "pretrain.train.batch_size=2", "finetune.train.max_steps=1",
            "finetune.train.batch_size=2", "fusion.train.max_steps=1", "fusion.train.batch_size=1",
            "extract.batch_size=16", "extract.num_workers=0"]

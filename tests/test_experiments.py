@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from abaw_workbench.ablate import load_results, run_grid
+from abaw_workbench.synth import synth_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 EXP = ROOT / "nbs" / "experiments"
@@ -20,10 +21,7 @@ TINY = ["encoder.img_size=32",
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     d = tmp_path_factory.mktemp("experiments")
-    (d / "cat.yaml").write_text(
-        "cache_dir: cache\nentries:\n"
-        "  tiny: {kind: affwild2, path: data/tiny, synth: {videos: 6, frames: 40, seed: 0, size: 32}}\n"
-        "  tiny_faces: {kind: image_folder, path: data/faces, synth: {images: 24, seed: 1, size: 32}}\n")
+    synth_catalog(d, "tiny", videos=6, frames=40, size=32, faces="tiny_faces", images=24, file="cat.yaml")
     old = {k: os.environ.get(k) for k in ("ABAW_CATALOG", "OMP_NUM_THREADS")}
     os.environ.update(ABAW_CATALOG=str(d / "cat.yaml"), OMP_NUM_THREADS="1")   # the kernels inherit it
     yield d

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from abaw_workbench.cli import main
+from abaw_workbench.synth import synth_catalog
 
 ABAW = Path(sys.executable).parent / "abaw"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -51,8 +52,7 @@ def subprocess_error(r, cmd, *names):
 def world(tmp_path_factory):
     "A tiny synthetic set, a short fine-tuning run (its best.pt) and a feature store, made once."
     d = tmp_path_factory.mktemp("faults")
-    (d / "cat.yaml").write_text("cache_dir: cache\nentries:\n"
-                                "  syn: {kind: affwild2, path: syn, synth: {videos: 3, frames: 30, seed: 4, size: 32}}\n")
+    synth_catalog(d, "syn", seed=4, size=32, faces=None, data="", file="cat.yaml")
     r = subprocess.run([str(ABAW), "finetune", "--catalog", d / "cat.yaml", "--dataset", "syn", "--out", d / "ft", *TINY,
                         "train.max_steps=2"], env=ENV, capture_output=True, text=True, cwd=d)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -219,20 +219,33 @@ def test_bad_checkpoint_on_resume(world, tmp_path, capsys, kind):
 
 # -- kills at random moments ----------------------------------------------------------------------
 
+def _step(folder):
+    "The step of a run folder's checkpoint (0: none yet)."
+    try: return int(torch.load(folder / "checkpoint.pt", weights_only=True)["step"])
+    except (FileNotFoundError, RuntimeError, EOFError, KeyError): return 0
+
+
 def test_kills_at_random_moments(world, tmp_path):
-    "Two SIGKILLs at random moments (seeded), then a clean finish: the weights of an unbroken run, no temporary file left."
+    """Two SIGKILLs at random moments of training (seeded; each after the run wrote a checkpoint beyond the last kill's),
+    then a clean finish that resumes: the weights of an unbroken run, no temporary file left."""
+    steps = 12
     args = [str(ABAW), "finetune", "--catalog", str(world / "cat.yaml"), "--dataset", "syn", *TINY, "drop_path=0.3",
-            "head_dropout=0.3", "train.max_steps=6", "train.checkpoint_every=1", "train.eval_every=3", "train.seed=1"]
+            "head_dropout=0.3", f"train.max_steps={steps}", "train.checkpoint_every=1", "train.eval_every=6", "train.seed=1"]
     full = subprocess.run(args + ["--out", str(tmp_path / "full")], env=ENV, capture_output=True, text=True)
     assert full.returncode == 0, full.stderr[-2000:]
     rng = random.Random(14)
-    out = tmp_path / "killed"
+    out, killed_at = tmp_path / "killed", []
     for _ in range(2):
         p = subprocess.Popen(args + ["--out", str(out)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 5.0))  # torch import + data set read take ~2 s: kills land at start-up, in training or evaluation
+        t0, seen = time.time(), max(killed_at, default=0)
+        while p.poll() is None and _step(out) <= seen and time.time() - t0 < 120: time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.2))   # a random moment after that checkpoint: a step, an evaluation, a write
         p.send_signal(signal.SIGKILL); p.wait()
+        killed_at.append(_step(out))
+    assert 0 < killed_at[0] < killed_at[1] < steps, killed_at   # both kills landed in training, after progress
     again = subprocess.run(args + ["--out", str(out)], env=ENV, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming {out / 'checkpoint.pt'} at step {killed_at[1]}/{steps}" in again.stderr, again.stderr[-2000:]
     a, b = (torch.load(d / "checkpoint.pt", weights_only=True) for d in (tmp_path / "full", out))
     for k in a["model"]: assert torch.equal(a["model"][k], b["model"][k]), k
     assert json.loads((out / "metrics.json").read_text()) == json.loads((tmp_path / "full/metrics.json").read_text())
@@ -263,31 +276,40 @@ def test_output_folder_is_a_file(world, tmp_path, capsys):
     assert f.read_text() == "keep me\n"
 
 
-def _mount_tmpfs(where, *opts):
-    where.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(opts), "tmpfs", str(where)], capture_output=True, text=True)
-    if r.returncode: pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or 'not root'}): the fault needs a small or read-only file system")
+def _mount_namespace() -> list:
+    "A command prefix giving a process a mount namespace of its own where it may mount a tmpfs (as root, else as a user namespace's root)."
+    for prefix in (["unshare", "--mount"], ["unshare", "--user", "--map-root-user", "--mount"]):
+        r = subprocess.run([*prefix, "sh", "-c", 'd=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs "$d"'], capture_output=True, text=True)
+        if r.returncode == 0: return prefix
+    pytest.skip(f"cannot mount a tmpfs, not even in a user namespace ({r.stderr.strip()[-200:] or 'unshare failed'}): "
+                "the fault needs a small or read-only file system")
 
 
-def test_read_only_output_folder(world, tmp_path, capsys):
+def in_small_fs(fs, opts, args, after=""):
+    "Run `abaw ARGS` in its own mount namespace with a tmpfs mounted at `fs` (`opts`), then the shell lines `after` there."
+    script = f'mount -t tmpfs -o {opts} tmpfs "$0" || exit 99; "$@"; rc=$?; {after}\nexit $rc'
+    fs.mkdir(parents=True, exist_ok=True)
+    return subprocess.run([*_mount_namespace(), "sh", "-c", script, str(fs), str(ABAW), *map(str, args)],
+                          capture_output=True, text=True, env=ENV)
+
+
+def test_read_only_output_folder(world, tmp_path):
     ro = tmp_path / "ro"
-    _mount_tmpfs(ro, "ro", "size=1m")
-    try:
-        one_line_error(*cli(capsys, "finetune", "--catalog", world / "cat.yaml", "--dataset", "syn", "--out", ro / "run",
-                            *TINY, "train.max_steps=1")[::2], "finetune", ro / "run", "read-only")
-    finally: subprocess.run(["umount", str(ro)])
+    r = in_small_fs(ro, "ro,size=1m", ["finetune", "--catalog", world / "cat.yaml", "--dataset", "syn", "--out", ro / "run",
+                                        *TINY, "train.max_steps=1"])
+    subprocess_error(r, "finetune", ro / "run", "read-only")
 
 
-def test_disk_full(world, tmp_path, capsys):
+def test_disk_full(world, tmp_path):
     small = tmp_path / "small"
-    _mount_tmpfs(small, "size=1m")
-    try:
-        last = one_line_error(*cli(capsys, "finetune", "--catalog", world / "cat.yaml", "--dataset", "syn", "--out", small / "run",
-                                   *TINY, "train.max_steps=1")[::2], "finetune", "the disk is full")
-        assert str(small / "run") in last
-        assert json.loads((small / "run/config.json").read_text())["max_steps"] == 1  # written before: intact
-        assert not list((small / "run").glob(".*.tmp"))
-    finally: subprocess.run(["umount", str(small)])
+    r = in_small_fs(small, "size=1m", ["finetune", "--catalog", world / "cat.yaml", "--dataset", "syn", "--out", small / "run",
+                                        *TINY, "train.max_steps=1"],
+                    after=f'echo "== config"; cat "{small}/run/config.json"; echo "== files"; ls -a "{small}/run"')
+    last = subprocess_error(r, "finetune", "the disk is full")
+    assert str(small / "run") in last
+    config, files = r.stdout.split("== config", 1)[1].split("== files")
+    assert json.loads(config)["max_steps"] == 1                      # written before: intact
+    assert not [f for f in files.split() if f.endswith(".tmp")], files   # no temporary file left
 
 
 def test_unreadable_catalog_for_another_user(tmp_path):

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from abaw_workbench.synth import synth_catalog
+
 ABAW = Path(sys.executable).parent / "abaw"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 STEPS = 8
@@ -15,9 +17,7 @@ STEPS = 8
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory):
     d = tmp_path_factory.mktemp("resume")
-    (d / "cat.yaml").write_text("cache_dir: cache\nentries:\n"
-                                "  syn: {kind: affwild2, path: syn, synth: {videos: 3, frames: 30, seed: 5, size: 32}}\n")
-    return d / "cat.yaml"
+    return synth_catalog(d, "syn", seed=5, size=32, faces=None, data="", file="cat.yaml")
 
 
 def command(catalog, out):

@@ -3,6 +3,8 @@ finetune → extract → fuse → score, on a very small synthetic set (a few st
 import json, os, subprocess, sys
 from pathlib import Path
 
+from abaw_workbench.synth import synth_catalog
+
 ABAW = Path(sys.executable).parent / "abaw"
 
 
@@ -14,10 +16,7 @@ def run(*args, cwd):
 
 
 def test_stages_one_by_one(tmp_path):
-    (tmp_path / "cat.yaml").write_text(
-        "cache_dir: cache\nentries:\n"
-        "  syn: {kind: affwild2, path: syn, synth: {videos: 3, frames: 40, seed: 2, size: 112}}\n"
-        "  faces: {kind: image_folder, path: faces, synth: {images: 16, seed: 3, size: 112}}\n")
+    synth_catalog(tmp_path, "syn", frames=40, seed=2, faces="faces", data="", file="cat.yaml")
     c = ["--catalog", "cat.yaml"]
     run("pretrain", *c, "--dataset", "faces", "--out", "runs/pretrain", "train.max_steps=2", "train.batch_size=8",
         "train.progress=false", cwd=tmp_path)
@@ -53,3 +52,20 @@ def test_stages_one_by_one(tmp_path):
     s = json.loads(run("score", "--task", "expr", "--labels", str(labels_dir), "--predictions", str(pred_dir), "--json",
                        cwd=tmp_path).strip().splitlines()[-1])
     assert abs(s["score"] - m["raw"]["expr"]) < 1e-9
+
+
+def test_named_configurations_for_every_stage(tmp_path):
+    "`--config paper|tiny` means for every stage command what it means for `abaw demo`: its section, with the encoder."
+    import yaml
+    from abaw_workbench.demo import demo_config
+    extra = {"pretrain": [], "finetune": [], "extract": ["--encoder", "x.pt", "--out", "f"], "fuse": ["--features", "f"]}
+    section = {"pretrain": "pretrain", "finetune": "finetune", "extract": "extract", "fuse": "fusion"}
+    for name in ("paper", "tiny"):
+        want = demo_config(name)
+        for cmd, more in extra.items():
+            got = yaml.safe_load(run(cmd, "--config", name, "--print-config", *more, cwd=tmp_path))
+            ref = json.loads(json.dumps(getattr(want, section[cmd]).__dict__, default=lambda o: o.__dict__))
+            if "train" in ref: ref["train"]["out"] = got["train"]["out"]   # --out's default
+            assert got == json.loads(json.dumps(ref, default=list)), (name, cmd)
+    got = yaml.safe_load(run("pretrain", "--config", "paper", "--print-config", cwd=tmp_path))
+    assert (got["size"], got["img_size"], got["train"]["batch_size"]) == ("base", 224, 256)
