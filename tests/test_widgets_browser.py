@@ -9,7 +9,7 @@ the notebook again (kernel shut down, page reloaded, a new kernel) and find both
 `abaw curate export`, and read the corrected frames back with `read_split`. Screenshots of failures go to
 .cache/browser-screenshots/.
 """
-import json, subprocess, sys, tempfile, time
+import itertools, json, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import pytest
@@ -90,11 +90,7 @@ def test_click_on_timeline_seeks(shot_on_failure):
     s0 = _state(pg)
     target = (s0["min"] + s0["max"]) // 3
     if target == s0["value"]: target += 7
-    pg.evaluate("() => document.querySelector('.abaw-scrubber .abaw-timeline').scrollIntoView()")
-    x, y = pg.evaluate("""(t) => { const gd = document.querySelector('.abaw-scrubber .abaw-timeline .js-plotly-plot');
-        const xa = gd._fullLayout.xaxis3, ya = gd._fullLayout.yaxis3, r = gd.querySelector('.main-svg').getBoundingClientRect();
-        return [r.left + xa._offset + xa.d2p(t), r.top + ya._offset + ya._length / 2]; }""", target)
-    pg.mouse.click(x, y)
+    _click_timeline(pg, target)
     s = _wait_state(pg, lambda s: abs(s["value"] - target) <= 1 and s["cursor"] == s["value"])
     assert s["src"] != s0["src"]
 
@@ -178,6 +174,23 @@ def _timeline_point(pg, frame, axis="3"):
         return [r.left + xa._offset + xa.d2p(t), r.top + ya._offset + ya._length / 2]; }}""", [frame, "" if axis == "1" else axis])
 
 
+def _click_timeline(pg, frame, shift=False, timeout=20):
+    """Click `frame` on the timeline's third subplot as a user does: point at it, wait until plotly's hover is on it, click.
+    Plotly reports a click with the points its last hover found, and its hover is throttled (and skipped while a relayout
+    from the kernel redraws the figure): a click sent at once with the move can report the previous point (seen in CI)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    x, y = _timeline_point(pg, frame)
+    end, on = time.time() + timeout, f"(f) => {{ const h = {TL}._hoverdata; return !!h && h.length > 0 && Math.round(h[0].x) === f; }}"
+    for k in itertools.count():
+        pg.mouse.move(x, y + k % 2)            # each try a new mousemove, on the same frame
+        try: pg.wait_for_function(on, arg=frame, timeout=1000); break
+        except PlaywrightTimeout:
+            if time.time() > end: raise AssertionError(f"plotly's hover never reached frame {frame} of the timeline")
+    if shift: pg.keyboard.down("Shift")
+    pg.mouse.click(x, y + k % 2)
+    if shift: pg.keyboard.up("Shift")
+
+
 def _text(pg, sel):
     return pg.evaluate("(s) => (document.querySelector(s) || {innerText: ''}).innerText.replace(/\\u00a0/g, ' ')", sel)
 
@@ -221,10 +234,9 @@ def test_tag_a_range_correct_expr_reload_export(page, lab, fixture_dir, tmp_path
         a = next(s for s in range(lo + 5, hi - 40) if free(s, s + 15))
         c = next(s for s in range(a + 20, hi - 15) if free(s, s + 10))
         # tag a range: click its first frame, shift-click its last
-        pg.mouse.click(*_timeline_point(pg, a))
+        _click_timeline(pg, a)
         pg.wait_for_function(f"(f) => {TL}._fullLayout.shapes[0].x0 === f", arg=a, timeout=20_000)
-        x, y = _timeline_point(pg, a + 15)
-        pg.keyboard.down("Shift"); pg.mouse.click(x, y); pg.keyboard.up("Shift")
+        _click_timeline(pg, a + 15, shift=True)
         _wait_text(pg, ".abaw-scrubber .abaw-selection", f"frames {a}–{a + 15} (16 frames)")
         pg.locator(".abaw-scrubber .abaw-tag-choice button", has_text="occluded").first.click()
         pg.locator(".abaw-scrubber .abaw-tag-button").first.click()
