@@ -25,7 +25,7 @@ from .train import amp_dtype, bare_step_seconds, write_run
 from .finetune import FinetuneConfig, FrameModel, run_finetune
 from .temporal import FusionNet
 from .features import ExtractConfig, FeatureStore, extract_features
-from .fusion import FuseRunConfig, run_fusion
+from .fusion import FIRST_BRANCH_PREDICTIONS, FuseRunConfig, run_fusion
 from .evaluation import evaluate_predictions, postprocess_report
 from .checkpoints import load_model
 from .runs import StageRunner
@@ -257,8 +257,11 @@ def run_demo(cfg:DemoConfig, # the demo configuration
 
     # -- evaluation and report (always rewritten: cheap, and the files the user opens)
     val = labels["validation"]
-    folders = {"static": ft_d, "fusion_visual": fus["visual"], "fusion_audio_visual": fus["audio_visual"]}
-    preds = {name: load_predictions(d / "predictions_validation.nc") for name, d in folders.items()}
+    sources = {"static": (ft_d, "predictions_validation.nc")}   # model -> (its stage folder, its predictions there)
+    for mod, d in fus.items():   # a fusion stage that trained the second branch also reports its first branch alone
+        if (d / FIRST_BRANCH_PREDICTIONS).exists(): sources[f"fusion_{mod}_first_branch"] = (d, FIRST_BRANCH_PREDICTIONS)
+        sources[f"fusion_{mod}"] = (d, "predictions_validation.nc")
+    preds = {name: load_predictions(d / f) for name, (d, f) in sources.items()}
     metrics = {}
     for name, p in preds.items():
         m = evaluate_predictions(val, p, TASKS)
@@ -266,10 +269,10 @@ def run_demo(cfg:DemoConfig, # the demo configuration
         m.update(more); m["postprocessed"]["settings"] = pp
         metrics[name] = m
     models = {}
-    for name, d in folders.items():   # the checkpoints each stage's own manifest names, relative to the run folder
-        ck = json.loads((d / "run.json").read_text())["models"]
+    for name, (d, _) in sources.items():   # the checkpoints each stage's own manifest names, relative to the run folder
+        ck = json.loads((d / "run.json").read_text())["models"][name]["checkpoints"]
         models[name] = {"kind": "frame" if name == "static" else "fusion", "predictions": out / "predictions" / f"{name}_validation.nc",
-                        "checkpoints": {k: d / v for m in ck.values() for k, v in m["checkpoints"].items()}}
+                        "checkpoints": {k: d / v for k, v in ck.items()}}
     write_run(out, "demo", {**metrics, "timing": timing},
               {f"predictions/{name}_validation.nc": (p, dict(source=name, model=name, dataset=cfg.dataset, split="validation",
                                                               run=str(out))) for name, p in preds.items()},
@@ -287,13 +290,13 @@ def run_demo(cfg:DemoConfig, # the demo configuration
 def summary_table(metrics:dict) -> str:
     "Validation metrics of every model, raw and post-processed, as a text table."
     cols = ["au", "expr", "va", "valence", "arousal"]
-    lines = [f"{'validation (ABAW metrics)':<28}" + "".join(f"{c:>9}" for c in cols)]
+    lines = [f"{'validation (ABAW metrics)':<34}" + "".join(f"{c:>9}" for c in cols)]
     for name, m in metrics.items():
-        lines.append(f"{name:<28}" + "".join(f"{m[c]:>9.3f}" for c in cols))
+        lines.append(f"{name:<34}" + "".join(f"{m[c]:>9.3f}" for c in cols))
         if "postprocessed" in m:
-            lines.append(f"{'  + smoothing, thresholds':<28}" + "".join(f"{m['postprocessed'][c]:>9.3f}" for c in cols))
+            lines.append(f"{'  + smoothing, thresholds':<34}" + "".join(f"{m['postprocessed'][c]:>9.3f}" for c in cols))
         if "postprocessed_cv" in m:
-            lines.append(f"{'    tuned on other videos':<28}" + "".join(f"{m['postprocessed_cv'][c]:>9.3f}" for c in cols))
+            lines.append(f"{'    tuned on other videos':<34}" + "".join(f"{m['postprocessed_cv'][c]:>9.3f}" for c in cols))
     return "\n".join(lines)
 
 # %% ../nbs/13_demo.ipynb #ea7e7958

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_features.ipynb #e62bd9b6
 from __future__ import annotations
-import contextlib, dataclasses, json, queue, threading
+import contextlib, copy, dataclasses, json, queue, threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 import torch
+from fastcore.basics import patch
 from tqdm import tqdm
 
 from .core import AbawError, atomic_path, atomic_write, file_hash, get_device, print_config, remove_stale_tmp, stage_args, stage_config
@@ -247,6 +248,15 @@ class WindowFeatureDataset:
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
 
     def __getitem__(self, i:int) -> dict: return {k: v[0].numpy() for k, v in self.batch([i]).items()}
+
+# %% ../nbs/11_features.ipynb #9a58f101
+@patch
+def subset(self:WindowFeatureDataset, ids # window indices, in the order wanted
+          ) -> WindowFeatureDataset:
+    "The windows `ids` of this dataset as a dataset (readers, memory and labels shared, not copied)."
+    out = copy.copy(self)
+    out.items = [self.items[int(i)] for i in ids]
+    return out
 
 # %% ../nbs/11_features.ipynb #40814dd5
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import patch
 
 from .core import AbawError, Timer, atomic_write, print_config, seed_everything, stage_args, stage_config
 from .layout import Layout
@@ -17,7 +18,7 @@ from .schema import TASKS, save_predictions, video_slices
 from .annotations import read_split
 from .catalog import entry_or_path, load_catalog
 from .data import window_starts
-from .train import Stage, TrainConfig, fit, read_checkpoint, write_run, write_timing
+from .train import Stage, TrainConfig, fit, param_groups, read_checkpoint, to_device, write_run, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, submission_frames, write_submissions
 from .audio import ENCODER_FEATURE_PREFIX
@@ -25,8 +26,9 @@ from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet
 from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows, video_mean
 
 # %% auto #0
-__all__ = ['audio_stats', 'predict_video', 'split_outputs', 'audio_columns', 'drop_modalities', 'hard_windows', 'FusionStage',
-           'FuseRunConfig', 'fusion_models', 'predict_split', 'run_fusion', 'fuse_args', 'fuse_main']
+__all__ = ['FIRST_BRANCH_PREDICTIONS', 'audio_stats', 'predict_video', 'split_outputs', 'audio_columns', 'drop_modalities',
+           'hard_windows', 'FusionStage', 'SecondBranchStage', 'FuseRunConfig', 'fusion_models', 'predict_split',
+           'run_fusion', 'fuse_args', 'fuse_main']
 
 # %% ../nbs/12_fusion.ipynb #dc6da32e
 def audio_stats(store, # a FeatureStore
@@ -145,10 +147,8 @@ class FusionStage(Stage):
                  preload:float=1.0 # GiB: training features up to this size are read into memory once (`WindowFeatureDataset`)
                 ):
         self.cfg, self.tasks, self.store, self.val_labels, self.device = cfg or FusionConfig(), tuple(tasks), store, val_labels, device
-        if self.cfg.second_branch:   # the network holds it (`temporal.FusionNet`); its training on mined windows is not in this stage yet
-            raise AbawError("fusion.second_branch: training the hard-sample second branch is not implemented in the fusion stage yet (issue 29); set it to false")
-        meta = store.meta
-        self.model = FusionNet(meta["visual_dim"], meta["audio_dim"], self.tasks, self.cfg,
+        meta = store.meta   # the first network alone (with `second_branch`, `SecondBranchStage` trains the second after it)
+        self.model = FusionNet(meta["visual_dim"], meta["audio_dim"], self.tasks, dataclasses.replace(self.cfg, second_branch=False),
                                audio_columns=audio_columns(meta.get("audio_features") or [], self.cfg.audio_features))
         self.model.set_audio_stats(*(audio_norm or audio_stats(store, list(video_slices(train_labels)))))
         self.criterion = TaskLoss(self.tasks, loss, au_pos_weight(train_labels.au.values), expr_class_weight(train_labels.expr.values))
@@ -162,7 +162,10 @@ class FusionStage(Stage):
         v, a = batch["visual"], batch["audio"]
         if model.training and self.cfg.modalities == "audio_visual" and self.cfg.modality_dropout > 0:
             v, a = drop_modalities(v, a, self.cfg.modality_dropout)
-        out = model(v, a, batch["valid"])                              # [B, T, C] per task
+        return self._task_loss(model(v, a, batch["valid"]), batch)
+
+    def _task_loss(self, out:dict, batch:dict):
+        "The loss of outputs [B, T, C] (per task) over the batch's valid frames."
         flat = {k: o.flatten(0, 1) for k, o in out.items()}            # [B*T, C]; padding is masked below
         lab = {k: batch[k].flatten(0, 1) for k in ("au", "au_mask", "expr", "va", "va_mask")}
         v = batch["valid"].flatten()
@@ -184,12 +187,46 @@ class FusionStage(Stage):
         with self.timer("validation"):
             return evaluate_predictions(self.val_labels, self.predict(model, self.val_labels), self.tasks)
 
+# %% ../nbs/12_fusion.ipynb #d482687c
+@patch
+@torch.no_grad()
+def window_losses(self:FusionStage, model, batch_size:int=64) -> np.ndarray:
+    "Each training window's loss under `model` in eval mode (no dropout, no modality dropout): what `hard_windows` ranks."
+    dev, was, out, n = next(model.parameters()).device, model.training, [], len(self.windows)
+    model.eval()
+    try:
+        for s in range(0, n, batch_size):
+            b = to_device(self.windows.batch(list(range(s, min(s + batch_size, n)))), dev)
+            o = model(b["visual"], b["audio"], b["valid"])
+            for i in range(len(b["valid"])):
+                out.append(float(self._task_loss({k: x[i:i + 1] for k, x in o.items()}, {k: x[i:i + 1] for k, x in b.items()})[0]))
+    finally: model.train(was)
+    return np.array(out)
+
+# %% ../nbs/12_fusion.ipynb #272e0cae
+class SecondBranchStage(FusionStage):
+    "The hard-sample second branch: the trained first network frozen, a second trained on the first's hardest windows through the mixed output a·first + (1−a)·second."
+    def __init__(self, first:FusionStage, # the first branch's stage, trained (its data, loss and validation are shared)
+                 hard:np.ndarray # the training windows the second branch trains on (`hard_windows`)
+                ):
+        vars(self).update(vars(first))
+        f = first.model
+        self.model = FusionNet(f.visual_dim, f.audio_dim, f.tasks, dataclasses.replace(f.cfg, second_branch=True), audio_columns=f.audio_columns)
+        missing, unexpected = self.model.load_state_dict(f.state_dict(), strict=False)   # the first branch as trained
+        assert not unexpected and all(k.startswith("second.") for k in missing), (missing, unexpected)
+        self.model.second.load_state_dict({k: w for k, w in f.state_dict().items() if k.startswith("audio_")}, strict=False)   # its audio statistics
+        self.windows, self.timer = first.windows.subset(hard), Timer()
+
+    def param_groups(self, weight_decay:float) -> list[dict]: return param_groups(self.model.second, weight_decay)
+
 # %% ../nbs/12_fusion.ipynb #bdf1eb9c
 def _fusion_train_defaults() -> TrainConfig:
     # The authors': AdamW lr 5e-5, wd 0.05, cosine, 50 epochs, batch 32. The embedded default
     # trains far fewer steps on a small set, so its learning rate is higher.
     return TrainConfig(epochs=30, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0,
                        checkpoint_every=200, out="runs/fuse")
+
+FIRST_BRANCH_PREDICTIONS = "predictions_validation_first_branch.nc" # a run with a trained second branch: the first alone
 
 @dataclass
 class FuseRunConfig:
@@ -217,24 +254,42 @@ def predict_split(stages:list, labels, attrs:dict|None=None):
     for st in stages: outs.update(st.outputs(st.model, labels))
     return predictions_dataset(labels, outs, attrs=attrs)
 
+def _fit_in(stage, d:Path, train:TrainConfig, epochs:int|None):
+    "Train `stage` in folder `d`, write its timing, keep its best weights."
+    with stage.timer("loop"): rec = fit(stage, dataclasses.replace(train, out=str(d), epochs=epochs))
+    write_timing(d, stage.timer, rec, train.batch_size, "windows")
+    if (d / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(d / "best.pt")["model"])
+
 def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path, entry=None) -> dict:
     "Train, evaluate and post-process the fusion model(s); returns the metrics (raw and post-processed). With `entry`, also write test submissions."
     out = Path(out)
-    stages, models = [], fusion_models(cfg)
+    stages, firsts, folders, hard_counts, models = [], [], [], {}, fusion_models(cfg)
     norm = audio_stats(store, list(video_slices(train_labels)))   # once for every model of the run
     for tasks, sub, epochs in models:   # each model in its own folder (resumable on its own)
         d = out / sub
         seed_everything(cfg.train.seed)   # initial weights from the run seed, not from what ran before in this process
         stage = FusionStage(store, train_labels, val_labels, tasks, cfg.fusion, cfg.loss, audio_norm=norm)
-        with stage.timer("loop"): rec = fit(stage, dataclasses.replace(cfg.train, out=str(d), epochs=epochs))
-        write_timing(d, stage.timer, rec, cfg.train.batch_size, "windows")
-        if (d / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(d / "best.pt")["model"])
-        stages.append(stage)
+        _fit_in(stage, d, cfg.train, epochs)
+        firsts.append(stage)
+        if cfg.fusion.second_branch:   # mined with the first network's best weights; trained in the model's `second` folder
+            hard = hard_windows(stage.window_losses(stage.model), cfg.fusion.hard_share)
+            train = dataclasses.replace(cfg.train, batch_size=min(cfg.train.batch_size, len(hard)))   # few mined windows: smaller batches
+            hard_counts[sub or "all"] = {"hard_windows": len(hard), "windows": len(stage.windows), "batch_size": train.batch_size}
+            if len(hard):
+                seed_everything(cfg.train.seed)
+                stage, d = SecondBranchStage(stage, hard), d / "second"
+                _fit_in(stage, d, train, epochs)
+        stages.append(stage); folders.append(d)
+    two = any(s is not f for s, f in zip(stages, firsts))   # a second branch was trained
     attrs = {"source": "fusion", "modalities": cfg.fusion.modalities, "per_task": int(cfg.per_task)}
     timer = Timer()
     with timer("final prediction"):
         preds = predict_split(stages, val_labels, attrs)
         metrics = {"raw": evaluate_predictions(val_labels, preds, cfg.tasks)}
+        if cfg.fusion.second_branch: metrics["second_branch"] = {"models": hard_counts}
+        if two:
+            first_preds = predict_split(firsts, val_labels, {**attrs, "branch": "first"})
+            metrics["second_branch"]["first_branch"] = evaluate_predictions(val_labels, first_preds, cfg.tasks)
     pp = None
     if cfg.postprocess:
         with timer("post-processing search"): pp, more = postprocess_report(val_labels, preds, cfg.tasks)
@@ -248,15 +303,18 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
             tp = predict_split(stages, test, attrs)
             save_predictions(tp, out / "predictions_test.nc", split="test")
             metrics["submissions"] = [str(p) for p in write_submissions(entry, tp, pp, out, cfg.tasks)]
-    write_run(out, "fuse", metrics,
-              {"predictions_validation.nc": (preds, dict(config=dataclasses.asdict(cfg), store=str(store.path), split="validation",
-                                                         checkpoint=[str(Path(sub) / "best.pt") for _, sub, _ in models]))},
+    name, prov = f"fusion_{cfg.fusion.modalities}", dict(config=dataclasses.asdict(cfg), store=str(store.path), split="validation")
+    written = {"predictions_validation.nc": (preds, dict(prov, checkpoint=[str(d.relative_to(out) / "best.pt") for d in folders]))}
+    manifest = {name: {"kind": "fusion", "checkpoints": {(sub or "all"): d / "best.pt" for (_, sub, _), d in zip(models, folders)},
+                       "predictions": out / "predictions_validation.nc"}}
+    if two:   # the first branch alone, beside the mixed model
+        written[FIRST_BRANCH_PREDICTIONS] = (first_preds, dict(prov, checkpoint=[str(Path(sub) / "best.pt") for _, sub, _ in models]))
+        manifest[f"{name}_first_branch"] = {"kind": "fusion", "checkpoints": {(sub or "all"): out / sub / "best.pt" for _, sub, _ in models},
+                                            "predictions": out / FIRST_BRANCH_PREDICTIONS}
+    write_run(out, "fuse", metrics, written,
               labels=val_labels, labels_attrs=dict(split="validation"),
               timing=(timer,),   # the run's own parts (each model's loop and validation are in its folder)
-              dataset=getattr(entry, "name", None), config=dataclasses.asdict(cfg),
-              models={f"fusion_{cfg.fusion.modalities}": {
-                  "kind": "fusion", "checkpoints": {(sub or "all"): out / sub / "best.pt" for _, sub, _ in models},
-                  "predictions": out / "predictions_validation.nc"}},
+              dataset=getattr(entry, "name", None), config=dataclasses.asdict(cfg), models=manifest, default=name,
               store=store.path, frames={"kind": "crops", "root": Layout.of(entry).crops} if entry is not None else None)
     return metrics
 

@@ -139,13 +139,21 @@ class FusionNet(nn.Module):
         if self.second is None or self.branch == "first": return self._first(visual, audio, valid)
         o2 = self.second(visual, audio, valid)
         if self.branch == "second": return o2
-        o1 = self._first(visual, audio, valid)
+        with torch.no_grad(): o1 = self._first(visual, audio, valid)   # mixed: the first branch is frozen
         if self.training:   # a ~ Beta per window
             B = next(iter(o1.values())).shape[0]
             a = torch.distributions.Beta(self.cfg.mix_alpha, self.cfg.mix_beta).sample((B,)).to(o2[next(iter(o2))].device)
             a = a.view(B, 1, 1)
         else: a = self.cfg.mix_at_test
         return {k: a * o1[k] + (1 - a) * o2[k] for k in o1}
+
+    def train(self, mode:bool=True):
+        "Train mode; while the branches are mixed the first stays in eval mode (frozen: no dropout, its BatchNorm statistics kept)."
+        super().train(mode)
+        if mode and self.second is not None and self.branch == "mixed":
+            for name, m in self.named_children():
+                if name != "second": m.train(False)
+        return self
 
     def _first(self, visual, audio, valid) -> dict:
         m = self.cfg.modalities

@@ -175,6 +175,9 @@ def test_shipped_grids_cover_the_papers_axes():
     assert {"16", "32", "64", "100"} <= vals["window"]
     assert {"concat", "cross_attention"} <= vals["design"]
     assert {"True", "False"} <= vals["smoothing"] and {"True", "False"} <= vals["thresholds"]
+    assert {"0.0", "0.2", "0.4"} <= vals["hard_share"]                                  # the authors' second branch (issue 29)
+    assert {"inverse_frequency", "authors", "none"} <= vals["expr_class_weight"]
+    assert {"True", "False"} <= vals["au_pos_weight"] and {"ccc", "mse", "both"} <= vals["va_loss"]
 
 
 def test_a_kernel_that_never_starts_is_killed_at_the_timeout(tmp_path, monkeypatch):

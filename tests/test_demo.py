@@ -109,3 +109,25 @@ def test_paper_config_runs_one_step_per_stage_on_cpu(tmp_path):
     st = FeatureStore(next((tmp_path / "run").glob("extract-*")) / "store")
     assert st.meta["visual_dim"] == 768 and st.meta["model"]["args"]["encoder"]["img_size"] == 224   # read from the checkpoint
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()).keys() == {"static", "fusion_visual", "fusion_audio_visual", "timing"}
+
+
+def test_second_branch_reports_both_branches(demo):
+    "`fusion.fusion.second_branch=true` reruns the fusion stages only; metrics.json, the run and the report hold each first branch beside its mixed model."
+    d, _, _ = demo
+    folder = d / "moved" if (d / "moved").exists() else d / "run"   # after test_a_moved_run_folder_is_reused
+    before = json.loads((folder / "metrics.json").read_text())
+    r = subprocess.run([str(ABAW), "demo", "--catalog", str(d / "cat.yaml"), "--out", str(folder), *FAST,
+                        "fusion.fusion.second_branch=true", "fusion.fusion.hard_share=0.5"],
+                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (r.stdout + r.stderr).count("skipped") == 4
+    m = json.loads((folder / "metrics.json").read_text())
+    assert list(m) == ["static", "fusion_visual_first_branch", "fusion_visual", "fusion_audio_visual_first_branch", "fusion_audio_visual", "timing"]
+    for mod in ("visual", "audio_visual"):   # the first branch is the model trained without the second branch
+        assert {k: m[f"fusion_{mod}_first_branch"][k] for k in ("au", "expr", "va")} == {k: before[f"fusion_{mod}"][k] for k in ("au", "expr", "va")}
+    from abaw_workbench.runs import Run
+    run = Run.open(folder)
+    assert run.models == ["static", "fusion_visual_first_branch", "fusion_visual", "fusion_audio_visual_first_branch", "fusion_audio_visual"]
+    assert all(n.second is not None for n in run.load_model("fusion_audio_visual").values())
+    assert all(n.second is None for n in run.load_model("fusion_audio_visual_first_branch").values())
+    assert "fusion_audio_visual_first_branch" in (folder / "report.html").read_text()

@@ -67,6 +67,19 @@ def test_temporal_fusion_grid_shares_the_encoder(env):
     assert (env / "fusion_out" / "results.md").exists()
 
 
+def test_second_branch_and_loss_choices_reach_the_fusion_stage(env):
+    "The notebook's second-branch and loss parameters configure the fusion stage; the record holds the first branch beside the mixed model."
+    g = _grid(env, "branch", "temporal_fusion.ipynb", "parameters: {second_branch: [true], va_loss: [mse], expr_class_weight: [authors]}\n",
+              fixed="  window: 16\n  stride: 8\n  hard_share: 0.5\n  au_pos_weight: false\n")
+    ds = run_grid(g, env / "branch_out", workers=1, progress=False)
+    assert ds.status.values.tolist() == ["done"], ds.error.values
+    rec = _check_record(env / "branch_out" / "runs" / ds.run.values[0], ["fusion", "fusion_first_branch"])
+    cfg = json.loads((Path(rec["stages"]["fusion"]["folder"]) / "run.json").read_text())["config"]
+    assert (cfg["fusion"]["second_branch"], cfg["fusion"]["hard_share"]) == (True, 0.5)
+    assert (cfg["loss"]["va_loss"], cfg["loss"]["expr_class_weight"], cfg["loss"]["au_pos_weight"]) == ("mse", "authors", False)
+    assert np.isfinite(ds["fusion_first_branch.score"].values).all()
+
+
 def test_static_finetune_runs_and_reuses_the_cache(env):
     g = _grid(env, "static", "static_finetune.ipynb", "")
     ds = run_grid(g, env / "static_out", workers=1, progress=False)
