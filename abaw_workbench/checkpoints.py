@@ -24,7 +24,7 @@ def _build_frame(a:dict) -> FrameModel:
 
 def _build_fusion(a:dict) -> FusionNet:
     return FusionNet(a["visual_dim"], a["audio_dim"], a["tasks"], config_from_dict(FusionConfig, a["cfg"], "spec.cfg"),
-                     audio_columns=a.get("audio_columns"))   # specs written before audio columns: all of them
+                     audio_columns=a.get("audio_columns"), mix=a.get("mix"))   # specs written before audio columns or mixes: all of them, none
 
 BUILDERS = {"mae": lambda a: MaskedAutoencoder(**a), "encoder": lambda a: build_encoder(**a),
             "frame": _build_frame, "fusion": _build_fusion}

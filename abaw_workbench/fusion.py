@@ -22,7 +22,7 @@ from .train import Stage, TrainConfig, fit, param_groups, read_checkpoint, to_de
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, submission_frames, write_submissions
 from .audio import ENCODER_FEATURE_PREFIX
-from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet
+from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet, check_mix
 from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows, video_mean
 
 # %% auto #0
@@ -147,8 +147,8 @@ class FusionStage(Stage):
                  preload:float=1.0 # GiB: training features up to this size are read into memory once (`WindowFeatureDataset`)
                 ):
         self.cfg, self.tasks, self.store, self.val_labels, self.device = cfg or FusionConfig(), tuple(tasks), store, val_labels, device
-        meta = store.meta   # the first network alone (with `second_branch`, `SecondBranchStage` trains the second after it)
-        self.model = FusionNet(meta["visual_dim"], meta["audio_dim"], self.tasks, dataclasses.replace(self.cfg, second_branch=False),
+        meta = store.meta   # one network (the second branch's stage is `SecondBranchStage`)
+        self.model = FusionNet(meta["visual_dim"], meta["audio_dim"], self.tasks, self.cfg,
                                audio_columns=audio_columns(meta.get("audio_features") or [], self.cfg.audio_features))
         self.model.set_audio_stats(*(audio_norm or audio_stats(store, list(video_slices(train_labels)))))
         self.criterion = TaskLoss(self.tasks, loss, au_pos_weight(train_labels.au.values), expr_class_weight(train_labels.expr.values))
@@ -207,11 +207,12 @@ def window_losses(self:FusionStage, model, batch_size:int=64) -> np.ndarray:
 class SecondBranchStage(FusionStage):
     "The hard-sample second branch: the trained first network frozen, a second trained on the first's hardest windows through the mixed output a·first + (1−a)·second."
     def __init__(self, first:FusionStage, # the first branch's stage, trained (its data, loss and validation are shared)
-                 hard:np.ndarray # the training windows the second branch trains on (`hard_windows`)
+                 hard:np.ndarray, # the training windows the second branch trains on (`hard_windows`)
+                 mix:dict # {"alpha", "beta", "at_test"}: a ~ Beta(alpha, beta) per window in training, at_test at inference
                 ):
         vars(self).update(vars(first))
         f = first.model
-        self.model = FusionNet(f.visual_dim, f.audio_dim, f.tasks, dataclasses.replace(f.cfg, second_branch=True), audio_columns=f.audio_columns)
+        self.model = FusionNet(f.visual_dim, f.audio_dim, f.tasks, f.cfg, audio_columns=f.audio_columns, mix=mix)
         missing, unexpected = self.model.load_state_dict(f.state_dict(), strict=False)   # the first branch as trained
         assert not unexpected and all(k.startswith("second.") for k in missing), (missing, unexpected)
         self.model.second.load_state_dict({k: w for k, w in f.state_dict().items() if k.startswith("audio_")}, strict=False)   # its audio statistics
@@ -238,11 +239,19 @@ class FuseRunConfig:
     postprocess: bool = True # tune smoothing and AU thresholds on validation
     per_task: bool = True # one model per task, as the authors trained one per challenge track (False: one joint model)
     task_epochs: dict = field(default_factory=dict) # with per_task: a task's epochs where they differ from train.epochs, e.g. {"va": 6}
+    second_branch: bool = False # the authors' hard-sample second branch: after each model, a second network trained on its hardest windows, outputs mixed
+    hard_share: float = 0.3 # share of the training windows (highest loss under the first network) the second branch trains on
+    mix_alpha: float = 5.0 # training mix a ~ Beta(mix_alpha, mix_beta) per window: a·first + (1−a)·second
+    mix_beta: float = 2.0
+    mix_at_test: float = 0.8 # the mix a at inference
 
 def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
     "The models a run trains: (tasks, sub-folder, epochs) each; one per task with `per_task`."
     bad = sorted(set(cfg.task_epochs) - set(cfg.tasks))
     if bad: raise AbawError(f"task_epochs: {bad} not among the trained tasks {list(cfg.tasks)}")
+    if cfg.second_branch:   # checked before anything trains
+        if not 0 <= cfg.hard_share <= 1: raise AbawError(f"fusion.hard_share must lie in [0, 1], got {cfg.hard_share}")
+        check_mix(dict(alpha=cfg.mix_alpha, beta=cfg.mix_beta, at_test=cfg.mix_at_test))
     if not cfg.per_task:
         if cfg.task_epochs: raise AbawError("task_epochs needs per_task=true (one joint model has one schedule)")
         return [(list(cfg.tasks), "", cfg.train.epochs)]
@@ -271,13 +280,13 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
         stage = FusionStage(store, train_labels, val_labels, tasks, cfg.fusion, cfg.loss, audio_norm=norm)
         _fit_in(stage, d, cfg.train, epochs)
         firsts.append(stage)
-        if cfg.fusion.second_branch:   # mined with the first network's best weights; trained in the model's `second` folder
-            hard = hard_windows(stage.window_losses(stage.model), cfg.fusion.hard_share)
+        if cfg.second_branch:   # mined with the first network's best weights; trained in the model's `second` folder
+            hard = hard_windows(stage.window_losses(stage.model), cfg.hard_share)
             train = dataclasses.replace(cfg.train, batch_size=min(cfg.train.batch_size, len(hard)))   # few mined windows: smaller batches
             hard_counts[sub or "all"] = {"hard_windows": len(hard), "windows": len(stage.windows), "batch_size": train.batch_size}
             if len(hard):
                 seed_everything(cfg.train.seed)
-                stage, d = SecondBranchStage(stage, hard), d / "second"
+                stage, d = SecondBranchStage(stage, hard, dict(alpha=cfg.mix_alpha, beta=cfg.mix_beta, at_test=cfg.mix_at_test)), d / "second"
                 _fit_in(stage, d, train, epochs)
         stages.append(stage); folders.append(d)
     two = any(s is not f for s, f in zip(stages, firsts))   # a second branch was trained
@@ -286,7 +295,7 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
     with timer("final prediction"):
         preds = predict_split(stages, val_labels, attrs)
         metrics = {"raw": evaluate_predictions(val_labels, preds, cfg.tasks)}
-        if cfg.fusion.second_branch: metrics["second_branch"] = {"models": hard_counts}
+        if cfg.second_branch: metrics["second_branch"] = {"models": hard_counts}
         if two:
             first_preds = predict_split(firsts, val_labels, {**attrs, "branch": "first"})
             metrics["second_branch"]["first_branch"] = evaluate_predictions(val_labels, first_preds, cfg.tasks)

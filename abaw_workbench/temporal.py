@@ -16,8 +16,8 @@ from .schema import TASKS
 from .tasks import TASK_DIMS
 
 # %% auto #0
-__all__ = ['MODALITIES', 'VISUAL_NORMS', 'DESIGNS', 'AUDIO_FEATURE_SETS', 'FusionConfig', 'sinusoid', 'Projection', 'FrameHead',
-           'FusionNet']
+__all__ = ['MODALITIES', 'VISUAL_NORMS', 'DESIGNS', 'AUDIO_FEATURE_SETS', 'FusionConfig', 'check_mix', 'sinusoid', 'Projection',
+           'FrameHead', 'FusionNet']
 
 # %% ../nbs/10a_temporal.ipynb #71bb565f
 @dataclass
@@ -38,16 +38,20 @@ class FusionConfig:
     visual_norm: str = "none" # "video": subtract each video's mean visual feature (person-specific normalisation)
     modality_dropout: float = 0.0 # audio_visual training: share of windows with one modality zeroed (half each)
     audio_features: str = "all" # stored audio features read: "all", "librosa" (hand-made) or "encoder" (`audio.encoder`'s w2v_*)
-    second_branch: bool = False # the authors' hard-sample second branch: a second network trained on the first's hardest windows, outputs mixed
-    hard_share: float = 0.3 # share of the training windows (highest first-branch loss) the second branch trains on
-    mix_alpha: float = 5.0 # training mix a ~ Beta(mix_alpha, mix_beta) per window: a·first + (1−a)·second
-    mix_beta: float = 2.0
-    mix_at_test: float = 0.8 # the mix a in eval mode
 
 MODALITIES = ("visual", "audio", "audio_visual")
 VISUAL_NORMS = ("none", "video")
 DESIGNS = ("concat", "cross_attention")
 AUDIO_FEATURE_SETS = ("all", "librosa", "encoder")
+
+def check_mix(mix:dict) -> dict:
+    "The second branch's mix {alpha, beta, at_test} as floats, checked (the run's `fusion.mix_*` settings)."
+    missing = {"alpha", "beta", "at_test"} - set(mix)
+    if missing: raise AbawError(f"fusion mix: missing {sorted(missing)} (alpha, beta, at_test)")
+    mix = {k: float(mix[k]) for k in ("alpha", "beta", "at_test")}
+    if not 0 <= mix["at_test"] <= 1: raise AbawError(f"fusion.mix_at_test must lie in [0, 1], got {mix['at_test']}")
+    if mix["alpha"] <= 0 or mix["beta"] <= 0: raise AbawError(f"fusion.mix_alpha and fusion.mix_beta must be > 0, got {mix['alpha']}, {mix['beta']}")
+    return mix
 
 def _check(cfg:FusionConfig):
     if cfg.modalities not in MODALITIES: raise AbawError(f"fusion.modalities: {cfg.modalities!r} is not one of {MODALITIES}")
@@ -58,9 +62,6 @@ def _check(cfg:FusionConfig):
     if cfg.d_model % cfg.heads: raise AbawError(f"fusion.d_model ({cfg.d_model}) must be divisible by fusion.heads ({cfg.heads})")
     if cfg.visual_norm not in VISUAL_NORMS: raise AbawError(f"fusion.visual_norm: {cfg.visual_norm!r} is not one of {VISUAL_NORMS}")
     if not 0 <= cfg.modality_dropout <= 1: raise AbawError(f"fusion.modality_dropout must lie in [0, 1], got {cfg.modality_dropout}")
-    if not 0 <= cfg.hard_share <= 1: raise AbawError(f"fusion.hard_share must lie in [0, 1], got {cfg.hard_share}")
-    if not 0 <= cfg.mix_at_test <= 1: raise AbawError(f"fusion.mix_at_test must lie in [0, 1], got {cfg.mix_at_test}")
-    if cfg.mix_alpha <= 0 or cfg.mix_beta <= 0: raise AbawError(f"fusion.mix_alpha and fusion.mix_beta must be > 0, got {cfg.mix_alpha}, {cfg.mix_beta}")
     if cfg.audio_features not in AUDIO_FEATURE_SETS:
         raise AbawError(f"fusion.audio_features: {cfg.audio_features!r} is not one of {AUDIO_FEATURE_SETS}")
 
@@ -99,10 +100,12 @@ class FrameHead(nn.Module):
 class FusionNet(nn.Module):
     "Temporal transformer over per-frame visual and/or audio features."
     def __init__(self, visual_dim:int, audio_dim:int, tasks=TASKS, cfg:FusionConfig|None=None,
-                 audio_columns:list|None=None # the stored audio features it reads (`fusion.audio_columns`; None: all `audio_dim`)
+                 audio_columns:list|None=None, # the stored audio features it reads (`fusion.audio_columns`; None: all `audio_dim`)
+                 mix:dict|None=None # a hard-sample second branch mixed with this network: {"alpha", "beta", "at_test"} (None: none)
                 ):
         super().__init__()
         self.cfg = cfg = cfg or FusionConfig(); _check(cfg)
+        self.mix = None if mix is None else check_mix(mix)
         self.tasks, self.visual_dim, self.audio_dim = tuple(tasks), visual_dim, audio_dim
         self.audio_columns = None if audio_columns is None else [int(i) for i in audio_columns]
         if self.audio_columns is not None:
@@ -127,9 +130,8 @@ class FusionNet(nn.Module):
         names = [n for n in outs if (n in self.tasks) or (n in ("valence", "arousal") and "va" in self.tasks)]
         self.heads = nn.ModuleDict({n: FrameHead(cfg.d_model, cfg.head_hidden, outs[n]) for n in names})
         # the hard-sample second branch: a network of the same design (without a branch of its own), its outputs mixed with these
-        self.second = FusionNet(visual_dim, audio_dim, tasks, dataclasses.replace(cfg, second_branch=False), audio_columns) \
-            if cfg.second_branch else None
-        self.branch = "mixed" if cfg.second_branch else "first" # what forward returns: "first", "second" or "mixed"
+        self.second = FusionNet(visual_dim, audio_dim, tasks, cfg, audio_columns) if mix is not None else None
+        self.branch = "mixed" if mix is not None else "first" # what forward returns: "first", "second" or "mixed"
 
     def forward(self, visual:torch.Tensor|None, # [B, T, Dv]
                 audio:torch.Tensor|None, # [B, T, Da]
@@ -142,9 +144,9 @@ class FusionNet(nn.Module):
         with torch.no_grad(): o1 = self._first(visual, audio, valid)   # mixed: the first branch is frozen
         if self.training:   # a ~ Beta per window
             B = next(iter(o1.values())).shape[0]
-            a = torch.distributions.Beta(self.cfg.mix_alpha, self.cfg.mix_beta).sample((B,)).to(o2[next(iter(o2))].device)
+            a = torch.distributions.Beta(self.mix["alpha"], self.mix["beta"]).sample((B,)).to(o2[next(iter(o2))].device)
             a = a.view(B, 1, 1)
-        else: a = self.cfg.mix_at_test
+        else: a = self.mix["at_test"]
         return {k: a * o1[k] + (1 - a) * o2[k] for k in o1}
 
     def train(self, mode:bool=True):
@@ -178,7 +180,7 @@ class FusionNet(nn.Module):
     def spec(self) -> dict:
         "What rebuilds this model (`checkpoints.load_model`)."
         return {"kind": "fusion", "args": {"visual_dim": self.visual_dim, "audio_dim": self.audio_dim, "tasks": list(self.tasks),
-                                           "cfg": dataclasses.asdict(self.cfg), "audio_columns": self.audio_columns}}
+                                           "cfg": dataclasses.asdict(self.cfg), "audio_columns": self.audio_columns, "mix": self.mix}}
 
     def set_audio_stats(self, mean, std):
         "Standardise audio inputs with these per-feature statistics of every stored audio feature (`audio_dim`; of the training frames)."

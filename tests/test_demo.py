@@ -112,12 +112,12 @@ def test_paper_config_runs_one_step_per_stage_on_cpu(tmp_path):
 
 
 def test_second_branch_reports_both_branches(demo):
-    "`fusion.fusion.second_branch=true` reruns the fusion stages only; metrics.json, the run and the report hold each first branch beside its mixed model."
+    "`fusion.second_branch=true` reruns the fusion stages only; metrics.json, the run and the report hold each first branch beside its mixed model."
     d, _, _ = demo
     folder = d / "moved" if (d / "moved").exists() else d / "run"   # after test_a_moved_run_folder_is_reused
     before = json.loads((folder / "metrics.json").read_text())
     r = subprocess.run([str(ABAW), "demo", "--catalog", str(d / "cat.yaml"), "--out", str(folder), *FAST,
-                        "fusion.fusion.second_branch=true", "fusion.fusion.hard_share=0.5"],
+                        "fusion.second_branch=true", "fusion.hard_share=0.5"],
                        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (r.stdout + r.stderr).count("skipped") == 4

@@ -75,7 +75,7 @@ def test_second_branch_and_loss_choices_reach_the_fusion_stage(env):
     assert ds.status.values.tolist() == ["done"], ds.error.values
     rec = _check_record(env / "branch_out" / "runs" / ds.run.values[0], ["fusion", "fusion_first_branch"])
     cfg = json.loads((Path(rec["stages"]["fusion"]["folder"]) / "run.json").read_text())["config"]
-    assert (cfg["fusion"]["second_branch"], cfg["fusion"]["hard_share"]) == (True, 0.5)
+    assert (cfg["second_branch"], cfg["hard_share"]) == (True, 0.5)
     assert (cfg["loss"]["va_loss"], cfg["loss"]["expr_class_weight"], cfg["loss"]["au_pos_weight"]) == ("mse", "authors", False)
     assert np.isfinite(ds["fusion_first_branch.score"].values).all()
 
