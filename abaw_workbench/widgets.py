@@ -27,8 +27,7 @@ from .explore import (Interpretation, DatasetRun, OUTCOMES, as_run, video_arrays
 from .curate import Curation, PRESET_TAGS
 
 # %% auto #0
-__all__ = ['placeholder_jpeg', 'FrameCache', 'VideoScrubber', 'BoxWidth', 'step', 'show', 'set_video', 'static_figures',
-           'FailureExplorer']
+__all__ = ['placeholder_jpeg', 'FrameCache', 'VideoScrubber', 'BoxWidth', 'FailureExplorer']
 
 # %% ../nbs/16_widgets.ipynb #622bcc14
 def placeholder_jpeg(text:str, # what to write on it
@@ -141,7 +140,8 @@ class BoxWidth(anywidget.AnyWidget):
     width = traitlets.Int(0).tag(sync=True)
 
 # %% ../nbs/16_widgets.ipynb #6087a741
-def _build(self, video:str, interval:int):
+@patch
+def _build(self:VideoScrubber, video:str, interval:int):
     self.video = video
     self.a, self.b = self._arrays(video)
     fi = self.a["frame_index"]
@@ -174,20 +174,23 @@ def _build(self, video:str, interval:int):
     self._show_selection()
     self._render(0)
 
-def _head(self) -> widgets.Box:
+@patch
+def _head(self:VideoScrubber) -> widgets.Box:
     "The face first: the frame and its info in a column that never shrinks (224-340 px wide); the three figures beside it wrap below when there is no room."
     face = widgets.VBox([self.image, self.info], layout=widgets.Layout(width="clamp(240px, 22vw, 340px)", flex="0 0 auto", margin="0 8px 0 0")).add_class("abaw-face")
     views = widgets.Box([widgets.Box([f], layout=widgets.Layout(flex="0 0 auto")) for f in (self.au_fig, self.expr_fig, self.va_fig)],
                         layout=widgets.Layout(display="flex", flex_flow="row wrap", flex="1 1 300px")).add_class("abaw-views")
     return widgets.Box([face, views], layout=widgets.Layout(display="flex", flex_flow="row wrap", width="100%", align_items="flex-start")).add_class("abaw-head")
 
-def _arrays(self, video:str):
+@patch
+def _arrays(self:VideoScrubber, video:str):
     a = video_arrays(self.interp.labels, self.interp.preds, video, self.interp.thresholds)
     if self.curation is not None: a.update(self.curation.video_marks(video, a["frame_index"]))
     b = None if self.other is None else video_arrays(self.interp.labels, self.other.preds, video, self.interp.thresholds)
     return a, b
 
-def _timeline_figure(self) -> go.Figure:
+@patch
+def _timeline_figure(self:VideoScrubber) -> go.Figure:
     fig = timeline_figure(self.a, self.b, names=(self.model, self.other.name if self.other else "B"),
                           max_points=self.max_points, detail=self.detail, width=None)
     fi = self.a["frame_index"]
@@ -196,15 +199,13 @@ def _timeline_figure(self) -> go.Figure:
     if self.curation is not None: fig.update_layout(dragmode="select", selectdirection="h")   # drag: select frames
     return fig
 
-def _index_traces(self):
+@patch
+def _index_traces(self:VideoScrubber):
     tl = self.timeline
     self._ti = {t.meta: k for k, t in enumerate(tl.data)}
     self._ai = {t.meta: k for k, t in enumerate(self.au_fig.data)}
     self._ei = {t.meta: k for k, t in enumerate(self.expr_fig.data)}
     self._vi = {t.meta: k for k, t in enumerate(self.va_fig.data)}
-
-VideoScrubber._build, VideoScrubber._head, VideoScrubber._arrays = _build, _head, _arrays
-VideoScrubber._timeline_figure, VideoScrubber._index_traces = _timeline_figure, _index_traces
 
 # %% ../nbs/16_widgets.ipynb #c839eb30
 @patch
@@ -284,12 +285,14 @@ def _on_va_click(self:VideoScrubber, trace, points, state):
     self.curate_msg.value = f"VA ({self.fix_v.value:+.2f}, {self.fix_a.value:+.2f}) from the plane: press Set VA to correct the selected frames."
 
 # %% ../nbs/16_widgets.ipynb #f9cd2721
-def _pos(self, frame_index:int) -> int:
+@patch
+def _pos(self:VideoScrubber, frame_index:int) -> int:
     "Position in the video of the frame with this index (the nearest at or before it)."
     fi = self.a["frame_index"]
     return int(np.clip(np.searchsorted(fi, frame_index, "right") - 1, 0, len(fi) - 1))
 
-def _info_html(self, i:int) -> str:
+@patch
+def _info_html(self:VideoScrubber, i:int) -> str:
     a, b = self.a, self.b
     fi = int(a["frame_index"][i])
     parts = [f"<b>frame {fi}</b> of {int(a['frame_index'][-1])}"]
@@ -313,7 +316,8 @@ def _marks_html(a:dict, i:int) -> list:
     return ([f"<span style='color:#2ca02c'>corrected: {', '.join(fixed)}</span>"] if fixed else []) + \
            ([f"<span style='color:#9467bd'>tags: {a['tags'][i]}</span>"] if "tags" in a and a["tags"][i] else [])
 
-def _update_detail(self, i:int):
+@patch
+def _update_detail(self:VideoScrubber, i:int):
     "Full-resolution VA curves around position i (only when the timeline is downsampled)."
     h = self.timeline.layout.meta["detail"]
     if not h: return
@@ -329,7 +333,8 @@ def _update_detail(self, i:int):
             t = self.timeline.data[self._ti[f"va{j}:detail{m}"]]
             t.x, t.y = x, _arr(v[lo:hi, j])
 
-def _render(self, i:int):
+@patch
+def _render(self:VideoScrubber, i:int):
     "Show the frame at position i: image, info, per-frame figures, cursor."
     a, b = self.a, self.b
     fi = int(a["frame_index"][i])
@@ -355,15 +360,14 @@ def _render(self, i:int):
     self._shown = fi
     self.renders += 1
 
-VideoScrubber._pos, VideoScrubber._info_html, VideoScrubber._update_detail, VideoScrubber._render = _pos, _info_html, _update_detail, _render
-
 # %% ../nbs/16_widgets.ipynb #22c9991f
 def _default_scheduler():
     try: loop = asyncio.get_running_loop()
     except RuntimeError: return None
     return loop.call_soon
 
-def _on_slider(self, change):
+@patch
+def _on_slider(self:VideoScrubber, change):
     if self._quiet: return
     self._requested = int(change["new"])
     sched = self._scheduler or _default_scheduler()
@@ -372,25 +376,29 @@ def _on_slider(self, change):
         self._scheduled = True
         sched(self._render_requested)
 
-def _render_requested(self):
+@patch
+def _render_requested(self:VideoScrubber):
     "Render the latest requested frame (if it is not the one shown)."
     self._scheduled = False
     fi = self._requested
     if fi is None or fi == self._shown: return
     self._render(self._pos(fi))
 
-def _on_click(self, trace, points, state):
+@patch
+def _on_click(self:VideoScrubber, trace, points, state):
     "A click seeks there; a shift-click selects the frames from the current one to there."
     if not points.xs: return
     fi = int(round(float(points.xs[0])))
     if getattr(state, "shift", False): self.select(self._shown, fi)
     else: self.clear_selection(); self.show(frame_index=fi)
 
-def step(self, k:int=1):
+@patch
+def step(self:VideoScrubber, k:int=1):
     "Move by k frames."
     self.show(frame_index=int(np.clip(self.slider.value + k, self.slider.min, self.slider.max)))
 
-def show(self, frame_index:int|None=None, # the frame to show (default: the first)
+@patch
+def show(self:VideoScrubber, frame_index:int|None=None, # the frame to show (default: the first)
          video:str|None=None, # switch to this video first
         ):
     "Show a frame (of another video, when given)."
@@ -399,11 +407,9 @@ def show(self, frame_index:int|None=None, # the frame to show (default: the firs
     if self.slider.value == fi: self._render(self._pos(fi))
     else: self.slider.value = fi
 
-VideoScrubber._on_slider, VideoScrubber._render_requested, VideoScrubber._on_click = _on_slider, _render_requested, _on_click
-VideoScrubber.step, VideoScrubber.show = step, show
-
 # %% ../nbs/16_widgets.ipynb #7ace6533
-def set_video(self, video:str):
+@patch
+def set_video(self:VideoScrubber, video:str):
     "Scrub another video of the run."
     if video not in video_slices(self.interp.labels): raise AbawError(f"video {video!r} is not in this run's frames")
     self.video = video
@@ -422,7 +428,8 @@ def set_video(self, video:str):
     finally: self._quiet = False
     self._render(0)
 
-def _update_timeline(self, xrange:bool=False):
+@patch
+def _update_timeline(self:VideoScrubber, xrange:bool=False):
     "Send the current video's timelines to the figure in one batch (the traces stay; their data and rows change)."
     new = self._timeline_figure()
     with self.timeline.batch_update():
@@ -432,25 +439,26 @@ def _update_timeline(self, xrange:bool=False):
         self.timeline.layout.title.text = new.layout.title.text
         if xrange: self.timeline.update_xaxes(range=list(new.layout.xaxis.range))
 
-def static_figures(self) -> list:
+@patch
+def static_figures(self:VideoScrubber) -> list:
     "The current views as plain plotly figures (for documents without a live kernel)."
     tl = self._timeline_figure() if len(self.a["frame_index"]) <= 500 else timeline_figure(
         self.a, self.b, names=(self.model, self.other.name if self.other else "B"), max_points=500, detail=0)
     tl.layout.shapes[0].update(x0=self._shown, x1=self._shown)
     return [go.Figure(f) for f in (self.au_fig, self.expr_fig, self.va_fig)] + [tl]
 
-def _static_html(self) -> str:
+@patch
+def _static_html(self:VideoScrubber) -> str:
     img = base64.b64encode(self.image.value).decode()
     figs = "".join(f"<div style='display:inline-block'>{_fig_div(f)}</div>" for f in self.static_figures())
     return (f"<div class='abaw-static'><img class='abaw-frame' src='data:image/jpeg;base64,{img}' width=240 "
             f"style='image-rendering:pixelated;vertical-align:top'><div style='display:inline-block'>{self.info.value}</div>{figs}</div>")
 
-def _ipython_display_(self): _display_widget(self.widget, self._static_html(), f"VideoScrubber(video={self.video!r}, model={self.model!r})")
+@patch
+def _ipython_display_(self:VideoScrubber): _display_widget(self.widget, self._static_html(), f"VideoScrubber(video={self.video!r}, model={self.model!r})")
 
-def __repr__(self): return f"VideoScrubber(video={self.video!r}, model={self.model!r}, frame={self._shown})"
-
-VideoScrubber.set_video, VideoScrubber._update_timeline, VideoScrubber.static_figures = set_video, _update_timeline, static_figures
-VideoScrubber._static_html, VideoScrubber._ipython_display_, VideoScrubber.__repr__ = _static_html, _ipython_display_, __repr__
+@patch
+def __repr__(self:VideoScrubber): return f"VideoScrubber(video={self.video!r}, model={self.model!r}, frame={self._shown})"
 
 # %% ../nbs/16_widgets.ipynb #3e1e133b
 def _fig_div(fig) -> str:
@@ -626,7 +634,8 @@ class FailureExplorer:
                          f"FailureExplorer(model={self.interp.name!r}{', compare=' + repr(self.other.name) if self.other else ''})")
 
 # %% ../nbs/16_widgets.ipynb #04d601c3
-def _build_compare(self):
+@patch
+def _build_compare(self:FailureExplorer):
     if self.other is None: return
     self.compare_html = widgets.HTML().add_class("abaw-compare")
     self.outcome = widgets.Dropdown(options=list(OUTCOMES[:2]), value=OUTCOMES[0], description="frames")
@@ -635,15 +644,14 @@ def _build_compare(self):
     self.ab_frames.observe(self._on_pick, "value")
     self.compare_box = widgets.HBox([self.compare_html, widgets.VBox([self.outcome, self.ab_frames])])
 
-def _refresh_compare(self):
+@patch
+def _refresh_compare(self:FailureExplorer):
     s = self.interp.compare_summary(self.other)
     self.compare_html.value = (f"<b>A = {self.interp.name}, B = {self.other.name}</b> (frames per outcome)" + _table_html(s, "abaw-compare-table"))
     c = self.interp.compare(self.other, self.task.value, cls=self.cls.value)
     c = c[c.outcome == self.outcome.value]
     self.ab_frames.options = [(f"{v} · frame {i}", (v, int(i))) for v, i in zip(c.video, c.frame_index)]
     self.ab_frames.value = None
-
-FailureExplorer._build_compare, FailureExplorer._refresh_compare = _build_compare, _refresh_compare
 
 # %% ../nbs/16_widgets.ipynb #0b17ab92
 def _mistake_text(task:str, r) -> str:

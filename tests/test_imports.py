@@ -102,7 +102,6 @@ def test_top_level_names_leave_out_patched_methods():
     assert _top_level_names(src) == {"A", "X", "f"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27, open: widgets keeps its methods attached by assignment (the @patch version broke the timeline drag selection in the browser test); strict: drop when widgets uses @patch")
 def test_all_holds_only_module_level_definitions():
     mods = sorted(p.stem for p in PKG.glob("*.py") if p.stem not in ("__init__", "_modidx"))
     found = [p for m in mods for p in all_problems(m)]
