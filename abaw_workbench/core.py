@@ -357,8 +357,7 @@ def method_config(name:str|Path, # a named configuration (`named_configs`) or a 
     if not isinstance(d, dict): raise AbawError(f"{path}: expected a mapping of configuration sections, got {type(d).__name__}")
     d = apply_overrides(d, overrides)
     for st in ENCODER_STAGES:
-        twice = [k for k in ("size", "img_size") if k in (d.get(st) or {})]
-        if twice: raise AbawError(f"{path}: {st}.{twice[0]}: set encoder.{twice[0]} (the encoder is described once, for every stage)")
+        if "encoder" in (d.get(st) or {}): raise AbawError(f"{path}: {st}.encoder: set the top-level encoder (the encoder is described once, for every stage)")
     return d, path
 
 # %% ../nbs/00_core.ipynb #141575b2
@@ -367,7 +366,7 @@ def stage_section(d:dict, # a whole-method configuration's values (`method_confi
                  ) -> dict:
     "The values of one stage of a whole-method configuration."
     out = json.loads(json.dumps(d.get(section) or {}))
-    if section in ENCODER_STAGES: out.update(d.get("encoder") or {})
+    if section in ENCODER_STAGES and d.get("encoder"): out["encoder"] = d["encoder"]
     return out
 
 # %% ../nbs/00_core.ipynb #58f6cc54

@@ -53,7 +53,7 @@ def demo_config(name:str="tiny", # a named configuration (`core.named_configs`) 
     "A named (or YAML) demo configuration with overrides; the encoder section sets every stage's encoder."
     d, path = method_config(name, overrides)
     cfg = load_config(DemoConfig, d, where=str(path))
-    for c in (cfg.pretrain, cfg.finetune): c.size, c.img_size = cfg.encoder.size, cfg.encoder.img_size
+    cfg.pretrain.encoder = cfg.finetune.encoder = cfg.encoder   # one description, read by both stages
     return cfg
 
 # %% ../nbs/13_demo.ipynb #f2d8ed70

@@ -26,7 +26,7 @@ from .tasks import (LossConfig, TaskHeads, TaskLoss, au_pos_weight, expr_class_w
                                   predictions_dataset)
 from .evaluation import evaluate_predictions
 from .metrics import score_arrays
-from .mae import build_encoder, load_checkpoint
+from .mae import EncoderConfig, build_encoder, load_checkpoint
 
 # %% auto #0
 __all__ = ['POOLS', 'PROBE_POOLS', 'FrameModel', 'layer_id', 'layer_decay_groups', 'CropDataset', 'crop_config', 'DecodedCrops',
@@ -191,8 +191,7 @@ def _finetune_train_defaults() -> TrainConfig:
 @dataclass
 class FinetuneConfig:
     "Static fine-tuning: encoder, initial weights, tasks, losses and the loop."
-    size: str = "tiny" # a key of mae.MAE_SIZES
-    img_size: int = 112 # input side in pixels
+    encoder: EncoderConfig = field(default_factory=EncoderConfig) # the encoder fine-tuned (in a whole-method configuration: its `encoder` section)
     init: str|None = None # MAE / timm checkpoint to start from (None: random init, the "no pre-training" ablation)
     allow_partial_init: bool = False # load an `init` of another model in part (warned); False: an error
     tasks: list = field(default_factory=lambda: list(TASKS)) # tasks trained jointly
@@ -217,11 +216,11 @@ class FinetuneStage(Stage):
         self.cfg, self.val_labels, self.crops_root = cfg, val_labels, crops_root
         self.eval_labels = None if val_labels is None else eval_subsample(val_labels, cfg.eval_frames)   # what each evaluation scores
         if model is None:
-            enc = build_encoder(cfg.size, cfg.img_size, drop_path=cfg.drop_path)
+            enc = build_encoder(cfg.encoder.size, cfg.encoder.img_size, drop_path=cfg.drop_path)
             if cfg.init: load_checkpoint(enc, cfg.init, allow_partial=cfg.allow_partial_init)
             model = FrameModel(enc, cfg.tasks, cfg.head_dropout, pool=cfg.pool, grid_dim=cfg.grid_dim)
         self.model = model
-        self.pre = preprocess_config(model.encoder, cfg.img_size)
+        self.pre = preprocess_config(model.encoder, cfg.encoder.img_size)
         self.data = FrameDataset(train_labels, crops_root, self.pre, cfg.tasks, augment=cfg.augment, jitter=cfg.color_jitter,
                                  normalize=not accelerated(get_device(cfg.train.device)))   # beside a GPU: uint8, normalised there
         self.criterion = TaskLoss(cfg.tasks, cfg.loss, au_pos_weight(train_labels.au.values),

@@ -25,9 +25,8 @@ from .train import Stage, TrainConfig, fit, init_distributed, write_timing
 # %% auto #0
 __all__ = ['MAE_SIZES', 'FRESH_KEYS', 'EXTRA_KEYS', 'IMAGE_EXTENSIONS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder',
            'build_encoder', 'size_name', 'LoadReport', 'read_state_dict', 'state_dict_from', 'load_checkpoint',
-           'load_weights', 'list_images', 'ImageFolderDataset', 'EncoderConfig', 'PretrainTrainConfig',
-           'PretrainConfig', 'mask_noise', 'PretrainStage', 'pretrain', 'reconstruction_grid', 'pretrain_args',
-           'pretrain_main']
+           'load_weights', 'list_images', 'ImageFolderDataset', 'EncoderConfig', 'PretrainConfig', 'mask_noise',
+           'PretrainStage', 'pretrain', 'reconstruction_grid', 'pretrain_args', 'pretrain_main']
 
 # %% ../nbs/09_mae.ipynb #d93d0720
 def _sincos_1d(dim:int, pos:torch.Tensor) -> torch.Tensor:
@@ -391,29 +390,22 @@ class EncoderConfig:
     size: str = "tiny" # a key of MAE_SIZES
     img_size: int = 112 # input side in pixels
 
-@dataclass
-class PretrainTrainConfig(TrainConfig):
-    "The loop's settings with MAE pre-training defaults (kept when a YAML file sets only some of them)."
-    epochs: int = 10
-    batch_size: int = 64
-    blr: float = 1.5e-4
-    weight_decay: float = 0.05
-    betas: tuple = (0.9, 0.95)
-    warmup_epochs: float = 2.0
-    out: str = "runs/pretrain"
+def _pretrain_train_defaults() -> TrainConfig:
+    # MAE pre-training recipe: AdamW betas (0.9, 0.95), blr 1.5e-4 (x batch/256), wd 0.05, warm-up + cosine.
+    return TrainConfig(epochs=10, batch_size=64, blr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95), warmup_epochs=2.0,
+                       out="runs/pretrain")
 
 @dataclass
 class PretrainConfig:
-    "MAE pre-training: model size, masking, data and the loop."
-    size: str = "tiny" # a key of MAE_SIZES
-    img_size: int = 112 # input side in pixels
+    "MAE pre-training: the encoder, masking, data and the loop."
+    encoder: EncoderConfig = field(default_factory=EncoderConfig) # the encoder pre-trained (in a whole-method configuration: its `encoder` section)
     mask_ratio: float = 0.75 # fraction of patches removed
     norm_pix_loss: bool = True # reconstruct per-patch normalised pixels
     augment: bool = True # random resized crop + flip
     init: str|None = None # a checkpoint file to start from (official MAE / timm formats)
     allow_partial_init: bool = False # load an `init` of another model in part (warned); False: an error
     val_images: int = 0 # images held out to select best.pt (0: none)
-    train: PretrainTrainConfig = field(default_factory=PretrainTrainConfig)
+    train: TrainConfig = field(default_factory=_pretrain_train_defaults)
 
 def mask_noise(seeds:torch.Tensor, # [N] per-sample seeds
                L:int # patches per image
@@ -445,18 +437,18 @@ class PretrainStage(Stage):
 
 def pretrain(cfg:PretrainConfig, # the run's configuration
              images:str|Path|list, # folder of face images, or a list of files
-             model:MaskedAutoencoder|None=None # start from this model (default: a new one of `cfg.size`)
+             model:MaskedAutoencoder|None=None # start from this model (default: a new one of `cfg.encoder`)
             ) -> MaskedAutoencoder:
     "Pre-train a masked autoencoder on face images; the run folder holds checkpoint.pt (`{'model': ...}`), best.pt, log.jsonl."
     torch.manual_seed(cfg.train.seed)
-    model = model or MaskedAutoencoder(**mae_config(cfg.size, cfg.img_size, norm_pix_loss=cfg.norm_pix_loss))
+    model = model or MaskedAutoencoder(**mae_config(cfg.encoder.size, cfg.encoder.img_size, norm_pix_loss=cfg.norm_pix_loss))
     if cfg.init: load_checkpoint(model, cfg.init, allow_partial=cfg.allow_partial_init)
     files = list_images(images) if not isinstance(images, list) else images
     val = []
     if cfg.val_images:
         perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(cfg.train.seed)).tolist()
         val, files = [files[i] for i in sorted(perm[:cfg.val_images])], [files[i] for i in sorted(perm[cfg.val_images:])]
-    norm = dict(img_size=cfg.img_size, mean=model.pretrained_cfg["mean"], std=model.pretrained_cfg["std"])
+    norm = dict(img_size=cfg.encoder.img_size, mean=model.pretrained_cfg["mean"], std=model.pretrained_cfg["std"])
     data = ImageFolderDataset(files=files, augment=cfg.augment, **norm)
     val = ImageFolderDataset(files=val, augment=False, **norm) if val else None
     out = Path(cfg.train.out)
@@ -503,9 +495,9 @@ def pretrain_main(args) -> int:
     "Run MAE pre-training on a catalog entry."
     if args.config in MAE_SIZES and args.config not in named_configs():
         raise AbawError(f"--config {args.config!r} is a model size: name a configuration ({', '.join(named_configs())}) "
-                        f"or a YAML file, and set the size with size={args.config}")
+                        f"or a YAML file, and set the size with encoder.size={args.config}")
     cfg = stage_config(PretrainConfig, args, "pretrain")
-    mae_config(cfg.size)  # an unknown size fails before any data is touched
+    mae_config(cfg.encoder.size)  # an unknown size fails before any data is touched
     if args.print_config: print_config(cfg); return 0
     entry = load_catalog(args.catalog).resolve(args.dataset, "image_folder")
     pretrain(cfg, list_images(entry.path, entry.options.get("extensions", IMAGE_EXTENSIONS)))

@@ -199,7 +199,7 @@ def stage_extract(root, cfg, a):
     out, clock = {"import_mb": _peak_mb()}, _Clock()
     fc, xc = config_from_dict(FinetuneConfig, cfg["finetune"]), config_from_dict(features.ExtractConfig, cfg["extract"])
     entry = Catalog.load(root / "catalog.yaml").resolve("scale", "affwild2")
-    fm = FrameModel(build_encoder(fc.size, fc.img_size, drop_path=0.0), fc.tasks, pool=fc.pool, grid_dim=fc.grid_dim).eval()
+    fm = FrameModel(build_encoder(fc.encoder.size, fc.encoder.img_size, drop_path=0.0), fc.tasks, pool=fc.pool, grid_dim=fc.grid_dim).eval()
     clock("model")
     class First(Exception): pass
     make_loader = features.make_loader

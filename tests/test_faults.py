@@ -16,7 +16,7 @@ from abaw_workbench.synth import synth_catalog
 
 ABAW = Path(sys.executable).parent / "abaw"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-TINY = ["size=micro", "img_size=32", "train.batch_size=4", "train.progress=false", "eval_batch=16"]
+TINY = ["encoder.size=micro", "encoder.img_size=32", "train.batch_size=4", "train.progress=false", "eval_batch=16"]
 
 
 def cli(capsys, *args):

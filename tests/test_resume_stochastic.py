@@ -22,7 +22,7 @@ def catalog(tmp_path_factory):
 
 def command(catalog, out):
     return [str(ABAW), "finetune", "--catalog", str(catalog), "--dataset", "syn", "--out", str(out),
-            "size=micro", "img_size=32", "drop_path=0.5", "head_dropout=0.5", "train.batch_size=4",
+            "encoder.size=micro", "encoder.img_size=32", "drop_path=0.5", "head_dropout=0.5", "train.batch_size=4",
             f"train.max_steps={STEPS}", "train.checkpoint_every=1", "train.eval_every=100", "train.log_every=1",
             "train.progress=false", "train.seed=3", "eval_batch=16"]
 

@@ -68,4 +68,4 @@ def test_named_configurations_for_every_stage(tmp_path):
             if "train" in ref: ref["train"]["out"] = got["train"]["out"]   # --out's default
             assert got == json.loads(json.dumps(ref, default=list)), (name, cmd)
     got = yaml.safe_load(run("pretrain", "--config", "paper", "--print-config", cwd=tmp_path))
-    assert (got["size"], got["img_size"], got["train"]["batch_size"]) == ("base", 224, 256)
+    assert (got["encoder"]["size"], got["encoder"]["img_size"], got["train"]["batch_size"]) == ("base", 224, 256)
