@@ -4,7 +4,7 @@
 
 # %% ../nbs/05a_catalog.ipynb #0c554895
 from __future__ import annotations
-import inspect, json, os, re, time
+import json, os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,9 +15,9 @@ from .schema import TASKS
 from .layout import FOLDERS, SPLITS, Layout
 
 # %% auto #0
-__all__ = ['KINDS', 'COMMON_KEYS', 'KIND_KEYS', 'OUTPUT_KINDS', 'TOP_KEYS', 'IMAGE_EXTENSIONS', 'CHECKPOINT_FORMATS',
-           'GENERATORS', 'Entry', 'Catalog', 'generate', 'synth_mismatch', 'human_size', 'entry_status', 'project_root',
-           'default_catalog_path', 'load_catalog', 'entry_or_path', 'add_entry', 'catalog_args', 'catalog_main']
+__all__ = ['KINDS', 'COMMON_KEYS', 'KIND_KEYS', 'OUTPUT_KINDS', 'TOP_KEYS', 'IMAGE_EXTENSIONS', 'CHECKPOINT_FORMATS', 'Entry',
+           'Catalog', 'human_size', 'entry_status', 'project_root', 'default_catalog_path', 'load_catalog',
+           'entry_or_path', 'add_entry', 'catalog_args', 'catalog_main']
 
 # %% ../nbs/05a_catalog.ipynb #6bdb90e5
 KINDS = ("affwild2", "image_folder", "checkpoint", "feature_store", "run")
@@ -77,7 +77,8 @@ class Entry:
     def check(self):
         "Raise `AbawError` naming entry, key and path unless the entry's data is usable."
         if not self.path.exists():
-            hint = " (it is generated on first use: run `abaw synth` or use the entry)" if self.generated else ""
+            hint = (f" (a synthetic entry, not generated yet: `abaw_workbench.synth.resolve_entry(catalog, {self.name!r})` generates it,"
+                    " as does any `abaw` command that reads it)") if self.generated else ""
             raise AbawError(f"{self.where()}: {self.path} does not exist{hint}")
         if self.kind in ("affwild2", "image_folder", "feature_store", "run") and not self.path.is_dir():
             raise AbawError(f"{self.where()}: {self.path} is not a directory")
@@ -168,53 +169,12 @@ class Catalog:
     def resolve(self, name:str, # entry name
                 kind:str|None=None # expected kind
                ) -> Entry:
-        "Get an entry ready to read: generated first if it is synthetic and absent, then checked."
+        "Get an entry ready to read: its kind checked, then its data (`Entry.check`); it never writes (`synth.resolve_entry` generates)."
         e = self[name]
         if kind and e.kind != kind: raise AbawError(f"{e.where('kind')}: expected kind {kind!r}, found {e.kind!r}")
-        if e.generated and not e.exists(): generate(e)
-        elif e.generated and (why := synth_mismatch(e)):
-            print(f"[catalog] {e.name!r} at {e.path} was generated with other settings ({why}): generating it again", flush=True)
-            generate(e)
         return e.check()
 
     def __repr__(self): return f"Catalog({self.path}, entries={self.names})"
-
-# %% ../nbs/05a_catalog.ipynb #8d23bbbb
-GENERATORS = {"affwild2": "synth_affwild2", "image_folder": "synth_faces"}  # kind -> function of the synth module
-
-def _generator(e:Entry):
-    from abaw_workbench import synth   # imported here: synth pulls in OpenCV and PyAV, needed only to generate data
-    if e.kind not in GENERATORS: raise AbawError(f"{e.where('synth')}: kind {e.kind!r} cannot be generated")
-    return getattr(synth, GENERATORS[e.kind])
-
-def generate(e:Entry):
-    "Generate a synthetic entry's data at its path."
-    fn = _generator(e)
-    print(f"[catalog] generating {e.name!r} at {e.path} ...", flush=True)
-    fn(e.path, **dict(e.options["synth"]))
-
-def _old_synth_faces(path:Path) -> bool:
-    "A face folder written by the generator before it left a manifest (its labels.csv has the generator's header)."
-    f = path / "labels.csv"
-    try: return f.is_file() and f.open().readline().startswith("file,identity,expr,AU1,")
-    except OSError: return False
-
-def synth_mismatch(e:Entry) -> str|None:
-    "How a generated entry on disk differs from its `synth` options and the generator's version (None: it does not)."
-    m = Path(e.path) / ".synth" / "manifest.json"
-    if e.kind == "image_folder" and not m.exists() and _old_synth_faces(Path(e.path)):
-        return "written by an older generator (no manifest)"
-    if e.kind not in GENERATORS or not m.exists(): return None   # only folders the generator wrote (it leaves this manifest)
-    from abaw_workbench import synth   # see `_generator`
-    try: man = json.loads(m.read_text())
-    except (json.JSONDecodeError, OSError) as err: return f"unreadable {m.name}: {err}"
-    have = man.get("args", {})
-    fn = _generator(e)
-    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
-    want = {k: v for k, v in {**defaults, **e.options["synth"]}.items() if k in have}
-    diff = [f"{k} {have[k]} -> {v}" for k, v in want.items() if have[k] != v]
-    if man.get("version") != synth.GENERATOR_VERSION: diff.append(f"generator version {man.get('version')} -> {synth.GENERATOR_VERSION}")
-    return ", ".join(diff) or None
 
 # %% ../nbs/05a_catalog.ipynb #f550121e
 def _size(p:Path, budget:float=2.0) -> tuple[int, bool]:
@@ -273,7 +233,7 @@ def entry_or_path(cat:Catalog, # the catalog names are looked up in
                   output:bool=False, # an output: the path need not exist (an entry is not resolved)
                   must_exist:bool=True, # a path (not a name) must exist; False: the caller checks it with its own message
                  ) -> Path:
-    "The path `x` names: a catalog entry's (resolved, so generated when synthetic) or `x` itself as a path."
+    "The path `x` names: a catalog entry's (resolved: kind and data checked) or `x` itself as a path."
     if str(x) in cat: return cat[str(x)].path if output else cat.resolve(str(x), kind).path
     p = Path(x)
     if output or not must_exist or p.exists(): return p

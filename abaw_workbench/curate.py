@@ -18,6 +18,7 @@ from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, frame_positions, vide
 from .layout import SPLITS, Layout
 from .catalog import Catalog, add_entry, load_catalog
 from .annotations import read_annotation_file, write_annotation_file, _list_txt
+from .synth import resolve_entry
 from .explore import as_run, frame_runs
 
 # %% auto #0
@@ -381,7 +382,7 @@ def export_corrected(run, # a run folder or `runs.Run` whose corrections to appl
     cur = Curation.of(run)
     cat = load_catalog(catalog)
     if not run.dataset: raise AbawError(f"{run.path}: the run does not name its data set (run.json has no 'dataset')")
-    origin, out = cat.resolve(run.dataset, "affwild2"), Path(out).absolute()
+    origin, out = resolve_entry(cat, run.dataset, "affwild2"), Path(out).absolute()
     _check_out(out, origin, name, cat)
     corrections, base = cur.corrections, cat.path.parent
     with atomic_dir(out) as tmp:

@@ -16,7 +16,7 @@ from .schema import TASKS, load_predictions
 from .annotations import read_split, split_summary
 from .catalog import Catalog, load_catalog
 from .layout import Layout
-from .synth import GENERATOR_VERSION, synth_catalog
+from .synth import GENERATOR_VERSION, resolve_entry, synth_catalog
 from .figures import au_f1_bars, expr_confusion, metrics_table, most_va_labelled, va_scatter, va_timeline
 from .mae import (EncoderConfig, PretrainConfig, ImageFolderDataset, MaskedAutoencoder, build_encoder, list_images, mae_config,
                                 pretrain, reconstruction_grid)
@@ -171,8 +171,8 @@ def pretrain_images(cat:Catalog, # the catalog
                    ) -> Path|list:
     "The images MAE pre-training reads for catalog entry `name`: a folder, or a list of crop files."
     e = cat[name]
-    if e.kind != "affwild2": return cat.resolve(name, "image_folder").path
-    entry = cat.resolve(name, "affwild2")
+    if e.kind != "affwild2": return resolve_entry(cat, name, "image_folder").path
+    entry = resolve_entry(cat, name, "affwild2")
     lay = Layout.of(entry)
     return [f for v in sorted(set(read_split(entry, "train").video.values)) for f in list_images(lay.crop_dir(str(v)))]
 
@@ -200,13 +200,13 @@ def method_stages(cfg:DemoConfig, # every stage's settings
     ds_e, fc_e = cat[cfg.dataset], (cat[cfg.faces] if pretrained else None)
     def ident(e): return None if e is None else [str(e.path), e.options] + ([GENERATOR_VERSION] if e.generated else [])  # regenerated data: new stages
     def data(d):
-        entry = cat.resolve(cfg.dataset, "affwild2")
+        entry = resolve_entry(cat, cfg.dataset, "affwild2")
         if pretrained: pretrain_images(cat, cfg.faces)
         summary = {s: split_summary(read_split(entry, s)) for s in ("train", "validation")}
         for s, t in summary.items(): log(f"[demo] {s}: {t}")
         return {"summary": summary}
     run("data", {"dataset": ident(ds_e), "faces": ident(fc_e)}, data)
-    entry = cat.resolve(cfg.dataset, "affwild2")
+    entry = resolve_entry(cat, cfg.dataset, "affwild2")
     labels = {s: read_split(entry, s) for s in ("train", "validation")}
     folders, init = {}, None
     if pretrained:

@@ -22,6 +22,7 @@ from .schema import fps_from_name, make_dataset, video_slices, write_netcdf
 from .layout import Layout, crop_indices, crop_name
 from .annotations import read_split, read_test_list
 from .catalog import Catalog, entry_or_path, load_catalog
+from .synth import resolve_entry
 from .data import (accelerated, label_arrays, make_loader, prepare_batch, preprocess_config, resize_on_device,
                                  stored_crop_size, window_starts)
 from .train import ToHost, amp_dtype
@@ -452,7 +453,7 @@ def extract_main(args) -> int:
     cfg = stage_config(ExtractConfig, args, "extract")
     if args.print_config: print_config(cfg); return 0
     cat = load_catalog(args.catalog)
-    entry = cat.resolve(args.dataset, "affwild2")
+    entry = resolve_entry(cat, args.dataset, "affwild2")
     enc = entry_or_path(cat, args.encoder, "checkpoint", must_exist=False)
     if not enc.exists(): raise AbawError(f"--encoder: checkpoint {enc} does not exist")
     out = entry_or_path(cat, args.out, output=True)

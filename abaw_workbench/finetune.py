@@ -19,6 +19,7 @@ from .schema import TASKS
 from .layout import Layout
 from .annotations import read_split
 from .catalog import entry_or_path, load_catalog
+from .synth import resolve_entry
 from .data import (FrameDataset, _Crops, accelerated, decode_file, load_image, make_loader, normalize_batch, prepare_batch,
                                  preprocess_config, resize_image, resize_on_device, stored_crop_size)
 from .train import Stage, ToHost, TrainConfig, _better, fit, read_checkpoint, write_run
@@ -309,7 +310,7 @@ def finetune_main(args) -> int:
     if args.init: cfg.init = str(entry_or_path(cat, args.init, "checkpoint", must_exist=False))  # a path, never parsed
     if args.allow_partial_init: cfg.allow_partial_init = True
     if args.print_config: print_config(cfg); return 0
-    entry = cat.resolve(args.dataset, "affwild2")
+    entry = resolve_entry(cat, args.dataset, "affwild2")
     if cfg.init and not Path(cfg.init).exists(): raise AbawError(f"init: checkpoint {cfg.init} does not exist")
     print(json.dumps(run_finetune(cfg, entry, args.out)))
     return 0

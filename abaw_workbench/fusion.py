@@ -17,6 +17,7 @@ from .layout import Layout
 from .schema import TASKS, save_predictions, video_slices
 from .annotations import read_split
 from .catalog import entry_or_path, load_catalog
+from .synth import resolve_entry
 from .data import window_starts
 from .train import Stage, TrainConfig, fit, param_groups, read_checkpoint, to_device, write_run, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
@@ -338,7 +339,7 @@ def fuse_main(args) -> int:
     cfg = stage_config(FuseRunConfig, args, "fusion")
     if args.print_config: print_config(cfg); return 0
     cat = load_catalog(args.catalog)
-    entry = cat.resolve(args.dataset, "affwild2")
+    entry = resolve_entry(cat, args.dataset, "affwild2")
     store = FeatureStore(entry_or_path(cat, args.features, "feature_store", must_exist=False))
     m = run_fusion(cfg, store, read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks), args.out, entry)
     print(json.dumps(m))

@@ -20,6 +20,7 @@ from torch import nn
 
 from .core import AbawError, Timer, atomic_write, named_configs, print_config, stage_args, stage_config
 from .catalog import load_catalog
+from .synth import resolve_entry
 from .train import Stage, TrainConfig, fit, init_distributed, write_timing
 
 # %% auto #0
@@ -499,7 +500,7 @@ def pretrain_main(args) -> int:
     cfg = stage_config(PretrainConfig, args, "pretrain")
     mae_config(cfg.encoder.size)  # an unknown size fails before any data is touched
     if args.print_config: print_config(cfg); return 0
-    entry = load_catalog(args.catalog).resolve(args.dataset, "image_folder")
+    entry = resolve_entry(load_catalog(args.catalog), args.dataset, "image_folder")
     pretrain(cfg, list_images(entry.path, entry.options.get("extensions", IMAGE_EXTENSIONS)))
     print(f"[pretrain] done: {Path(cfg.train.out) / 'checkpoint.pt'}", file=sys.stderr)
     return 0

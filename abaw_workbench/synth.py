@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_synth.ipynb #29e9d636
 from __future__ import annotations
-import json, math, os, shutil, time, warnings
+import inspect, json, math, os, shutil, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +16,16 @@ from scipy.signal import lfilter
 from .core import AbawError, atomic_dir, atomic_write
 from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS
 from .layout import SPLITS as LABELLED_SPLITS, Layout, crop_name
+from .catalog import Catalog, Entry
 from .annotations import HEADERS, read_split, write_annotation_file
 from .metrics import ccc
 
 # %% auto #0
 __all__ = ['EXPR_PRIOR', 'EXPR_PROTOTYPES', 'EXPR_VALENCE', 'EXPR_AROUSAL', 'AU_BACKGROUND', 'SR', 'FPS', 'RAW_H', 'RAW_FACE',
-           'SPLITS', 'GENERATOR_VERSION', 'Labels', 'synth_labels', 'Identity', 'random_identity', 'draw_face',
-           'FaceRenderer', 'synth_voice', 'room_noise', 'Subject', 'render_video', 'manifest_head', 'plan_dataset',
-           'synth_affwild2', 'synth_faces', 'synth_catalog', 'synth_args', 'synth_main', 'synth_faces_args',
-           'synth_faces_main', 'pixel_baseline']
+           'SPLITS', 'GENERATOR_VERSION', 'GENERATORS', 'Labels', 'synth_labels', 'Identity', 'random_identity',
+           'draw_face', 'FaceRenderer', 'synth_voice', 'room_noise', 'Subject', 'render_video', 'manifest_head',
+           'plan_dataset', 'synth_affwild2', 'synth_faces', 'generate', 'synth_mismatch', 'resolve_entry',
+           'synth_catalog', 'synth_args', 'synth_main', 'synth_faces_args', 'synth_faces_main', 'pixel_baseline']
 
 # %% ../nbs/05_synth.ipynb #27648907
 EXPR_PRIOR = np.array([0.30, 0.07, 0.05, 0.05, 0.2, 0.12, 0.09, 0.12])  # Neutral ... Other
@@ -690,9 +691,59 @@ def synth_faces(out:str|Path, # the folder to write (created; replaced if it exi
             (tmp / f).write_bytes(cv2.imencode(".jpg", img, enc)[1].tobytes())
             rows.append(f"{f},{cur},{c}," + ",".join(str(int(x >= 0.5)) for x in au))
         (tmp / "labels.csv").write_text("\n".join(rows) + "\n")
-        (tmp / ".synth").mkdir()   # what made the folder: the catalog regenerates it when this changes
+        (tmp / ".synth").mkdir()   # what made the folder: `resolve_entry` regenerates it when this changes
         (tmp / ".synth" / "manifest.json").write_text(json.dumps(manifest_head(images=images, seed=seed, size=size), indent=1))
     return out
+
+# %% ../nbs/05_synth.ipynb #304c2dfa
+GENERATORS = {"affwild2": synth_affwild2, "image_folder": synth_faces}  # kind -> the function that generates it
+
+def _generator(e:Entry):
+    if e.kind not in GENERATORS: raise AbawError(f"{e.where('synth')}: kind {e.kind!r} cannot be generated")
+    return GENERATORS[e.kind]
+
+def generate(e:Entry):
+    "Generate a synthetic entry's data at its path."
+    fn = _generator(e)
+    print(f"[catalog] generating {e.name!r} at {e.path} ...", flush=True)
+    fn(e.path, **dict(e.options["synth"]))
+
+# %% ../nbs/05_synth.ipynb #59b167c4
+def _old_synth_faces(path:Path) -> bool:
+    "A face folder written by the generator before it left a manifest (its labels.csv has the generator's header)."
+    f = path / "labels.csv"
+    try: return f.is_file() and f.open().readline().startswith("file,identity,expr,AU1,")
+    except OSError: return False
+
+def synth_mismatch(e:Entry) -> str|None:
+    "How a generated entry on disk differs from its `synth` options and the generator's version (None: it does not)."
+    m = Path(e.path) / ".synth" / "manifest.json"
+    if e.kind == "image_folder" and not m.exists() and _old_synth_faces(Path(e.path)):
+        return "written by an older generator (no manifest)"
+    if e.kind not in GENERATORS or not m.exists(): return None   # only folders the generator wrote (it leaves this manifest)
+    try: man = json.loads(m.read_text())
+    except (json.JSONDecodeError, OSError) as err: return f"unreadable {m.name}: {err}"
+    have = man.get("args", {})
+    fn = _generator(e)
+    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
+    want = {k: v for k, v in {**defaults, **e.options["synth"]}.items() if k in have}
+    diff = [f"{k} {have[k]} -> {v}" for k, v in want.items() if have[k] != v]
+    if man.get("version") != GENERATOR_VERSION: diff.append(f"generator version {man.get('version')} -> {GENERATOR_VERSION}")
+    return ", ".join(diff) or None
+
+# %% ../nbs/05_synth.ipynb #c9cc8cca
+def resolve_entry(cat:Catalog, # the catalog
+                  name:str, # entry name
+                  kind:str|None=None # expected kind
+                 ) -> Entry:
+    "An entry ready to read: generated first when synthetic and absent, generated again when `synth_mismatch` finds it stale, then checked."
+    e = cat[name]
+    if kind and e.kind != kind: raise AbawError(f"{e.where('kind')}: expected kind {kind!r}, found {e.kind!r}")
+    if e.generated and not e.exists(): generate(e)
+    elif e.generated and (why := synth_mismatch(e)):
+        print(f"[catalog] {e.name!r} at {e.path} was generated with other settings ({why}): generating it again", flush=True)
+        generate(e)
+    return cat.resolve(name, kind)
 
 # %% ../nbs/05_synth.ipynb #be74fb01
 def synth_catalog(folder:str|Path, # where the catalog file goes; the entries' paths are relative to it
@@ -703,7 +754,7 @@ def synth_catalog(folder:str|Path, # where the catalog file goes; the entries' p
                   data:str="data", # the folder of the generated sets, relative to `folder` ("": `folder` itself)
                   file:str="catalog.yaml" # the catalog file's name
                  ) -> Path:
-    "Write a catalog of a small synthetic set (and face images), generated when first resolved; returns its path."
+    "Write a catalog of a small synthetic set (and face images), generated when `resolve_entry` first reads them; returns its path."
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     at = lambda n: f"{data}/{n}" if data else n
     lines = ["cache_dir: cache", "entries:",

@@ -42,6 +42,7 @@ from abaw_workbench.fusion import FusionStage, audio_stats
 from abaw_workbench.layout import Layout
 from abaw_workbench.mae import MaskedAutoencoder, list_images, mae_config, pretrain
 from abaw_workbench.schema import video_slices
+from abaw_workbench.synth import resolve_entry
 from abaw_workbench.train import bare_step_seconds, fit
 
 TARGET = {"train": 0.85, "infer": 0.9}
@@ -94,7 +95,7 @@ def measure(a, label=""):
     warnings.filterwarnings("ignore")
     cfg = demo_config(a.config, a.overrides)
     cat = Catalog.load(a.catalog or default_catalog_path())
-    entry = cat.resolve(cfg.dataset, "affwild2")
+    entry = resolve_entry(cat, cfg.dataset, "affwild2")
     e, H, S = cfg.encoder, cfg.encoder.img_size, a.steps
     on = stage_steps(cfg)   # each stage's device, dtype and optimizer, as its loop runs
     spin = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_THREAD_TIMEOUT") if k in os.environ}
@@ -107,7 +108,7 @@ def measure(a, label=""):
     rnd = lambda st, *shape: torch.randn(*shape, device=on[st][0])
 
     if want("pretrain"):
-        faces = list_images(cat.resolve(cfg.faces, "image_folder").path)
+        faces = list_images(resolve_entry(cat, cfg.faces, "image_folder").path)
         pc = cfg.pretrain
         def real(): return loop_step_seconds(lambda o: pretrain(dataclasses.replace(pc, train=dataclasses.replace(pc.train, **o)), faces),
                                              S, tmp / f"pre{next(k)}")

@@ -33,6 +33,7 @@ import bench_stages
 from abaw_workbench.catalog import Catalog, default_catalog_path
 from abaw_workbench.demo import demo_config, stage_steps
 from abaw_workbench.mae import MaskedAutoencoder, mae_config
+from abaw_workbench.synth import resolve_entry
 from abaw_workbench.train import bare_step_seconds
 
 TARGETS = {"train": 0.85, "extract": 0.8}
@@ -146,7 +147,7 @@ def demo(a, overrides, out):
 def predict(a, cfg, out):
     from abaw_workbench.predict import PredictConfig, predict_paths
     cat = Catalog.load(a.catalog or default_catalog_path())
-    video = sorted(p for p in (cat.resolve(cfg.dataset, "affwild2").path / "videos").iterdir() if p.suffix in (".mp4", ".avi"))[0]
+    video = sorted(p for p in (resolve_entry(cat, cfg.dataset, "affwild2").path / "videos").iterdir() if p.suffix in (".mp4", ".avi"))[0]
     timer, t0 = {}, time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

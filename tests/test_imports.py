@@ -59,7 +59,6 @@ def test_the_checker_finds_a_contract_importing_a_stage(tmp_path):
     assert contract_breaches(import_graph(pkg)) == ["catalog -> synth"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27, open: catalog still imports synth to generate missing synthetic data; strict: drop this mark when that moves to the data layer")
 def test_contracts_import_only_contracts():
     "design.md: contracts import only contracts, function-local imports included (a data/stage/pipeline import breaks the layer)."
     found = contract_breaches(import_graph(PKG))

@@ -3,7 +3,7 @@ finetune → extract → fuse → score, on a very small synthetic set (a few st
 import json, os, subprocess, sys
 from pathlib import Path
 
-from abaw_workbench.synth import synth_catalog
+from abaw_workbench.synth import resolve_entry, synth_catalog
 
 ABAW = Path(sys.executable).parent / "abaw"
 
@@ -42,7 +42,7 @@ def test_stages_one_by_one(tmp_path):
     from abaw_workbench.schema import prediction_values
     from abaw_workbench.catalog import Catalog
     from abaw_workbench.schema import video_slices
-    entry = Catalog.load(tmp_path / "cat.yaml").resolve("syn")
+    entry = resolve_entry(Catalog.load(tmp_path / "cat.yaml"), "syn")
     preds = xr.load_dataset(tmp_path / "runs/fuse/predictions_validation.nc", engine="h5netcdf")
     labels_dir = entry.layout.annotation_dir("expr", "validation")
     pred_dir = tmp_path / "pred_expr"
