@@ -27,6 +27,7 @@ __all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_T
 # %% ../nbs/14_ablate.ipynb #290ac4f2
 GRID_KEYS = ("notebook", "description", "parameters", "zip", "fixed", "seeds", "seed_parameter", "timeout", "table")
 
+# %% ../nbs/14_ablate.ipynb #c5624ef4
 @dataclass
 class GridRun:
     "One run of a grid: a notebook and the values injected into its parameters cell."
@@ -34,6 +35,7 @@ class GridRun:
     notebook: Path # the experiment notebook
     parameters: dict # parameter name -> value
 
+# %% ../nbs/14_ablate.ipynb #cc4665d4
 def run_id(notebook:str|Path, # the experiment notebook
            parameters:dict # its parameters
           ) -> str:
@@ -130,6 +132,7 @@ def _code_cell(src, tags=()):
     if tags: c.metadata["tags"] = list(tags)
     return c
 
+# %% ../nbs/14_ablate.ipynb #9612d356
 def make_probe_notebook(path:str|Path # where to write the notebook
                        ) -> Path:
     "A tiny experiment notebook for tests and examples: fails on `fail`, sleeps `sleep` s, records `x * scale + seed`, hangs after its last cell on `hang`."
@@ -158,6 +161,7 @@ def _type_of_default(default:str) -> str:
     try: return type(ast.literal_eval(default)).__name__
     except (ValueError, SyntaxError): return "None"
 
+# %% ../nbs/14_ablate.ipynb #796f412a
 def _value_ok(v, tp:str) -> bool:
     tp = tp.strip()
     m = re.fullmatch(r"(?:typing\.)?Optional\[(.*)\]", tp)
@@ -172,6 +176,7 @@ def _value_ok(v, tp:str) -> bool:
     if base == "dict": return isinstance(v, dict)
     return True
 
+# %% ../nbs/14_ablate.ipynb #9c307ae1
 def check_parameters(grid:Grid # a loaded grid
                     ) -> dict:
     "Check every parameter of `grid` against its notebook's parameters cell; returns the notebook's parameters."
@@ -214,6 +219,7 @@ EXECUTED = "notebook.ipynb" # the executed notebook in each run folder
 BASE_ENV = "ABAW_ABLATE_BASE" # tells the kernel (which runs in the run folder) where relative paths in the parameters start
 _ACTIVE = set() # run folders this process is executing
 
+# %% ../nbs/14_ablate.ipynb #2c9c75b4
 def _kill_tree(proc, known:set):
     "Kill `proc`'s session and every process seen under it (kernels start sessions of their own)."
     with contextlib.suppress(ProcessLookupError, PermissionError): os.killpg(proc.pid, signal.SIGKILL)
@@ -221,8 +227,10 @@ def _kill_tree(proc, known:set):
         with contextlib.suppress(psutil.Error): p.kill()
     with contextlib.suppress(Exception): proc.wait(10)
 
+# %% ../nbs/14_ablate.ipynb #67fc108c
 PAPERMILL_TAGS = {"papermill-error-cell-tag", "injected-parameters"}
 
+# %% ../nbs/14_ablate.ipynb #23e6cdbf
 def _error_cell(nb_path:Path) -> dict|None:
     "The first cell of an executed notebook with an error: its index in the experiment notebook (papermill's own cells not counted), source, error."
     import nbformat
@@ -235,6 +243,7 @@ def _error_cell(nb_path:Path) -> dict|None:
                 return {"cell": i, "source": c.source, "ename": o.get("ename", ""), "evalue": o.get("evalue", "")}
     return None
 
+# %% ../nbs/14_ablate.ipynb #69fee61c
 class _LastCell:
     "When papermill recorded every cell of the executed notebook as completed (read again when the file changes)."
     def __init__(self, folder:Path): self.path, self.seen, self.at = folder / EXECUTED, None, None
@@ -251,6 +260,7 @@ class _LastCell:
                     self.at = time.time()
         return -1.0 if self.at is None else time.time() - self.at
 
+# %% ../nbs/14_ablate.ipynb #bc497b98
 def _now() -> str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 # %% ../nbs/14_ablate.ipynb #b87976e2
@@ -320,18 +330,21 @@ def read_status(folder:str|Path) -> dict|None:
     f = Path(folder) / STATUS
     return json.loads(f.read_text()) if f.exists() else None
 
+# %% ../nbs/14_ablate.ipynb #76e1eb51
 def portable_path(p:str|Path # a file
                  ) -> str:
     "`p` relative to the project root when it lies there (results stay true when the project moves), else absolute."
     p, root = Path(p).resolve(), project_root().resolve()
     return str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
 
+# %% ../nbs/14_ablate.ipynb #0497324d
 def _write_grid_json(grid:Grid, out:Path, runs:list[GridRun]):
     d = {"format": 1, "grid": portable_path(grid.path), "notebook": portable_path(grid.notebook), "description": grid.description,
          "varied": grid.varied, "seed_parameter": grid.seed_parameter, "table": grid.table,
          "runs": [{"run": r.id, "parameters": r.parameters} for r in runs]}
     with atomic_write(out / "grid.json", "w") as f: json.dump(d, f, indent=1, default=str)
 
+# %% ../nbs/14_ablate.ipynb #d09968e0
 def _watch_parent(parent:int):
     "In a pool worker: exit when the process that made the pool is gone (no idle orphans after a SIGKILL)."
     import threading
@@ -340,6 +353,7 @@ def _watch_parent(parent:int):
         os._exit(1)
     threading.Thread(target=watch, daemon=True).start()
 
+# %% ../nbs/14_ablate.ipynb #01e1937f
 class _Progress:
     "A progress bar of runs: done / failed / timed out / running."
     def __init__(self, total, enabled=True):
@@ -372,6 +386,7 @@ def run_grid(grid:Grid|str|Path, # a grid or grid file
         except BlockingIOError: raise AbawError(f"{out}: another `abaw ablate` is running on this folder") from None
         return _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log, after_last_cell)
 
+# %% ../nbs/14_ablate.ipynb #b9e48050
 def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log, after_last_cell) -> xr.Dataset:
     runs, timeout = grid.runs(), timeout if timeout is not None else grid.timeout
     _write_grid_json(grid, out, runs)
@@ -412,6 +427,7 @@ def _run_grid(grid, out, workers, executor, retry_failed, timeout, progress, log
     write_results(ds, out)
     return ds
 
+# %% ../nbs/14_ablate.ipynb #4b3fd2cb
 def _record_crash(folder:Path, r:GridRun, e:BaseException) -> dict:
     rec = {"format": 1, "run": r.id, "notebook": str(r.notebook), "parameters": r.parameters, "status": "failed",
            "error": {"cell": -1, "source": "", "ename": type(e).__name__, "evalue": str(e)}, "returncode": None,
@@ -429,6 +445,7 @@ def _flatten(d, prefix="") -> dict:
         elif isinstance(v, (int, float)) and not isinstance(v, bool): out[key] = float(v)
     return out
 
+# %% ../nbs/14_ablate.ipynb #97a25da7
 def _column(values:list) -> np.ndarray:
     "One coordinate from a parameter's values: bool, int, float, or strings (JSON for anything else)."
     vals = [v for v in values if v is not None]
@@ -438,6 +455,7 @@ def _column(values:list) -> np.ndarray:
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals): return np.array(vals, np.float64)
     return np.array([v if isinstance(v, str) else json.dumps(v) for v in values], dtype=object)
 
+# %% ../nbs/14_ablate.ipynb #dbd3baf6
 def load_results(out:str|Path # a grid's output folder (`abaw ablate --out`), or a folder of its results (`ablations/results/<grid>`)
                 ) -> xr.Dataset:
     "Every run of a grid's output folder as one Dataset (dimension `run`); from `results.nc` where the runs are not there."
@@ -477,8 +495,10 @@ def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)): return "" if np.isnan(v) else f"{v:.4f}"
     return str(v)
 
+# %% ../nbs/14_ablate.ipynb #d5e936d2
 def _note(ds, i) -> str: return str(ds.note.values[i]) if "note" in ds else ""   # results written before runs had notes
 
+# %% ../nbs/14_ablate.ipynb #b42811d5
 def summary_frame(ds:xr.Dataset, # results (`load_results`)
                   metrics:list|None=None # metrics to summarise (default: all)
                  ):
@@ -493,6 +513,7 @@ def summary_frame(ds:xr.Dataset, # results (`load_results`)
     g = df.groupby(keys, sort=False) if keys else df.assign(_all="all").groupby("_all")
     return g[metrics].agg(["mean", "std", "count"])
 
+# %% ../nbs/14_ablate.ipynb #898a180f
 def results_markdown(ds:xr.Dataset, # results (`load_results`)
                      metrics:list|None=None # metrics in the tables (default: the grid's `table`, else all)
                     ) -> str:
@@ -551,6 +572,7 @@ def results_figures(ds:xr.Dataset, # results (`load_results`)
             figs.append(fig)
     return figs
 
+# %% ../nbs/14_ablate.ipynb #cdeaa596
 def write_results(ds:xr.Dataset, # results (`load_results`)
                   out:str|Path # the grid's output folder
                  ) -> dict:
@@ -587,6 +609,7 @@ def ablate_args(p):
     p.add_argument("--scheduler", default=None, help="a dask.distributed scheduler address: run there instead of a local process pool")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+# %% ../nbs/14_ablate.ipynb #a0fd650f
 def ablate_main(args) -> int:
     "Run a grid and write its results table."
     grid = with_fixed(load_grid(args.grid), args.fixed)

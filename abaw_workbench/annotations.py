@@ -37,8 +37,10 @@ def _split_header(raw:bytes) -> tuple[bytes, bytes]:
     if nl < 0: return raw, b""
     return raw[:nl], raw[nl + 1:].rstrip(b"\n")
 
+# %% ../nbs/03_annotations.ipynb #0c70167f
 _NUMBER = re.compile(rb"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
+# %% ../nbs/03_annotations.ipynb #cfe05741
 def _first_bad_token(body:bytes) -> tuple[int, str]:
     "Slow path, for error messages only: the first line (0-based, in the body) and token that is not a decimal number."
     for i, line in enumerate(body.split(b"\n")):
@@ -46,6 +48,7 @@ def _first_bad_token(body:bytes) -> tuple[int, str]:
             if not _NUMBER.fullmatch(tok): return i, tok.decode("utf-8", "replace")
     return -1, ""
 
+# %% ../nbs/03_annotations.ipynb #62dd21c0
 def _parse_values(body:bytes, k:int, path) -> np.ndarray:
     "Parse the data lines (no header) into a float64 [n, k] array; structural errors name the line."
     if not body: return np.zeros((0, k))
@@ -77,6 +80,7 @@ def _range_error(path, task, v, bad):
             "va": "VA values must lie in [-1, 1] (-5 = no label)"}[task]
     raise AbawError(f"{path}: line {i + 2}: {col} = {v[i, j]:g} out of range: {what}")
 
+# %% ../nbs/03_annotations.ipynb #99efe8e3
 def read_annotation_file(path:str|Path, # an AU, EXPR or VA annotation (or prediction) file
                          task:str, # "au", "expr" or "va"
                         ) -> np.ndarray:
@@ -110,6 +114,7 @@ def format_floats(v) -> list[str]:
     s = map(repr, v.tolist()) if v.dtype == np.float64 else v.astype(str).tolist()
     return [(x[:-2] if x.endswith(".0") else x) if "e" not in x else np.format_float_positional(t(x), trim="-") for x in s]
 
+# %% ../nbs/03_annotations.ipynb #a03b77e3
 def format_rows(task:str, # "au", "expr" or "va"
                 values, # as returned by `read_annotation_file`
                 where:str="values" # name used in error messages
@@ -137,6 +142,7 @@ def format_rows(task:str, # "au", "expr" or "va"
         toks[~nan] = format_floats(v[~nan])
     return [",".join(r) for r in toks.tolist()]
 
+# %% ../nbs/03_annotations.ipynb #8d11b831
 def format_annotations(task:str, # "au", "expr" or "va"
                        values, # as returned by `read_annotation_file`
                        where:str="values" # name used in error messages
@@ -144,6 +150,7 @@ def format_annotations(task:str, # "au", "expr" or "va"
     "The text of an annotation file for `values`."
     return HEADERS[task] + "\n" + "".join(r + "\n" for r in format_rows(task, values, where))
 
+# %% ../nbs/03_annotations.ipynb #5c8c3f46
 def write_annotation_file(path:str|Path, # the file to (re)write
                           task:str, # "au", "expr" or "va"
                           values, # AU [n,12] 0/1/NaN, EXPR [n] 0-7/-1, VA [n,2] floats/NaN
@@ -168,6 +175,7 @@ def _video_time(video_names, counts, fi) -> np.ndarray:
     fps = np.array([fps_from_name(v) or np.nan for v in video_names], np.float64)
     return (fi - 1) / np.repeat(fps, counts)
 
+# %% ../nbs/03_annotations.ipynb #135a9818
 def _crop_mask(lay, videos, counts, starts, crops:bool) -> tuple:
     "Which labelled frames have a crop (all when not `crops`), how many crops lie past the last labelled line, videos without crops."
     n = int(counts.sum())
@@ -184,6 +192,7 @@ def _crop_mask(lay, videos, counts, starts, crops:bool) -> tuple:
             n_extra += int((idx > counts[i]).sum())
     return has_face, n_extra, no_crops
 
+# %% ../nbs/03_annotations.ipynb #bd24c196
 def read_split(entry, # a catalog `Entry` of kind affwild2
                split:str, # "train" or "validation"
                tasks:Sequence[str]|None=None, # default: the entry's tasks
@@ -239,6 +248,7 @@ def read_split(entry, # a catalog `Entry` of kind affwild2
               file=sys.stderr)
     return ds.assign_coords(task=list(TASKS))
 
+# %% ../nbs/03_annotations.ipynb #d8004e64
 def split_summary(ds:xr.Dataset) -> str:
     "A few lines describing a split read by `read_split`: sizes, labels per task, missing-frame counts."
     a = ds.attrs
@@ -290,6 +300,7 @@ def write_annotations(ds:xr.Dataset, # labels in the schema
 # %% ../nbs/03_annotations.ipynb #1e4ff1af
 _TEST_ROW = re.compile(r"^[ \t]*(([^,\n]+)/(\d+)\.jpg)[ \t]*(?:,[^\n]*)?$", re.M)
 
+# %% ../nbs/03_annotations.ipynb #110c4113
 def _read_test_table(path) -> tuple[str, str, np.ndarray, np.ndarray, np.ndarray]:
     "task, header line, locations, videos, frame indices of a test-set sample file."
     path = Path(path)
@@ -312,6 +323,7 @@ def _read_test_table(path) -> tuple[str, str, np.ndarray, np.ndarray, np.ndarray
     fi = np.array([r[2] for r in rows]).astype(np.int64) if rows else np.zeros(0, np.int64)
     return task, head, loc, vid, fi
 
+# %% ../nbs/03_annotations.ipynb #18e91250
 def read_test_list(path:str|Path # a CVPR_5th_ABAW_<TASK>_test_set_sample.txt file
                   ) -> tuple[str, list[tuple[str, int]]]:
     "The task and the (video, frame_index) of each row of a test-set sample file, in order."
@@ -336,6 +348,7 @@ def _nearest(ds, valid, vid, fi, rows, where) -> np.ndarray:
         out[pos] = ok[pick]
     return out
 
+# %% ../nbs/03_annotations.ipynb #16af1079
 def write_submission(ds:xr.Dataset, # predictions in the schema
                      task:str, # "au", "expr" or "va"
                      sample_path:str|Path, # the task's *_test_set_sample.txt

@@ -27,15 +27,18 @@ __all__ = ['AUDIO_FEATURE_NAMES', 'ENCODER_TYPES', 'ENCODER_FEATURE_PREFIX', 'ex
 # %% ../nbs/07_audio.ipynb #a5e75b62
 _warned: set = set()
 
+# %% ../nbs/07_audio.ipynb #ca78c9b3
 def _warn_once(key:str, msg:str):
     if key not in _warned:
         _warned.add(key); warnings.warn(msg, stacklevel=3)
 
+# %% ../nbs/07_audio.ipynb #4b3a7ecd
 def _cache_key(path:Path, sr:int) -> str:
     st = path.stat()
     h = hashlib.sha1(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:10]
     return f"{path.stem}-{sr}-{h}"
 
+# %% ../nbs/07_audio.ipynb #cdda10ea
 def _decode_audio(path:Path, sr:int) -> tuple[np.ndarray|None, float]:
     "Decode `path`'s first audio stream to mono int16 at `sr`; (None, duration) when it has none."
     try:
@@ -58,6 +61,7 @@ def _decode_audio(path:Path, sr:int) -> tuple[np.ndarray|None, float]:
     w = np.r_[np.zeros(shift, np.int16), w] if shift > 0 else w[-shift:]
     return w.astype(np.int16), dur
 
+# %% ../nbs/07_audio.ipynb #3e6ede33
 def _cache_ok(f:Path) -> bool:
     "Whether a cached waveform (.npy of int16) or no-audio note (.json with a duration) reads back."
     try:
@@ -65,6 +69,7 @@ def _cache_ok(f:Path) -> bool:
         return isinstance(json.loads(f.read_text())["duration"], (int, float))
     except (OSError, ValueError, EOFError, KeyError, TypeError, UnicodeDecodeError): return False
 
+# %% ../nbs/07_audio.ipynb #02751c96
 def extract_waveform(video_path:str|Path, # a raw video (mp4, avi, ...)
                      cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
                      sr:int=16000 # output sample rate, Hz
@@ -108,6 +113,7 @@ class AudioConfig:
     encoder_only: bool = False # store only the encoder's features (no librosa features)
     encoder_chunk: float = 30.0  # seconds of audio per encoder forward pass (bounds memory)
 
+# %% ../nbs/07_audio.ipynb #c82bc089
 def audio_feature_names(cfg:AudioConfig|None=None) -> list[str]:
     "Names of the columns `audio_features` returns for `cfg`."
     cfg = cfg or AudioConfig()
@@ -116,6 +122,7 @@ def audio_feature_names(cfg:AudioConfig|None=None) -> list[str]:
         names += [f"{g}{i:02d}_{s}" for s in ("mean", "std") for i in range(n)]
     return names + ["logf0_mean", "logf0_std", "voicing_mean", "voiced_frac", "rms_db_mean", "rms_db_std"]
 
+# %% ../nbs/07_audio.ipynb #f7178db2
 AUDIO_FEATURE_NAMES = audio_feature_names()
 
 # %% ../nbs/07_audio.ipynb #e018ee23
@@ -171,6 +178,7 @@ def _window_bounds(frame_times, hop:float, n_hops:int, context:float):
     hi = np.where(ok, np.maximum(hi, lo), lo)
     return lo, hi
 
+# %% ../nbs/07_audio.ipynb #e303aa54
 def _pool(x:np.ndarray, lo, hi, w:np.ndarray|None=None):
     "Mean and std of rows `x[lo:hi]` (optionally weighted by `w`) for every (lo, hi); 0 for empty windows."
     x = x.astype(np.float64)
@@ -201,6 +209,7 @@ def _hop_features(y:np.ndarray, sr:int, cfg:AudioConfig) -> dict:
     return dict(logmel=logmel.T, mfcc=mfcc.T, dmfcc=dmfcc.T, rms_db=20 * np.log10(np.maximum(rms[:T], 1e-5)),
                 f0=f0[:T], voicing=voicing[:T], hop=hop / sr)
 
+# %% ../nbs/07_audio.ipynb #c581bd4c
 def audio_features(wave:np.ndarray, # mono waveform (float, in [-1, 1])
                    sr:int, # its sample rate, Hz
                    frame_times, # [n_frames] video frame times in seconds (NaN = unknown)
@@ -237,6 +246,7 @@ def audio_features(wave:np.ndarray, # mono waveform (float, in [-1, 1])
 # %% ../nbs/07_audio.ipynb #4bf491f7
 ENCODER_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")  # transformers model types with a wav2vec2-style conv front end
 
+# %% ../nbs/07_audio.ipynb #6302d3a2
 def audio_encoder_path(name:str, # catalog entry (kind checkpoint, format hf_audio) or a folder
                        catalog:Catalog|None=None # None: the default catalog, if there is one
                       ) -> Path:
@@ -250,6 +260,7 @@ def audio_encoder_path(name:str, # catalog entry (kind checkpoint, format hf_aud
     if Path(name).is_dir(): return Path(name)
     raise AbawError(f"audio.encoder: {name!r} is neither a catalog entry nor a folder")
 
+# %% ../nbs/07_audio.ipynb #adc0cef9
 def _encoder_config(path:Path) -> dict:
     "The encoder folder's config.json, checked."
     f = Path(path) / "config.json"
@@ -260,17 +271,21 @@ def _encoder_config(path:Path) -> dict:
         raise AbawError(f"{f}: model_type {c.get('model_type')!r} is not an audio encoder ({', '.join(ENCODER_TYPES)})")
     return c
 
+# %% ../nbs/07_audio.ipynb #97331a24
 def encoder_sample_rate(path:Path) -> int:
     "The sample rate the encoder expects (its preprocessor_config.json, else 16 kHz)."
     f = Path(path) / "preprocessor_config.json"
     return int(json.loads(f.read_text()).get("sampling_rate", 16000)) if f.is_file() else 16000
 
+# %% ../nbs/07_audio.ipynb #856bf72f
 ENCODER_FEATURE_PREFIX = "w2v_"   # stored encoder features are named by it (`fusion.audio_columns` tells them apart)
 
+# %% ../nbs/07_audio.ipynb #f6072757
 def encoder_feature_names(path:Path) -> list[str]:
     "Names of an encoder's pooled features: w2v_0 ... w2v_{D-1}."
     return [f"{ENCODER_FEATURE_PREFIX}{i}" for i in range(int(_encoder_config(path)["hidden_size"]))]
 
+# %% ../nbs/07_audio.ipynb #d1a542b2
 def stored_audio_feature_names(cfg:AudioConfig|None=None, catalog:Catalog|None=None) -> list[str]:
     "Names of the columns `file_audio_features` returns for `cfg`: librosa features, then the encoder's."
     cfg = cfg or AudioConfig()
@@ -278,6 +293,7 @@ def stored_audio_feature_names(cfg:AudioConfig|None=None, catalog:Catalog|None=N
     enc = encoder_feature_names(audio_encoder_path(cfg.encoder, catalog))
     return enc if cfg.encoder_only else audio_feature_names(cfg) + enc
 
+# %% ../nbs/07_audio.ipynb #c072199e
 def encoder_hash(path:Path, n:int=16) -> str:
     "SHA-1 over an encoder folder's config and weight files (recorded in feature stores)."
     h = hashlib.sha1()
@@ -291,6 +307,7 @@ def encoder_hash(path:Path, n:int=16) -> str:
 # %% ../nbs/07_audio.ipynb #89a503e9
 _encoders: dict = {}
 
+# %% ../nbs/07_audio.ipynb #6ff4ed6f
 def load_audio_encoder(path:Path, # encoder folder (transformers format)
                        device="cpu") -> dict:
     "A local wav2vec2 / HuBERT model in eval mode with its framing: model, sr, stride, rf, normalize, dim (cached)."
@@ -310,6 +327,7 @@ def load_audio_encoder(path:Path, # encoder folder (transformers format)
                           normalize=norm, dim=int(c["hidden_size"]), device=device)
     return _encoders[key]
 
+# %% ../nbs/07_audio.ipynb #2f1a81ed
 def encoder_hops(wave:np.ndarray, # mono waveform at the encoder's sample rate
                  enc:dict, # `load_audio_encoder`'s result
                  layer:int=-1, # hidden state: -1 the last, 0 the projected conv features, k layer k
@@ -331,6 +349,7 @@ def encoder_hops(wave:np.ndarray, # mono waveform at the encoder's sample rate
             out.append((o.last_hidden_state if layer == -1 else o.hidden_states[layer])[0].float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, enc["dim"]), np.float32)
 
+# %% ../nbs/07_audio.ipynb #12f08786
 def encoder_features(wave:np.ndarray, # mono waveform
                      sr:int, # its sample rate (must be the encoder's)
                      frame_times, # [n_frames] video frame times, s (NaN = unknown)
@@ -362,6 +381,7 @@ def video_fps(video_path:str|Path) -> float|None:
             return float(r) if r else None
     except av.FFmpegError as e: raise AbawError(f"{video_path}: cannot read video ({e})") from None
 
+# %% ../nbs/07_audio.ipynb #1576ed36
 def file_audio_features(path:str|Path, # a raw video file
                         frame_times, # [n_frames] frame times in seconds from the video's start (NaN = unknown)
                         cache_dir:str|Path, # derived-data folder (the catalog's `cache_dir`)
@@ -389,6 +409,7 @@ def file_audio_features(path:str|Path, # a raw video file
     if not has_audio: F[:], mask[:] = 0, False
     return F, mask
 
+# %% ../nbs/07_audio.ipynb #d944fc89
 @delegates(file_audio_features, but=["cfg"])
 def video_audio_features(entry, # a catalog `Entry` of kind affwild2, or a `Layout`
                          video:str, # video name (with `_left`/`_right` if any)

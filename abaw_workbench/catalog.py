@@ -44,6 +44,7 @@ def _expand(p:str, base:Path, where:str="path") -> Path:
     p = Path(s)
     return p if p.is_absolute() else (base / p)
 
+# %% ../nbs/05a_catalog.ipynb #658a7785
 @dataclass
 class Entry:
     "One named catalog entry, with its path resolved against the catalog's folder."
@@ -122,6 +123,7 @@ def _check_entry(name, d, source) -> None:
         raise AbawError(f"{where}: key 'format': unknown format {d['format']!r} (one of {', '.join(CHECKPOINT_FORMATS)})")
     if "metadata" in d and not isinstance(d["metadata"], dict): raise AbawError(f"{where}: key 'metadata': expected a mapping")
 
+# %% ../nbs/05a_catalog.ipynb #c723b490
 class Catalog:
     "The named entries of a `data_catalog.yaml`."
     def __init__(self, entries:dict[str, Entry], path:Path, cache_dir:Path):
@@ -191,12 +193,14 @@ def _size(p:Path, budget:float=2.0) -> tuple[int, bool]:
         except OSError: pass
     return total, True
 
+# %% ../nbs/05a_catalog.ipynb #73cf0758
 def human_size(n:int) -> str:
     "Bytes as a short human string."
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB": return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
 
+# %% ../nbs/05a_catalog.ipynb #c70720f7
 def entry_status(e:Entry) -> dict:
     "One row of `abaw catalog`: name, kind, status, size, path, problem."
     row = dict(name=e.name, kind=e.kind, status="present", size="", path=str(e.path), problem="")
@@ -217,6 +221,7 @@ def project_root() -> Path:
         if (p / "settings.ini").exists() and (p / "data_catalog.yaml").exists(): return p
     return Path.cwd()
 
+# %% ../nbs/05a_catalog.ipynb #f6777f04
 def default_catalog_path() -> Path:
     "`$ABAW_CATALOG`, else the project's `data_catalog.yaml`."
     return Path(os.environ.get("ABAW_CATALOG") or project_root() / "data_catalog.yaml")
@@ -248,6 +253,7 @@ def _entries_node(text:str):
         if k.value == "entries": return k, v
     return None, None
 
+# %% ../nbs/05a_catalog.ipynb #6f231335
 def add_entry(path:str|Path, # the catalog file
               name:str, # the new entry's name
               entry:dict, # its keys as in the file (kind, path, description, metadata, ...)
@@ -282,6 +288,7 @@ def catalog_args(p):
     p.add_argument("--check", action="store_true", help="exit 1 if an input entry is missing or invalid")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
+# %% ../nbs/05a_catalog.ipynb #f2e89e2c
 def catalog_main(args) -> int:
     "Print the catalog's entries with their status."
     cat = load_catalog(args.catalog)

@@ -22,13 +22,16 @@ __all__ = ['BUILDERS', 'build_model', 'infer_spec', 'read_spec', 'load_model']
 def _build_frame(a:dict) -> FrameModel:
     return FrameModel(build_encoder(**a["encoder"]), a["tasks"], a["head_dropout"], a["pool"], a["grid_dim"])
 
+# %% ../nbs/10b_checkpoints.ipynb #7a9ffc1d
 def _build_fusion(a:dict) -> FusionNet:
     return FusionNet(a["visual_dim"], a["audio_dim"], a["tasks"], config_from_dict(FusionConfig, a["cfg"], "spec.cfg"),
                      audio_columns=a.get("audio_columns"), mix=a.get("mix"))   # specs written before audio columns or mixes: all of them, none
 
+# %% ../nbs/10b_checkpoints.ipynb #bbde2387
 BUILDERS = {"mae": lambda a: MaskedAutoencoder(**a), "encoder": lambda a: build_encoder(**a),
             "frame": _build_frame, "fusion": _build_fusion}
 
+# %% ../nbs/10b_checkpoints.ipynb #722f3ea6
 def build_model(spec:dict # {"kind": ..., "args": {...}} as a model's `spec()` returns it
                ) -> nn.Module:
     "A freshly initialised model of the kind and arguments `spec` names."
@@ -63,10 +66,12 @@ def _read(path:Path):
         why = str(e).strip().split("\n")[0][:200] or "empty or truncated file"
         raise AbawError(f"{path}: cannot read checkpoint ({type(e).__name__}: {why})") from None
 
+# %% ../nbs/10b_checkpoints.ipynb #ff53fede
 def _ours_without_spec(ck) -> bool:
     "Written by this workbench's training loop before checkpoints carried a spec."
     return isinstance(ck, dict) and "step" in ck and ("rng" in ck or "metrics" in ck) and not ck.get("spec")
 
+# %% ../nbs/10b_checkpoints.ipynb #5736d09f
 def _read_checkpoint(path:Path) -> tuple[dict, dict, str]:
     "A checkpoint file's spec (stored, or inferred from the shapes), state dict and format; the file read once."
     ck = _read(path) if path.suffix != ".safetensors" else None
@@ -77,6 +82,7 @@ def _read_checkpoint(path:Path) -> tuple[dict, dict, str]:
     spec = ck["spec"] if isinstance(ck, dict) and ck.get("spec") else infer_spec(sd, str(path))
     return spec, sd, fmt
 
+# %% ../nbs/10b_checkpoints.ipynb #638de122
 def read_spec(path:str|Path # a checkpoint file
              ) -> dict:
     "The spec of a checkpoint: stored (workbench checkpoints) or inferred from the shapes (MAE / timm files)."
@@ -91,6 +97,7 @@ class _SkipInit(torch.overrides.TorchFunctionMode):
            and isinstance(args[0], torch.Tensor) and args[0].is_meta: return args[0]
         return func(*args, **(kwargs or {}))
 
+# %% ../nbs/10b_checkpoints.ipynb #96ba653d
 def _empty_model(spec:dict) -> nn.Module|None:
     "The model of `spec` on the meta device, not initialised; None when it will not build so or keeps a tensor a state dict does not fill."
     try:
@@ -100,11 +107,13 @@ def _empty_model(spec:dict) -> nn.Module|None:
     named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
     return model if all(k in keys for k, _ in named) else None   # non-persistent buffers: the ordinary way
 
+# %% ../nbs/10b_checkpoints.ipynb #1be35f0c
 def _as_model_tensors(model:nn.Module, sd:dict) -> dict:
     "`sd` in the model's dtypes and contiguous, as `load_state_dict`'s copy would make them (for `assign=True`)."
     own = model.state_dict()
     return {k: (v.to(own[k].dtype) if k in own and v.dtype != own[k].dtype else v).contiguous() for k, v in sd.items()}
 
+# %% ../nbs/10b_checkpoints.ipynb #ee959fb5
 def load_model(path:str|Path, # checkpoint.pt / best.pt of a run, or an MAE / MAE-Face / timm weights file
                kind:str|tuple|None=None, # the kind(s) expected ("mae", "encoder", "frame", "fusion"); None: any
                device="cpu") -> nn.Module:

@@ -46,9 +46,11 @@ class Command:
         mod, fn = getattr(self, which).split(":")
         return getattr(importlib.import_module(mod), fn)
 
+# %% ../nbs/90_cli.ipynb #a4fd3554
 def _cmd(module:str, name:str, help:str) -> Command:
     return Command(f"abaw_workbench.{module}:{name}_main", f"abaw_workbench.{module}:{name}_args", help)
 
+# %% ../nbs/90_cli.ipynb #61f1ecd3
 COMMANDS = {
     "catalog":     _cmd("catalog", "catalog", "list data_catalog.yaml entries with their status"),
     "synth":       _cmd("synth", "synth", "write a synthetic Aff-Wild2-like data set"),
@@ -65,6 +67,7 @@ COMMANDS = {
     "docs":        _cmd("docs", "docs", "build the HTML docs and README from the notebooks"),
 }
 
+# %% ../nbs/90_cli.ipynb #4a4cf4ef
 def available_commands() -> dict[str, Command]:
     "The commands whose module is installed."
     return {n: c for n, c in COMMANDS.items() if c.available()}
@@ -76,6 +79,7 @@ class Parser(argparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
         sys.exit(2)
 
+# %% ../nbs/90_cli.ipynb #0eafb754
 def _overview() -> str:
     cmds = available_commands()
     w = max(map(len, cmds))
@@ -84,6 +88,7 @@ def _overview() -> str:
     lines += [f"  {n:<{w}}  {c.help}" for n, c in cmds.items()]
     return "\n".join(lines)
 
+# %% ../nbs/90_cli.ipynb #774de56d
 def _end_progress():
     "Close progress bars left open by an error, so that the error starts its own line."
     tq = sys.modules.get("tqdm")
@@ -91,6 +96,7 @@ def _end_progress():
         try: bar.close()
         except Exception: pass  # a bar that cannot close must not hide the error
 
+# %% ../nbs/90_cli.ipynb #11e04fc9
 def main(argv:list[str]|None=None # arguments (default: sys.argv[1:])
         ) -> int:
     "Entry point of the `abaw` command."

@@ -34,10 +34,12 @@ _HINTS = {errno.ENOSPC: "the disk is full: free space or write elsewhere",
           errno.ENOENT: "not found"}
 FIXABLE_ERRNOS = frozenset(_HINTS) # OS errors `abaw` shows as one line (the user can fix them), not as a traceback
 
+# %% ../nbs/00_core.ipynb #a6505e58
 def worker_died(e:BaseException) -> bool:
     "Whether `e` says a DataLoader worker process ended abruptly (killed, out of memory)."
     return isinstance(e, RuntimeError) and str(e).startswith("DataLoader worker (pid")
 
+# %% ../nbs/00_core.ipynb #cbdb7393
 def error_line(e:BaseException, # an AbawError, or an OSError the user can fix (full disk, read-only folder, ...)
                limit:int=400 # longest message kept
               ) -> str:
@@ -73,6 +75,7 @@ def read_text(path:str|Path, # a text file
         line = data[:e.start].count(b"\n") + 1
         raise AbawError(f"{p}: {what} is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}): save it as UTF-8") from None
 
+# %% ../nbs/00_core.ipynb #0ef55570
 class _UniqueKeyLoader(yaml.SafeLoader):
     "A SafeLoader that refuses a mapping key given twice."
     def construct_mapping(self, node, deep=False):
@@ -84,6 +87,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep)
 
+# %% ../nbs/00_core.ipynb #637356ed
 def load_yaml(path:str|Path, # a YAML file
               what:str="file" # what it is, for messages
              ):
@@ -99,10 +103,12 @@ def _umask() -> int:
     m = os.umask(0); os.umask(m)
     return m
 
+# %% ../nbs/00_core.ipynb #437a8623
 def _file_mode() -> int:
     "Permissions of a new file under the current umask."
     return 0o666 & ~_umask()
 
+# %% ../nbs/00_core.ipynb #8b16d966
 @contextlib.contextmanager
 def _named(path:Path):
     "Re-raise an OS error of a write as one about `path` (not about its temporary file)."
@@ -111,6 +117,7 @@ def _named(path:Path):
         if e.errno is None or (e.filename and Path(e.filename) == path): raise
         raise OSError(e.errno, os.strerror(e.errno), str(path)) from None
 
+# %% ../nbs/00_core.ipynb #7662c192
 def _mkstemp(path:Path) -> tuple[int, str]:
     "A temporary file beside `path`, named `.NAME.PID-XXXX.tmp` (so `remove_stale_tmp` knows its writer)."
     with _named(path):
@@ -119,6 +126,7 @@ def _mkstemp(path:Path) -> tuple[int, str]:
     os.chmod(tmp, _file_mode())  # mkstemp makes 0600; give the file the usual permissions
     return fd, tmp
 
+# %% ../nbs/00_core.ipynb #f1ce5fa7
 @contextlib.contextmanager
 def atomic_write(path:str|Path, # the file to (re)write
                  mode:str="wb", # `open` mode: "wb" or "w"
@@ -159,12 +167,14 @@ def atomic_path(path:str|Path # the file to (re)write
 # %% ../nbs/00_core.ipynb #14d9d94d
 _TMP = re.compile(r"^\..+\.(\d+)-[^.]+\.tmp$")
 
+# %% ../nbs/00_core.ipynb #1136b637
 def _alive(pid:int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
     except PermissionError: return True
     return True
 
+# %% ../nbs/00_core.ipynb #9608a147
 def remove_stale_tmp(folder:str|Path # a folder written with atomic_write / atomic_path / atomic_dir
                     ) -> int:
     "Delete temporary files and folders left in `folder` by killed writers; returns how many."
@@ -212,12 +222,14 @@ def _type_ok(v, tp) -> bool:
     if isinstance(tp, type): return isinstance(v, tp)
     return True
 
+# %% ../nbs/00_core.ipynb #e9fc1754
 def _deep_merge(base:dict, upd:dict) -> dict:
     out = dict(base)
     for k, v in upd.items():
         out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
+# %% ../nbs/00_core.ipynb #c81b6d3b
 def config_from_dict(cls:type, # a dataclass type
                      d:dict|None, # values (nested dicts for nested dataclasses)
                      where:str="config" # name used in error messages
@@ -246,6 +258,7 @@ def config_from_dict(cls:type, # a dataclass type
         kw[k] = v
     return cls(**kw)
 
+# %% ../nbs/00_core.ipynb #640376b4
 def apply_overrides(d:dict, # nested config values
                     overrides:list[str]|tuple=() # "a.b=value" strings; values parsed as YAML
                    ) -> dict:
@@ -260,6 +273,7 @@ def apply_overrides(d:dict, # nested config values
         cur[leaf] = parse_value(v)
     return d
 
+# %% ../nbs/00_core.ipynb #2d3cc990
 def parse_value(v:str):
     "Parse an override value as YAML, also reading `1e-4`-style floats (YAML 1.1 leaves them strings)."
     x = yaml.safe_load(v)
@@ -268,6 +282,7 @@ def parse_value(v:str):
         except ValueError: pass
     return x
 
+# %% ../nbs/00_core.ipynb #1278668b
 def load_config(cls:type, # the config dataclass
                 source:str|Path|dict|None=None, # YAML file, dict, or None for defaults
                 overrides:list[str]|tuple=(), # dotted key=value overrides
@@ -283,6 +298,7 @@ def load_config(cls:type, # the config dataclass
     base = dataclasses.asdict(config_from_dict(cls, d, where))
     return config_from_dict(cls, apply_overrides(base, overrides), where)
 
+# %% ../nbs/00_core.ipynb #7d567779
 def file_hash(path:str|Path, n:int=16) -> str:
     "SHA-1 of a file's bytes, first `n` hex digits (the checkpoint hash recorded with features and predictions)."
     h = hashlib.sha1()
@@ -290,6 +306,7 @@ def file_hash(path:str|Path, n:int=16) -> str:
         for b in iter(lambda: f.read(1 << 20), b""): h.update(b)
     return h.hexdigest()[:n]
 
+# %% ../nbs/00_core.ipynb #79f91dc9
 def config_hash(cfg) -> str:
     "A short stable hash of a config (dataclass or dict), for caching stages and naming runs."
     d = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else cfg
@@ -306,6 +323,7 @@ def get_device(name:str="auto" # "auto", "cpu", "cuda", "cuda:1", ...
         raise AbawError(f"device {name!r} requested but CUDA is not available on this machine")
     return dev
 
+# %% ../nbs/00_core.ipynb #2d4ce8b0
 def seed_everything(seed:int):
     "Seed Python, NumPy and torch."
     import numpy as np, torch   # see `get_device`
@@ -435,6 +453,7 @@ def package_dir() -> Path:
     "The folder of the `abaw_workbench` package the running code comes from."
     return Path(importlib.util.find_spec("abaw_workbench").submodule_search_locations[0]).resolve()
 
+# %% ../nbs/00_core.ipynb #ac8476d6
 def import_graph(pkg:str|Path|None=None # a package folder (default: this package's)
                 ) -> dict[str, set[str]]:
     "Module -> the package modules it imports (top-level and function-local imports alike)."
@@ -456,6 +475,7 @@ def import_graph(pkg:str|Path|None=None # a package folder (default: this packag
             graph[m] |= {n.split(".")[0] for n in names if n and n.split(".")[0] in mods and n.split(".")[0] != m}
     return graph
 
+# %% ../nbs/00_core.ipynb #f573a3cf
 def import_closure(graph:dict, # `import_graph`
                    roots # module names
                   ) -> set[str]:

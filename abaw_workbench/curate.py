@@ -30,12 +30,15 @@ __all__ = ['PRESET_TAGS', 'TAGS_FILE', 'CORRECTIONS_FILE', 'LOCK_FILE', 'CURATIO
 PRESET_TAGS = ("label wrong", "occluded", "no face", "ambiguous", "other person")
 TAGS_FILE, CORRECTIONS_FILE, LOCK_FILE = "tags.nc", "corrections.nc", ".curation.lock"
 
+# %% ../nbs/15a_curate.ipynb #66b04c3d
 def _text(x) -> np.ndarray:
     "Strings as an object array (fixed-width numpy strings would cut longer ones when rows are joined)."
     return np.array([str(v) for v in np.asarray(x, object).ravel()], object)
 
+# %% ../nbs/15a_curate.ipynb #a5d2034c
 def _now() -> np.datetime64: return np.datetime64(datetime.now(timezone.utc).replace(tzinfo=None), "ns")
 
+# %% ../nbs/15a_curate.ipynb #59348d60
 def tags_dataset(video, frame_index, tag, note, written) -> xr.Dataset:
     "Tags on the schema's frames: one row per (frame, tag) along `frame`."
     return xr.Dataset({"tag": ("frame", _text(tag)), "note": ("frame", _text(note)),
@@ -43,6 +46,7 @@ def tags_dataset(video, frame_index, tag, note, written) -> xr.Dataset:
                       coords={"video": ("frame", _text(video)), "frame_index": ("frame", np.asarray(frame_index, np.int64))},
                       attrs={"content": "abaw_workbench tags", "format": 1})
 
+# %% ../nbs/15a_curate.ipynb #605f757c
 def corrections_dataset(video, frame_index, expr, au, va, # the new values (-1 / NaN: not corrected)
                         expr_original, au_original, va_original, # the labels they replace
                         note, written) -> xr.Dataset:
@@ -57,6 +61,7 @@ def corrections_dataset(video, frame_index, expr, au, va, # the new values (-1 /
                               "au_name": AU_NAMES, "va_name": VA_NAMES},
                       attrs={"content": "abaw_workbench corrections", "format": 1})
 
+# %% ../nbs/15a_curate.ipynb #76b7a906
 _EMPTY = {"tags": lambda: tags_dataset([], [], [], [], []),
           "corrections": lambda: corrections_dataset([], [], [], [], [], [], [], [], [], [])}
 
@@ -64,6 +69,7 @@ _EMPTY = {"tags": lambda: tags_dataset([], [], [], [], []),
 _NEEDS = {"tags": ("video", "frame_index", "tag", "note", "written"),
           "corrections": ("video", "frame_index", "expr", "au", "va", "expr_original", "au_original", "va_original", "note", "written")}
 
+# %% ../nbs/15a_curate.ipynb #d6b922c8
 def read_curation_file(path:str|Path, # a tags.nc or corrections.nc
                        what:str, # "tags" or "corrections"
                       ) -> xr.Dataset:
@@ -77,6 +83,7 @@ def read_curation_file(path:str|Path, # a tags.nc or corrections.nc
         raise AbawError(f"{path}: not a {what} file of abaw_workbench ({'no ' + repr(miss[0]) if miss else 'wrong content attribute'}): restore it or move it away")
     return ds.assign({k: ("frame", _text(ds[k].values)) for k in ("tag", "note") if k in ds}).assign_coords(video=("frame", _text(ds.video.values)))
 
+# %% ../nbs/15a_curate.ipynb #fc5524a2
 def write_curation_file(ds:xr.Dataset, # tags or corrections
                         path:str|Path):
     "Write a tags or corrections file atomically (times to the microsecond)."
@@ -84,6 +91,7 @@ def write_curation_file(ds:xr.Dataset, # tags or corrections
     ds["written"].encoding = {"units": "microseconds since 1970-01-01", "dtype": "int64"}
     with atomic_path(path) as tmp: write_netcdf(ds, tmp)
 
+# %% ../nbs/15a_curate.ipynb #4440e645
 @contextlib.contextmanager
 def curation_lock(folder:str|Path):
     "Hold the exclusive lock of a folder's tags and corrections (`flock` on its `.curation.lock`; across processes)."
@@ -101,6 +109,7 @@ def frame_list(frames, # one frame index, a range, or indices
     if not len(fi): raise AbawError("no frames given")
     return fi
 
+# %% ../nbs/15a_curate.ipynb #b1851528
 class Curation:
     "Tags and label corrections of one run: two netCDF files in the run's folder, read when they change, written under a lock."
     def __init__(self, folder:str|Path, # where the files are (the run's folder)
@@ -136,6 +145,7 @@ def _load(self:Curation, what:str) -> xr.Dataset:
         self._cache[what] = (key, read_curation_file(p, what) if key else _EMPTY[what]())
     return self._cache[what][1]
 
+# %% ../nbs/15a_curate.ipynb #c00274ed
 @patch
 def _update(self:Curation, what:str, fn) -> xr.Dataset:
     "Replace the file's content by `fn(content)` under the lock, atomically; returns the new content."
@@ -144,6 +154,7 @@ def _update(self:Curation, what:str, fn) -> xr.Dataset:
         write_curation_file(ds, self.path(what))
     return self._load(what)
 
+# %% ../nbs/15a_curate.ipynb #3c81130a
 @patch
 def _frames(self:Curation, video:str, frames) -> np.ndarray:
     "Frame indices of one video, checked against the run's frames."
@@ -159,6 +170,7 @@ def _frames(self:Curation, video:str, frames) -> np.ndarray:
 def _sorted(ds:xr.Dataset, *keys) -> xr.Dataset:
     return ds.isel(frame=np.lexsort([ds[k].values for k in reversed(("video", "frame_index") + keys)]))
 
+# %% ../nbs/15a_curate.ipynb #d4ae52d7
 @patch
 def tag(self:Curation, video:str, frames, # one frame index, a range or a list
         tag:str, # one of `PRESET_TAGS`, or your own words
@@ -175,6 +187,7 @@ def tag(self:Curation, video:str, frames, # one frame index, a range or a list
     self._update("tags", add)
     return len(fi)
 
+# %% ../nbs/15a_curate.ipynb #a2fb9ebc
 @patch
 def untag(self:Curation, video:str, frames, tag:str|None=None, # the tag to remove (default: every tag of these frames)
          ) -> int:
@@ -188,12 +201,14 @@ def untag(self:Curation, video:str, frames, tag:str|None=None, # the tag to remo
     self._update("tags", drop)
     return n
 
+# %% ../nbs/15a_curate.ipynb #14d2a72f
 @patch(as_prop=True)
 def tags(self:Curation) -> pd.DataFrame:
     "Every tag: video, frame_index, tag, note, written (UTC)."
     ds = self._load("tags")
     return pd.DataFrame({k: ds[k].values.astype(str) if k in ("video", "tag", "note") else ds[k].values for k in _NEEDS["tags"]})
 
+# %% ../nbs/15a_curate.ipynb #d26daaf1
 @patch
 def tagged(self:Curation, tag:str|None=None, # only this tag (default: all)
           ) -> pd.DataFrame:
@@ -217,6 +232,7 @@ def _new_values(expr, au, va) -> tuple:
     if e < 0 and np.isnan(a).all() and np.isnan(v).all(): raise AbawError("a correction needs expr=, au= or va=")
     return e, a, v
 
+# %% ../nbs/15a_curate.ipynb #25f46c0e
 def _drop_uncorrected(ds:xr.Dataset) -> xr.Dataset:
     "Undo corrections equal to the original, and drop rows with nothing corrected."
     e, a, v = ds.expr.values.copy(), ds.au.values.copy(), ds.va.values.copy()
@@ -224,6 +240,7 @@ def _drop_uncorrected(ds:xr.Dataset) -> xr.Dataset:
     ds = ds.assign(expr=("frame", e), au=(("frame", "au_name"), a), va=(("frame", "va_name"), v))
     return ds.isel(frame=np.flatnonzero((e >= 0) | ~np.isnan(a).all(1) | ~np.isnan(v).all(1)))
 
+# %% ../nbs/15a_curate.ipynb #44e4142a
 @patch
 def correct(self:Curation, video:str, frames, # one frame index, a range or a list
             expr=None, # the new EXPR class (name or index)
@@ -272,17 +289,20 @@ def uncorrect(self:Curation, video:str, frames, task:str|None=None, # the task w
     self._update("corrections", upd)
     return n
 
+# %% ../nbs/15a_curate.ipynb #3ee27987
 @patch(as_prop=True)
 def corrections(self:Curation) -> xr.Dataset:
     "Every corrected frame: the new values (-1 / NaN: not corrected) beside the originals, note, written."
     return self._load("corrections")
 
+# %% ../nbs/15a_curate.ipynb #155d7981
 @patch
 def changes(self:Curation) -> dict:
     "Corrected frames per task."
     c = self.corrections
     return {"au": int((~np.isnan(c.au.values)).any(1).sum()), "expr": int((c.expr.values >= 0).sum()), "va": int((~np.isnan(c.va.values)).any(1).sum())}
 
+# %% ../nbs/15a_curate.ipynb #13f7b89f
 @patch
 def corrected(self:Curation, labels:xr.Dataset|None=None, # labels in the schema (default: the run's)
              ) -> xr.Dataset:
@@ -319,6 +339,7 @@ def video_marks(self:Curation, video:str, frame_index:np.ndarray, # the video's 
 # %% ../nbs/15a_curate.ipynb #46d8b3f3
 CURATION_MANIFEST = "curation.json"
 
+# %% ../nbs/15a_curate.ipynb #5e0e05d7
 def _corrected_values(x:np.ndarray, task:str, fi:np.ndarray, new:np.ndarray) -> tuple[np.ndarray, int]:
     "An annotation file's values with corrections at 1-based frames `fi` (EXPR -1 / AU, VA NaN: unchanged); and the frames changed."
     n = max(len(x), int(fi.max()))
@@ -329,9 +350,11 @@ def _corrected_values(x:np.ndarray, task:str, fi:np.ndarray, new:np.ndarray) -> 
     diff = (old != y) & ~(np.isnan(old) & np.isnan(y)) if task != "expr" else old != y
     return y, int((diff.reshape(n, -1).any(1)).sum())
 
+# %% ../nbs/15a_curate.ipynb #fdf49df3
 def _link(src:Path, dst:Path):
     if src.exists(): dst.parent.mkdir(parents=True, exist_ok=True); dst.symlink_to(src.resolve(), target_is_directory=src.is_dir())
 
+# %% ../nbs/15a_curate.ipynb #ab915641
 def write_corrected(origin, # the data set's catalog `Entry` (kind affwild2)
                     out:str|Path, # an empty folder to write into
                     corrections:xr.Dataset, # `Curation.corrections`
@@ -363,6 +386,7 @@ def _relative(p:Path, base:Path) -> str:
     p = Path(p).absolute()
     return str(p.relative_to(base)) if p.is_relative_to(base) else str(p)
 
+# %% ../nbs/15a_curate.ipynb #b42761b9
 def _check_out(out:Path, origin, name:str, cat:Catalog):
     "Refuse an output folder inside the origin (or holding it), an existing folder or entry, unless an earlier export of `name` to `out`."
     o, r = origin.path.resolve(), out.resolve()
@@ -372,6 +396,7 @@ def _check_out(out:Path, origin, name:str, cat:Catalog):
         raise AbawError(f"{cat.path}: entry {name!r} exists already (path {cat[name].path}): choose another --name")
     if out.exists() and not again: raise AbawError(f"{out}: exists already: choose another --out (an export writes a new folder)")
 
+# %% ../nbs/15a_curate.ipynb #ad38bd01
 def export_corrected(run, # a run folder or `runs.Run` whose corrections to apply
                      out:str|Path, # the new data set's folder
                      name:str, # its catalog entry
@@ -409,6 +434,7 @@ def curate_args(p):
     e.add_argument("--name", required=True, help="catalog entry of the new data set")
     e.add_argument("--catalog", default=None, help="catalog file (default: $ABAW_CATALOG or the project's data_catalog.yaml)")
 
+# %% ../nbs/15a_curate.ipynb #0b5b6051
 def curate_main(args) -> int:
     "Run an `abaw curate` action."
     export_corrected(args.run, args.out, args.name, args.catalog)

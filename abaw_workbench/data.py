@@ -34,6 +34,7 @@ __all__ = ['RESIZE_ON', 'preprocess_config', 'decode_file', 'resize_image', 'nor
 # %% ../nbs/06_data.ipynb #867f0d5b
 def _cfg_dict(cfg) -> dict: return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
 
+# %% ../nbs/06_data.ipynb #62f1214c
 def preprocess_config(model_or_name, # a timm model name (with optional `.tag`), a model, or a pretrained_cfg dict
                       img_size:int|None=None # override the square input size
                      ) -> dict:
@@ -59,11 +60,13 @@ def preprocess_config(model_or_name, # a timm model name (with optional `.tag`),
 _INTERP = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
            "nearest": InterpolationMode.NEAREST, "lanczos": InterpolationMode.LANCZOS}
 
+# %% ../nbs/06_data.ipynb #4f53046a
 def _is_image(data:bytes) -> bool:
     "Whether `data` starts like a JPEG, PNG, GIF, BMP or WebP file."
     return data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n" or data[:4] == b"GIF8" or data[:2] == b"BM" \
         or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
+# %% ../nbs/06_data.ipynb #7c6d0154
 def decode_file(path:str|Path # an image file (JPEG fast path; PNG etc. also read)
                ) -> torch.Tensor:
     "Decode an image file to uint8 [3, H, W] RGB; `AbawError` naming the file if it can't be."
@@ -81,6 +84,7 @@ def decode_file(path:str|Path # an image file (JPEG fast path; PNG etc. also rea
         msg = str(e).strip().splitlines()[-1].split(", ")[-1]
         raise AbawError(f"{path}: cannot decode image ({msg}): replace or delete it") from None
 
+# %% ../nbs/06_data.ipynb #10220351
 def resize_image(img:torch.Tensor, # uint8 [3, H, W]
                  cfg:dict, # from `preprocess_config` (uses `size`, `interpolation`)
                  box:tuple|None=None, # optional crop (top, left, height, width) before resizing
@@ -93,11 +97,13 @@ def resize_image(img:torch.Tensor, # uint8 [3, H, W]
     elif list(img.shape[-2:]) != size: img = TF.resize(img, size, interpolation=interp, antialias=True)
     return img.flip(-1) if flip else img
 
+# %% ../nbs/06_data.ipynb #c41b1100
 def _norm_consts(cfg:dict):
     std = torch.tensor(cfg["std"], dtype=torch.float32)
     mean = torch.tensor(cfg["mean"], dtype=torch.float32)
     return 1 / (255 * std), -mean / std  # x_uint8 * scale + shift == (x/255 - mean) / std, per channel
 
+# %% ../nbs/06_data.ipynb #cc2c66d4
 def normalize_hwc(x:torch.Tensor, # uint8 [..., H, W, 3] (contiguous)
                   consts, # `_norm_consts(cfg)`
                   out:torch.Tensor|None=None # float32 buffer of the same shape to write into
@@ -112,6 +118,7 @@ def normalize_hwc(x:torch.Tensor, # uint8 [..., H, W, 3] (contiguous)
     o.copy_(x.reshape(*lead, H, W * C))
     return out if not o.numel() else o.mul_(scale.repeat(W)).add_(shift.repeat(W)).view(out.shape)
 
+# %% ../nbs/06_data.ipynb #f79586ec
 def prepare_image(img:torch.Tensor, # uint8 [3, H, W]
                   cfg:dict, # from `preprocess_config`
                   box:tuple|None=None, # optional crop (top, left, height, width) before resizing
@@ -122,6 +129,7 @@ def prepare_image(img:torch.Tensor, # uint8 [3, H, W]
     hwc = resize_image(img, cfg, box, flip).permute(1, 2, 0).contiguous()  # no copy for the decoder's layout
     return normalize_hwc(hwc, consts or _norm_consts(cfg)).permute(2, 0, 1)
 
+# %% ../nbs/06_data.ipynb #625ec747
 def load_image(path:str|Path, cfg:dict, **kw) -> torch.Tensor:
     "Decode and prepare one crop: float [3, H, W] normalised for the model."
     return prepare_image(decode_file(path), cfg, **kw)
@@ -138,6 +146,7 @@ def random_box(h:int, w:int, # image height and width
     bh = max(1, int(min(h, round(np.sqrt(area / ar))))); bw = max(1, int(min(w, round(np.sqrt(area * ar)))))
     return int(r[2] * (h - bh + 1)), int(r[3] * (w - bw + 1)), bh, bw
 
+# %% ../nbs/06_data.ipynb #1396e11b
 def augment_params(h:int, w:int, # image height and width
                    seed:int|None=None, # per-sample seed (None: torch's global generator)
                    jitter:float=0.0 # strength of the photometric jitter (0: none; see `color_jitter`)
@@ -152,6 +161,7 @@ def augment_params(h:int, w:int, # image height and width
                             contrast=1 + (r[4] - 0.5) * 0.6 * jitter, grey=r[5] < 0.2 * min(jitter, 1.0))
     return out
 
+# %% ../nbs/06_data.ipynb #5aba2284
 def color_jitter(hwc:torch.Tensor, # uint8 [..., H, W, 3] image(s)
                  p:dict # the "color" entry of `augment_params`
                 ) -> torch.Tensor:
@@ -162,6 +172,7 @@ def color_jitter(hwc:torch.Tensor, # uint8 [..., H, W, 3] image(s)
     m = f.mean()
     return ((f - m) * p["contrast"] + m + p["brightness"]).clamp_(0, 255).to(torch.uint8)
 
+# %% ../nbs/06_data.ipynb #613d059f
 def augment_image(img:torch.Tensor, # uint8 [3, H, W]
                   cfg:dict, # from `preprocess_config`
                   aug:dict|None=None # from `augment_params` (None: no augmentation)
@@ -187,6 +198,7 @@ def label_arrays(ds:xr.Dataset, # labels in the schema
     out["expr"] = np.where(out["expr_mask"], out["expr"], -1)
     return out
 
+# %% ../nbs/06_data.ipynb #664399ab
 def has_label(lab:dict) -> np.ndarray:
     "[N] bool: the frame has a valid label for at least one (requested) task."
     return lab["au_mask"].any(1) | lab["expr_mask"] | lab["va_mask"].any(1)
@@ -209,6 +221,7 @@ def _key(k) -> tuple[int, int|None]:
     if isinstance(k, tuple): return int(k[0]), (None if k[1] is None else int(k[1]))
     return int(k), None
 
+# %% ../nbs/06_data.ipynb #bb58c1a4
 class _CropDataset(torch.utils.data.Dataset):
     "What frame and window datasets share: crops, preprocessing, label arrays; items keyed by index or (index, seed)."
     takes_seed = True
@@ -218,6 +231,7 @@ class _CropDataset(torch.utils.data.Dataset):
         self.labels = label_arrays(ds, self.tasks)
         self._consts = _norm_consts(self.cfg)
 
+# %% ../nbs/06_data.ipynb #639ef5e8
 class FrameDataset(_CropDataset):
     "Single face crops with their labels and masks (frames without a crop or a label skipped, counted)."
     def __init__(self, ds:xr.Dataset, # labels in the schema (e.g. from `read_split`)
@@ -400,10 +414,12 @@ class WindowDataset(_CropDataset):
 def _worker_init(_):
     torch.set_num_threads(1)
 
+# %% ../nbs/06_data.ipynb #6cbbbbfd
 def accelerated(device) -> bool:
     "Whether `device` is an accelerator (CUDA, ...), which leaves the CPU cores to the loaders."
     return torch.device(device).type != "cpu"
 
+# %% ../nbs/06_data.ipynb #60759b96
 def default_workers(device="cpu") -> int:
     "Worker processes for a loader: all cores but one (at most 8 on the CPU, whose cores the model's threads also use)."
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -47,6 +47,7 @@ class DemoConfig:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     fusion: FuseRunConfig = field(default_factory=FuseRunConfig)
 
+# %% ../nbs/13_demo.ipynb #2fb605f8
 def demo_config(name:str="tiny", # a named configuration (`core.named_configs`) or a YAML file of DemoConfig values
                 overrides:list|tuple=() # key=value overrides, e.g. "finetune.train.epochs=1"
                ) -> DemoConfig:
@@ -71,12 +72,14 @@ def step_settings(device:str, # the stage's device name ("auto", "cpu", "cuda", 
     return dev, dict(dtype=amp_dtype(amp, dev), fused=acc if fused is None else fused, compile=compile,
                      steps=10 if acc else 3, warmup=3 if acc else 1)
 
+# %% ../nbs/13_demo.ipynb #3a86c787
 def stage_steps(cfg:DemoConfig) -> dict:
     "Each model-running stage's (device, `step_settings`), from its configuration."
     ts = lambda t: step_settings(t.device, t.amp, t.fused, t.compile)
     return {"pretrain": ts(cfg.pretrain.train), "finetune": ts(cfg.finetune.train),
             "extract": step_settings(cfg.extract.device, cfg.extract.amp), "fusion": ts(cfg.fusion.train)}
 
+# %% ../nbs/13_demo.ipynb #e572c0c1
 def calibrate(cfg:DemoConfig, # the run's configuration
               store_meta:dict # the feature store's description (feature sizes)
              ) -> dict:
@@ -113,10 +116,12 @@ def calibration(out:Path, # the run folder (calibration.json)
     with atomic_write(p, "w") as f: json.dump({"stages": stages, "bare": bare, "measured_on": on}, f, indent=1)
     return bare
 
+# %% ../nbs/13_demo.ipynb #14f03af2
 def _timing(folder:Path) -> dict:
     p = folder / "timing.json"
     return json.loads(p.read_text()) if p.exists() else {"parts": {}}
 
+# %% ../nbs/13_demo.ipynb #b582a7d1
 def timing_rows(runner:StageRunner, # the run's stages (folders and wall times)
                 bare:dict, # `calibrate`'s seconds per step
                 cfg:DemoConfig, n_frames:int, n_store_frames:int) -> list[dict]:
@@ -155,6 +160,7 @@ def timing_rows(runner:StageRunner, # the run's stages (folders and wall times)
         row(st, "data, set-up, checkpoints", wall[st] - loop - sum(after.values()))
     return rows
 
+# %% ../nbs/13_demo.ipynb #3985664c
 def timing_table(rows:list[dict]) -> str:
     "The timing rows as a text table."
     out = [f"{'stage':<20}{'part':<36}{'seconds':>9}{'work':>16}{'per s':>10}{'bare per s':>12}{'ratio':>7}"]
@@ -184,8 +190,10 @@ def _settings(c) -> dict:
         for k in ("out", "progress", "device", "num_workers", "fused", "compile"): tr.pop(k, None)   # how a stage runs, not what it computes
     return d
 
+# %% ../nbs/13_demo.ipynb #b327482d
 FUSION_MODALITIES = ("visual", "audio_visual")
 
+# %% ../nbs/13_demo.ipynb #cbb0a222
 def method_stages(cfg:DemoConfig, # every stage's settings
                   cat:Catalog, # the catalog (cfg.dataset, cfg.faces)
                   runner:StageRunner, # the stage cache
@@ -235,6 +243,7 @@ def method_stages(cfg:DemoConfig, # every stage's settings
         _, folders[f"fusion_{mod}"] = run(f"fusion_{mod}", _settings(fcfg), fu)
     return {"entry": entry, "labels": labels, "folders": folders}
 
+# %% ../nbs/13_demo.ipynb #3df54eff
 def run_demo(cfg:DemoConfig, # the demo configuration
              out:str|Path="runs/demo", # output folder
              catalog:str|Path|None=None, # catalog file (default: the project's)
@@ -303,12 +312,14 @@ def summary_table(metrics:dict) -> str:
 def _fig_html(fig, first:bool) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=first, config={"responsive": True})
 
+# %% ../nbs/13_demo.ipynb #6762a078
 def report_figures(val, preds:dict, metrics:dict) -> list:
     "The report's plotly figures (from `figures`, the same the explorer draws)."
     best = list(preds)[-1]
     return [metrics_table(metrics), au_f1_bars(val, preds), expr_confusion(val, preds[best], best),
             va_scatter(val, preds[best], best), va_timeline(val, preds, most_va_labelled(val))]
 
+# %% ../nbs/13_demo.ipynb #c08a729d
 def reconstruction_png(pretrain_checkpoint:str|Path, entry, mask_ratio:float=0.75, n:int=4) -> str:
     "Base64 PNG of MAE reconstructions of validation crops (original | masked | reconstruction)."
     model = load_model(pretrain_checkpoint, kind="mae")
@@ -322,6 +333,7 @@ def reconstruction_png(pretrain_checkpoint:str|Path, entry, mask_ratio:float=0.7
     buf = io.BytesIO(); img.save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode()
 
+# %% ../nbs/13_demo.ipynb #3313a45a
 def write_report(path:str|Path, val, preds:dict, metrics:dict, pretrain_checkpoint, cfg:DemoConfig, entry):
     "Write the demo's HTML report (opens offline)."
     figs = report_figures(val, preds, metrics)
@@ -345,6 +357,7 @@ def demo_args(p):
     p.add_argument("--force", default=None, choices=STAGES, help="rerun this stage and every later one")
     stage_args(p, "runs/demo", "finetune.train.epochs=1 fusion.fusion.window=64")
 
+# %% ../nbs/13_demo.ipynb #5b8913d5
 def demo_main(args) -> int:
     "Run the whole method and report."
     cfg = demo_config(args.config, args.overrides)

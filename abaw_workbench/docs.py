@@ -30,6 +30,7 @@ __all__ = ['GROUPS', 'SKIPPED_FOLDERS', 'PLOTLY_MIME', 'WIDGET_MIME', 'MAX_TEXT_
 # %% ../nbs/91_docs.ipynb #a0798770
 _directive_re = re.compile(r"^\s*#\s*\|\s*(.*)$")
 
+# %% ../nbs/91_docs.ipynb #42f3abd5
 def cell_directives(src:str) -> list[str]:
     "The nbdev directives (`#| hide`, `#| export`, ...) at the top of a cell."
     out = []
@@ -41,6 +42,7 @@ def cell_directives(src:str) -> list[str]:
         out.append(m.group(1).strip())
     return out
 
+# %% ../nbs/91_docs.ipynb #f520c3ce
 def strip_directives(src:str) -> str:
     "A cell's source without its leading directive lines."
     lines = src.splitlines()
@@ -55,6 +57,7 @@ def _is_check(n:ast.AST) -> bool:
         return (isinstance(f, ast.Name) and f.id.startswith("test_")) or (isinstance(f, ast.Attribute) and f.attr.startswith("assert"))
     return False
 
+# %% ../nbs/91_docs.ipynb #c81c65b9
 def is_test_cell(src:str) -> bool:
     "True when a code cell checks something and displays nothing (no bare expression but checks)."
     try: body = ast.parse(src).body
@@ -80,6 +83,7 @@ def cell_role(src:str, has_output:bool=False) -> tuple[str, dict]:
 # %% ../nbs/91_docs.ipynb #2dd8f8b4
 def _src(c:dict) -> str: return "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
 
+# %% ../nbs/91_docs.ipynb #042bd212
 def doc_cells(nb:dict) -> list[dict]:
     "The cells a reader sees: hidden cells dropped, directives stripped (the README's view)."
     out = []
@@ -93,6 +97,7 @@ def doc_cells(nb:dict) -> list[dict]:
         out.append({**c, "source": src})
     return out
 
+# %% ../nbs/91_docs.ipynb #4813b534
 def _text_output(o:dict) -> str|None:
     if o.get("output_type") == "stream": return "".join(o["text"])
     data = o.get("data", {})
@@ -100,6 +105,7 @@ def _text_output(o:dict) -> str|None:
     if "text/plain" in data: return "".join(data["text/plain"])
     return None
 
+# %% ../nbs/91_docs.ipynb #921fa165
 def notebook_markdown(nb:dict) -> str:
     "A notebook as GitHub-flavoured Markdown: prose, code in fences, text outputs in fences."
     parts = []
@@ -114,8 +120,10 @@ def notebook_markdown(nb:dict) -> str:
                 if t and t.strip(): parts.append(f"```\n{t.rstrip()}\n```")
     return "\n\n".join(p for p in parts if p) + "\n"
 
+# %% ../nbs/91_docs.ipynb #172494d8
 _NB_LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:|#|/)([^)\s]+\.ipynb(?:#[^)\s]*)?)\)", re.I)
 
+# %% ../nbs/91_docs.ipynb #eaebe755
 def render_readme(root:Path|None=None) -> str:
     "README.md text generated from `nbs/index.ipynb` (links to notebooks made relative to the repository root)."
     root = Path(root or project_root())
@@ -127,6 +135,7 @@ def render_readme(root:Path|None=None) -> str:
 GROUPS = {"tutorials": "Tutorials", "explanation": "Explanation", "": "Reference"}
 SKIPPED_FOLDERS = ("experiments",)  # papermill's notebooks (abaw ablate): no pages
 
+# %% ../nbs/91_docs.ipynb #b5c57adb
 @dataclass
 class Page:
     "One notebook's page in the site."
@@ -139,11 +148,13 @@ class Page:
     @property
     def root(self) -> str: return "../" * self.url.count("/")  # from this page back to the site root
 
+# %% ../nbs/91_docs.ipynb #df3d8bdc
 def page_url(nb_path:Path) -> str:
     "The page of a notebook (relative to nbs/): folders kept, leading `NN_` dropped, `.html`."
     stem = re.sub(r"^\d+[a-z]?_", "", nb_path.stem) or nb_path.stem
     return "/".join([*nb_path.parent.parts, stem + ".html"])
 
+# %% ../nbs/91_docs.ipynb #12acc082
 def site_pages(nbs:Path) -> list[Page]:
     "Every notebook under `nbs/` that gets a page, in sidebar order (experiments and hidden folders skipped)."
     pages = []
@@ -160,6 +171,7 @@ def site_pages(nbs:Path) -> list[Page]:
         if urls.count(p.url) > 1: p.url = "/".join([*p.nb_path.parent.parts, p.nb_path.stem + ".html"])
     return pages
 
+# %% ../nbs/91_docs.ipynb #0067a6fe
 def rel_url(target:str, start:str) -> str:
     "The relative URL from page `start` to `target` (both relative to the site root)."
     return os.path.relpath(target, os.path.dirname(start) or ".").replace(os.sep, "/")
@@ -167,20 +179,25 @@ def rel_url(target:str, start:str) -> str:
 # %% ../nbs/91_docs.ipynb #098bf4dd
 _INLINE_MATH = r"\$(?=[^\s$])(?P<math_text>[^$\n]+?)(?<=[^\s\\])\$(?!\d)"  # pandoc's rule: no space inside the $s
 
+# %% ../nbs/91_docs.ipynb #520104d4
 def _math(tex:str, display:str) -> str:
     try: return latex_to_mathml(tex.strip(), display=display)
     except Exception: return f'<code class="tex">{html.escape(tex)}</code>'  # latex2mathml lacks a command: show the TeX
 
+# %% ../nbs/91_docs.ipynb #4fef8616
 def _math_plugin(md):
     md.block.register("block_math", r"^ {0,3}\$\$[ \t]*\n?(?P<math_text>[\s\S]+?)\n?\$\$[ \t]*$", _parse_block_math, before="list")
     md.inline.register("inline_math", _INLINE_MATH, _parse_inline_math, before="link")
 
+# %% ../nbs/91_docs.ipynb #dd93ea9e
 def _parse_block_math(block, m, state):
     state.append_token({"type": "block_math", "raw": m.group("math_text")}); return m.end() + 1
 
+# %% ../nbs/91_docs.ipynb #a89e4436
 def _parse_inline_math(inline, m, state):
     state.append_token({"type": "inline_math", "raw": m.group("math_text")}); return m.end()
 
+# %% ../nbs/91_docs.ipynb #741052b9
 def slugify(text:str) -> str:
     "An anchor from a heading's text (tags dropped; lower case; runs of other characters become `-`)."
     text = html.unescape(re.sub(r"<[^>]+>", "", text))
@@ -189,12 +206,14 @@ def slugify(text:str) -> str:
 # %% ../nbs/91_docs.ipynb #6ab19deb
 _FORMATTER = HtmlFormatter(nowrap=True)
 
+# %% ../nbs/91_docs.ipynb #17492610
 def code_html(code:str, lang:str|None="python") -> str:
     "Code coloured by pygments, in a `<pre>`."
     try: lexer = get_lexer_by_name((lang or "text").split()[0])
     except ClassNotFound: lexer = get_lexer_by_name("text")
     return f'<pre class="hl"><code>{highlight(code, lexer, _FORMATTER)}</code></pre>'
 
+# %% ../nbs/91_docs.ipynb #ae0f37a0
 class _Renderer(mistune.HTMLRenderer):
     "mistune's HTML with anchors on headings, page links, symbol links, MathML and coloured code."
     def __init__(self, ctx): super().__init__(escape=False); self.ctx = ctx
@@ -252,6 +271,7 @@ PLOTLY_MIME = "application/vnd.plotly.v1+json"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 MAX_TEXT_LINES = 30
 
+# %% ../nbs/91_docs.ipynb #b093fbbb
 def plotly_html(fig_json:dict, div_id:str) -> str:
     "A plotly figure (mime-bundle JSON) as a `<div>` drawn by the site's local plotly.js."
     spec = json.dumps({"data": fig_json.get("data", []), "layout": fig_json.get("layout", {}),
@@ -259,14 +279,17 @@ def plotly_html(fig_json:dict, div_id:str) -> str:
     return (f'<div id="{div_id}" class="plotly-graph-div"></div>'
             f'<script>(function(){{var s={spec};Plotly.newPlot("{div_id}",s.data,s.layout,s.config);}})();</script>')
 
+# %% ../nbs/91_docs.ipynb #544ed334
 def _short(text:str) -> str:
     lines = text.rstrip().splitlines()
     if len(lines) > MAX_TEXT_LINES: lines = lines[:MAX_TEXT_LINES] + [f"… ({len(lines) - MAX_TEXT_LINES} more lines)"]
     return "\n".join(lines)
 
+# %% ../nbs/91_docs.ipynb #43b6278e
 _PROGRESS = re.compile(r"\r|\d%\||it/s\]|s/it\]")
 _EXTERNAL = re.compile(r"""(src|href)\s*=\s*["']?(https?:)?//|require\(|@import|url\(\s*["']?(https?:)?//""", re.I)
 
+# %% ../nbs/91_docs.ipynb #50f650a6
 def output_html(o:dict, ctx:PageContext, div_id:str) -> str:
     "One saved output as HTML (see above); `AbawError` for an error output."
     t = o.get("output_type")
@@ -300,11 +323,13 @@ def _fmt_anno(a) -> str:
     if a is inspect.Parameter.empty: return ""
     return a if isinstance(a, str) else inspect.formatannotation(a)
 
+# %% ../nbs/91_docs.ipynb #7a91fcdc
 def _fmt_default(d) -> str:
     if d is inspect.Parameter.empty: return ""
     r = repr(d)
     return r if len(r) < 60 else r[:57] + "..."
 
+# %% ../nbs/91_docs.ipynb #3c38327c
 def _signature(sym) -> str:
     try: s = str(inspect.signature(sym, eval_str=True))
     except (TypeError, ValueError): return ""
@@ -313,6 +338,7 @@ def _signature(sym) -> str:
         except (TypeError, ValueError): return ""
     return re.sub(r" at 0x[0-9a-f]+", "", s)
 
+# %% ../nbs/91_docs.ipynb #283b9a46
 def _param_table(sym, ctx:PageContext) -> str:
     try: dm = docments(sym, full=True)
     except Exception: return ""  # builtins, C extensions: no source to read comments from
@@ -329,10 +355,12 @@ def _param_table(sym, ctx:PageContext) -> str:
                 f'<td></td><td>{_inline_md(ret.get("docment") or "", ctx)}</td></tr>')
     return f'<table class="params"><thead><tr><th>parameter</th><th>type</th><th>default</th><th>details</th></tr></thead><tbody>{trs}</tbody></table>'
 
+# %% ../nbs/91_docs.ipynb #3093f0cf
 def _inline_md(text:str, ctx:PageContext) -> str:
     h = ctx.markdown(text).strip()
     return h[3:-4] if h.startswith("<p>") and h.endswith("</p>") and h.count("<p>") == 1 else h
 
+# %% ../nbs/91_docs.ipynb #3441c196
 def api_entry(sym, name:str, ctx:PageContext) -> str:
     "The reference entry of an exported function, class or value: signature, docstring, parameter table."
     anchor = ctx.anchor(name)
@@ -366,6 +394,7 @@ def _defined_names(src:str) -> list[str]:
                 out += [x.id for x in ast.walk(t) if isinstance(x, ast.Name)]
     return out
 
+# %% ../nbs/91_docs.ipynb #aeb0f888
 def _default_exp(nb:dict) -> str|None:
     for c in nb["cells"]:
         if c["cell_type"] == "code":
@@ -373,10 +402,12 @@ def _default_exp(nb:dict) -> str|None:
             if m: return m.group(1)
     return None
 
+# %% ../nbs/91_docs.ipynb #3294502a
 def _import_module(lib:str, mod:str, nb_path:Path):
     try: return importlib.import_module(f"{lib}.{mod}")
     except Exception as e: raise AbawError(f"nbs/{nb_path}: its module {lib}.{mod} does not import ({type(e).__name__}: {e}); run nbdev_export") from None
 
+# %% ../nbs/91_docs.ipynb #ac6d220d
 def render_notebook(page:Page, ctx:PageContext, lib:str="abaw_workbench") -> str:
     "A notebook's page body: prose, reference entries of the exported names with their code folded, examples, folded tests."
     nb, parts = page.nb, []
@@ -474,6 +505,7 @@ _SEARCH_JS = """(function(){
 })();
 """
 
+# %% ../nbs/91_docs.ipynb #f418e1c3
 def pager_html(pages:list[Page], current:Page) -> str:
     "Links to the previous and next pages of the sidebar's order, at the foot of a page."
     i = pages.index(current)
@@ -481,6 +513,7 @@ def pager_html(pages:list[Page], current:Page) -> str:
     nxt = f'<a class="next" href="{rel_url(pages[i+1].url, current.url)}">{html.escape(pages[i+1].title)} →</a>' if i + 1 < len(pages) else ""
     return f'<nav class="pager">{prev}{nxt}</nav>'
 
+# %% ../nbs/91_docs.ipynb #c1661f49
 def nav_html(pages:list[Page], current:Page) -> str:
     "The sidebar: the home page, then one list per group."
     out, group = [], None
@@ -515,13 +548,16 @@ def _settings(root:Path) -> dict:
     cfg.read(root / "settings.ini")
     return dict(cfg["DEFAULT"]) if cfg.defaults() else {}
 
+# %% ../nbs/91_docs.ipynb #77341ae5
 MARKER = ".abaw-docs"  # marks a folder this builder wrote (and may empty on the next build)
 _WEB = {".html", ".htm", ".js", ".css", ".json", ".map", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".woff", ".woff2", ".ttf", ".xml", ".txt", ".md", ""}
 
+# %% ../nbs/91_docs.ipynb #2b24889b
 def _is_old_site(out:Path) -> bool:
     "A folder holding only web files (an earlier docs build: this builder's before it left a marker, or Quarto's)."
     return all(p.is_dir() or p.suffix.lower() in _WEB for p in out.rglob("*"))
 
+# %% ../nbs/91_docs.ipynb #18692383
 def _prepare_out(out:Path):
     if out.exists() and any(out.iterdir()):
         if not ((out / MARKER).exists() or _is_old_site(out)):
@@ -530,6 +566,7 @@ def _prepare_out(out:Path):
     (out / "assets").mkdir(parents=True)
     (out / MARKER).write_text("built by abaw docs; emptied on the next build\n")
 
+# %% ../nbs/91_docs.ipynb #dd853ca2
 def _notebook_title(nb:dict, fallback:str) -> str:
     for c in nb["cells"]:
         if c["cell_type"] == "markdown":
@@ -537,6 +574,7 @@ def _notebook_title(nb:dict, fallback:str) -> str:
             if m: return m.group(1).strip()
     return fallback
 
+# %% ../nbs/91_docs.ipynb #6a5ed56c
 def _symbols(pages:list[Page], lib:str) -> dict:
     "Exported name -> (page URL, anchor), for the reference pages."
     out, seen = {}, set()
@@ -549,6 +587,7 @@ def _symbols(pages:list[Page], lib:str) -> dict:
             else: out[name] = (p.url, name); seen.add(name)
     return out
 
+# %% ../nbs/91_docs.ipynb #e02ed7bd
 def build_docs(out:str|Path="_docs", # output folder (emptied first when a previous build wrote it)
                root:str|Path|None=None # project root (holds nbs/ and settings.ini)
               ) -> list[Path]:
@@ -601,9 +640,11 @@ class _Refs(HTMLParser):
     def handle_data(self, data):
         if self._in_style: self.css.append(data)
 
+# %% ../nbs/91_docs.ipynb #8cf98ba0
 _REMOTE = re.compile(r"^([a-z][a-z0-9+.-]*:)?//", re.I)
 _CSS_REMOTE = re.compile(r"""url\(\s*["']?(https?:)?//|@import""", re.I)
 
+# %% ../nbs/91_docs.ipynb #b15fe910
 def check_site(out:str|Path) -> list[str]:
     "Problems of a built site: broken internal links or anchors, assets loaded from elsewhere."
     out = Path(out); problems, pages = [], {}
@@ -629,6 +670,7 @@ def docs_args(p):
     p.add_argument("--out", default="_docs", help="output folder of the site (default: _docs; emptied first when a previous build wrote it)")
     p.add_argument("--readme-only", action="store_true", help="only regenerate README.md from nbs/index.ipynb (what `make export` runs)")
 
+# %% ../nbs/91_docs.ipynb #323a61a3
 def docs_main(args) -> int:
     "Build the site (`abaw docs`), or only the README (`abaw docs --readme-only`)."
     root = project_root()

@@ -34,6 +34,7 @@ def evaluate_predictions(labels, preds, tasks=TASKS, thresholds=0.5) -> dict:
 # %% ../nbs/08b_evaluation.ipynb #6116645e
 SMOOTH_WINDOWS = (1, 5, 9, 15, 25, 41)
 
+# %% ../nbs/08b_evaluation.ipynb #e2592246
 def apply_postprocess(preds, pp:dict):
     "Smooth each task with its window; returns predictions (AU thresholds are applied when scoring or writing)."
     out = preds.copy()
@@ -46,6 +47,7 @@ def apply_postprocess(preds, pp:dict):
     out.attrs["postprocess"] = json.dumps(pp)
     return out
 
+# %% ../nbs/08b_evaluation.ipynb #ce060b45
 def tune_postprocess(labels, preds, tasks=TASKS, windows=SMOOTH_WINDOWS,
                      smoothing:bool=True, # tune a smoothing window per task (False: none)
                      thresholds:bool=True # tune per-AU thresholds (False: 0.5)
@@ -58,10 +60,12 @@ def tune_postprocess(labels, preds, tasks=TASKS, windows=SMOOTH_WINDOWS,
     if thresholds and "au" in tasks: pp["thresholds"] = tune_au_thresholds(labels, apply_postprocess(preds, pp))
     return pp
 
+# %% ../nbs/08b_evaluation.ipynb #8ef21557
 def score_postprocessed(labels, preds, pp:dict, tasks=TASKS) -> dict:
     "Metrics (as `evaluate_predictions`) after post-processing."
     return evaluate_predictions(labels, apply_postprocess(preds, pp), tasks, pp.get("thresholds") or 0.5)
 
+# %% ../nbs/08b_evaluation.ipynb #ab4d0509
 def score_postprocessed_cv(labels, preds, tasks=TASKS, folds:int=2,
                            smoothing:bool=True, thresholds:bool=True # which post-processing to tune (`tune_postprocess`)
                           ) -> dict:
@@ -82,7 +86,7 @@ def score_postprocessed_cv(labels, preds, tasks=TASKS, folds:int=2,
         parts.append(out)
     return evaluate_predictions(labels, xr.concat(parts, "frame"), tasks)
 
-
+# %% ../nbs/08b_evaluation.ipynb #d2d24399
 def postprocess_report(labels, preds, tasks=TASKS) -> tuple[dict, dict]:
     "Post-processing tuned on `labels`, and its metrics: `postprocessed`, plus `postprocessed_cv` when there are 2+ videos."
     pp = tune_postprocess(labels, preds, tasks)
@@ -102,6 +106,7 @@ def submission_frames(entry, # a catalog `Entry` of kind affwild2 (or a `Layout`
     vid, fi = zip(*sorted(pairs))
     return make_dataset(list(vid), list(fi))
 
+# %% ../nbs/08b_evaluation.ipynb #f0278f62
 def write_submissions(entry, # a catalog `Entry` of kind affwild2 (or a `Layout`): where the test lists are
                       preds, # predictions in the schema, covering the test frames
                       pp:dict|None, # post-processing (`tune_postprocess`), or None

@@ -26,6 +26,7 @@ def file_lock(path:str|Path # the lock file (made if absent)
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
+# %% ../nbs/14a_experiments.ipynb #5edbbf6e
 def shared_stage(runner, # a stage cache (`runs.StageRunner`): folders keyed by chained config hashes
                  name:str, # stage name
                  settings, # the stage's settings (hashed)
@@ -51,6 +52,7 @@ def code_version() -> dict:
     dirty = None if commit is None else bool(git("status", "--porcelain", "--untracked-files=no"))
     return {"commit": commit, "dirty": dirty}
 
+# %% ../nbs/14a_experiments.ipynb #7045bbb8
 def write_record(parameters:dict, # the notebook's parameters, as run
                  metrics:dict, # metrics (nested dicts of numbers: raw and post-processed, as in the demo's metrics.json)
                  timing:dict, # seconds per stage (0: found in the cache) and in total
@@ -93,6 +95,7 @@ def experiment_path(p:str|Path # a path given to an experiment notebook as a par
     p = Path(os.path.expanduser(str(p)))
     return p if p.is_absolute() else Path(os.environ.get(BASE_ENV) or os.getcwd()) / p
 
+# %% ../nbs/14a_experiments.ipynb #7e779fdf
 def open_stage_cache(catalog:str="", # catalog file ("": $ABAW_CATALOG, else the project's)
                      cache:str="", # stage cache folder ("": <catalog cache_dir>/stages; "runs/demo": the stages of `abaw demo`)
                      log=print # where the stage cache's lines go
@@ -115,6 +118,7 @@ def selected_scores(labels, preds, # validation labels and predictions (schema)
     if not smoothing and not thresholds: return evaluate_predictions(labels, preds, tasks)
     return score_postprocessed_cv(labels, preds, tasks, folds, smoothing=smoothing, thresholds=thresholds)
 
+# %% ../nbs/14a_experiments.ipynb #4c6abcb1
 def experiment_metrics(labels, preds, # validation labels and predictions (schema)
                        smoothing:bool=True, # the run's smoothing switch
                        thresholds:bool=True, # the run's AU-thresholds switch

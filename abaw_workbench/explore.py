@@ -30,16 +30,19 @@ __all__ = ['OUTCOMES', 'MISTAKE_SPREAD', 'FIXTURE_CATALOG', 'au_decisions', 'fra
 def _check_task(task):
     if task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
 
+# %% ../nbs/15_explore.ipynb #26590edf
 def _au_thresholds(thresholds) -> np.ndarray:
     "12 AU thresholds from one, 12, or a dict by AU name."
     return np.array([thresholds[a] for a in AU_NAMES]) if isinstance(thresholds, dict) else np.broadcast_to(np.asarray(thresholds, np.float64), (len(AU_NAMES),))
 
+# %% ../nbs/15_explore.ipynb #5db49e95
 def au_decisions(preds, # [n, 12] AU probabilities
                  thresholds=0.5, # one threshold, 12, or a dict by AU name
                 ) -> np.ndarray:
     "Boolean [n, 12] AU decisions (NaN probabilities decide 'off')."
     with np.errstate(invalid="ignore"): return np.asarray(preds) >= _au_thresholds(thresholds)
 
+# %% ../nbs/15_explore.ipynb #3df8ced6
 def frame_errors(labels:xr.Dataset, # labels in the schema
                  preds:xr.Dataset, # predictions in the schema
                  task:str, # "au", "expr" or "va"
@@ -131,6 +134,7 @@ def _cls_index(task, cls) -> int:
     if cls in names: return names.index(cls)
     raise AbawError(f"{task.upper()}: unknown class {cls!r} (one of {', '.join(names)})")
 
+# %% ../nbs/15_explore.ipynb #c000c246
 @patch
 def _class_errors(self:Interpretation, task:str, cls=None) -> np.ndarray:
     "Per-frame error restricted to one AU / expression class / VA dimension (all when `cls` is None)."
@@ -142,6 +146,7 @@ def _class_errors(self:Interpretation, task:str, cls=None) -> np.ndarray:
     if task == "expr": return np.where(l == j, (p != l).astype(np.float64), np.nan)
     return np.abs(np.asarray(p[:, j], np.float64) - l[:, j])
 
+# %% ../nbs/15_explore.ipynb #2e27b2f3
 @patch
 def top_videos(self:Interpretation, task:str, # "au", "expr" or "va"
                 by:str|None=None, # "score" (lowest first) or "error" (largest first); default: error for VA, score otherwise
@@ -156,6 +161,7 @@ def top_videos(self:Interpretation, task:str, # "au", "expr" or "va"
     t = t.sort_values(by, ascending=by == "score", kind="stable")
     return t if k is None else t.head(k)
 
+# %% ../nbs/15_explore.ipynb #743ed39b
 @patch
 def top_windows(self:Interpretation, task:str, # "au", "expr" or "va"
                  length:int=100, # frames per window
@@ -172,6 +178,7 @@ def top_windows(self:Interpretation, task:str, # "au", "expr" or "va"
     w["score"] = [score_arrays(task, l[a:b], p[a:b], self.thresholds)["score"] for a, b in zip(w.pos, w.end)]
     return w.reset_index(drop=True)
 
+# %% ../nbs/15_explore.ipynb #163baf34
 @patch
 def worst_videos(self:Interpretation) -> pd.DataFrame:
     "Mean per-frame error of each video per task and over tasks (VA error capped at 1); worst first."
@@ -209,6 +216,7 @@ def per_class(self:Interpretation, task:str) -> pd.DataFrame:
     return pd.DataFrame({"f1": f1, "precision": prec, "recall": rec, "support": support, "predicted": pp, "frames": frames},
                         index=pd.Index(names, name=task))
 
+# %% ../nbs/15_explore.ipynb #aa176ac1
 @patch
 def confusion(self:Interpretation) -> pd.DataFrame:
     "EXPR confusion counts on labelled frames: rows are labels, columns predictions."
@@ -218,6 +226,7 @@ def confusion(self:Interpretation) -> pd.DataFrame:
     cm = np.bincount(l[ok].astype(np.int64) * k + p[ok].astype(np.int64), minlength=k * k).reshape(k, k)
     return pd.DataFrame(cm, index=pd.Index(EXPR_NAMES, name="label"), columns=pd.Index(EXPR_NAMES, name="predicted"))
 
+# %% ../nbs/15_explore.ipynb #a8720343
 @patch
 def confusion_frames(self:Interpretation, label, # the label's class (name or index)
                       predicted, # the predicted class (name or index)
@@ -232,6 +241,7 @@ def confusion_frames(self:Interpretation, label, # the label's class (name or in
 # %% ../nbs/15_explore.ipynb #f0da82e9
 OUTCOMES = ("A right, B wrong", "A wrong, B right", "both wrong", "both right")
 
+# %% ../nbs/15_explore.ipynb #2d3eff54
 @patch
 def compare(self:Interpretation, other, # another `Interpretation` (or a predictions dataset) on the same frames
              task:str, # "au", "expr" or "va"
@@ -249,6 +259,7 @@ def compare(self:Interpretation, other, # another `Interpretation` (or a predict
     return pd.DataFrame({"video": self.labels.video.values[pos].astype(str), "frame_index": self.labels.frame_index.values[pos],
                          "pos": pos, "error_a": ea[pos], "error_b": eb[pos], "outcome": pd.Categorical(out, OUTCOMES)})
 
+# %% ../nbs/15_explore.ipynb #283d348a
 @patch
 def compare_summary(self:Interpretation, other, # another `Interpretation` (or predictions dataset)
                      tol:dict|None=None, # per-task tolerance (see `compare`)
@@ -275,6 +286,7 @@ def expr_probabilities(labels:xr.Dataset, # the frames wanted (labels in the sch
         prob = np.where((pv >= 0)[:, None], np.eye(len(EXPR_NAMES), dtype=np.float32)[np.clip(pv, 0, None)], np.nan).astype(np.float32)
     return np.concatenate([prob, np.full((1, len(EXPR_NAMES)), np.nan, np.float32)])[idx]
 
+# %% ../nbs/15_explore.ipynb #ede3a744
 def video_arrays(labels:xr.Dataset, # labels in the schema
                  preds:xr.Dataset, # predictions in the schema (aligned by video and frame index)
                  video:str, # the video
@@ -312,6 +324,7 @@ def frame_runs(df:pd.DataFrame, # one row per frame: video, frame_index and othe
 # %% ../nbs/15_explore.ipynb #cd327b1b
 MISTAKE_SPREAD = 0.1   # VA: the model's spread over neighbouring frames at which its agreement counts 1/e
 
+# %% ../nbs/15_explore.ipynb #9dcf1c49
 def _va_spread(p:np.ndarray, labels:xr.Dataset, width:int) -> np.ndarray:
     "Standard deviation of each prediction's neighbours (`width` frames, centred, within its video)."
     out = np.full(p.shape, np.nan)
@@ -319,6 +332,7 @@ def _va_spread(p:np.ndarray, labels:xr.Dataset, width:int) -> np.ndarray:
         out[s] = pd.DataFrame(p[s]).rolling(width, center=True, min_periods=2).std(ddof=0).to_numpy()
     return out
 
+# %% ../nbs/15_explore.ipynb #ba1cd0bb
 def mistake_scores(labels:xr.Dataset, # labels in the schema
                    preds:xr.Dataset, # predictions in the schema
                    task:str, # "au", "expr" or "va"
@@ -387,6 +401,7 @@ class DatasetRun:
 
     def __repr__(self): return f"DatasetRun(models={self.models}, frames={type(self.frames).__name__})"
 
+# %% ../nbs/15_explore.ipynb #e8c87acc
 def as_run(run):
     "A run object from a `runs.Run`, a `DatasetRun`, or a run folder path."
     if isinstance(run, (str, Path)): return Run.open(run)
@@ -401,6 +416,7 @@ def _smooth_noise(rng, n:int, k:int, width:int) -> np.ndarray:
     out = (c[width:] - c[:-width]) / np.sqrt(width)
     return out[:n]
 
+# %% ../nbs/15_explore.ipynb #d31f83c9
 def synthetic_predictions(labels:xr.Dataset, # labels in the schema
                           skill:float=0.7, # 0: noise, 1: the labels
                           seed:int=0,
@@ -430,7 +446,6 @@ def synthetic_predictions(labels:xr.Dataset, # labels in the schema
                         va=pva.astype(np.float32), expr_prob=prob.astype(np.float32), has_face=labels.has_face.values,
                         time=labels.time.values, attrs={"source": f"synthetic_predictions(skill={skill}, seed={seed})"})
 
-
 # %% ../nbs/15_explore.ipynb #feb60fab
 def plant_flips(root:str|Path, # a synthetic Aff-Wild2-layout data set (its annotation files are rewritten)
                 task:str, # "au", "expr" or "va"
@@ -453,6 +468,7 @@ def plant_flips(root:str|Path, # a synthetic Aff-Wild2-layout data set (its anno
         rows.append((video, int(first), int(last), task, what))
     return pd.DataFrame(rows, columns=["video", "start", "stop", "task", "what"])
 
+# %% ../nbs/15_explore.ipynb #e1115f83
 def _sure_segments(labels:xr.Dataset, preds:xr.Dataset, n:int, length:int=10) -> list:
     "Up to n frame ranges of `length` frames, spread over the videos, of one labelled class where `preds` is right with probability >= 0.5 on every frame."
     prob, l = expr_probabilities(labels, preds), labels.expr.values.astype(np.int64)

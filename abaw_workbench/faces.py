@@ -57,6 +57,7 @@ def area_bins(start:torch.Tensor, # [...] first pixel of each span
     s, l = start[..., None], length[..., None]
     return s + torch.div(i * l, n, rounding_mode="floor"), s - torch.div(-(i + 1) * l, n, rounding_mode="floor")
 
+# %% ../nbs/13a_faces.ipynb #8c9da2e3
 def integral_images(frames:np.ndarray, # uint8 [N, H, W, C]
                     device="cpu") -> torch.Tensor:
     "Summed-area tables [N, H+1, W+1, C] in exact integers (first row and column zero), on `device`."
@@ -72,6 +73,7 @@ def _mean(g:torch.Tensor, area:torch.Tensor) -> torch.Tensor:
     "The box averages from the 4 corner look-ups g [4, ..., h, w, C]: float [..., C, h, w] in channels-last memory."
     return ((g[0] - g[1] - g[2] + g[3]).float() / area[..., None].float()).movedim(-1, -3)
 
+# %% ../nbs/13a_faces.ipynb #8e16d54f
 def area_resize(I:torch.Tensor, # `integral_images` of N frames
                 h:int, w:int) -> torch.Tensor:
     "The frames resized to h x w as `interpolate(mode='area')` resizes them: float [N, C, h, w]."
@@ -82,6 +84,7 @@ def area_resize(I:torch.Tensor, # `integral_images` of N frames
     g = I.view(N, H1 * W1, C).index_select(1, torch.cat([at(y1, x1), at(y0, x1), at(y1, x0), at(y0, x0)]))
     return _mean(g.view(N, 4, h, w, C).movedim(1, 0), (y1 - y0)[:, None] * (x1 - x0)[None])
 
+# %% ../nbs/13a_faces.ipynb #322a0fc5
 def area_crops(I:torch.Tensor, # `integral_images` of the frames
                image:torch.Tensor, y0:torch.Tensor, x0:torch.Tensor, # [B] each box's frame and top-left pixel
                h:torch.Tensor, w:torch.Tensor, # [B] its size in pixels
@@ -99,6 +102,7 @@ def _steps():
     from facenet_pytorch.models.utils import detect_face   # (its package's import is slow: only when detecting)
     return detect_face
 
+# %% ../nbs/13a_faces.ipynb #376bb669
 def _pnet_boxes(mtcnn, I:torch.Tensor, min_face:int, threshold:float, factor:float):
     "The P-net's boxes over the pyramid of every frame: [k, 5] (x1, y1, x2, y2, score), calibrated and squared, and their frame [k]."
     df, h, w = _steps(), I.shape[1] - 1, I.shape[2] - 1
@@ -125,6 +129,7 @@ def _net_input(I:torch.Tensor, boxes:torch.Tensor, image:torch.Tensor, n:int):
     ok = (ey > y - 1) & (ex > x - 1)
     return (area_crops(I, image[ok], y[ok] - 1, x[ok] - 1, (ey - y + 1)[ok], (ex - x + 1)[ok], n) - 127.5) * 0.0078125, ok
 
+# %% ../nbs/13a_faces.ipynb #afba2bdb
 def _refine(mtcnn, I:torch.Tensor, boxes:torch.Tensor, image:torch.Tensor, thresholds):
     "The R-net, then the O-net, on the P-net's boxes: boxes [k, 5], landmarks [k, 5, 2], their frame [k]."
     df = _steps()
@@ -148,6 +153,7 @@ def _refine(mtcnn, I:torch.Tensor, boxes:torch.Tensor, image:torch.Tensor, thres
             boxes, image, points = boxes[pick], image[pick], points[pick]
     return boxes, points, image
 
+# %% ../nbs/13a_faces.ipynb #e6ea8096
 def mtcnn_detect(mtcnn, # a facenet-pytorch `MTCNN`: its P-, R- and O-nets detect
                  frames:np.ndarray, # uint8 [N, H, W, 3] RGB frames of one size
                  min_face:int=20, thresholds=(0.6, 0.7, 0.7), factor:float=0.709) -> list[tuple]:
@@ -212,6 +218,7 @@ class Track:
     def __len__(self): return len(self.frames)
     def __repr__(self): return f"Track({self.id}: frames {self.start + 1}-{self.stop}, {len(self)} with a face, ~{self.size:.0f} px)"
 
+# %% ../nbs/13a_faces.ipynb #a96ea052
 def iou(a:np.ndarray, b:np.ndarray) -> np.ndarray:
     "Intersection over union of boxes a [n, 4] and b [m, 4]: [n, m]."
     lt = np.maximum(a[:, None, :2], b[None, :, :2]); rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
@@ -228,6 +235,7 @@ def _affinity(tb:np.ndarray, tl:np.ndarray, db:np.ndarray, dl:np.ndarray, cfg:Fa
     close = np.where(dist < cfg.landmark_dist, 1e-3 * (1 - dist / cfg.landmark_dist), 0)
     return np.where(a >= cfg.iou, a, close)
 
+# %% ../nbs/13a_faces.ipynb #66cce8e7
 def _affinity1(tb, tl, db, dl, cfg:FaceConfig) -> float:
     "`_affinity` of one track and one detection in Python floats (the usual case: numpy's per-call cost dominates there)."
     (a1, b1, a2, b2), (c1, d1, c2, d2) = tb.tolist(), db.tolist()
@@ -239,6 +247,7 @@ def _affinity1(tb, tl, db, dl, cfg:FaceConfig) -> float:
     dist = sum(math.hypot(p[0] - q[0], p[1] - q[1]) for p, q in zip(tl, dl)) / len(tl) / max(eye, 1)
     return 1e-3 * (1 - dist / cfg.landmark_dist) if dist < cfg.landmark_dist else 0.0
 
+# %% ../nbs/13a_faces.ipynb #1abfb6ba
 def link_detections(dets:dict, # frame position -> detections (`FaceDetector` output) of the frames the detector saw
                     cfg:FaceConfig|None=None) -> list[dict]:
     "Join detections of successive detector runs into raw tracks: dicts of frame lists."
@@ -276,12 +285,14 @@ def _gauss_smooth(x:np.ndarray, sigma:float) -> np.ndarray:
     den = gaussian_filter1d(np.ones((len(x), 1)), sigma, axis=0, mode="constant", truncate=3.0)
     return (num / den).reshape(x.shape).astype(x.dtype)
 
+# %% ../nbs/13a_faces.ipynb #60e04c13
 def _runs(frames:np.ndarray) -> list[slice]:
     "Slices of unbroken runs of consecutive frames."
     cut = np.flatnonzero(np.diff(frames) != 1) + 1
     b = np.r_[0, cut, len(frames)]
     return [slice(int(s), int(e)) for s, e in zip(b[:-1], b[1:])]
 
+# %% ../nbs/13a_faces.ipynb #ddf860cb
 def densify(raw:dict, tid:int, cfg:FaceConfig|None=None) -> Track:
     "A `Track` from a raw track: interpolated across frames the detector skipped, landmarks smoothed per run."
     cfg = cfg or FaceConfig()
@@ -301,6 +312,7 @@ def densify(raw:dict, tid:int, cfg:FaceConfig|None=None) -> Track:
     for sl in _runs(t.frames): t.landmarks[sl] = _gauss_smooth(t.landmarks[sl], cfg.smooth)
     return t
 
+# %% ../nbs/13a_faces.ipynb #06e7333c
 def relink(raws:list[dict], cfg:FaceConfig|None=None) -> list[dict]:
     "Join a track to one that starts within `cfg.relink` frames after it ends, within one face size of where it ended."
     cfg = cfg or FaceConfig()
@@ -321,6 +333,7 @@ def relink(raws:list[dict], cfg:FaceConfig|None=None) -> list[dict]:
             for k in ("frames", "boxes", "landmarks", "scores"): best[k] += list(t[k])
     return out
 
+# %% ../nbs/13a_faces.ipynb #23cd40c5
 def track_faces(dets:dict, # frame position -> detections, for the frames the detector saw
                 cfg:FaceConfig|None=None) -> list[Track]:
     "Dense, smoothed tracks numbered 0, 1, ... by first frame (then by x)."
@@ -343,6 +356,7 @@ def _ready_crops(crops, ring:deque, dets:dict, upto:int, cfg:FaceConfig, tracks=
             if k < len(t) and t.frames[k] == pos: jobs.append((pos, t.landmarks[k], align_frame(fr, t.landmarks[k], crops.size, crops.margin)))
     if jobs: crops.add_many(*zip(*jobs))
 
+# %% ../nbs/13a_faces.ipynb #0ad78686
 def detect_video(path:str|Path, # a video file
                  cfg:FaceConfig|None=None,
                  detector:FaceDetector|None=None, # reuse a detector (else one is built from cfg)
@@ -393,6 +407,7 @@ def detect_video(path:str|Path, # a video file
 TEMPLATE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                          [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)  # eyes, nose, mouth corners in a 112 px crop
 
+# %% ../nbs/13a_faces.ipynb #d5e5fae3
 def face_template(size:int=112, # crop side in pixels
                   margin:float=0.0 # zoom out: 0.1 shows 10% more around the face
                  ) -> np.ndarray:
@@ -400,6 +415,7 @@ def face_template(size:int=112, # crop side in pixels
     c = 56.0
     return ((TEMPLATE_112 - c) / (1 + margin) + c) * (size / 112.0)
 
+# %% ../nbs/13a_faces.ipynb #aada3635
 def similarity(src:np.ndarray, dst:np.ndarray) -> np.ndarray:
     "The 2x3 similarity transform (rotation, uniform scale, shift) taking points src [n, 2] closest to dst [n, 2]."
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
@@ -411,6 +427,7 @@ def similarity(src:np.ndarray, dst:np.ndarray) -> np.ndarray:
     R = np.array([[a, -b], [b, a]])
     return np.c_[R, md - R @ ms].astype(np.float32)
 
+# %% ../nbs/13a_faces.ipynb #824b252d
 def align_face(img:np.ndarray, # uint8 [H, W, 3] frame
                landmarks:np.ndarray, # [5, 2] its face's landmarks
                size:int=112, margin:float=0.0,
@@ -450,6 +467,7 @@ def align_frame(fr, # a decoded `av.VideoFrame`
     M2 = M.copy(); M2[:, 2] += M[:, :2] @ np.array([x0, y0], np.float32)   # the same transform, from the box's pixels
     return cv2.warpAffine(box, M2, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
+# %% ../nbs/13a_faces.ipynb #71737071
 def iter_track_crops(path:str|Path, # the video the track was found in
                      track:Track, size:int=112, margin:float=0.0,
                      batch:int=64 # crops per item
@@ -463,6 +481,7 @@ def iter_track_crops(path:str|Path, # the video the track was found in
         if i >= track.stop: break
     if buf: yield np.stack(buf)
 
+# %% ../nbs/13a_faces.ipynb #c32ef524
 def track_crops(path:str|Path, track:Track, size:int=112, margin:float=0.0) -> np.ndarray:
     "All aligned crops uint8 [len(track), size, size, 3] of a track's frames, in order."
     parts = list(iter_track_crops(path, track, size, margin))
@@ -526,6 +545,7 @@ def choose_track(tracks:list[Track], # from `track_faces` / `detect_video`
         if t.id == face: return t
     raise AbawError(f"--face {face}: no such track (tracks: {', '.join(map(str, [t.id for t in tracks])) or 'none'})")
 
+# %% ../nbs/13a_faces.ipynb #49028834
 def describe_tracks(tracks:list[Track], times:np.ndarray,
                     detections:int|None=None # the faces the detector found (`detect_video(stats=...)`): a video without tracks says how many were dropped
                    ) -> str:
@@ -539,6 +559,7 @@ def describe_tracks(tracks:list[Track], times:np.ndarray,
 # %% ../nbs/13a_faces.ipynb #3df1f25d
 FACE_COORDS = {"coord": ["x1", "y1", "x2", "y2"], "point": ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"], "xy": ["x", "y"]}
 
+# %% ../nbs/13a_faces.ipynb #75ee8eef
 def tracks_dataset(tracks:list[Track], # from `detect_video`
                    times:np.ndarray, # [n] frame times, s
                    attrs:dict|None=None) -> xr.Dataset:
@@ -554,6 +575,7 @@ def tracks_dataset(tracks:list[Track], # from `detect_video`
                               "time": ("frame", np.asarray(times, np.float64)), **FACE_COORDS},
                       attrs=dict(attrs or {}))
 
+# %% ../nbs/13a_faces.ipynb #1eb67c79
 def with_faces(ds:xr.Dataset, # predictions in the schema: a row per frame (or per face, for still images)
                boxes:np.ndarray, landmarks:np.ndarray, scores:np.ndarray # [n, 4], [n, 5, 2], [n]: each row's face (NaN: none)
               ) -> xr.Dataset:

@@ -47,6 +47,7 @@ def _video_dataset(video:str, frame_index, visual, audio, face_mask, audio_mask,
         if ds[k].size: ds[k].encoding["chunksizes"] = (max(1, min(chunk, len(frame_index))), ds[k].shape[1])
     return ds
 
+# %% ../nbs/11_features.ipynb #a064f52b
 class FeatureStore:
     "A folder of per-video feature files."
     def __init__(self, path:str|Path):
@@ -105,7 +106,6 @@ class FeatureStore:
             if k in out: out[k] = out[k].astype(bool)  # netCDF stores bools as int8
         return out
 
-
 # %% ../nbs/11_features.ipynb #ba03c010
 def _chunk_offsets(d:h5py.Dataset) -> tuple[int, np.ndarray]|None:
     "(rows per chunk, file offset of each chunk) of a 2-d dataset stored uncompressed in whole rows; None otherwise."
@@ -120,6 +120,7 @@ def _chunk_offsets(d:h5py.Dataset) -> tuple[int, np.ndarray]|None:
         s = d.id.get_chunk_info(i); offs[s.chunk_offset[0] // c] = s.byte_offset
     return (c, offs) if (offs >= 0).all() else None
 
+# %% ../nbs/11_features.ipynb #ab467e24
 class RowReader:
     "One video's feature file, read by rows: frame numbers and masks held; `visual` and `audio` rows read at their chunks' offsets."
     def __init__(self, store:FeatureStore, video:str):
@@ -158,6 +159,7 @@ def stored_rows(stored_fi:np.ndarray, # sorted frame_index of a video's feature 
     pos = np.clip(np.searchsorted(stored_fi, frame_index), 0, len(stored_fi) - 1)
     return np.where(stored_fi[pos] == frame_index, pos, -1)
 
+# %% ../nbs/11_features.ipynb #d48d337b
 def normalize_visual(visual:np.ndarray, # [T, D] features of one video's frames
                      face_mask:np.ndarray, # [T] bool: frames with a face (the others stay zero)
                      mean:np.ndarray|None # the video's mean feature (`video_mean`), None: unchanged
@@ -166,6 +168,7 @@ def normalize_visual(visual:np.ndarray, # [T, D] features of one video's frames
     if mean is None: return visual
     return np.where(face_mask[:, None], visual - mean, 0).astype(np.float32)
 
+# %% ../nbs/11_features.ipynb #edec54b3
 def video_mean(feats:dict # one video's stored features (`FeatureStore.read`)
               ) -> np.ndarray:
     "The video's mean visual feature over its stored frames with a face (zeros if none)."
@@ -173,6 +176,7 @@ def video_mean(feats:dict # one video's stored features (`FeatureStore.read`)
     if not fm.any(): return np.zeros(feats["visual"].shape[1], np.float32)
     return feats["visual"][fm].mean(0, dtype=np.float64).astype(np.float32)
 
+# %% ../nbs/11_features.ipynb #03cd95b0
 class WindowFeatureDataset:
     "Windows of `window` frames over each video of `labels`, features read from a `FeatureStore`."
     def __init__(self, store:FeatureStore, labels:xr.Dataset, window:int=100, stride:int=50, train:bool=True,
@@ -196,59 +200,71 @@ class WindowFeatureDataset:
         self.memory = self._load() if size <= preload * 2**30 else None
         if self.memory is None: self._index()
 
-    def __len__(self): return len(self.items)
+# %% ../nbs/11_features.ipynb #0188850a
+@patch
+def __len__(self:WindowFeatureDataset): return len(self.items)
 
-    def _load(self) -> dict:
-        "Every labelled frame's features, aligned to the labels and normalised as configured: arrays [N, ...]."
-        N, (vd, ad) = len(self.frame_index), self.dims
-        out = dict(visual=np.zeros((N, vd), np.float32), audio=np.zeros((N, ad), np.float32),
-                   face_mask=np.zeros(N, bool), audio_mask=np.zeros(N, bool))
-        for v, sl in self.slices.items():
-            f = self.store.read(v)
-            rows = stored_rows(f["frame_index"], self.frame_index[sl]); ok = rows >= 0
-            for k in out: out[k][sl][ok] = f[k][rows[ok]]
-            if self.visual_norm == "video":
-                out["visual"][sl] = normalize_visual(out["visual"][sl], out["face_mask"][sl], video_mean(f))
-        return out
+# %% ../nbs/11_features.ipynb #62a1a4c9
+@patch
+def _load(self:WindowFeatureDataset) -> dict:
+    "Every labelled frame's features, aligned to the labels and normalised as configured: arrays [N, ...]."
+    N, (vd, ad) = len(self.frame_index), self.dims
+    out = dict(visual=np.zeros((N, vd), np.float32), audio=np.zeros((N, ad), np.float32),
+               face_mask=np.zeros(N, bool), audio_mask=np.zeros(N, bool))
+    for v, sl in self.slices.items():
+        f = self.store.read(v)
+        rows = stored_rows(f["frame_index"], self.frame_index[sl]); ok = rows >= 0
+        for k in out: out[k][sl][ok] = f[k][rows[ok]]
+        if self.visual_norm == "video":
+            out["visual"][sl] = normalize_visual(out["visual"][sl], out["face_mask"][sl], video_mean(f))
+    return out
 
-    def _index(self):
-        "To stream: each video's `RowReader`, its labelled frames' rows in its file and (visual_norm='video') its mean."
-        self.readers = {v: RowReader(self.store, v) for v in self.slices}
-        self.file_rows = {v: stored_rows(r.frame_index, self.frame_index[self.slices[v]]) for v, r in self.readers.items()}
-        self.means = {v: video_mean(self.store.read(v, keys=("visual", "face_mask"))) for v in self.slices} \
-            if self.visual_norm == "video" else {}   # one video in memory at a time; as `_load` and validation compute it
+# %% ../nbs/11_features.ipynb #63a168f1
+@patch
+def _index(self:WindowFeatureDataset):
+    "To stream: each video's `RowReader`, its labelled frames' rows in its file and (visual_norm='video') its mean."
+    self.readers = {v: RowReader(self.store, v) for v in self.slices}
+    self.file_rows = {v: stored_rows(r.frame_index, self.frame_index[self.slices[v]]) for v, r in self.readers.items()}
+    self.means = {v: video_mean(self.store.read(v, keys=("visual", "face_mask"))) for v in self.slices} \
+        if self.visual_norm == "video" else {}   # one video in memory at a time; as `_load` and validation compute it
 
-    def _read(self, ids:list) -> dict:
-        "The stored features of windows `ids`, read from disk: arrays [B, window, ...], zeros where no row is stored."
-        B, W, (vd, ad) = len(ids), self.window, self.dims
-        out = dict(visual=np.zeros((B, W, vd), np.float32), audio=np.zeros((B, W, ad), np.float32),
-                   face_mask=np.zeros((B, W), bool), audio_mask=np.zeros((B, W), bool))
-        for j, i in enumerate(ids):
-            video, _, n, s = self.items[i]
-            r, rows = self.readers[video], self.file_rows[video][s:s + min(W, n)]
-            at = np.flatnonzero(rows >= 0); rows = rows[at]
-            if not len(at): continue
-            lo, hi = int(rows.min()), int(rows.max()) + 1
-            for k in ("visual", "audio"): out[k][j, at] = r.read(k, lo, hi)[rows - lo]
-            out["face_mask"][j, at], out["audio_mask"][j, at] = r.face_mask[rows], r.audio_mask[rows]
-            if self.visual_norm == "video": out["visual"][j] = normalize_visual(out["visual"][j], out["face_mask"][j], self.means[video])
-        return out
+# %% ../nbs/11_features.ipynb #6e658646
+@patch
+def _read(self:WindowFeatureDataset, ids:list) -> dict:
+    "The stored features of windows `ids`, read from disk: arrays [B, window, ...], zeros where no row is stored."
+    B, W, (vd, ad) = len(ids), self.window, self.dims
+    out = dict(visual=np.zeros((B, W, vd), np.float32), audio=np.zeros((B, W, ad), np.float32),
+               face_mask=np.zeros((B, W), bool), audio_mask=np.zeros((B, W), bool))
+    for j, i in enumerate(ids):
+        video, _, n, s = self.items[i]
+        r, rows = self.readers[video], self.file_rows[video][s:s + min(W, n)]
+        at = np.flatnonzero(rows >= 0); rows = rows[at]
+        if not len(at): continue
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        for k in ("visual", "audio"): out[k][j, at] = r.read(k, lo, hi)[rows - lo]
+        out["face_mask"][j, at], out["audio_mask"][j, at] = r.face_mask[rows], r.audio_mask[rows]
+        if self.visual_norm == "video": out["visual"][j] = normalize_visual(out["visual"][j], out["face_mask"][j], self.means[video])
+    return out
 
-    def batch(self, keys) -> dict:
-        "Windows `keys` (ints, or (index, seed) pairs whose seed is ignored) as one batch of tensors [B, window, ...]."
-        ids = [k[0] if isinstance(k, tuple) else int(k) for k in (keys.tolist() if hasattr(keys, "tolist") else keys)]
-        W = self.window
-        it = np.array([self.items[i][1:] for i in ids], np.int64).reshape(-1, 3)   # label_start, n_frames, window_start
-        L = np.minimum(W, it[:, 1])
-        valid = np.arange(W)[None] < L[:, None]                                     # [B, W]
-        rows = np.where(valid, it[:, 0:1] + it[:, 2:3] + np.arange(W)[None], 0)    # label rows; padding reads row 0 ...
-        def gather(a, fill=0): return np.where(valid.reshape(valid.shape + (1,) * (a.ndim - 1)), a[rows], np.array(fill, a.dtype))
-        out = {k: gather(a) for k, a in self.memory.items()} if self.memory is not None else self._read(ids)
-        out.update({k: gather(a, -1 if k == "expr" else 0) for k, a in self.labels.items()})
-        out["valid"], out["index"] = valid, np.where(valid, rows, -1)                # ... and is zeroed / masked here
-        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
+# %% ../nbs/11_features.ipynb #5b1a208a
+@patch
+def batch(self:WindowFeatureDataset, keys) -> dict:
+    "Windows `keys` (ints, or (index, seed) pairs whose seed is ignored) as one batch of tensors [B, window, ...]."
+    ids = [k[0] if isinstance(k, tuple) else int(k) for k in (keys.tolist() if hasattr(keys, "tolist") else keys)]
+    W = self.window
+    it = np.array([self.items[i][1:] for i in ids], np.int64).reshape(-1, 3)   # label_start, n_frames, window_start
+    L = np.minimum(W, it[:, 1])
+    valid = np.arange(W)[None] < L[:, None]                                     # [B, W]
+    rows = np.where(valid, it[:, 0:1] + it[:, 2:3] + np.arange(W)[None], 0)    # label rows; padding reads row 0 ...
+    def gather(a, fill=0): return np.where(valid.reshape(valid.shape + (1,) * (a.ndim - 1)), a[rows], np.array(fill, a.dtype))
+    out = {k: gather(a) for k, a in self.memory.items()} if self.memory is not None else self._read(ids)
+    out.update({k: gather(a, -1 if k == "expr" else 0) for k, a in self.labels.items()})
+    out["valid"], out["index"] = valid, np.where(valid, rows, -1)                # ... and is zeroed / masked here
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
 
-    def __getitem__(self, i:int) -> dict: return {k: v[0].numpy() for k, v in self.batch([i]).items()}
+# %% ../nbs/11_features.ipynb #511a0b55
+@patch
+def __getitem__(self:WindowFeatureDataset, i:int) -> dict: return {k: v[0].numpy() for k, v in self.batch([i]).items()}
 
 # %% ../nbs/11_features.ipynb #9a58f101
 @patch
@@ -271,6 +287,7 @@ class ExtractConfig:
     resize_on: str = "auto" # where crops are resized to the encoder's input: "workers", "device", "auto" (the device beside a GPU)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
+# %% ../nbs/11_features.ipynb #0e287b15
 def feature_model(encoder # a checkpoint (a fine-tuning run's best.pt, an MAE pre-training or MAE / timm file), or a module
                  ) -> FrameModel:
     "The model whose `features` a store holds: a fine-tuned `FrameModel` as it is; any other encoder average-pooled."
@@ -283,6 +300,7 @@ def feature_model(encoder # a checkpoint (a fine-tuning run's best.pt, an MAE pr
     else: m = encoder
     return (m if isinstance(m, FrameModel) else FrameModel(m, tasks=())).eval()
 
+# %% ../nbs/11_features.ipynb #726be13c
 def frames_to_extract(entry, labels:list, videos:list[str],
                       crops:dict|None=None # video -> its crops' frame indices (`crop_indices`), when already listed
                      ) -> dict[str, np.ndarray]:
@@ -308,12 +326,14 @@ def split_videos(entry, splits) -> tuple[list, list[str]]:
     if bad: raise AbawError(f"extract: unknown split(s) {bad} (train, validation, test)")
     return labels, sorted(videos)
 
+# %% ../nbs/11_features.ipynb #9bf30d34
 def _audio_meta(cfg:AudioConfig, catalog) -> dict:
     "store.json's audio entries: the settings (encoder fields only when one is used, so older stores still match) and the encoder's hash."
     d = dataclasses.asdict(cfg)
     if not cfg.encoder: return {"audio": {k: v for k, v in d.items() if not k.startswith("encoder")}}
     return {"audio": d, "audio_encoder_hash": encoder_hash(audio_encoder_path(cfg.encoder, catalog))}
 
+# %% ../nbs/11_features.ipynb #eebe147c
 def _write_video(entry, store:FeatureStore, video:str, fi:np.ndarray, has:np.ndarray, visual_dim:int,
                  visual, # a callable that waits for the video's visual features; None: the video has no crop (zeros)
                  acfg:AudioConfig, cache_dir, device, catalog):
@@ -323,8 +343,10 @@ def _write_video(entry, store:FeatureStore, video:str, fi:np.ndarray, has:np.nda
     vis = visual() if visual is not None else np.zeros((len(fi), visual_dim), np.float32)
     store.write(video, fi, vis, a, has, amask)
 
+# %% ../nbs/11_features.ipynb #0ad5dca2
 class _Stopped(Exception): "The extraction stopped while the writer waited."
 
+# %% ../nbs/11_features.ipynb #1405bcbe
 class _VideoWriter:
     "Computes each video's audio features and writes the video, in order: in a background thread while the encoder runs, or in the caller's thread."
     def __init__(self, n:int, # videos, written 0, 1, ..., n-1
@@ -378,6 +400,7 @@ class _VideoWriter:
             if typ is None: self.future.result()      # every video written, or the writer's own error
         finally: self.stop.set(); self.pool.shutdown(wait=True)
 
+# %% ../nbs/11_features.ipynb #10ce71b5
 def extract_features(entry, # a catalog `Entry` of kind affwild2
                      store_path:str|Path, # the feature store folder
                      encoder, # the visual encoder: a checkpoint file (see `feature_model`) or a module
@@ -448,6 +471,7 @@ def extract_args(p):
     p.add_argument("--shard", default="0/1", help="i/k: this process extracts videos i, i+k, ... (default 0/1)")
     stage_args(p, None, "splits=[train,validation] batch_size=32")
 
+# %% ../nbs/11_features.ipynb #448bd8c7
 def extract_main(args) -> int:
     "Extract features into a store; resumable and shardable."
     cfg = stage_config(ExtractConfig, args, "extract")

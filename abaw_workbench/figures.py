@@ -44,6 +44,7 @@ def au_f1_bars(labels, preds:dict) -> go.Figure:
         fig.add_bar(name=n, x=AU_NAMES, y=np.array([per[a] for a in AU_NAMES]))
     return fig
 
+# %% ../nbs/04a_figures.ipynb #c2d25bd1
 def expr_confusion(labels, pred, name:str="") -> go.Figure:
     "The EXPR confusion matrix (rows: label, normalised; hover: frame counts)."
     l, p = aligned(labels, pred, "expr")
@@ -70,11 +71,13 @@ def va_scatter(labels, pred, name:str="", n_max:int=2000, seed:int=0) -> go.Figu
     fig.update_xaxes(title="label", range=[-1, 1]); fig.update_yaxes(title="prediction", range=[-1, 1])
     return fig
 
+# %% ../nbs/04a_figures.ipynb #b946fc61
 def most_va_labelled(labels) -> str:
     "The video with the most VA-labelled frames."
     sl = video_slices(labels)
     return max(sl, key=lambda v: int((~np.isnan(labels.va.values[sl[v], 0])).sum()))
 
+# %% ../nbs/04a_figures.ipynb #4410ca64
 def va_timeline(labels, preds:dict, video:str) -> go.Figure:
     "Valence and arousal over one video's frames: the label and each model's prediction."
     s = video_slices(labels)[video]
@@ -96,17 +99,21 @@ LABEL_COLOR, A_COLOR, B_COLOR, CURSOR_COLOR = "#222222", "#1f77b4", "#ff7f0e", "
 CORRECTED_COLOR, TAG_COLOR = "#2ca02c", "#9467bd"   # label corrections, tagged frames
 EXPR_COLORS = ["#9e9e9e", "#d62728", "#8c564b", "#9467bd", "#ffbf00", "#1f77b4", "#17becf", "#2ca02c"]
 
+# %% ../nbs/04a_figures.ipynb #5ed0adcb
 def _arr(x, dtype=np.float32) -> np.ndarray:
     "A contiguous 1-D array of a dtype the widget protocol sends as a binary buffer (not int64: that goes as a list)."
     return np.ascontiguousarray(x, dtype)
 
+# %% ../nbs/04a_figures.ipynb #1d95f946
 def _grid(z) -> np.ndarray:
     "A 2-D heat-map as an object array, None where NaN: widgets send 2-D arrays as lists, and JSON has no NaN (object arrays skip plotly's per-element checks)."
     z = np.round(np.asarray(z, np.float64), 4)
     return np.where(np.isnan(z), None, z)
 
+# %% ../nbs/04a_figures.ipynb #a347b071
 def _factor(n:int, max_points:int) -> int: return max(1, int(np.ceil(n / max(max_points, 1))))
 
+# %% ../nbs/04a_figures.ipynb #6b219a1e
 def bin_mean(x:np.ndarray, # [n, ...] values, NaN = missing
              f:int, # frames per bin
             ) -> np.ndarray:
@@ -118,6 +125,7 @@ def bin_mean(x:np.ndarray, # [n, ...] values, NaN = missing
     k = (~np.isnan(y)).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"): return np.where(k > 0, np.nansum(y, 1) / np.maximum(k, 1), np.nan).astype(np.float32)
 
+# %% ../nbs/04a_figures.ipynb #7d246d9b
 def bin_mode(c:np.ndarray, # [n] classes 0-7, -1 = none
              f:int, # frames per bin
             ) -> np.ndarray:
@@ -134,6 +142,7 @@ def _expr_colorscale():
     k = len(EXPR_COLORS)
     return [[v, c] for i, c in enumerate(EXPR_COLORS) for v in (i / k, (i + 1) / k)]
 
+# %% ../nbs/04a_figures.ipynb #3cca132f
 def timeline_figure(a:dict, # `explore.video_arrays` of model A
                     b:dict|None=None, # and of model B (same frames) to compare
                     names=("prediction", "B"), # what to call A and B
@@ -193,6 +202,7 @@ def timeline_figure(a:dict, # `explore.video_arrays` of model A
                       meta={"frames_per_column": f, "detail": detail if f > 1 else 0})
     return fig
 
+# %% ../nbs/04a_figures.ipynb #b9c91756
 def trace_index(fig, meta:str) -> int:
     "Index of the trace of `fig` whose `meta` is `meta`."
     for i, t in enumerate(fig.data):
@@ -204,11 +214,13 @@ def _thr(thresholds) -> np.ndarray:
     if isinstance(thresholds, dict): return np.array([thresholds[a] for a in AU_NAMES], np.float32)
     return np.broadcast_to(np.asarray(thresholds, np.float32), (len(AU_NAMES),)).copy()
 
+# %% ../nbs/04a_figures.ipynb #24529ddf
 def _small(fig, title, width=330, height=270):
     fig.update_layout(title=dict(text=title, x=0.5, font=dict(size=12)), width=width, height=height,
                       margin=dict(l=40, r=10, t=30, b=40), showlegend=False)
     return fig
 
+# %% ../nbs/04a_figures.ipynb #170367ab
 def _prob_bars(names, prob, prob_b) -> go.Figure:
     "Bars of model A's probabilities over `names`, and model B's beside them when given."
     fig = go.Figure()
@@ -216,6 +228,7 @@ def _prob_bars(names, prob, prob_b) -> go.Figure:
     if prob_b is not None: fig.add_bar(x=names, y=np.asarray(prob_b, np.float32), marker_color=B_COLOR, name="B", meta="pred1")
     return fig
 
+# %% ../nbs/04a_figures.ipynb #ff422a55
 def au_bars_figure(prob:np.ndarray, # [12] predicted probabilities of model A
                    label:np.ndarray, # [12] 0/1 labels, NaN = none
                    thresholds=0.5, # AU thresholds
@@ -230,6 +243,7 @@ def au_bars_figure(prob:np.ndarray, # [12] predicted probabilities of model A
     fig.update_yaxes(range=[-0.03, 1.05]); fig.update_layout(barmode="group", bargap=0.15)
     return _small(fig, "AU probability · label (black) · threshold (red)")
 
+# %% ../nbs/04a_figures.ipynb #646a6b37
 def expr_figure(prob:np.ndarray, # [8] predicted class probabilities of model A
                 label:int, # the label's class, -1 = none
                 prob_b:np.ndarray|None=None, # [8] model B's probabilities
@@ -241,12 +255,14 @@ def expr_figure(prob:np.ndarray, # [8] predicted class probabilities of model A
     fig.update_yaxes(range=[0, 1.12]); fig.update_layout(barmode="group")
     return _small(fig, "EXPR probability · label (star)")
 
+# %% ../nbs/04a_figures.ipynb #55f96f0a
 def expr_label_marks(label:int) -> np.ndarray:
     "y of the label star per class: 1.06 at the label, NaN elsewhere."
     y = np.full(len(EXPR_NAMES), np.nan, np.float32)
     if label >= 0: y[int(label)] = 1.06
     return y
 
+# %% ../nbs/04a_figures.ipynb #58ee35b5
 def va_plane_figure(label:np.ndarray, # [k, 2] the last k labels (valence, arousal), the current frame last
                     pred:np.ndarray, # [k, 2] model A's last k predictions
                     pred_b:np.ndarray|None=None, # [k, 2] model B's

@@ -80,6 +80,7 @@ def layer_id(name:str, depth:int) -> int:
         if n.startswith("blocks."): return int(n.split(".")[1]) + 1
     return depth + 1
 
+# %% ../nbs/10_finetune.ipynb #20346e0a
 def layer_decay_groups(model:FrameModel, weight_decay:float, layer_decay:float=0.75) -> list[dict]:
     "AdamW parameter groups with layer-wise `lr_scale` and no decay on 1-d parameters and tokens."
     depth = len(model.encoder.blocks)
@@ -189,6 +190,7 @@ def _finetune_train_defaults() -> TrainConfig:
     return TrainConfig(epochs=5, batch_size=64, blr=5e-4, weight_decay=0.05, warmup_epochs=1.0, min_lr=1e-6,
                        checkpoint_every=100, out="runs/finetune")
 
+# %% ../nbs/10_finetune.ipynb #9eb229e7
 @dataclass
 class FinetuneConfig:
     "Static fine-tuning: encoder, initial weights, tasks, losses and the loop."
@@ -210,6 +212,7 @@ class FinetuneConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=_finetune_train_defaults)
 
+# %% ../nbs/10_finetune.ipynb #fd692afb
 class FinetuneStage(Stage):
     "Static fine-tuning of encoder + heads on single frames."
     best, best_mode = "score", "max"
@@ -296,6 +299,7 @@ def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
               frames={"kind": "crops", "root": Layout.of(entry).crops})
     return metrics
 
+# %% ../nbs/10_finetune.ipynb #e67e2458
 def finetune_args(p):
     "Arguments of `abaw finetune`."
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) to train and validate on (default: demo)")
@@ -303,6 +307,7 @@ def finetune_args(p):
     stage_args(p, "runs/finetune", "tasks=[au] train.epochs=3 layer_decay=0.65")
     p.add_argument("--allow-partial-init", action="store_true", help="load --init even where it does not fit the model (the rest stays random; warned)")
 
+# %% ../nbs/10_finetune.ipynb #f0ea8c58
 def finetune_main(args) -> int:
     "Fine-tune the encoder and heads; print the validation metrics as JSON."
     cfg = stage_config(FinetuneConfig, args, "finetune")
@@ -347,6 +352,7 @@ def _probe_task(task, xtr, ytr, xva, C=0.1, alpha=10.0):
         out[:, j] = LogisticRegression(C=C, class_weight="balanced", max_iter=500).fit(xtr[ok], y).predict_proba(xva)[:, 1]
     return out
 
+# %% ../nbs/10_finetune.ipynb #6a3503cf
 def linear_probe(encoder:nn.Module, # the frozen encoder (`mae.build_encoder`, weights loaded)
                  train_labels, val_labels, # labels datasets (schema)
                  crops_root, # the data set's crop folder

@@ -88,6 +88,7 @@ def _network_inputs(f:dict, # one video's stored features (`FeatureStore.read`)
         vis = normalize_visual(vis, face, video_mean(f))
     return vis, aud
 
+# %% ../nbs/12_fusion.ipynb #6ccd73b9
 def split_outputs(net:FusionNet, store, labels, # a FeatureStore and the split's labels (schema)
                   window:int|None=None, stride:int|None=None, device="cpu",
                   features:dict|None=None, # video -> its features as `store.read` gives them, when already in memory
@@ -128,6 +129,7 @@ def drop_modalities(visual:torch.Tensor, audio:torch.Tensor, # [B, T, D] feature
     keep_v, keep_a = (r >= p / 2), (r < p / 2) | (r >= p)
     return visual * keep_v[:, None, None], audio * keep_a[:, None, None]
 
+# %% ../nbs/12_fusion.ipynb #04e41e43
 def hard_windows(losses:np.ndarray, # [window] the first branch's training loss of each training window
                  share:float # share of the windows kept (`fusion.hard_share`)
                 ) -> np.ndarray:
@@ -139,6 +141,7 @@ def hard_windows(losses:np.ndarray, # [window] the first branch's training loss 
     order = np.argsort(-losses, kind="stable")   # highest loss first; equal losses keep window order
     return np.sort(order[:k])
 
+# %% ../nbs/12_fusion.ipynb #e389624e
 class FusionStage(Stage):
     "Temporal fusion over a feature store, for the shared training loop."
     best, best_mode = "score", "max"
@@ -228,8 +231,10 @@ def _fusion_train_defaults() -> TrainConfig:
     return TrainConfig(epochs=30, batch_size=32, lr=1e-3, weight_decay=0.05, warmup_epochs=1.0,
                        checkpoint_every=200, out="runs/fuse")
 
+# %% ../nbs/12_fusion.ipynb #963da703
 FIRST_BRANCH_PREDICTIONS = "predictions_validation_first_branch.nc" # a run with a trained second branch: the first alone
 
+# %% ../nbs/12_fusion.ipynb #89304510
 @dataclass
 class FuseRunConfig:
     "Everything `abaw fuse` needs besides the data."
@@ -246,6 +251,7 @@ class FuseRunConfig:
     mix_beta: float = 2.0
     mix_at_test: float = 0.8 # the mix a at inference
 
+# %% ../nbs/12_fusion.ipynb #bbe8a0f4
 def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
     "The models a run trains: (tasks, sub-folder, epochs) each; one per task with `per_task`."
     bad = sorted(set(cfg.task_epochs) - set(cfg.tasks))
@@ -258,18 +264,21 @@ def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
         return [(list(cfg.tasks), "", cfg.train.epochs)]
     return [([t], t, cfg.task_epochs.get(t, cfg.train.epochs)) for t in cfg.tasks]
 
+# %% ../nbs/12_fusion.ipynb #9121cb57
 def predict_split(stages:list, labels, attrs:dict|None=None):
     "One predictions dataset for `labels` from the fusion stages' models (each contributes its tasks)."
     outs = {}
     for st in stages: outs.update(st.outputs(st.model, labels))
     return predictions_dataset(labels, outs, attrs=attrs)
 
+# %% ../nbs/12_fusion.ipynb #348afc2d
 def _fit_in(stage, d:Path, train:TrainConfig, epochs:int|None):
     "Train `stage` in folder `d`, write its timing, keep its best weights."
     with stage.timer("loop"): rec = fit(stage, dataclasses.replace(train, out=str(d), epochs=epochs))
     write_timing(d, stage.timer, rec, train.batch_size, "windows")
     if (d / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(d / "best.pt")["model"])
 
+# %% ../nbs/12_fusion.ipynb #4a3c7417
 def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path, entry=None) -> dict:
     "Train, evaluate and post-process the fusion model(s); returns the metrics (raw and post-processed). With `entry`, also write test submissions."
     out = Path(out)
@@ -328,12 +337,14 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
               store=store.path, frames={"kind": "crops", "root": Layout.of(entry).crops} if entry is not None else None)
     return metrics
 
+# %% ../nbs/12_fusion.ipynb #9a9bcd78
 def fuse_args(p):
     "Arguments of `abaw fuse`."
     p.add_argument("--features", required=True, help="feature store: a catalog entry name (kind feature_store) or a folder written by `abaw extract`")
     p.add_argument("--dataset", default="demo", help="catalog entry (kind affwild2) with the labels (default: demo)")
     stage_args(p, "runs/fuse", "fusion.modalities=visual train.epochs=5")
 
+# %% ../nbs/12_fusion.ipynb #d0992018
 def fuse_main(args) -> int:
     "Train the fusion network and report its validation metrics."
     cfg = stage_config(FuseRunConfig, args, "fusion")

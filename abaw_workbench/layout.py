@@ -43,17 +43,20 @@ def check_split(split:str):
 # %% ../nbs/01a_layout.ipynb #da3759cc
 _CROP_RE = re.compile(r"^(\d{5,})\.jpg$")
 
+# %% ../nbs/01a_layout.ipynb #abaf3b1f
 def crop_name(frame_index:int # 1-based frame number
              ) -> str:
     "File name of a frame's crop: 1 → `00001.jpg`."
     return f"{int(frame_index):05d}.jpg"
 
+# %% ../nbs/01a_layout.ipynb #aac6b986
 def crop_index(name:str # a file name in a video's crop folder
               ) -> int|None:
     "Frame number of a crop file name (`00012.jpg` → 12), None for any other name."
     m = _CROP_RE.match(name)
     return int(m.group(1)) if m else None
 
+# %% ../nbs/01a_layout.ipynb #831d08dc
 def crop_indices(crop_dir:str|Path # one video's crop folder
                 ) -> np.ndarray:
     "Sorted frame indices of the crops in one video's folder (empty if it does not exist)."

@@ -35,6 +35,7 @@ def _sincos_1d(dim:int, pos:torch.Tensor) -> torch.Tensor:
     angles = pos.double()[:, None] * omega[None]  # [M, D/2]
     return torch.cat([angles.sin(), angles.cos()], dim=1)  # [M, D]
 
+# %% ../nbs/09_mae.ipynb #ea4cafc1
 def sincos_pos_embed(dim:int, # embedding width (divisible by 4)
                      grid:int, # patches per side
                      cls_token:bool=True # prepend a zero row for the class token
@@ -219,6 +220,7 @@ def build_encoder(size:str="tiny", # a key of `MAE_SIZES`
     enc.build_args = dict(size=size, img_size=img_size, drop_path=drop_path, global_pool=global_pool, num_classes=num_classes)
     return enc
 
+# %% ../nbs/09_mae.ipynb #be97137a
 def size_name(embed_dim:int, depth:int, patch_size:int=16) -> str:
     "The `MAE_SIZES` entry with this encoder width, depth and patch size (to rebuild a checkpoint that names none)."
     for name, c in MAE_SIZES.items():
@@ -248,6 +250,7 @@ class LoadReport:
         if self.unexpected: lines.append(f"  unexpected (ignored): {keys(self.unexpected)}")
         return "\n".join(lines)
 
+# %% ../nbs/09_mae.ipynb #1f22fdf6
 def read_state_dict(path:str|Path) -> tuple[dict, str]:
     "The state dict stored in a checkpoint file, and its format; weights only, nothing executed."
     path = Path(path)
@@ -261,6 +264,7 @@ def read_state_dict(path:str|Path) -> tuple[dict, str]:
         raise AbawError(f"{path}: cannot read checkpoint ({why}); replace it with a complete checkpoint") from None
     return state_dict_from(obj, path)
 
+# %% ../nbs/09_mae.ipynb #2051b810
 def state_dict_from(obj, # what `torch.load` gave for a checkpoint file
                     path:str|Path # that file (for messages)
                    ) -> tuple[dict, str]:
@@ -277,9 +281,11 @@ def state_dict_from(obj, # what `torch.load` gave for a checkpoint file
         sd[k] = v
     return sd, fmt
 
+# %% ../nbs/09_mae.ipynb #d448c043
 FRESH_KEYS = ("head.", "fc_norm.")  # a classifier and its norm: absent from pre-training checkpoints, trained by the task
 EXTRA_KEYS = ("decoder_", "mask_token", "norm.", "head.", "fc_norm.")  # checkpoint parts an encoder / autoencoder may leave out
 
+# %% ../nbs/09_mae.ipynb #5876a796
 def load_checkpoint(model:nn.Module, # a `MaskedAutoencoder` or a timm ViT (`build_encoder`)
                     path:str|Path, # .pth / .pt / .safetensors
                     verbose:bool=True, # print the report
@@ -289,6 +295,7 @@ def load_checkpoint(model:nn.Module, # a `MaskedAutoencoder` or a timm ViT (`bui
     sd, fmt = read_state_dict(path)
     return load_weights(model, sd, path, fmt, verbose, allow_partial)
 
+# %% ../nbs/09_mae.ipynb #540c27bd
 def load_weights(model:nn.Module, sd:dict, # a state dict read by `read_state_dict`
                  path:str|Path, fmt:str="mae", # where it came from (for messages) and its format
                  verbose:bool=True, allow_partial:bool=False) -> LoadReport:
@@ -329,6 +336,7 @@ def load_weights(model:nn.Module, sd:dict, # a state dict read by `read_state_di
 # %% ../nbs/09_mae.ipynb #0b4dc901
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
+# %% ../nbs/09_mae.ipynb #95f69747
 def list_images(root:str|Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
     "Image files under `root` (recursive, sorted)."
     root = Path(root)
@@ -338,6 +346,7 @@ def list_images(root:str|Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
     if not files: raise AbawError(f"{root}: no images ({', '.join(sorted(ext))}) in this folder")
     return files
 
+# %% ../nbs/09_mae.ipynb #f19f90c8
 def _crop_box(rng:random.Random, w:int, h:int, scale=(0.2, 1.0), ratio=(3/4, 4/3)):
     "A random-resized-crop box (left, top, right, bottom)."
     area = w * h
@@ -351,6 +360,7 @@ def _crop_box(rng:random.Random, w:int, h:int, scale=(0.2, 1.0), ratio=(3/4, 4/3
     s = min(w, h); x, y = (w - s) // 2, (h - s) // 2  # fall back to the centre square
     return x, y, x + s, y + s
 
+# %% ../nbs/09_mae.ipynb #cb8d1ff2
 class ImageFolderDataset(torch.utils.data.Dataset):
     "Images under a folder as normalised tensors, optionally MAE-augmented from a per-sample seed."
     takes_seed = True
@@ -391,11 +401,13 @@ class EncoderConfig:
     size: str = "tiny" # a key of MAE_SIZES
     img_size: int = 112 # input side in pixels
 
+# %% ../nbs/09_mae.ipynb #add4ae60
 def _pretrain_train_defaults() -> TrainConfig:
     # MAE pre-training recipe: AdamW betas (0.9, 0.95), blr 1.5e-4 (x batch/256), wd 0.05, warm-up + cosine.
     return TrainConfig(epochs=10, batch_size=64, blr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95), warmup_epochs=2.0,
                        out="runs/pretrain")
 
+# %% ../nbs/09_mae.ipynb #98b21df6
 @dataclass
 class PretrainConfig:
     "MAE pre-training: the encoder, masking, data and the loop."
@@ -408,12 +420,14 @@ class PretrainConfig:
     val_images: int = 0 # images held out to select best.pt (0: none)
     train: TrainConfig = field(default_factory=_pretrain_train_defaults)
 
+# %% ../nbs/09_mae.ipynb #1db333ac
 def mask_noise(seeds:torch.Tensor, # [N] per-sample seeds
                L:int # patches per image
               ) -> torch.Tensor:
     "Masking noise `[N, L]` drawn from each sample's own seed."
     return torch.stack([torch.rand(L, generator=torch.Generator().manual_seed(int(s) ^ 0x5EED)) for s in seeds.tolist()])
 
+# %% ../nbs/09_mae.ipynb #279367de
 class PretrainStage(Stage):
     "MAE pre-training as a stage of the training loop."
     best, best_mode = "val_loss", "min"
@@ -436,6 +450,7 @@ class PretrainStage(Stage):
             tot += model(x, self.mask_ratio, noise=noise)[0].item() * len(idx)
         return {"val_loss": tot / n}
 
+# %% ../nbs/09_mae.ipynb #691e6bff
 def pretrain(cfg:PretrainConfig, # the run's configuration
              images:str|Path|list, # folder of face images, or a list of files
              model:MaskedAutoencoder|None=None # start from this model (default: a new one of `cfg.encoder`)
@@ -492,6 +507,7 @@ def pretrain_args(p):
     p.add_argument("--dataset", default="demo_faces", help="an image_folder catalog entry")
     stage_args(p, "runs/pretrain", "train.epochs=20 train.device=cuda")
 
+# %% ../nbs/09_mae.ipynb #e02bf5d4
 def pretrain_main(args) -> int:
     "Run MAE pre-training on a catalog entry."
     if args.config in MAE_SIZES and args.config not in named_configs():

@@ -42,15 +42,18 @@ def _thresholds(thresholds, n=len(AU_NAMES)) -> np.ndarray:
         return np.array([thresholds[a] for a in AU_NAMES], np.float64)
     return np.broadcast_to(np.asarray(thresholds, np.float64), (n,))
 
+# %% ../nbs/04_metrics.ipynb #f95b6798
 def _float(x) -> np.ndarray:
     "As a float array, keeping float32 (no copy of millions of frames just to widen them)."
     x = np.asarray(x)
     return x if x.dtype.kind == "f" else x.astype(np.float64)
 
+# %% ../nbs/04_metrics.ipynb #5ef6b7cc
 def _f1(tp, fp, fn):
     den = 2 * tp + fp + fn
     return np.where(den > 0, 2 * tp / np.maximum(den, 1), 0.0)
 
+# %% ../nbs/04_metrics.ipynb #28df0c76
 def au_f1(labels, # [n, 12] 0/1, NaN = no label
           preds, # [n, 12] probabilities or 0/1
           thresholds=0.5, # one threshold, a sequence of 12, or a dict by AU name
@@ -105,6 +108,7 @@ def va_ccc(labels, # [n, 2] valence, arousal; NaN = no label
 def _label_mask(task, l) -> np.ndarray:
     return l >= 0 if task == "expr" else ~np.isnan(l).all(1)
 
+# %% ../nbs/04_metrics.ipynb #a7ee7262
 def aligned(labels_ds:xr.Dataset, # labels in the schema
             preds_ds:xr.Dataset, # predictions in the schema
             task:str, # "au", "expr" or "va"
@@ -126,6 +130,7 @@ def aligned(labels_ds:xr.Dataset, # labels in the schema
     fill = np.full((1,) + p.shape[1:], -1 if task == "expr" else np.nan, p.dtype)
     return l, np.concatenate([p, fill])[idx]
 
+# %% ../nbs/04_metrics.ipynb #aaedf2c4
 def score_arrays(task:str, # "au", "expr" or "va"
                  l, p, # labels and predictions of that task, aligned by frame
                  thresholds=0.5, # AU thresholds
@@ -138,6 +143,7 @@ def score_arrays(task:str, # "au", "expr" or "va"
     else: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
     return {"task": task, "score": s, "per_class": per, "frames": int(_label_mask(task, np.asarray(l)).sum())}
 
+# %% ../nbs/04_metrics.ipynb #6876a52b
 def score(labels_ds:xr.Dataset, # labels in the schema
           preds_ds:xr.Dataset, # predictions in the schema
           task:str, # "au", "expr" or "va"
@@ -196,6 +202,7 @@ def _moving_average(x:np.ndarray, lo:np.ndarray, hi:np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"): out = np.where(cnt > 0, s / np.maximum(cnt, 1), np.nan)
     return out.reshape(x.shape).astype(x.dtype)
 
+# %% ../nbs/04_metrics.ipynb #ecef2400
 def smooth_predictions(ds:xr.Dataset, # predictions in the schema, frames in order within each video
                        window:int, # frames in the moving average (1 = unchanged)
                       ) -> xr.Dataset:
@@ -220,6 +227,7 @@ def _txt_files(d:Path, what:str) -> dict[str, Path]:
     if not d.is_dir(): raise AbawError(f"{d}: {what} folder does not exist")
     return {p.stem: p for p in sorted(d.glob("*.txt"))}
 
+# %% ../nbs/04_metrics.ipynb #8cb4e61b
 def score_folders(task:str, # "au", "expr" or "va"
                   labels:str|Path, # folder of per-video label files
                   predictions:str|Path, # folder of per-video prediction files (same names)
@@ -248,8 +256,10 @@ def score_folders(task:str, # "au", "expr" or "va"
     res["ignored_prediction_files"] = len(set(pf) - set(lf))
     return res, pd.DataFrame(rows).sort_values("score", kind="stable").set_index("video")
 
+# %% ../nbs/04_metrics.ipynb #1b7baea2
 _METRIC = {"au": "mean F1 over 12 AUs", "expr": "macro F1 over 8 classes", "va": "mean CCC of valence and arousal"}
 
+# %% ../nbs/04_metrics.ipynb #7d02ee71
 def score_args(p):
     "Arguments of `abaw score`."
     p.add_argument("--task", required=True, choices=TASKS, help="which challenge's files these are")
@@ -258,6 +268,7 @@ def score_args(p):
     p.add_argument("--per-video", action="store_true", help="also print the score of each video, worst first")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
 
+# %% ../nbs/04_metrics.ipynb #d811a4f1
 def score_main(args) -> int:
     "Print the ABAW score of a predictions folder against a labels folder."
     res, pv = score_folders(args.task, args.labels, args.predictions)

@@ -73,14 +73,17 @@ class RunModels:
         elif self.synthetic is None: s += " (not in the catalog: training data unknown)"
         return s
 
+# %% ../nbs/13b_predict.ipynb #c379b035
 def _is_synthetic(dataset:str|None, catalog) -> bool|None:
     from abaw_workbench.catalog import Catalog, default_catalog_path
     try: cat = Catalog.load(catalog or default_catalog_path())
     except AbawError: return None
     return cat[dataset].generated if dataset in cat else None
 
+# %% ../nbs/13b_predict.ipynb #e0b75a98
 TRAIN_FPS = 30.0   # Aff-Wild2's frame rate, and the embedded synthetic set's
 
+# %% ../nbs/13b_predict.ipynb #ccf0462a
 def run_postprocess(run:Run, model:str) -> dict|None:
     "The post-processing `run` tuned on its validation set for `model` (`evaluation.tune_postprocess`), or None."
     pp = ((run.metrics.get(model) or {}).get("postprocessed") or {}).get("settings")   # demo and ablation runs: per model
@@ -90,6 +93,7 @@ def run_postprocess(run:Run, model:str) -> dict|None:
         except json.JSONDecodeError as e: raise AbawError(f"{f}: unreadable post-processing settings ({e})") from None
     return pp
 
+# %% ../nbs/13b_predict.ipynb #934db80d
 def _store_meta(run:Run, static:FrameModel) -> dict:
     "The settings of the feature store the run's temporal models were trained on (its extract stage or fuse store)."
     for rel in (run.manifest.get("stages", {}).get("extract"), run.manifest.get("store")):
@@ -101,6 +105,7 @@ def _store_meta(run:Run, static:FrameModel) -> dict:
     return {"visual_dim": int(static.num_features), "audio_dim": len(names), "audio_features": names,
             "preprocess": preprocess_config(static.encoder, S), "audio": dataclasses.asdict(AudioConfig()), "dataset": run.dataset}
 
+# %% ../nbs/13b_predict.ipynb #f26bb278
 def load_run_models(run_dir:str|Path, # a run folder with a static model (`abaw demo --out`, `abaw finetune --out`)
                     catalog:str|Path|None=None, # the catalog that names the training data (default: the project's)
                     device:str="cpu") -> RunModels:
@@ -155,6 +160,7 @@ def far_from_face(has_face:np.ndarray, # [n] bool
     d = np.minimum(np.abs(t - ft[j - 1 if len(ft) > 1 else 0]), np.abs(t - ft[j]))
     return ~has_face & (d > max_gap + 1e-9)
 
+# %% ../nbs/13b_predict.ipynb #8598cb20
 def blank_frames(preds:xr.Dataset, far:np.ndarray) -> xr.Dataset:
     "Predictions with the `far` frames emptied (AU / VA / expr_prob NaN, EXPR -1)."
     out = preds.copy(deep=True)
@@ -177,6 +183,7 @@ def time_grid(times:np.ndarray, # [n] frame times (s), increasing
     tol = 0.25 * min(1 / fps, last)   # timestamps rounded by the container's time base
     return g, np.clip(np.searchsorted(t, g + tol, side="right") - 1, 0, len(t) - 1)
 
+# %% ../nbs/13b_predict.ipynb #dba614a6
 def to_frames(grid:xr.Dataset, # predictions on a time grid (one video)
               frames:xr.Dataset # that video's frames (`time`, `has_face`)
              ) -> xr.Dataset:
@@ -187,6 +194,7 @@ def to_frames(grid:xr.Dataset, # predictions on a time grid (one video)
     return make_dataset(frames.video.values, frames.frame_index.values, time=t, has_face=frames.has_face.values,
                         attrs=dict(grid.attrs), **kw)
 
+# %% ../nbs/13b_predict.ipynb #20788d89
 def temporal_predictions(nets:list, # one temporal model's FusionNets (one per task, or one joint)
                          store:FeatureStore, grid:xr.Dataset, # frames whose features are in `store`
                          device="cpu", attrs:dict|None=None,
@@ -212,31 +220,37 @@ class PredictConfig:
     postprocess: bool = True # apply the post-processing the run tuned (smoothing; AU thresholds in the ABAW files); raw outputs are kept too
     faces: FaceConfig = field(default_factory=FaceConfig)
 
+# %% ../nbs/13b_predict.ipynb #e2b1b025
 def _tick(timer, key, t0):
     timer[key] = timer.get(key, 0.0) + time.perf_counter() - t0
     return time.perf_counter()
 
+# %% ../nbs/13b_predict.ipynb #e825dc1a
 def _empty(frames:xr.Dataset, attrs:dict) -> xr.Dataset:
     return make_dataset(frames.video.values, frames.frame_index.values, time=frames.time.values,
                         has_face=frames.has_face.values, expr_prob=np.full((frames.sizes["frame"], len(EXPR_NAMES)), np.nan),
                         attrs=attrs)
 
+# %% ../nbs/13b_predict.ipynb #af61b6c8
 def _rows(preds:xr.Dataset, rows:np.ndarray, like:xr.Dataset) -> xr.Dataset:
     "Rows `rows` of `preds` as predictions of `like`'s frames."
     kw = {v: preds[v].values[rows] for v in ("au", "va", "expr_prob", "expr") if v in preds}
     return make_dataset(like.video.values, like.frame_index.values, time=like.time.values, has_face=like.has_face.values,
                         attrs=dict(preds.attrs), **kw)
 
+# %% ../nbs/13b_predict.ipynb #3694ca2e
 def _run_attrs(models:RunModels) -> dict:
     "What every prediction says about the models that made it."
     return {"run": models.name, "run_path": str(models.path), "trained_on": models.dataset, "synthetic_training": str(models.synthetic)}
 
+# %% ../nbs/13b_predict.ipynb #9568d602
 def _track_faces(track, n:int) -> tuple:
     "The chosen track's box, landmarks and score for each of n frames (NaN without it): `faces.with_faces`' input."
     box, lm, sc = np.full((n, 4), np.nan, np.float32), np.full((n, 5, 2), np.nan, np.float32), np.full(n, np.nan, np.float32)
     if track is not None: box[track.frames], lm[track.frames], sc[track.frames] = track.boxes, track.landmarks, track.scores
     return box, lm, sc
 
+# %% ../nbs/13b_predict.ipynb #59a0cfb5
 def _postprocessed(grid:xr.Dataset, frames:xr.Dataset, pp:dict, models:RunModels, model:str) -> xr.Dataset:
     "A model's grid predictions with the run's tuned post-processing (`evaluation.apply_postprocess`), at the video's frames."
     out = to_frames(apply_postprocess(grid, pp), frames)
@@ -359,16 +373,19 @@ def predict_image(path:str|Path, # a still image (`layout.IMAGE_EXTENSIONS`)
 # %% ../nbs/13b_predict.ipynb #2c4413bf
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
+# %% ../nbs/13b_predict.ipynb #0ad887af
 def _text(img, s, org, scale=0.4, color=(235, 235, 235), thick=1):
     cv2.putText(img, s, (int(org[0]), int(org[1])), _FONT, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
     cv2.putText(img, s, (int(org[0]), int(org[1])), _FONT, scale, color, thick, cv2.LINE_AA)
 
+# %% ../nbs/13b_predict.ipynb #beafc452
 def _draw_box(img, box, color=(60, 220, 90)):
     "The tracked face's box."
     if box is None or not np.isfinite(box).all(): return
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     cv2.rectangle(img, (x1, y1), (x2, y2), color, max(1, img.shape[0] // 240), cv2.LINE_AA)
 
+# %% ../nbs/13b_predict.ipynb #25d5a9b8
 def _draw_au_bars(panel, au, x=8, y=22, w=120, h=11):
     "12 horizontal bars, one per AU probability (grey where empty)."
     _text(panel, "AU", (x, y - 8))
@@ -378,12 +395,14 @@ def _draw_au_bars(panel, au, x=8, y=22, w=120, h=11):
         if np.isfinite(p): cv2.rectangle(panel, (x + 40, yy), (x + 40 + int(w * p), yy + h), (80, 170, 250) if p >= 0.5 else (120, 140, 160), -1)
         _text(panel, name, (x, yy + h - 1), 0.33)
 
+# %% ../nbs/13b_predict.ipynb #d0b2cc2a
 def _draw_expr(panel, expr_prob, x=8, y=215):
     "The most probable expression and its probability."
     if expr_prob is None or not np.isfinite(expr_prob).all(): _text(panel, "EXPR: -", (x, y), 0.45); return
     k = int(np.argmax(expr_prob))
     _text(panel, f"EXPR: {EXPR_NAMES[k]} {expr_prob[k]:.2f}", (x, y), 0.45)
 
+# %% ../nbs/13b_predict.ipynb #4cd54184
 def _draw_va_dial(panel, va, cx=85, cy=275, r=42):
     "Valence (x) and arousal (y, up) as a point in a circle."
     cv2.circle(panel, (cx, cy), r, (110, 110, 110), 1, cv2.LINE_AA)
@@ -393,6 +412,7 @@ def _draw_va_dial(panel, va, cx=85, cy=275, r=42):
         cv2.circle(panel, (int(cx + r * va[0]), int(cy - r * va[1])), 5, (250, 120, 80), -1, cv2.LINE_AA)
         _text(panel, f"v {va[0]:+.2f} a {va[1]:+.2f}", (cx - r, cy + r + 14), 0.35)
 
+# %% ../nbs/13b_predict.ipynb #95fc0034
 def _draw_label(img, label:str, synthetic:bool|None):
     "The run and its training data in the frame's top-left corner, shrunk to fit (red, with a warning, when synthetic)."
     lines = label.split("\n") + (["SYNTHETIC-TRAINED: not valid on real faces"] if synthetic else [])
@@ -422,6 +442,7 @@ def draw_overlay(img:np.ndarray, # uint8 [H, W, 3] frame
 # %% ../nbs/13b_predict.ipynb #1498c721
 def _label(model:str, models:RunModels) -> str: return f"{model} | run {models.name}\ntrained on {models.dataset}"
 
+# %% ../nbs/13b_predict.ipynb #6df3c8df
 def write_overlay(result:dict, # from `predict_file`
                   model:str, # which model's predictions to draw
                   models:RunModels,
@@ -460,6 +481,7 @@ def annotate_image(img:np.ndarray, # uint8 [H, W, 3] the photo
     _draw_label(frame, label, synthetic)
     return out
 
+# %% ../nbs/13b_predict.ipynb #2fa06a2f
 def write_image(img:np.ndarray, # uint8 [H, W, 3] RGB
                 dst:str|Path) -> Path:
     "An RGB image as a JPEG file, written atomically."
@@ -470,6 +492,7 @@ def write_image(img:np.ndarray, # uint8 [H, W, 3] RGB
 # %% ../nbs/13b_predict.ipynb #0699f042
 def is_image(path:str|Path) -> bool: return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
+# %% ../nbs/13b_predict.ipynb #3cab0d87
 def list_inputs(src:str|Path # a video or image file, or a folder of them
                ) -> list[Path]:
     "The file, or the videos and images of the folder (sorted); outputs are named by file name, so names must differ."
@@ -485,6 +508,7 @@ def list_inputs(src:str|Path # a video or image file, or a folder of them
         seen[p.stem] = p
     return files
 
+# %% ../nbs/13b_predict.ipynb #a571ce5a
 def write_abaw_files(preds:xr.Dataset, folder:str|Path, threshold=0.5 # one AU threshold, or one per AU (dict by name)
                     ) -> list[Path]:
     "ABAW annotation files (AU, EXPR, VA) of each video of `preds` under `folder/{AU,EXPR,VA}/<video>.txt`."
@@ -496,6 +520,7 @@ def write_abaw_files(preds:xr.Dataset, folder:str|Path, threshold=0.5 # one AU t
             write_annotation_file(out[-1], t, prediction_values(p, t, threshold))
     return out
 
+# %% ../nbs/13b_predict.ipynb #00e34ad5
 def _au_thresholds(models:RunModels, cfg:PredictConfig, model:str):
     "AU thresholds of `model`'s ABAW files: `au_threshold`, else the run's tuned ones, else 0.5."
     tuned = ((models.postprocess.get(model) if cfg.postprocess else None) or {}).get("thresholds")
@@ -530,6 +555,7 @@ def predict_item(path:str|Path, # a video or an image
 # %% ../nbs/13b_predict.ipynb #f75e063d
 SUMMARY_COLUMNS = ["video", "kind", "frames", "face_share", "tracks", "seconds", "error", "note"]
 
+# %% ../nbs/13b_predict.ipynb #f6f06b77
 def _row(path:Path, r:dict|None=None, seconds:float=0.0, error:str="") -> dict:
     "A file's summary row: what was found in it (`r`: its result), how long it took, what went wrong."
     if r is None: frames, share, tracks = 0, float("nan"), 0
@@ -538,14 +564,17 @@ def _row(path:Path, r:dict|None=None, seconds:float=0.0, error:str="") -> dict:
     return {"video": path.stem, "kind": "image" if is_image(path) else "video", "frames": frames, "face_share": share,
             "tracks": tracks, "seconds": round(seconds, 2), "error": error, "note": "" if r is None else r["note"]}
 
+# %% ../nbs/13b_predict.ipynb #7745ea45
 def _fingerprint(path:Path, run_dir, cfg:PredictConfig, overlay:bool) -> str:
     "What a file's outputs depend on: the file (path, size, time), the run and the settings (not the device)."
     st = path.stat()
     return config_hash({"file": [str(path.resolve()), st.st_size, st.st_mtime_ns], "run": str(Path(run_dir).resolve()),
                         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "device"}, "overlay": overlay})
 
+# %% ../nbs/13b_predict.ipynb #b8a385b9
 def _record(out:Path, name:str) -> Path: return Path(out) / "items" / f"{name}.json"
 
+# %% ../nbs/13b_predict.ipynb #e6b7b87a
 def finished(out:str|Path, name:str, fingerprint:str,
              retry_failed:bool=False # a file that failed counts as unfinished
             ) -> dict|None:
@@ -555,6 +584,7 @@ def finished(out:str|Path, name:str, fingerprint:str,
     ok = rec.get("fingerprint") == fingerprint and not (retry_failed and rec["row"]["error"])
     return rec["row"] if ok and all((Path(out) / f).is_file() for f in rec["files"]) else None
 
+# %% ../nbs/13b_predict.ipynb #83800f41
 def _predict_one(path:Path, models:RunModels, detector, out:Path, cfg:PredictConfig, overlay:bool, cache_dir, fingerprint:str,
                  timer:dict|None=None, log=print, found:tuple|None=None) -> tuple[dict, dict|None]:
     "`predict_item` with the file's record written last; an error is the row's `error`. (row, result)"
@@ -570,6 +600,7 @@ def _predict_one(path:Path, models:RunModels, detector, out:Path, cfg:PredictCon
 # %% ../nbs/13b_predict.ipynb #1a6c0a07
 _LOADED = {}   # in a worker process: (run, catalog, device) -> (RunModels, FaceDetector), loaded once per process
 
+# %% ../nbs/13b_predict.ipynb #01c0c047
 def _init_worker(threads:int, parent:int):
     "A local worker process: its share of the cores; it exits when the process that made the pool is gone (no orphans)."
     torch.set_num_threads(threads)
@@ -578,6 +609,7 @@ def _init_worker(threads:int, parent:int):
         os._exit(1)
     threading.Thread(target=watch, daemon=True).start()
 
+# %% ../nbs/13b_predict.ipynb #7979ba68
 def predict_worker(path:str, run_dir:str, out:str, cfg:PredictConfig, overlay:bool, catalog:str|None, cache_dir:str,
                    fingerprint:str) -> dict:
     "One file predicted in a worker process (a local pool's or a dask cluster's): its summary row."
@@ -590,12 +622,14 @@ def predict_worker(path:str, run_dir:str, out:str, cfg:PredictConfig, overlay:bo
         warnings.simplefilter("ignore")
         return _predict_one(Path(path), models, det, Path(out), cfg, overlay, cache_dir, fingerprint, log=lambda *a: None)[0]
 
+# %% ../nbs/13b_predict.ipynb #53980646
 def _progress(k:int, n:int, row:dict) -> str:
     what = "face(s)" if row["kind"] == "image" else "track(s)"
     if row["error"]: return f"[predict] {k}/{n} {row['video']}: FAILED after {row['seconds']:.1f} s: {row['error']}"
     return (f"[predict] {k}/{n} {row['video']}: {row['frames']} frame(s), face in {row['face_share']:.0%}, {row['tracks']} {what}, "
             f"{row['seconds']:.1f} s" + (f" ({row['note']})" if row["note"] else ""))
 
+# %% ../nbs/13b_predict.ipynb #1d48f457
 def _fan_out(todo:list, run_dir, out:Path, cfg:PredictConfig, overlay:bool, catalog, cache_dir, fps:dict,
              workers:int, executor=None, log=print) -> dict:
     "Rows of the files predicted by worker processes: `workers` local ones, or `executor`'s (a dask cluster's)."
@@ -628,6 +662,7 @@ def write_summary(rows:list[dict], # one per file (`SUMMARY_COLUMNS`)
     with atomic_write(out / "summary.md", "w") as f: f.write(md + "\n")
     return md
 
+# %% ../nbs/13b_predict.ipynb #caad2131
 def _merge(out:Path, rows:list[dict], models:RunModels) -> dict:
     "Each model's predictions of the finished files, from their parts, as predictions/<model>.nc (and raw/): model -> dataset."
     merged = {}
@@ -641,6 +676,7 @@ def _merge(out:Path, rows:list[dict], models:RunModels) -> dict:
             if not sub: merged[m] = p
     return merged
 
+# %% ../nbs/13b_predict.ipynb #23216ba5
 def _write_run(out:Path, models:RunModels, cfg:PredictConfig, model:str, files:dict, rows:list[dict], merged:dict):
     "The output folder's `run.json`."
     ok = [r["video"] for r in rows if not r["error"]]
@@ -728,6 +764,7 @@ def predict_args(p):
     p.add_argument("--scheduler", default=None, help="a dask.distributed scheduler address: predict the files on that cluster (instead of --workers)")
     p.add_argument("--retry-failed", action="store_true", help="predict again the files that failed in an earlier run into --out")
 
+# %% ../nbs/13b_predict.ipynb #328c2462
 def predict_main(args) -> int:
     "Predict AU / EXPR / VA for videos and images with a run's models; exit code 1 when a file failed (the others are done)."
     if args.detect_every < 1: raise AbawError(f"--detect-every must be >= 1, got {args.detect_every}")

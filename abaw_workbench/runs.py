@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 from PIL import Image, ImageDraw
+from fastcore.basics import patch
 
 from .core import AbawError, RUN_KINDS, RUN_MANIFEST, atomic_write, config_hash, import_closure, import_graph, package_dir
 from .schema import load_predictions
@@ -24,13 +25,16 @@ __all__ = ['PACKAGE', 'module_source', 'stage_code', 'StageRunner', 'CropFrames'
 # %% ../nbs/12a_runs.ipynb #0a4a4d63
 PACKAGE = "abaw_workbench"
 
+# %% ../nbs/12a_runs.ipynb #643f8d7c
 def module_source(name:str # a package module, e.g. "finetune"
                  ) -> str:
     "The source text of a package module (what a stage's code hash covers)."
     return (package_dir() / f"{name}.py").read_text(encoding="utf-8")
 
+# %% ../nbs/12a_runs.ipynb #0770b9b2
 def _digest(b) -> str: return hashlib.sha256(b if isinstance(b, bytes) else b.encode("utf-8")).hexdigest()[:16]
 
+# %% ../nbs/12a_runs.ipynb #2c54f52b
 def _source_digest(obj) -> str:
     "A hash of a function's or class's source (of its compiled code where the source cannot be read)."
     try: return _digest(inspect.getsource(obj))
@@ -38,6 +42,7 @@ def _source_digest(obj) -> str:
         code = getattr(obj, "__code__", None)
         return _digest(marshal.dumps(code) if code is not None else repr(obj))
 
+# %% ../nbs/12a_runs.ipynb #4e4705de
 def _global_names(code) -> set:
     "Global names a code object (and the code nested in it) loads."
     out = {i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
@@ -45,11 +50,11 @@ def _global_names(code) -> set:
         if inspect.iscode(c): out |= _global_names(c)
     return out
 
+# %% ../nbs/12a_runs.ipynb #2cf9f728
 def _package_module(modname:str|None) -> str|None:
     "`finetune` for `abaw_workbench.finetune`; None outside the package."
     parts = (modname or "").split(".")
     return parts[1] if len(parts) == 2 and parts[0] == PACKAGE else None
-
 
 # %% ../nbs/12a_runs.ipynb #7e83cbea
 def _same_code(a, b) -> bool:
@@ -64,6 +69,7 @@ def _same_code(a, b) -> bool:
         ca, cb = a.__code__, b.__code__
         return (ca.co_code, ca.co_names, ca.co_varnames, repr(ca.co_consts)) == (cb.co_code, cb.co_names, cb.co_varnames, repr(cb.co_consts))
 
+# %% ../nbs/12a_runs.ipynb #dd2e5c12
 def _export_of(o):
     "The package's function or class that a notebook's (module `__main__`) top-level one was exported as, if its code is the same."
     name = getattr(o, "__qualname__", "")
@@ -75,6 +81,7 @@ def _export_of(o):
         if exp is not None and _same_code(o, exp): return exp
     return None
 
+# %% ../nbs/12a_runs.ipynb #515bf2bb
 def _home_of(f) -> str:
     "The module a function belongs to: its own, or for a notebook's function (or one nested in it) its export's."
     if f.__module__ != "__main__": return f.__module__
@@ -113,6 +120,8 @@ def stage_code(fn, # the stage's function
         m = getattr(cls, "__module__", None)
         if m == home and _package_module(m) and id(cls) not in seen:   # a class of the stage's own module: its source
             seen.add(id(cls)); own[f"{_package_module(m)}:{cls.__qualname__}"] = _source_digest(cls)
+            for f in vars(cls).values():   # its methods, those attached with @patch (outside the class's source) included
+                if inspect.isfunction(f) and f.__module__ == m: own[f"{_package_module(m)}:{f.__qualname__}"] = _source_digest(f)
         elif m != home and _package_module(m): modules.add(_package_module(m))
     while isinstance(fn, functools.partial): fn = fn.func   # the function a partial calls
     fn = getattr(fn, "__func__", fn)                        # a bound method's function
@@ -120,6 +129,7 @@ def stage_code(fn, # the stage's function
     else: use(fn, None)                                     # a callable object: its class's module
     return {**{f"{m}.py": _digest(module_source(m)) for m in sorted(import_closure(graph, modules))}, **dict(sorted(own.items()))}
 
+# %% ../nbs/12a_runs.ipynb #9782152b
 def _cells_filled(f) -> bool:
     "Whether every closure cell of `f` holds a value (a cell not yet assigned raises on reading)."
     try: [c.cell_contents for c in (f.__closure__ or ())]; return True
@@ -131,6 +141,7 @@ def _record_ok(done:Path) -> bool:
     try: return "result" in json.loads(done.read_text())
     except (OSError, ValueError, TypeError): return False
 
+# %% ../nbs/12a_runs.ipynb #e116d065
 class StageRunner:
     "Runs named stages in order, each cached in a folder named by its chained config hash and valid while its code is unchanged."
     def __init__(self, out:str|Path, # the cache folder (stage folders go here)
@@ -144,64 +155,69 @@ class StageRunner:
         self.chain, self.forcing, self.times, self.folders = [], False, {}, {}
         self.made, self.ran, self._graph = {}, [], None   # stage -> fingerprint of the code and stages that made it; stages run here
 
-    def _stale(self, name:str, rec:dict, code:dict, fp:str, upstream:dict) -> str|None:
-        "Why a finished stage cannot be reused (None: it can)."
-        if rec.get("fingerprint") == fp: return None
-        if "fingerprint" not in rec:
-            return f"made before stages recorded their code, after {', '.join(self.ran)} ran again" if self.ran else "legacy"
-        changed = sorted(k for k in set(code) | set(rec.get("code") or {}) if code.get(k) != (rec.get("code") or {}).get(k))
-        if changed: return f"its code changed since it ran ({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''})"
-        up = rec.get("upstream") or {}
-        return f"made after another version of {', '.join(k for k, v in upstream.items() if up.get(k) != v) or 'an earlier stage'}"
+# %% ../nbs/12a_runs.ipynb #865e481a
+@patch
+def _stale(self:StageRunner, name:str, rec:dict, code:dict, fp:str, upstream:dict) -> str|None:
+    "Why a finished stage cannot be reused (None: it can)."
+    if rec.get("fingerprint") == fp: return None
+    if "fingerprint" not in rec:
+        return f"made before stages recorded their code, after {', '.join(self.ran)} ran again" if self.ran else "legacy"
+    changed = sorted(k for k in set(code) | set(rec.get("code") or {}) if code.get(k) != (rec.get("code") or {}).get(k))
+    if changed: return f"its code changed since it ran ({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''})"
+    up = rec.get("upstream") or {}
+    return f"made after another version of {', '.join(k for k, v in upstream.items() if up.get(k) != v) or 'an earlier stage'}"
 
-    def run(self, name:str, # the stage
-            settings, # its settings (hashed into the folder name)
-            fn, # `fn(folder) -> dict`: runs the stage
-            code=None # the function whose code the stage runs (`stage_code`; default: `fn`)
-           ):
-        "Run `fn(folder) -> dict` unless a finished run with the same settings and code exists; returns (result, folder)."
-        h = config_hash({"stage": name, "settings": settings, "upstream": self.chain})
-        d = self.out / f"{name}-{h}"
-        done, started = d / "done.json", d / "stage.json"
-        if name == self.force: self.forcing = True
-        if self.forcing and d.exists(): shutil.rmtree(d)
-        self.chain.append(h); self.folders[name] = d
-        if self._graph is None: self._graph = import_graph()
-        src = stage_code(code or fn, self._graph)
-        upstream = dict(self.made)
-        fp = config_hash({"code": src, "upstream": upstream})
-        self.made[name] = fp
-        if done.exists() and not _record_ok(done):  # damaged by hand or by the disk: run the stage again (it resumes)
-            self.log(f"[stages] WARNING: {done}: damaged stage record, running {name} again"); done.unlink()
-        if done.exists():
-            r = json.loads(done.read_text())
-            why = self._stale(name, r, src, fp, upstream)
-            if why == "legacy":   # made before stages recorded their code: keep it once, say so, record it
-                self.log(f"[stages] WARNING: {name}: made before stages recorded their code; kept as made by the current code "
-                         f"(--force {name} reruns it) ({d})")
-                with atomic_write(done, "w") as f: json.dump({**r, "code": src, "upstream": upstream, "fingerprint": fp}, f, indent=1, default=str)
-                why = None
-            if why is None:
-                self.log(f"[stages] {name}: finished before with the same settings and code, skipped ({d})")
-                self.times[name] = 0.0
-                return r["result"], d
-            self.log(f"[stages] {name}: {why}: running it again in {d}")
-            shutil.rmtree(d)
-        elif started.exists() and _read(started).get("fingerprint") != fp:   # interrupted, by other code: don't resume it
-            self.log(f"[stages] {name}: interrupted run made by other code, starting again in {d}")
-            shutil.rmtree(d)
-        else: self.log(f"[stages] {name}: running in {d}")
-        t0 = time.time()
-        d.mkdir(parents=True, exist_ok=True)
-        mark = {"code": src, "upstream": upstream, "fingerprint": fp}
-        with atomic_write(started, "w") as f: json.dump(mark, f, indent=1)
-        self.ran.append(name)
-        result = fn(d)
-        self.times[name] = time.time() - t0
-        with atomic_write(done, "w") as f: json.dump({"result": result, "seconds": self.times[name], **mark}, f, indent=1, default=str)
-        self.log(f"[stages] {name}: done in {self.times[name]:.0f} s")
-        return result, d
+# %% ../nbs/12a_runs.ipynb #70af8a22
+@patch
+def run(self:StageRunner, name:str, # the stage
+        settings, # its settings (hashed into the folder name)
+        fn, # `fn(folder) -> dict`: runs the stage
+        code=None # the function whose code the stage runs (`stage_code`; default: `fn`)
+       ):
+    "Run `fn(folder) -> dict` unless a finished run with the same settings and code exists; returns (result, folder)."
+    h = config_hash({"stage": name, "settings": settings, "upstream": self.chain})
+    d = self.out / f"{name}-{h}"
+    done, started = d / "done.json", d / "stage.json"
+    if name == self.force: self.forcing = True
+    if self.forcing and d.exists(): shutil.rmtree(d)
+    self.chain.append(h); self.folders[name] = d
+    if self._graph is None: self._graph = import_graph()
+    src = stage_code(code or fn, self._graph)
+    upstream = dict(self.made)
+    fp = config_hash({"code": src, "upstream": upstream})
+    self.made[name] = fp
+    if done.exists() and not _record_ok(done):  # damaged by hand or by the disk: run the stage again (it resumes)
+        self.log(f"[stages] WARNING: {done}: damaged stage record, running {name} again"); done.unlink()
+    if done.exists():
+        r = json.loads(done.read_text())
+        why = self._stale(name, r, src, fp, upstream)
+        if why == "legacy":   # made before stages recorded their code: keep it once, say so, record it
+            self.log(f"[stages] WARNING: {name}: made before stages recorded their code; kept as made by the current code "
+                     f"(--force {name} reruns it) ({d})")
+            with atomic_write(done, "w") as f: json.dump({**r, "code": src, "upstream": upstream, "fingerprint": fp}, f, indent=1, default=str)
+            why = None
+        if why is None:
+            self.log(f"[stages] {name}: finished before with the same settings and code, skipped ({d})")
+            self.times[name] = 0.0
+            return r["result"], d
+        self.log(f"[stages] {name}: {why}: running it again in {d}")
+        shutil.rmtree(d)
+    elif started.exists() and _read(started).get("fingerprint") != fp:   # interrupted, by other code: don't resume it
+        self.log(f"[stages] {name}: interrupted run made by other code, starting again in {d}")
+        shutil.rmtree(d)
+    else: self.log(f"[stages] {name}: running in {d}")
+    t0 = time.time()
+    d.mkdir(parents=True, exist_ok=True)
+    mark = {"code": src, "upstream": upstream, "fingerprint": fp}
+    with atomic_write(started, "w") as f: json.dump(mark, f, indent=1)
+    self.ran.append(name)
+    result = fn(d)
+    self.times[name] = time.time() - t0
+    with atomic_write(done, "w") as f: json.dump({"result": result, "seconds": self.times[name], **mark}, f, indent=1, default=str)
+    self.log(f"[stages] {name}: done in {self.times[name]:.0f} s")
+    return result, d
 
+# %% ../nbs/12a_runs.ipynb #6462141a
 def _read(f:Path) -> dict:
     try: return json.loads(f.read_text())
     except (OSError, ValueError): return {}
@@ -218,6 +234,7 @@ class CropFrames:
         return read_image(p) if p.is_file() else None
     def __repr__(self): return f"CropFrames({self.root})"
 
+# %% ../nbs/12a_runs.ipynb #e18fca0e
 class ImageFaces:
     "Faces of still images as frames: frame k of an image is the region around its k-th face, the face boxed."
     kind = "images"
@@ -238,6 +255,7 @@ class ImageFaces:
         return np.asarray(im)
     def __repr__(self): return f"ImageFaces({len(self.images)} images)"
 
+# %% ../nbs/12a_runs.ipynb #9ce861e0
 class MediaFrames:
     "An `abaw predict` folder's frames: its videos' (`VideoFrames`) and its still images' faces (`ImageFaces`)."
     kind = "media"
@@ -250,6 +268,7 @@ class MediaFrames:
         return (self.faces if video in self.faces.images else self.videos).image(video, frame_index)
     def __repr__(self): return f"MediaFrames({len(self.videos)} videos, {len(self.faces.images)} images)"
 
+# %% ../nbs/12a_runs.ipynb #d2a13a73
 def frame_source(spec:dict|None, # the manifest's `frames`: {"kind": "crops", "root": ...}, or "media" with "videos" and "images"
                  base:Path # the run folder (relative paths are relative to it)
                 ):
@@ -285,8 +304,6 @@ class Run:
             raise AbawError(f"{m}: not a run manifest (needs 'kind', one of {RUN_KINDS}, and 'models')")
         return cls(path, man)
 
-    def _file(self, rel) -> Path: return self.path / rel
-
     @property
     def kind(self) -> str: return self.manifest["kind"]
     @property
@@ -304,21 +321,6 @@ class Run:
         try: return json.loads(self._file(rel).read_text())
         except json.JSONDecodeError as e: raise AbawError(f"{self._file(rel)}: unreadable metrics ({e})") from None
 
-    def _model(self, name:str|None) -> str:
-        if name is None: return self.manifest.get("default") or self.models[-1]
-        if name not in self.manifest["models"]: raise AbawError(f"{self.path}: no model {name!r} (models: {', '.join(self.models)})")
-        return name
-
-    def predictions(self, model:str|None=None # a name of `models` (default: the run's main model)
-                   ) -> xr.Dataset:
-        "The model's predictions in the schema (validation split; for `predict` runs, the video)."
-        name = self._model(model)
-        if name not in self._preds:
-            rel = self.manifest["models"][name].get("predictions")
-            if not rel: raise AbawError(f"{self.path}: model {name!r} has no predictions")
-            self._preds[name] = load_predictions(self._file(rel))
-        return self._preds[name]
-
     @property
     def labels(self) -> xr.Dataset|None:
         "The labels the predictions are scored against (None for runs without labels, e.g. `predict`)."
@@ -327,21 +329,48 @@ class Run:
         if self._labels is None: self._labels = load_predictions(self._file(rel))
         return self._labels
 
-    def load_model(self, name:str|None=None):
-        "The model itself (`checkpoints.load_model`): a module, or task → module for a model of several networks."
-        name = self._model(name)
-        if name not in self._models:
-            ck = self.manifest["models"][name].get("checkpoints") or {}
-            if not ck: raise AbawError(f"{self.path}: model {name!r} has no checkpoint")
-            loaded = {k: load_model(self._file(v)) for k, v in ck.items()}
-            self._models[name] = next(iter(loaded.values())) if len(loaded) == 1 else loaded
-        return self._models[name]
-
     @property
     def frames(self):
         "Where each frame's image comes from (`image(video, frame_index)`), or None."
         if self._frames is None: self._frames = frame_source(self.manifest.get("frames"), self.path)   # one source: its decoders and cache stay
         return self._frames
 
-    def __repr__(self):
-        return f"Run({self.path}, kind={self.kind!r}, dataset={self.dataset!r}, models={self.models})"
+# %% ../nbs/12a_runs.ipynb #fd1b739d
+@patch
+def _file(self:Run, rel) -> Path: return self.path / rel
+
+# %% ../nbs/12a_runs.ipynb #8b2cf160
+@patch
+def _model(self:Run, name:str|None) -> str:
+    if name is None: return self.manifest.get("default") or self.models[-1]
+    if name not in self.manifest["models"]: raise AbawError(f"{self.path}: no model {name!r} (models: {', '.join(self.models)})")
+    return name
+
+# %% ../nbs/12a_runs.ipynb #5abf7e76
+@patch
+def predictions(self:Run, model:str|None=None # a name of `models` (default: the run's main model)
+               ) -> xr.Dataset:
+    "The model's predictions in the schema (validation split; for `predict` runs, the video)."
+    name = self._model(model)
+    if name not in self._preds:
+        rel = self.manifest["models"][name].get("predictions")
+        if not rel: raise AbawError(f"{self.path}: model {name!r} has no predictions")
+        self._preds[name] = load_predictions(self._file(rel))
+    return self._preds[name]
+
+# %% ../nbs/12a_runs.ipynb #81fe36a9
+@patch
+def load_model(self:Run, name:str|None=None):
+    "The model itself (`checkpoints.load_model`): a module, or task → module for a model of several networks."
+    name = self._model(name)
+    if name not in self._models:
+        ck = self.manifest["models"][name].get("checkpoints") or {}
+        if not ck: raise AbawError(f"{self.path}: model {name!r} has no checkpoint")
+        loaded = {k: load_model(self._file(v)) for k, v in ck.items()}
+        self._models[name] = next(iter(loaded.values())) if len(loaded) == 1 else loaded
+    return self._models[name]
+
+# %% ../nbs/12a_runs.ipynb #07e4f807
+@patch
+def __repr__(self:Run):
+    return f"Run({self.path}, kind={self.kind!r}, dataset={self.dataset!r}, models={self.models})"

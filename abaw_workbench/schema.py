@@ -35,10 +35,12 @@ def check_task(task:str):
 # %% ../nbs/01_schema.ipynb #df100759
 _fps_re = re.compile(r"^[^-]+-(\d+(?:\.\d+)?)-\d+x\d+")
 
+# %% ../nbs/01_schema.ipynb #36f19a12
 def base_video(name:str) -> str:
     "The raw video a (possibly `_left`/`_right`) video name comes from."
     return re.sub(r"_(left|right)$", "", name)
 
+# %% ../nbs/01_schema.ipynb #6f1cedc8
 def fps_from_name(name:str) -> float|None:
     "Frame rate encoded in a dashed Aff-Wild2 name (`1-30-1280x720` → 30), else None."
     m = _fps_re.match(base_video(name))
@@ -111,6 +113,7 @@ def video_slices(ds:xr.Dataset) -> dict[str, slice]:
     if len(set(names)) != len(names): raise AbawError("frames of a video are not contiguous; sort by video first")
     return {str(n): slice(int(s), int(e)) for n, s, e in zip(names, starts, ends)}
 
+# %% ../nbs/01_schema.ipynb #8c5aa82a
 def select_video(ds:xr.Dataset, video:str) -> xr.Dataset:
     "The frames of one video."
     sl = video_slices(ds)
@@ -127,6 +130,7 @@ def frame_positions(ds:xr.Dataset, # a dataset in the schema
     if not index.is_unique: raise AbawError("predictions: a (video, frame_index) pair occurs twice")
     return index.get_indexer(pd.MultiIndex.from_arrays([vid, fi]))
 
+# %% ../nbs/01_schema.ipynb #7020ec71
 def prediction_values(ds:xr.Dataset, # predictions in the schema
                       task:str, # "au", "expr" or "va"
                       thresholds=0.5, # AU: one threshold, or one per AU (dict by name or sequence)
@@ -149,6 +153,7 @@ def prediction_values(ds:xr.Dataset, # predictions in the schema
 # %% ../nbs/01_schema.ipynb #e855658a
 _NOT_A_VARIABLE = "This is a netCDF dimension but not a netCDF variable.{:10d}"   # netCDF-C's name for a bare dimension
 
+# %% ../nbs/01_schema.ipynb #fe909fd5
 def _nc_attr(v):
     "An attribute as h5netcdf stores it (numbers as 1-element arrays); None: left to xarray's writer."
     if isinstance(v, str): return v
@@ -158,6 +163,7 @@ def _nc_attr(v):
         return a if a.ndim == 1 and a.dtype.kind in "iuf" else None
     return None
 
+# %% ../nbs/01_schema.ipynb #23d13350
 def _nc_plan(ds:xr.Dataset):
     "The variables and attributes xarray would write (CF-encoded), and the dimension ids; None where xarray writes it."
     if ds.encoding.get("unlimited_dims") or 0 in ds.sizes.values(): return None
@@ -178,6 +184,7 @@ def _nc_plan(ds:xr.Dataset):
         for d in v.dims: ids.setdefault(d, len(ids))   # in order of first use, as xarray creates them
     return plan, gattrs, ids
 
+# %% ../nbs/01_schema.ipynb #cde0150c
 def write_netcdf(ds:xr.Dataset, # any dataset xarray can write as netCDF-4
                  path:str|Path # the file to (over)write
                 ) -> Path:
@@ -217,6 +224,7 @@ def write_netcdf(ds:xr.Dataset, # any dataset xarray can write as netCDF-4
 def _attr_value(v):
     return v if isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, bool) else json.dumps(v, default=str)
 
+# %% ../nbs/01_schema.ipynb #d43f119d
 def save_predictions(ds:xr.Dataset, # labels or predictions in the schema
                      path:str|Path, # the .nc file to (over)write atomically
                      **attrs # provenance: run, model, checkpoint, checkpoint_hash, config, dataset, split...
@@ -229,6 +237,7 @@ def save_predictions(ds:xr.Dataset, # labels or predictions in the schema
     with atomic_path(path) as tmp: write_netcdf(ds, tmp)
     return path
 
+# %% ../nbs/01_schema.ipynb #131569ce
 def load_predictions(path:str|Path # a file written by `save_predictions`
                     ) -> xr.Dataset:
     "Read a predictions (or labels) file into memory, checking it against the schema; errors name the file."

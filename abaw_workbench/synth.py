@@ -56,6 +56,7 @@ def _ramp(n:int, rise:int, fall:int) -> np.ndarray:
     if fall: f = (np.arange(fall)[::-1] + 1) / (fall + 1); t[n - fall:] = f * f * (3 - 2 * f)
     return t
 
+# %% ../nbs/05_synth.ipynb #0ffda4b7
 def _add_activation(track:np.ndarray, rng, start:int, end:int, apex:float):
     "Max an onset/apex/offset activation of height `apex` over frames [start, end) into `track`."
     start, end = max(0, start), min(len(track), end)
@@ -63,6 +64,7 @@ def _add_activation(track:np.ndarray, rng, start:int, end:int, apex:float):
     env = apex * _ramp(end - start, int(rng.integers(4, 16)), int(rng.integers(4, 16)))
     np.maximum(track[start:end], env, out=track[start:end])
 
+# %% ../nbs/05_synth.ipynb #4e2e309b
 def _ou(rng, n:int, sd:float, tau:float) -> np.ndarray:
     "A stationary Ornstein-Uhlenbeck path: `n` steps, std `sd`, correlation time `tau` steps."
     a = math.exp(-1 / tau)
@@ -71,6 +73,7 @@ def _ou(rng, n:int, sd:float, tau:float) -> np.ndarray:
     for i in range(1, n): x[i] = a * x[i - 1] + e[i]
     return x
 
+# %% ../nbs/05_synth.ipynb #3dd2bae7
 def _smooth(x:np.ndarray, tau:float) -> np.ndarray:
     "Forward-backward exponential smoothing (zero phase) with time constant `tau` steps."
     a = math.exp(-1 / tau)
@@ -91,6 +94,7 @@ class Labels:
     @property
     def au(self) -> np.ndarray: return (self.au_int >= 0.5).astype(np.float32)
 
+# %% ../nbs/05_synth.ipynb #1bfe8a61
 def synth_labels(rng:np.random.Generator, # the video's generator
                  n:int, # frames
                  forced:tuple=(), # classes that must appear at least once
@@ -141,11 +145,13 @@ def synth_labels(rng:np.random.Generator, # the video's generator
 _SKIN = np.array([[205, 220, 245], [160, 185, 225], [120, 150, 200], [80, 110, 160], [55, 75, 110]], np.float32)  # BGR
 _HAIR = np.array([[20, 20, 25], [30, 45, 70], [50, 90, 140], [90, 160, 200], [40, 60, 150], [160, 160, 165]], np.float32)
 
+# %% ../nbs/05_synth.ipynb #490ce219
 @dataclass
 class Identity:
     "Everything about a subject that stays fixed over a video."
     p: dict  # geometry and appearance parameters (see `random_identity`)
 
+# %% ../nbs/05_synth.ipynb #38f2b83d
 def random_identity(rng:np.random.Generator, # the generator to draw from
                     difficulty:float=1.0, # scales the spread of face geometry, lighting and noise (0: every face alike)
                    ) -> Identity:
@@ -182,11 +188,13 @@ import cv2
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _ONE = 1 << _SHIFT
 
+# %% ../nbs/05_synth.ipynb #4d2eb034
 def _ellipse_pts(cx, cy, rx, ry, n=24, a0=0.0, a1=2 * np.pi):
     "Points of an ellipse (arc) in face coordinates."
     t = np.linspace(a0, a1, n)
     return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)
 
+# %% ../nbs/05_synth.ipynb #90a5e594
 class _Pose:
     "Maps face coordinates to fixed-point pixel coordinates for one frame."
     def __init__(self, size, scale, roll, tx, ty, yaw):
@@ -202,10 +210,13 @@ class _Pose:
         return np.round((pts @ self.M.T + self.t) * _ONE).astype(np.int32)
     def px(self, r): return max(1, int(round(r * self.s)))
 
+# %% ../nbs/05_synth.ipynb #1e8c3247
 def _col(c): return tuple(float(x) for x in c)
 
+# %% ../nbs/05_synth.ipynb #21400c1e
 def _mix(a, b, t): return np.asarray(a) * (1 - t) + np.asarray(b) * t
 
+# %% ../nbs/05_synth.ipynb #13baeef4
 def draw_face(img:np.ndarray, # uint8 [size, size, 3] BGR canvas, holding the background
               idt:Identity, # the subject
               au:np.ndarray, # [12] AU intensities 0..1
@@ -364,6 +375,7 @@ SR = 16000  # audio sample rate of the raw videos, Hz
 _VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [300, 870, 2240], [530, 1840, 2480], [570, 840, 2410]], float)
 _FBW = np.array([90.0, 110.0, 170.0])  # formant bandwidths, Hz
 
+# %% ../nbs/05_synth.ipynb #a2241a0f
 def synth_voice(rng:np.random.Generator, # the video's generator
                 va:np.ndarray, # [n, 2] per-frame valence, arousal
                 f0:float=140.0, # the speaker's mean pitch, Hz
@@ -423,6 +435,7 @@ def synth_voice(rng:np.random.Generator, # the video's generator
             y[i0:i1] += b * a_ * 0.2 * 10 ** (9 * float(np.interp(t0, ft, va[:, 1])) / 20) * 0.3
     return y.astype(np.float32)
 
+# %% ../nbs/05_synth.ipynb #b9ee6086
 def room_noise(rng:np.random.Generator, N:int, level:float, sr:int=SR) -> np.ndarray:
     "Low-passed background noise (and sometimes mains hum) at RMS `level`."
     w = rng.normal(0, 1, N)
@@ -435,12 +448,14 @@ def room_noise(rng:np.random.Generator, N:int, level:float, sr:int=SR) -> np.nda
 FPS = 30
 RAW_H, RAW_FACE = 120, 96  # raw video height and face size in it
 
+# %% ../nbs/05_synth.ipynb #72889058
 def _pose_track(rng, n:int, arousal:np.ndarray, difficulty:float=1.0) -> np.ndarray:
     "[n, 5] smooth head pose (roll, tx, ty, scale, yaw); motion grows a little with arousal."
     k = (1 + 0.25 * arousal) * difficulty
     return np.stack([_ou(rng, n, 0.03, 40) * k, _ou(rng, n, 0.012, 50) * k, _ou(rng, n, 0.01, 50) * k,
                      1 + _ou(rng, n, 0.025, 80) * difficulty, np.clip(_ou(rng, n, 0.06, 60) * k, -0.25, 0.25)], 1)
 
+# %% ../nbs/05_synth.ipynb #c95e492a
 @dataclass
 class Subject:
     "One subject of a raw video: identity, labels, pose, renderer, frames without a crop."
@@ -450,6 +465,7 @@ class Subject:
     ren: FaceRenderer
     nocrop: np.ndarray  # [n] bool: no crop written (a hand in front of the face)
 
+# %% ../nbs/05_synth.ipynb #55b7c830
 def _subject(rng, n:int, size:int, forced=(), nocrop_runs:int|None=None, difficulty:float=1.0) -> Subject:
     "Draw one subject's identity, labels, pose track and crop failures."
     idt = random_identity(rng, difficulty)
@@ -461,6 +477,7 @@ def _subject(rng, n:int, size:int, forced=(), nocrop_runs:int|None=None, difficu
         s = int(rng.integers(1, max(2, n - 8))); nocrop[s:s + int(rng.integers(2, 9))] = True
     return Subject(idt, lab, pose, FaceRenderer(idt, size, rng), nocrop)
 
+# %% ../nbs/05_synth.ipynb #b356b23e
 def _room(rng, w:int, h:int) -> np.ndarray:
     "A plain room background for a raw video."
     img = np.empty((h, w, 3), np.uint8); img[:] = rng.uniform(60, 200, 3)
@@ -468,6 +485,7 @@ def _room(rng, w:int, h:int) -> np.ndarray:
     cv2.rectangle(img, (int(rng.integers(0, w)), 5), (int(rng.integers(0, w)), int(rng.integers(20, h))), _col(rng.uniform(40, 230, 3)), -1)
     return img
 
+# %% ../nbs/05_synth.ipynb #8a8fc348
 def _open_video(path:Path, w:int, h:int):
     c = av.open(str(path), "w")
     vs = c.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "crf": "26"})
@@ -475,12 +493,14 @@ def _open_video(path:Path, w:int, h:int):
     st = c.add_stream("aac", rate=SR); st.layout = "mono"
     return c, vs, st
 
+# %% ../nbs/05_synth.ipynb #ae5d2b21
 def _write_audio(c, st, y:np.ndarray):
     "Encode waveform `y` (float, [-1, 1]) into the container's mono AAC stream `st`."
     f = av.AudioFrame.from_ndarray(np.ascontiguousarray(y[None], np.float32), format="flt", layout="mono"); f.sample_rate = SR
     for pkt in st.encode(f): c.mux(pkt)
     for pkt in st.encode(): c.mux(pkt)
 
+# %% ../nbs/05_synth.ipynb #62654cbc
 def render_video(root:Path, # the data set's (temporary) root
                  raw:str, # raw video name (without extension)
                  names:list[str], # one crop folder name per subject (two for a left/right pair)
@@ -538,10 +558,12 @@ def render_video(root:Path, # the data set's (temporary) root
 SPLITS = ("train", "validation", "test")
 GENERATOR_VERSION = 2
 
+# %% ../nbs/05_synth.ipynb #049789e8
 def manifest_head(**args) -> dict:
     "What every generated folder's `.synth/manifest.json` starts with: the generator, its version and the arguments (the catalog compares them)."
     return dict(generator="abaw_workbench.synth", version=GENERATOR_VERSION, args=args)
 
+# %% ../nbs/05_synth.ipynb #ecb97a62
 def plan_dataset(videos:int, frames:int, seed:int) -> list[dict]:
     "Deterministic plan of a synthetic data set: one dict per raw video."
     if videos < 3: raise AbawError(f"synth: --videos must be at least 3 (one train, one validation, one test video), got {videos}")
@@ -593,6 +615,7 @@ def _render_job(args):
                         difficulty=difficulty)
     return [(s.lab.au, s.lab.expr, s.lab.va, s.nocrop) for s in subs]
 
+# %% ../nbs/05_synth.ipynb #9b5d6cb8
 def _task_values(task:str, au, expr, va, invalid=None, truncate:int=0):
     "One task's annotation values, with an invalid run and truncation applied."
     v = {"au": au.copy(), "expr": expr.astype(np.int64), "va": va.copy()}[task]
@@ -602,6 +625,7 @@ def _task_values(task:str, au, expr, va, invalid=None, truncate:int=0):
         else: v[s:e] = np.nan
     return v[:len(v) - truncate] if truncate else v
 
+# %% ../nbs/05_synth.ipynb #ff75e692
 def synth_affwild2(out:str|Path, # the data set's root folder (created; replaced if it exists)
                    videos:int=12, # number of videos (crop folders), at least 3
                    frames:int=300, # frames per video (30 fps)
@@ -662,6 +686,7 @@ def _face_au(rng, c:int) -> np.ndarray:
     au[stray] = np.maximum(au[stray], rng.uniform(0.3, 1.0, stray.sum()))
     return au
 
+# %% ../nbs/05_synth.ipynb #d2f534ff
 def synth_faces(out:str|Path, # the folder to write (created; replaced if it exists)
                 images:int=3000, # number of images
                 seed:int=1, # the folder is a pure function of the arguments
@@ -698,10 +723,12 @@ def synth_faces(out:str|Path, # the folder to write (created; replaced if it exi
 # %% ../nbs/05_synth.ipynb #304c2dfa
 GENERATORS = {"affwild2": synth_affwild2, "image_folder": synth_faces}  # kind -> the function that generates it
 
+# %% ../nbs/05_synth.ipynb #2c18a85a
 def _generator(e:Entry):
     if e.kind not in GENERATORS: raise AbawError(f"{e.where('synth')}: kind {e.kind!r} cannot be generated")
     return GENERATORS[e.kind]
 
+# %% ../nbs/05_synth.ipynb #ed9c9149
 def generate(e:Entry):
     "Generate a synthetic entry's data at its path."
     fn = _generator(e)
@@ -715,6 +742,7 @@ def _old_synth_faces(path:Path) -> bool:
     try: return f.is_file() and f.open().readline().startswith("file,identity,expr,AU1,")
     except OSError: return False
 
+# %% ../nbs/05_synth.ipynb #878616f5
 def synth_mismatch(e:Entry) -> str|None:
     "How a generated entry on disk differs from its `synth` options and the generator's version (None: it does not)."
     m = Path(e.path) / ".synth" / "manifest.json"
@@ -768,6 +796,7 @@ def _check_out(out:Path, force:bool):
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise AbawError(f"{out}: already exists and is not empty (use --force to replace it)")
 
+# %% ../nbs/05_synth.ipynb #1b29b55b
 def synth_args(p):
     "Arguments of `abaw synth`."
     p.add_argument("out", help="folder to write the data set to")
@@ -779,6 +808,7 @@ def synth_args(p):
     p.add_argument("--difficulty", type=float, default=1.0, help="0..1: lower means less nuisance variation and clearer AUs (default 1)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
+# %% ../nbs/05_synth.ipynb #77032686
 def synth_main(args) -> int:
     "Write a synthetic Aff-Wild2-like data set."
     out = Path(args.out); _check_out(out, args.force)
@@ -789,6 +819,7 @@ def synth_main(args) -> int:
     print(f"use it with: ABAW_CATALOG={out / 'data_catalog.yaml'} (entry {out.name!r})")
     return 0
 
+# %% ../nbs/05_synth.ipynb #df8e396e
 def synth_faces_args(p):
     "Arguments of `abaw synth-faces`."
     p.add_argument("out", help="folder to write the images to")
@@ -797,6 +828,7 @@ def synth_faces_args(p):
     p.add_argument("--size", type=int, default=112, help="image size in pixels (default 112)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
+# %% ../nbs/05_synth.ipynb #7aaa1532
 def synth_faces_main(args) -> int:
     "Write a folder of synthetic face images."
     out = Path(args.out); _check_out(out, args.force)

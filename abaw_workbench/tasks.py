@@ -29,6 +29,7 @@ def au_pos_weight(au:np.ndarray, # [frame, 12] 0/1 labels, NaN = no label
     w = np.clip(neg / np.maximum(pos, 1), 1.0 / max_weight, max_weight)
     return torch.tensor(w, dtype=torch.float32)
 
+# %% ../nbs/08a_tasks.ipynb #ace6b2d0
 def expr_class_weight(expr:np.ndarray, # [frame] int labels, -1 = no label
                       max_weight:float=20.0) -> torch.Tensor:
     "Inverse-frequency class weights, the commonest class at 1."
@@ -58,15 +59,18 @@ class LossConfig:
     label_smoothing: float = 0.0 # EXPR cross-entropy label smoothing
     va_loss: str = "ccc" # VA loss: "ccc" (2 − CCC_v − CCC_a), "mse" (masked mean squared error, summed over V and A), "both" (their sum)
 
+# %% ../nbs/08a_tasks.ipynb #8f00e69b
 AUTHORS_EXPR_WEIGHT = (1.0, 10.4, 16.2, 19.6, 1.86, 2.23, 5.61, 1.06) # the authors' fixed EXPR class weights (their fusion code)
 EXPR_WEIGHTINGS, VA_LOSSES = ("inverse_frequency", "authors", "none"), ("ccc", "mse", "both")
 
+# %% ../nbs/08a_tasks.ipynb #9bd6a5bc
 def _expr_weighting(v) -> str:
     if v is True: return "inverse_frequency"
     if v is False: return "none"
     if v not in EXPR_WEIGHTINGS: raise AbawError(f"loss.expr_class_weight: {v!r} is not one of {list(EXPR_WEIGHTINGS)} (or true/false)")
     return v
 
+# %% ../nbs/08a_tasks.ipynb #17e9d195
 class TaskLoss(nn.Module):
     "Masked multi-task loss: BCE (AU), cross-entropy (EXPR), 2 − CCC_v − CCC_a and/or MSE (VA)."
     def __init__(self, tasks=TASKS, cfg:LossConfig|None=None, pos_weight=None, class_weight=None):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
+from fastcore.basics import patch
 
 from .core import AbawError
 from .schema import TASKS
@@ -39,11 +40,13 @@ class FusionConfig:
     modality_dropout: float = 0.0 # audio_visual training: share of windows with one modality zeroed (half each)
     audio_features: str = "all" # stored audio features read: "all", "librosa" (hand-made) or "encoder" (`audio.encoder`'s w2v_*)
 
+# %% ../nbs/10a_temporal.ipynb #e5a1752e
 MODALITIES = ("visual", "audio", "audio_visual")
 VISUAL_NORMS = ("none", "video")
 DESIGNS = ("concat", "cross_attention")
 AUDIO_FEATURE_SETS = ("all", "librosa", "encoder")
 
+# %% ../nbs/10a_temporal.ipynb #3b0c0524
 def check_mix(mix:dict) -> dict:
     "The second branch's mix {alpha, beta, at_test} as floats, checked (the run's `fusion.mix_*` settings)."
     missing = {"alpha", "beta", "at_test"} - set(mix)
@@ -53,6 +56,7 @@ def check_mix(mix:dict) -> dict:
     if mix["alpha"] <= 0 or mix["beta"] <= 0: raise AbawError(f"fusion.mix_alpha and fusion.mix_beta must be > 0, got {mix['alpha']}, {mix['beta']}")
     return mix
 
+# %% ../nbs/10a_temporal.ipynb #774d2526
 def _check(cfg:FusionConfig):
     if cfg.modalities not in MODALITIES: raise AbawError(f"fusion.modalities: {cfg.modalities!r} is not one of {MODALITIES}")
     if cfg.design not in DESIGNS: raise AbawError(f"fusion.design: {cfg.design!r} is not one of {DESIGNS}")
@@ -65,9 +69,6 @@ def _check(cfg:FusionConfig):
     if cfg.audio_features not in AUDIO_FEATURE_SETS:
         raise AbawError(f"fusion.audio_features: {cfg.audio_features!r} is not one of {AUDIO_FEATURE_SETS}")
 
-
-
-
 # %% ../nbs/10a_temporal.ipynb #54f6b5d6
 def sinusoid(T:int, d:int, device=None) -> torch.Tensor:
     "Sinusoidal positions [T, d]."
@@ -77,6 +78,7 @@ def sinusoid(T:int, d:int, device=None) -> torch.Tensor:
     pe[:, 0::2] = torch.sin(pos * div); pe[:, 1::2] = torch.cos(pos * div)[:, : d // 2]
     return pe
 
+# %% ../nbs/10a_temporal.ipynb #9515cbf0
 class Projection(nn.Module):
     "Per-frame 1x1 convolutions: D → hidden → d_model with LeakyReLU(0.1)."
     def __init__(self, d_in:int, hidden:int, d_out:int):
@@ -84,6 +86,7 @@ class Projection(nn.Module):
         self.net = nn.Sequential(nn.Conv1d(d_in, hidden, 1), nn.LeakyReLU(0.1), nn.Conv1d(hidden, d_out, 1))
     def forward(self, x): return self.net(x.transpose(1, 2)).transpose(1, 2)  # [B, T, D] -> [B, T, d_out]
 
+# %% ../nbs/10a_temporal.ipynb #7b04533d
 class FrameHead(nn.Module):
     "Linear → BatchNorm (over valid frames only) → Linear, per frame."
     def __init__(self, d:int, hidden:int, out:int):
@@ -97,6 +100,7 @@ class FrameHead(nn.Module):
         if idx.any(): normed[idx] = self.bn(flat[idx]) if (idx.sum() > 1 or not self.training) else flat[idx]
         return self.fc2(normed.reshape(h.shape))                  # [B, T, out]
 
+# %% ../nbs/10a_temporal.ipynb #0fb8d4b6
 class FusionNet(nn.Module):
     "Temporal transformer over per-frame visual and/or audio features."
     def __init__(self, visual_dim:int, audio_dim:int, tasks=TASKS, cfg:FusionConfig|None=None,
@@ -133,22 +137,6 @@ class FusionNet(nn.Module):
         self.second = FusionNet(visual_dim, audio_dim, tasks, cfg, audio_columns) if mix is not None else None
         self.branch = "mixed" if mix is not None else "first" # what forward returns: "first", "second" or "mixed"
 
-    def forward(self, visual:torch.Tensor|None, # [B, T, Dv]
-                audio:torch.Tensor|None, # [B, T, Da]
-                valid:torch.Tensor # [B, T] bool: real (not padded) frames
-               ) -> dict:
-        "Per-frame outputs: `au` [B, T, 12], `expr` [B, T, 8], `va` [B, T, 2]."
-        if self.second is None or self.branch == "first": return self._first(visual, audio, valid)
-        o2 = self.second(visual, audio, valid)
-        if self.branch == "second": return o2
-        with torch.no_grad(): o1 = self._first(visual, audio, valid)   # mixed: the first branch is frozen
-        if self.training:   # a ~ Beta per window
-            B = next(iter(o1.values())).shape[0]
-            a = torch.distributions.Beta(self.mix["alpha"], self.mix["beta"]).sample((B,)).to(o2[next(iter(o2))].device)
-            a = a.view(B, 1, 1)
-        else: a = self.mix["at_test"]
-        return {k: a * o1[k] + (1 - a) * o2[k] for k in o1}
-
     def train(self, mode:bool=True):
         "Train mode; while the branches are mixed the first stays in eval mode (frozen: no dropout, its BatchNorm statistics kept)."
         super().train(mode)
@@ -157,35 +145,59 @@ class FusionNet(nn.Module):
                 if name != "second": m.train(False)
         return self
 
-    def _first(self, visual, audio, valid) -> dict:
-        m = self.cfg.modalities
-        if audio is not None:  # its columns; standardised; frames without audio (all zeros) stay zero
-            if self.audio_columns is not None: audio = audio.index_select(-1, self.audio_index)
-            present = (audio != 0).any(-1, keepdim=True)
-            audio = torch.where(present, (audio - self.audio_mean) / self.audio_std, torch.zeros_like(audio))
-        if self.cfg.design == "concat":
-            parts = ([visual] if m != "audio" else []) + ([audio] if m != "visual" else [])
-            x = self.proj(torch.cat(parts, -1))                         # [B, T, d_model]
-        else:
-            v, a = self.proj_v(visual), self.proj_a(audio)              # [B, T, d_model] each
-            att, _ = self.cross(v, a, a, key_padding_mask=~valid)       # visual frames query audio
-            x = self.cross_norm(v + att)
-        if self.cfg.positional: x = x + sinusoid(x.shape[1], x.shape[2], x.device)
-        x = self.encoder(x, src_key_padding_mask=~valid)               # [B, T, d_model]
-        out = {}
-        for name, head in self.heads.items(): out[name] = head(x, valid)
-        if "valence" in out: out["va"] = torch.cat([out.pop("valence"), out.pop("arousal")], -1)
-        return out
+# %% ../nbs/10a_temporal.ipynb #56bef3a3
+@patch
+def forward(self:FusionNet, visual:torch.Tensor|None, # [B, T, Dv]
+            audio:torch.Tensor|None, # [B, T, Da]
+            valid:torch.Tensor # [B, T] bool: real (not padded) frames
+           ) -> dict:
+    "Per-frame outputs: `au` [B, T, 12], `expr` [B, T, 8], `va` [B, T, 2]."
+    if self.second is None or self.branch == "first": return self._first(visual, audio, valid)
+    o2 = self.second(visual, audio, valid)
+    if self.branch == "second": return o2
+    with torch.no_grad(): o1 = self._first(visual, audio, valid)   # mixed: the first branch is frozen
+    if self.training:   # a ~ Beta per window
+        B = next(iter(o1.values())).shape[0]
+        a = torch.distributions.Beta(self.mix["alpha"], self.mix["beta"]).sample((B,)).to(o2[next(iter(o2))].device)
+        a = a.view(B, 1, 1)
+    else: a = self.mix["at_test"]
+    return {k: a * o1[k] + (1 - a) * o2[k] for k in o1}
 
-    def spec(self) -> dict:
-        "What rebuilds this model (`checkpoints.load_model`)."
-        return {"kind": "fusion", "args": {"visual_dim": self.visual_dim, "audio_dim": self.audio_dim, "tasks": list(self.tasks),
-                                           "cfg": dataclasses.asdict(self.cfg), "audio_columns": self.audio_columns, "mix": self.mix}}
+# %% ../nbs/10a_temporal.ipynb #0cea9048
+@patch
+def _first(self:FusionNet, visual, audio, valid) -> dict:
+    m = self.cfg.modalities
+    if audio is not None:  # its columns; standardised; frames without audio (all zeros) stay zero
+        if self.audio_columns is not None: audio = audio.index_select(-1, self.audio_index)
+        present = (audio != 0).any(-1, keepdim=True)
+        audio = torch.where(present, (audio - self.audio_mean) / self.audio_std, torch.zeros_like(audio))
+    if self.cfg.design == "concat":
+        parts = ([visual] if m != "audio" else []) + ([audio] if m != "visual" else [])
+        x = self.proj(torch.cat(parts, -1))                         # [B, T, d_model]
+    else:
+        v, a = self.proj_v(visual), self.proj_a(audio)              # [B, T, d_model] each
+        att, _ = self.cross(v, a, a, key_padding_mask=~valid)       # visual frames query audio
+        x = self.cross_norm(v + att)
+    if self.cfg.positional: x = x + sinusoid(x.shape[1], x.shape[2], x.device)
+    x = self.encoder(x, src_key_padding_mask=~valid)               # [B, T, d_model]
+    out = {}
+    for name, head in self.heads.items(): out[name] = head(x, valid)
+    if "valence" in out: out["va"] = torch.cat([out.pop("valence"), out.pop("arousal")], -1)
+    return out
 
-    def set_audio_stats(self, mean, std):
-        "Standardise audio inputs with these per-feature statistics of every stored audio feature (`audio_dim`; of the training frames)."
-        mean, std = mean_all, std_all = np.asarray(mean), np.asarray(std)
-        if self.audio_columns is not None: mean, std = mean[self.audio_columns], std[self.audio_columns]
-        self.audio_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
-        self.audio_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32).clamp_min(1e-6))
-        if self.second is not None: self.second.set_audio_stats(mean_all, std_all)
+# %% ../nbs/10a_temporal.ipynb #929b5795
+@patch
+def spec(self:FusionNet) -> dict:
+    "What rebuilds this model (`checkpoints.load_model`)."
+    return {"kind": "fusion", "args": {"visual_dim": self.visual_dim, "audio_dim": self.audio_dim, "tasks": list(self.tasks),
+                                       "cfg": dataclasses.asdict(self.cfg), "audio_columns": self.audio_columns, "mix": self.mix}}
+
+# %% ../nbs/10a_temporal.ipynb #e13f4186
+@patch
+def set_audio_stats(self:FusionNet, mean, std):
+    "Standardise audio inputs with these per-feature statistics of every stored audio feature (`audio_dim`; of the training frames)."
+    mean, std = mean_all, std_all = np.asarray(mean), np.asarray(std)
+    if self.audio_columns is not None: mean, std = mean[self.audio_columns], std[self.audio_columns]
+    self.audio_mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
+    self.audio_std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32).clamp_min(1e-6))
+    if self.second is not None: self.second.set_audio_stats(mean_all, std_all)

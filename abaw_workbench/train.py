@@ -68,6 +68,7 @@ def param_groups(model:nn.Module, # the model to optimise
         (rest if p.ndim <= 1 or n.endswith(".bias") or n in skip else decay).append(p)
     return [dict(params=decay, weight_decay=weight_decay), dict(params=rest, weight_decay=0.0)]
 
+# %% ../nbs/08_train.ipynb #8af0515f
 class Stage:
     "Base class of training stages: override `train_data` and `loss`; the rest has defaults."
     model: nn.Module
@@ -106,6 +107,7 @@ class DistEnv:
     @property
     def distributed(self) -> bool: return self.world > 1
 
+# %% ../nbs/08_train.ipynb #9ab8b419
 def init_distributed(device:str="auto" # device name; CUDA processes take cuda:LOCAL_RANK
                     ) -> DistEnv:
     "Join the torchrun process group when there is one; pick the device."
@@ -123,6 +125,7 @@ def sample_seed(seed:int, epoch:int, index:int) -> int:
     "A per-sample integer seed from the run seed, the epoch and the sample index."
     return (((seed * 1_000_003) ^ (epoch * 998_244_353)) * 10_000_019 + index * 2_654_435_761) % (2**63 - 1)
 
+# %% ../nbs/08_train.ipynb #f9ff3461
 class ShardedBatches:
     "Micro-batches of `(index, seed)` keys for one process, steps `start`..`total`-1."
     def __init__(self, n:int, # dataset length
@@ -169,11 +172,13 @@ class _Keyed(torch.utils.data.Dataset):
         if b is None: return [self[k] for k in keys]
         return b(keys if self.seeded else [k[0] for k in keys])
 
+# %% ../nbs/08_train.ipynb #a8cda4e1
 class _Collate:
     "Collate items (with the stage's `collate`, else torch's); a batch the dataset collated itself passes through."
     def __init__(self, fn=None): self.fn = fn or torch.utils.data.default_collate
     def __call__(self, items): return items if isinstance(items, dict) else self.fn(items)
 
+# %% ../nbs/08_train.ipynb #9439b6de
 def to_device(batch, device):
     "Move tensors in a (nested) batch to `device`."
     if isinstance(batch, torch.Tensor): return batch.to(device, non_blocking=True)
@@ -220,6 +225,7 @@ def rng_state() -> dict:
     if torch.cuda.is_available(): s["cuda"] = torch.cuda.get_rng_state_all()
     return s
 
+# %% ../nbs/08_train.ipynb #8a83f043
 def set_rng_state(s:dict):
     "Restore states saved by `rng_state`."
     random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
@@ -228,11 +234,13 @@ def set_rng_state(s:dict):
     torch.set_rng_state(s["torch"])
     if "cuda" in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
 
+# %% ../nbs/08_train.ipynb #b4975a8e
 def save_checkpoint(path:str|Path, # file to (over)write atomically
                     **state):
     "`torch.save` a dict of states through `atomic_write`."
     with atomic_write(path) as f: torch.save(state, f)
 
+# %% ../nbs/08_train.ipynb #2ea47862
 def read_checkpoint(path:str|Path) -> dict:
     "Read a checkpoint written by `save_checkpoint` (weights only: nothing in it can run code)."
     path = Path(path)
@@ -250,6 +258,7 @@ def _output_sum(o):
     if isinstance(o, (tuple, list)): return _output_sum(o[0])
     return o.float().mean()
 
+# %% ../nbs/08_train.ipynb #e72af87e
 def bare_step_seconds(model:nn.Module, # the model, as the stage builds it
                       inputs:tuple, # its positional inputs, random tensors of the stage's batch shape, on the run's device
                       train:bool=True, # forward + backward + AdamW step; False: forward only
@@ -324,6 +333,7 @@ def amp_dtype(amp:str, # "auto", "bf16", "fp16" or "off"
 def _log(path:Path, rec:dict):
     with open(path, "a") as f: f.write(json.dumps(rec) + "\n")
 
+# %% ../nbs/08_train.ipynb #43db9548
 def _trim_log(path:Path, step:int, evaluation:bool=False):
     "Drop log lines written after `step` (and its evaluation when `evaluation`): the resumed run writes them again."
     if not path.exists(): return
@@ -335,11 +345,13 @@ def _trim_log(path:Path, step:int, evaluation:bool=False):
         if isinstance(r, dict) and keep_line(r): keep.append(l)
     with atomic_write(path, "w") as f: f.write("".join(l + "\n" for l in keep))
 
+# %% ../nbs/08_train.ipynb #ec11e993
 def _mean_over_ranks(x:float, env:DistEnv) -> float:
     if not env.distributed: return x
     t = torch.tensor([x], dtype=torch.float64, device=env.device if env.device.type == "cuda" else "cpu")
     dist.all_reduce(t); return t.item() / env.world
 
+# %% ../nbs/08_train.ipynb #f090ad37
 def _resume_from(ck:dict, path:Path, model, opt, scaler):
     "Load a run's checkpoint into model, optimizer and scaler; AbawError when it does not belong to this run."
     fix = "use the configuration it was written with, or another --out (or train.resume=false to start over)"
@@ -356,8 +368,10 @@ def _resume_from(ck:dict, path:Path, model, opt, scaler):
     except (RuntimeError, ValueError, KeyError) as e:
         raise AbawError(f"{path}: does not fit this run ({str(e).splitlines()[0][:300]}); {fix}") from None
 
+# %% ../nbs/08_train.ipynb #44417665
 def _better(v, best, mode): return best is None or (v < best if mode == "min" else v > best)
 
+# %% ../nbs/08_train.ipynb #5696d433
 def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, best optional)
         cfg:TrainConfig # loop settings
        ) -> dict:

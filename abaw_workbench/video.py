@@ -31,10 +31,12 @@ def _open(path:str|Path):
     try: return av.open(str(p))
     except (av.FFmpegError, OSError, UnicodeDecodeError) as e: raise AbawError(f"{p}: cannot open video ({e})") from None
 
+# %% ../nbs/07a_video.ipynb #cd6111ac
 def _video_stream(c, path):
     if not c.streams.video: raise AbawError(f"{path}: no video stream")
     return c.streams.video[0]
 
+# %% ../nbs/07a_video.ipynb #d12fce0f
 @dataclass
 class VideoInfo:
     "What a video file holds."
@@ -45,6 +47,7 @@ class VideoInfo:
     duration: float # seconds
     has_audio: bool
 
+# %% ../nbs/07a_video.ipynb #604c3f8c
 def video_info(path:str|Path # a video file
               ) -> VideoInfo:
     "Size as the frames are seen (turned by a display rotation), average frame rate, duration and whether there is an audio track."
@@ -61,12 +64,14 @@ def video_info(path:str|Path # a video file
 # %% ../nbs/07a_video.ipynb #87a1cca3
 _COPY_CODECS = ("aac", "mp3")
 
+# %% ../nbs/07a_video.ipynb #1c45146b
 def _even(img:np.ndarray) -> np.ndarray:
     "Pad an HxWx3 image to even sides (yuv420p needs them)."
     h, w = img.shape[:2]
     if h % 2 or w % 2: img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     return np.ascontiguousarray(img)
 
+# %% ../nbs/07a_video.ipynb #9204fb09
 def _wave_writer(c, wave:np.ndarray, sr:int):
     "Add an AAC stream to `c` for a mono or [samples, channels] float waveform; returns the function that encodes it."
     w = np.asarray(wave, np.float32)
@@ -82,6 +87,7 @@ def _wave_writer(c, wave:np.ndarray, sr:int):
         c.mux(st.encode(None))
     return write
 
+# %% ../nbs/07a_video.ipynb #8b4babe7
 def _audio_copier(c, src:Path, ic):
     "Add a stream to `c` for the first audio track of `src` (open as `ic`); returns the function that copies it (None: no audio)."
     if not ic.streams.audio: return None
@@ -110,6 +116,7 @@ def _audio_copier(c, src:Path, ic):
         c.mux(oa.encode(None))
     return write
 
+# %% ../nbs/07a_video.ipynb #f23466b1
 def write_video(path:str|Path, # the .mp4 to write (atomically)
                 frames:Iterable[np.ndarray], # uint8 [H, W, 3] RGB frames, all the same size
                 fps:float=30.0, # frame rate (used when `times` is None, and as the stream's nominal rate)
@@ -144,6 +151,7 @@ def write_video(path:str|Path, # the .mp4 to write (atomically)
         if src is not None: src.close()
     return path
 
+# %% ../nbs/07a_video.ipynb #62dd2a75
 def _chain(first, rest):
     yield first
     yield from rest
@@ -151,16 +159,19 @@ def _chain(first, rest):
 # %% ../nbs/07a_video.ipynb #d3fe9385
 _BT601 = (0, 1, 2, 5, 6)   # AVCOL_SPC: RGB/unknown tags and BT.601 (what the RGB conversion assumes by default)
 
+# %% ../nbs/07a_video.ipynb #64929974
 def is_i420(fr) -> bool:
     "Whether a decoded frame is 8-bit 4:2:0 with BT.601 limited-range colour (H.264 / HEVC's usual), which OpenCV converts."
     return (fr.format.name == "yuv420p" and fr.colorspace in _BT601 and fr.color_range != 2
             and fr.width % 2 == 0 and fr.height % 2 == 0)
 
+# %% ../nbs/07a_video.ipynb #f1308de7
 def yuv_planes(fr) -> tuple:
     "The Y, U, V planes of a yuv420p frame, uint8 [h, w] each, without copies."
     return tuple(np.frombuffer(p, np.uint8, count=p.line_size * p.height).reshape(p.height, p.line_size)[:, :p.width]
                  for p in fr.planes[:3])
 
+# %% ../nbs/07a_video.ipynb #a923dfe3
 def _rgb(fr) -> np.ndarray:
     "A decoded frame as it is meant to be seen: RGB, turned by its display rotation (phone videos)."
     # OpenCV converts 4:2:0 about 3x faster than libswscale's rgb24 path (a level or two apart: chroma upsampling)
@@ -168,6 +179,7 @@ def _rgb(fr) -> np.ndarray:
     k = int(round((fr.rotation or 0) / 90)) % 4   # degrees counterclockwise, as np.rot90 turns
     return np.ascontiguousarray(np.rot90(img, k)) if k else img
 
+# %% ../nbs/07a_video.ipynb #a85f58db
 def iter_frames(path:str|Path, # a video file
                 want=None, # None: every frame's image; else f(frame_index) -> bool, and unwanted frames come with None
                 raw:bool=False # yield the decoded `av.VideoFrame` itself (not converted) instead of an RGB array
@@ -189,6 +201,7 @@ def iter_frames(path:str|Path, # a video file
         except av.FFmpegError as e: raise AbawError(f"{path}: cannot decode video at frame {i} ({e})") from None
     if i == 0: raise AbawError(f"{path}: no decodable video frames")
 
+# %% ../nbs/07a_video.ipynb #130aea03
 def read_frames(path:str|Path, max_frames:int|None=None) -> tuple[np.ndarray, np.ndarray]:
     "All frames (uint8 [N, H, W, 3]) and their times [N] in seconds."
     imgs, times = [], []

@@ -38,6 +38,7 @@ def placeholder_jpeg(text:str, # what to write on it
     cv2.putText(img, text, ((size - w) // 2, (size + h) // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (60, 60, 60), 1, cv2.LINE_AA)
     return cv2.imencode(".jpg", img)[1].tobytes()
 
+# %% ../nbs/16_widgets.ipynb #fa3321a6
 class FrameCache:
     "The last `size` frames of a frame source as JPEG bytes, loaded on demand."
     def __init__(self, frames, # a frame source (`.jpeg` or `.image(video, frame_index)`), or None
@@ -79,10 +80,12 @@ def _compare_preds(run, compare, model:str|None):
     name = Path(str(other.path)).name if other.path is not None else "B"
     return name, other.predictions(model if model in other.models else None)
 
+# %% ../nbs/16_widgets.ipynb #29043659
 def _unlabelled(preds:xr.Dataset) -> xr.Dataset:
     "Labels with no label anywhere, on the frames of `preds` (predict runs have no labels)."
     return make_dataset(preds.video.values, preds.frame_index.values, has_face=preds.has_face.values)
 
+# %% ../nbs/16_widgets.ipynb #db970056
 class VideoScrubber:
     "Scrub one video of a run: frame, per-frame AU / EXPR / VA views and whole-video timelines, predictions against labels."
     def __init__(self, run, # a `runs.Run`, a run folder, or an `explore.DatasetRun`
@@ -174,6 +177,7 @@ def _build(self:VideoScrubber, video:str, interval:int):
     self._show_selection()
     self._render(0)
 
+# %% ../nbs/16_widgets.ipynb #6a8a3702
 @patch
 def _head(self:VideoScrubber) -> widgets.Box:
     "The face first: the frame and its info in a column that never shrinks (224-340 px wide); the three figures beside it wrap below when there is no room."
@@ -182,6 +186,7 @@ def _head(self:VideoScrubber) -> widgets.Box:
                         layout=widgets.Layout(display="flex", flex_flow="row wrap", flex="1 1 300px")).add_class("abaw-views")
     return widgets.Box([face, views], layout=widgets.Layout(display="flex", flex_flow="row wrap", width="100%", align_items="flex-start")).add_class("abaw-head")
 
+# %% ../nbs/16_widgets.ipynb #7fc8105d
 @patch
 def _arrays(self:VideoScrubber, video:str):
     a = video_arrays(self.interp.labels, self.interp.preds, video, self.interp.thresholds)
@@ -189,6 +194,7 @@ def _arrays(self:VideoScrubber, video:str):
     b = None if self.other is None else video_arrays(self.interp.labels, self.other.preds, video, self.interp.thresholds)
     return a, b
 
+# %% ../nbs/16_widgets.ipynb #68c60af5
 @patch
 def _timeline_figure(self:VideoScrubber) -> go.Figure:
     fig = timeline_figure(self.a, self.b, names=(self.model, self.other.name if self.other else "B"),
@@ -199,6 +205,7 @@ def _timeline_figure(self:VideoScrubber) -> go.Figure:
     if self.curation is not None: fig.update_layout(dragmode="select", selectdirection="h")   # drag: select frames
     return fig
 
+# %% ../nbs/16_widgets.ipynb #4dacb9ed
 @patch
 def _index_traces(self:VideoScrubber):
     tl = self.timeline
@@ -246,6 +253,7 @@ def select(self:VideoScrubber, first:int, # a frame index of the current video
     self.timeline.layout.shapes[1].update(x0=self.selection[0] - 0.5, x1=self.selection[1] + 0.5, visible=True)
     self._show_selection()
 
+# %% ../nbs/16_widgets.ipynb #d7e128be
 @patch
 def clear_selection(self:VideoScrubber):
     "Select the current frame only."
@@ -253,6 +261,7 @@ def clear_selection(self:VideoScrubber):
     self.timeline.layout.shapes[1].update(visible=False)
     self._show_selection()
 
+# %% ../nbs/16_widgets.ipynb #b388c265
 @patch
 def selected_frames(self:VideoScrubber) -> np.ndarray:
     "The frame indices the panel acts on: the selected range, else the current frame."
@@ -260,6 +269,7 @@ def selected_frames(self:VideoScrubber) -> np.ndarray:
     fi = self.a["frame_index"]
     return fi[(fi >= self.selection[0]) & (fi <= self.selection[1])]
 
+# %% ../nbs/16_widgets.ipynb #e930f6df
 @patch
 def _show_selection(self:VideoScrubber):
     if self.curation is None: return
@@ -268,6 +278,7 @@ def _show_selection(self:VideoScrubber):
         f = self.selected_frames()
         self.selection_html.value = f"<b>Selected:</b> {self.video} · frames {self.selection[0]}–{self.selection[1]} ({len(f)} frames)"
 
+# %% ../nbs/16_widgets.ipynb #a21ac6cd
 @patch
 def _on_select(self:VideoScrubber, trace, points, selector):
     "A drag across the timelines selects the frames under it."
@@ -277,6 +288,7 @@ def _on_select(self:VideoScrubber, trace, points, selector):
     else: return
     if lo <= hi: self.select(lo, hi)
 
+# %% ../nbs/16_widgets.ipynb #c877627d
 @patch
 def _on_va_click(self:VideoScrubber, trace, points, state):
     "A click in the VA plane fills the valence and arousal boxes."
@@ -291,6 +303,7 @@ def _pos(self:VideoScrubber, frame_index:int) -> int:
     fi = self.a["frame_index"]
     return int(np.clip(np.searchsorted(fi, frame_index, "right") - 1, 0, len(fi) - 1))
 
+# %% ../nbs/16_widgets.ipynb #bb681e7f
 @patch
 def _info_html(self:VideoScrubber, i:int) -> str:
     a, b = self.a, self.b
@@ -308,6 +321,7 @@ def _info_html(self:VideoScrubber, i:int) -> str:
     if b is not None: parts.append(f"B: EXPR {cls(int(b['expr_pred'][i]))}, VA error " + ("–" if np.isnan(b['va_error'][i]) else f"{b['va_error'][i]:.2f}"))
     return "<br>".join(parts + _marks_html(a, i))
 
+# %% ../nbs/16_widgets.ipynb #8ec0c51c
 def _marks_html(a:dict, i:int) -> list:
     "Lines of the info panel for the frame's corrections and tags."
     fixed = ([f"EXPR {EXPR_NAMES[int(a['expr_corrected'][i])]}"] if a["expr_corrected"][i] >= 0 else []) + \
@@ -316,6 +330,7 @@ def _marks_html(a:dict, i:int) -> list:
     return ([f"<span style='color:#2ca02c'>corrected: {', '.join(fixed)}</span>"] if fixed else []) + \
            ([f"<span style='color:#9467bd'>tags: {a['tags'][i]}</span>"] if "tags" in a and a["tags"][i] else [])
 
+# %% ../nbs/16_widgets.ipynb #8f9eb011
 @patch
 def _update_detail(self:VideoScrubber, i:int):
     "Full-resolution VA curves around position i (only when the timeline is downsampled)."
@@ -333,6 +348,7 @@ def _update_detail(self:VideoScrubber, i:int):
             t = self.timeline.data[self._ti[f"va{j}:detail{m}"]]
             t.x, t.y = x, _arr(v[lo:hi, j])
 
+# %% ../nbs/16_widgets.ipynb #31ced82c
 @patch
 def _render(self:VideoScrubber, i:int):
     "Show the frame at position i: image, info, per-frame figures, cursor."
@@ -366,6 +382,7 @@ def _default_scheduler():
     except RuntimeError: return None
     return loop.call_soon
 
+# %% ../nbs/16_widgets.ipynb #3b2fb17d
 @patch
 def _on_slider(self:VideoScrubber, change):
     if self._quiet: return
@@ -376,6 +393,7 @@ def _on_slider(self:VideoScrubber, change):
         self._scheduled = True
         sched(self._render_requested)
 
+# %% ../nbs/16_widgets.ipynb #03df5bc2
 @patch
 def _render_requested(self:VideoScrubber):
     "Render the latest requested frame (if it is not the one shown)."
@@ -384,6 +402,7 @@ def _render_requested(self:VideoScrubber):
     if fi is None or fi == self._shown: return
     self._render(self._pos(fi))
 
+# %% ../nbs/16_widgets.ipynb #405b9f0a
 @patch
 def _on_click(self:VideoScrubber, trace, points, state):
     "A click seeks there; a shift-click selects the frames from the current one to there."
@@ -392,11 +411,13 @@ def _on_click(self:VideoScrubber, trace, points, state):
     if getattr(state, "shift", False): self.select(self._shown, fi)
     else: self.clear_selection(); self.show(frame_index=fi)
 
+# %% ../nbs/16_widgets.ipynb #08add217
 @patch
 def step(self:VideoScrubber, k:int=1):
     "Move by k frames."
     self.show(frame_index=int(np.clip(self.slider.value + k, self.slider.min, self.slider.max)))
 
+# %% ../nbs/16_widgets.ipynb #04583923
 @patch
 def show(self:VideoScrubber, frame_index:int|None=None, # the frame to show (default: the first)
          video:str|None=None, # switch to this video first
@@ -428,6 +449,7 @@ def set_video(self:VideoScrubber, video:str):
     finally: self._quiet = False
     self._render(0)
 
+# %% ../nbs/16_widgets.ipynb #374a785c
 @patch
 def _update_timeline(self:VideoScrubber, xrange:bool=False):
     "Send the current video's timelines to the figure in one batch (the traces stay; their data and rows change)."
@@ -439,6 +461,7 @@ def _update_timeline(self:VideoScrubber, xrange:bool=False):
         self.timeline.layout.title.text = new.layout.title.text
         if xrange: self.timeline.update_xaxes(range=list(new.layout.xaxis.range))
 
+# %% ../nbs/16_widgets.ipynb #1293774f
 @patch
 def static_figures(self:VideoScrubber) -> list:
     "The current views as plain plotly figures (for documents without a live kernel)."
@@ -447,6 +470,7 @@ def static_figures(self:VideoScrubber) -> list:
     tl.layout.shapes[0].update(x0=self._shown, x1=self._shown)
     return [go.Figure(f) for f in (self.au_fig, self.expr_fig, self.va_fig)] + [tl]
 
+# %% ../nbs/16_widgets.ipynb #4b6bb205
 @patch
 def _static_html(self:VideoScrubber) -> str:
     img = base64.b64encode(self.image.value).decode()
@@ -454,9 +478,11 @@ def _static_html(self:VideoScrubber) -> str:
     return (f"<div class='abaw-static'><img class='abaw-frame' src='data:image/jpeg;base64,{img}' width=240 "
             f"style='image-rendering:pixelated;vertical-align:top'><div style='display:inline-block'>{self.info.value}</div>{figs}</div>")
 
+# %% ../nbs/16_widgets.ipynb #77de2c1b
 @patch
 def _ipython_display_(self:VideoScrubber): _display_widget(self.widget, self._static_html(), f"VideoScrubber(video={self.video!r}, model={self.model!r})")
 
+# %% ../nbs/16_widgets.ipynb #a14c37d0
 @patch
 def __repr__(self:VideoScrubber): return f"VideoScrubber(video={self.video!r}, model={self.model!r}, frame={self._shown})"
 
@@ -464,6 +490,7 @@ def __repr__(self:VideoScrubber): return f"VideoScrubber(video={self.video!r}, m
 def _fig_div(fig) -> str:
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"responsive": True})
 
+# %% ../nbs/16_widgets.ipynb #6af1effd
 def _display_widget(widget, static_html:str, text:str):
     "Display a widget with a static HTML fallback in the same output."
     from IPython.display import display  # IPython only when displaying
@@ -478,6 +505,7 @@ def _curation(self:VideoScrubber) -> Curation:
     if self.curation is None: raise AbawError(self.curate_error or "this scrubber has no curation (a run without labels, or curation=False)")
     return self.curation
 
+# %% ../nbs/16_widgets.ipynb #109576c8
 @patch
 def _after_write(self:VideoScrubber, msg:str):
     "Draw the current video's corrections and tags again, say what was done, and tell the listeners (the explorer's lists)."
@@ -487,11 +515,13 @@ def _after_write(self:VideoScrubber, msg:str):
     self.curate_msg.value = html.escape(msg)
     for f in self._listeners: f()
 
+# %% ../nbs/16_widgets.ipynb #6adb3761
 @patch
 def _panel_tag(self:VideoScrubber, tag:str|None=None, note:str|None=None) -> tuple:
     "The tag and note to write: those given, else the panel's (the text typed, else the preset chosen; the note box)."
     return tag or self.tag_text.value.strip() or self.tag_choice.value, self.tag_note.value if note is None else note
 
+# %% ../nbs/16_widgets.ipynb #ec3acac7
 @patch
 def _act(self:VideoScrubber, fn):
     "Run a panel action; an error goes to the message line."
@@ -510,6 +540,7 @@ def tag(self:VideoScrubber, tag:str|None=None, # default: the panel's (the text 
     self._after_write(f"Tagged {n} frame{'s' * (n != 1)} of {self.video} '{tag}' ({f[0]}–{f[-1]}).")
     return n
 
+# %% ../nbs/16_widgets.ipynb #a7222ff6
 @patch
 def untag(self:VideoScrubber, tag:str|None=None, # default: every tag
          ) -> int:
@@ -532,6 +563,7 @@ def correct(self:VideoScrubber, expr=None, # the new EXPR class (name or index)
     self._after_write(f"Corrected {n} frame{'s' * (n != 1)} of {self.video} ({f[0]}–{f[-1]}): {what}.")
     return n
 
+# %% ../nbs/16_widgets.ipynb #0920fbf6
 @patch
 def uncorrect(self:VideoScrubber, task:str|None=None, # default: every task
              ) -> int:
@@ -540,11 +572,11 @@ def uncorrect(self:VideoScrubber, task:str|None=None, # default: every task
     self._after_write(f"Removed the corrections of {n} frame{'s' * (n != 1)}.")
     return n
 
-
 # %% ../nbs/16_widgets.ipynb #494fa87c
 def _table_html(df:pd.DataFrame, cls:str) -> str:
     return df.to_html(classes=cls, float_format=lambda x: f"{x:.3f}", border=0, max_rows=12)
 
+# %% ../nbs/16_widgets.ipynb #f29a1ab7
 class FailureExplorer:
     "Ranked failures, a clickable confusion matrix and per-AU F1 of a run, with a jump into a `VideoScrubber`."
     def __init__(self, run, # a `runs.Run`, a run folder, or an `explore.DatasetRun`
@@ -589,49 +621,61 @@ class FailureExplorer:
             *([self.compare_box] if self.other is not None else []),
             self.scrubber.widget]).add_class("abaw-explorer")
 
-    def refresh(self):
-        "Re-rank for the current task, class and window length."
-        t, c = self.task.value, self.cls.value
-        tv = self.interp.top_videos(t)
-        self.videos.value = _table_html(tv[["frames", "score", "error"]], "abaw-video-table")
-        w = self.interp.top_windows(t, self.window.value, cls=c, k=self.k)
-        self.windows.options = [(f"{r.video} · frames {r.start}–{r.stop} · error {r.error:.2f} · {t.upper()} score {r.score:.2f}",
-                                 (r.video, int(r.start))) for r in w.itertuples()]
-        self.windows.value = None
-        self._refresh_mistakes()
-        if self.other is not None: self._refresh_compare()
+# %% ../nbs/16_widgets.ipynb #4332bf21
+@patch
+def refresh(self:FailureExplorer):
+    "Re-rank for the current task, class and window length."
+    t, c = self.task.value, self.cls.value
+    tv = self.interp.top_videos(t)
+    self.videos.value = _table_html(tv[["frames", "score", "error"]], "abaw-video-table")
+    w = self.interp.top_windows(t, self.window.value, cls=c, k=self.k)
+    self.windows.options = [(f"{r.video} · frames {r.start}–{r.stop} · error {r.error:.2f} · {t.upper()} score {r.score:.2f}",
+                             (r.video, int(r.start))) for r in w.itertuples()]
+    self.windows.value = None
+    self._refresh_mistakes()
+    if self.other is not None: self._refresh_compare()
 
-    def _task_changed(self):
-        names = {"au": AU_NAMES, "expr": EXPR_NAMES, "va": VA_NAMES}[self.task.value]
-        with self.cls.hold_trait_notifications():
-            self.cls.options = [("all", None)] + [(n, n) for n in names]
-            self.cls.value = None
-        self.refresh()
+# %% ../nbs/16_widgets.ipynb #b7a200aa
+@patch
+def _task_changed(self:FailureExplorer):
+    names = {"au": AU_NAMES, "expr": EXPR_NAMES, "va": VA_NAMES}[self.task.value]
+    with self.cls.hold_trait_notifications():
+        self.cls.options = [("all", None)] + [(n, n) for n in names]
+        self.cls.value = None
+    self.refresh()
 
-    def _on_pick(self, change):
-        if change["new"] is None: return
-        video, fi = change["new"]
-        self.scrubber.show(frame_index=fi, video=video)
+# %% ../nbs/16_widgets.ipynb #97c228e2
+@patch
+def _on_pick(self:FailureExplorer, change):
+    if change["new"] is None: return
+    video, fi = change["new"]
+    self.scrubber.show(frame_index=fi, video=video)
 
-    def _on_cell(self, trace, points, state):
-        if points.xs: self.show_cell(points.ys[0], points.xs[0])
+# %% ../nbs/16_widgets.ipynb #73933d27
+@patch
+def _on_cell(self:FailureExplorer, trace, points, state):
+    if points.xs: self.show_cell(points.ys[0], points.xs[0])
 
-    def show_cell(self, label, # the label's class (name or index)
-                  predicted, # the predicted class (name or index)
-                 ):
-        "List the frames behind one confusion-matrix cell."
-        f = self.interp.confusion_frames(label, predicted)
-        ln, pn = EXPR_NAMES[_cls_index("expr", label)], EXPR_NAMES[_cls_index("expr", predicted)]
-        self.frames_title.value = f"<b>{len(f)} frames</b> labelled {ln}, predicted {pn}"
-        self.frames.options = [(f"{v} · frame {i}", (v, int(i))) for v, i in zip(f.video, f.frame_index)]
-        self.frames.value = None
-        self._cell, self.tag_cell.disabled = f, self.scrubber.curation is None or not len(f)
+# %% ../nbs/16_widgets.ipynb #3ae16e8c
+@patch
+def show_cell(self:FailureExplorer, label, # the label's class (name or index)
+              predicted, # the predicted class (name or index)
+             ):
+    "List the frames behind one confusion-matrix cell."
+    f = self.interp.confusion_frames(label, predicted)
+    ln, pn = EXPR_NAMES[_cls_index("expr", label)], EXPR_NAMES[_cls_index("expr", predicted)]
+    self.frames_title.value = f"<b>{len(f)} frames</b> labelled {ln}, predicted {pn}"
+    self.frames.options = [(f"{v} · frame {i}", (v, int(i))) for v, i in zip(f.video, f.frame_index)]
+    self.frames.value = None
+    self._cell, self.tag_cell.disabled = f, self.scrubber.curation is None or not len(f)
 
-    def _ipython_display_(self):
-        figs = "".join(f"<div style='display:inline-block'>{_fig_div(go.Figure(f))}</div>" for f in (self.confusion, self.au_f1)
-                       if isinstance(f, go.FigureWidget))
-        _display_widget(self.widget, f"<div class='abaw-static'>{self.videos.value}{figs}</div>{self.scrubber._static_html()}",
-                         f"FailureExplorer(model={self.interp.name!r}{', compare=' + repr(self.other.name) if self.other else ''})")
+# %% ../nbs/16_widgets.ipynb #50859039
+@patch
+def _ipython_display_(self:FailureExplorer):
+    figs = "".join(f"<div style='display:inline-block'>{_fig_div(go.Figure(f))}</div>" for f in (self.confusion, self.au_f1)
+                   if isinstance(f, go.FigureWidget))
+    _display_widget(self.widget, f"<div class='abaw-static'>{self.videos.value}{figs}</div>{self.scrubber._static_html()}",
+                     f"FailureExplorer(model={self.interp.name!r}{', compare=' + repr(self.other.name) if self.other else ''})")
 
 # %% ../nbs/16_widgets.ipynb #04d601c3
 @patch
@@ -644,6 +688,7 @@ def _build_compare(self:FailureExplorer):
     self.ab_frames.observe(self._on_pick, "value")
     self.compare_box = widgets.HBox([self.compare_html, widgets.VBox([self.outcome, self.ab_frames])])
 
+# %% ../nbs/16_widgets.ipynb #a41e1f0c
 @patch
 def _refresh_compare(self:FailureExplorer):
     s = self.interp.compare_summary(self.other)
@@ -661,6 +706,7 @@ def _mistake_text(task:str, r) -> str:
     else: what = f"{r.cls} label {r.label:+.2f}, model {r.predicted:+.2f}"
     return head + what + f" · {r.score:.2f}"
 
+# %% ../nbs/16_widgets.ipynb #3dc8c627
 @patch
 def _refresh_mistakes(self:FailureExplorer):
     "List the likely label mistakes of the current task (and class: the label's class, the AU or the VA dimension)."
@@ -671,6 +717,7 @@ def _refresh_mistakes(self:FailureExplorer):
     self.mistakes.options = [(_mistake_text(t, r), (r.video, int(r.start), int(r.stop))) for r in m.itertuples()]
     self.mistakes.value = None
 
+# %% ../nbs/16_widgets.ipynb #5adb8133
 @patch
 def _on_pick_range(self:FailureExplorer, change):
     if change["new"] is None: return
@@ -696,6 +743,7 @@ def _build_tags(self:FailureExplorer):
     self.tags_box = widgets.VBox([widgets.HTML("<b>Tagged frames</b> (select to scrub)"), self.tag_filter, self.tagged])
     self._refresh_tags()
 
+# %% ../nbs/16_widgets.ipynb #9b80d23c
 @patch
 def _refresh_tags(self:FailureExplorer):
     "The tag filter's choices (the tags in use) and the list."
@@ -706,6 +754,7 @@ def _refresh_tags(self:FailureExplorer):
     finally: self._quiet_tags = False
     self._list_tagged()
 
+# %% ../nbs/16_widgets.ipynb #f7c1844e
 @patch
 def _list_tagged(self:FailureExplorer):
     "The tagged runs of frames: all, or of the tag chosen."
@@ -714,6 +763,7 @@ def _list_tagged(self:FailureExplorer):
                            for r in t.itertuples()]
     self.tagged.value = None
 
+# %% ../nbs/16_widgets.ipynb #d7b52b0a
 @patch
 def tag_cell_frames(self:FailureExplorer, tag:str|None=None, # default: the scrubber's (typed, else the preset chosen)
                     note:str|None=None, # default: the scrubber's note
