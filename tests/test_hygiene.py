@@ -93,9 +93,9 @@ def export_cells():
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27, open: the notebooks are not yet split into fastcore-sized cells (median 25, 34 cells over 60 lines); strict: passes only once they are, then drop this mark")
+@pytest.mark.xfail(strict=True, reason="issue 27, open: median 9 lines, but 5 definitions are still over 60 lines (synth.draw_face, train.fit, docs._PAGE, predict.predict_file, features.extract_features); strict: drop this mark when they are split")
 def test_export_cells_are_fastcore_sized():
-    "Issue 27: no export cell over 60 lines, median at most 12 (split cells with the lead's `split_cells.py`)."
+    "Issue 27: no export cell over 60 lines, median at most 12 (one definition per export cell, methods in `@patch` cells)."
     import statistics
     cells = export_cells()
     long = [f"{nb} cell {i}: {n} lines" for nb, i, n in sorted(cells, key=lambda r: -r[2]) if n > MAX_CELL_LINES]

@@ -28,12 +28,16 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
+def toy_package(root, modules: dict[str, str]) -> Path:
+    "A package `abaw_workbench` under `root` with these modules (name -> source): what the checkers read."
+    pkg = root / "abaw_workbench"; pkg.mkdir()
+    for name, src in modules.items(): (pkg / f"{name}.py").write_text(src)
+    return pkg
+
+
 def test_the_checker_finds_a_cycle(tmp_path):
-    pkg = tmp_path / "abaw_workbench"; pkg.mkdir()
-    (pkg / "a.py").write_text("from abaw_workbench.b import x\n")
-    (pkg / "b.py").write_text("def f():\n    from .c import y\n")
-    (pkg / "c.py").write_text("import abaw_workbench.a\n")
-    (pkg / "d.py").write_text("from abaw_workbench import a\n")
+    pkg = toy_package(tmp_path, {"a": "from abaw_workbench.b import x\n", "b": "def f():\n    from .c import y\n",
+                                 "c": "import abaw_workbench.a\n", "d": "from abaw_workbench import a\n"})
     assert cycles(import_graph(pkg)) == [["a", "b", "c"]]
 
 
@@ -51,11 +55,8 @@ def contract_breaches(graph: dict[str, set[str]]) -> list[str]:
 
 
 def test_the_checker_finds_a_contract_importing_a_stage(tmp_path):
-    pkg = tmp_path / "abaw_workbench"; pkg.mkdir()
-    (pkg / "core.py").write_text("")
-    (pkg / "schema.py").write_text("from .core import x\n")
-    (pkg / "catalog.py").write_text("def f():\n    from abaw_workbench import synth\n")
-    (pkg / "synth.py").write_text("from .schema import y\n")
+    pkg = toy_package(tmp_path, {"core": "", "schema": "from .core import x\n", "catalog": "def f():\n    from abaw_workbench import synth\n",
+                                 "synth": "from .schema import y\n"})
     assert contract_breaches(import_graph(pkg)) == ["catalog -> synth"]
 
 
