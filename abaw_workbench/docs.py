@@ -444,6 +444,7 @@ _PAGE = """<!doctype html>
 <script src="{root}assets/search-index.js"></script><script src="{root}assets/search.js"></script></body></html>
 """
 
+# %% ../nbs/91_docs.ipynb #08dfd99f
 _CSS = """
 body{margin:0;display:flex;font:16px/1.55 system-ui,-apple-system,"Segoe UI",sans-serif;color:#1d2430}
 nav.sidebar{flex:0 0 16em;padding:1em;background:#f4f5f8;height:100vh;position:sticky;top:0;overflow:auto;box-sizing:border-box;font-size:.93em}
@@ -479,6 +480,7 @@ nav.pager a{text-decoration:none}
 @media (max-width:800px){body{display:block}nav.sidebar{position:static;height:auto;width:auto}}
 """
 
+# %% ../nbs/91_docs.ipynb #393e0512
 _SEARCH_JS = """(function(){
   var box = document.getElementById('search'), list = document.getElementById('search-results');
   var root = document.body.getAttribute('data-root') || '', index = window.ABAW_SEARCH_INDEX || [];

@@ -400,6 +400,14 @@ class _VideoWriter:
             if typ is None: self.future.result()      # every video written, or the writer's own error
         finally: self.stop.set(); self.pool.shutdown(wait=True)
 
+# %% ../nbs/11_features.ipynb #0eac871c
+def _store_meta(entry, encoder, fm:FrameModel, pre:dict, acfg:AudioConfig, catalog) -> dict:
+    "store.json of an extraction: feature sizes and names, the encoder (file, hash, spec), its preprocessing, the audio settings, the data set."
+    is_file, anames = isinstance(encoder, (str, Path)), stored_audio_feature_names(acfg, catalog)
+    return {"visual_dim": int(fm.num_features), "audio_dim": len(anames), "audio_features": anames,
+            "encoder": str(encoder) if is_file else None, "checkpoint_hash": file_hash(encoder) if is_file else "module",
+            "model": fm.spec(), "preprocess": pre, **_audio_meta(acfg, catalog), "dataset": entry.name}
+
 # %% ../nbs/11_features.ipynb #10ce71b5
 def extract_features(entry, # a catalog `Entry` of kind affwild2
                      store_path:str|Path, # the feature store folder
@@ -419,12 +427,7 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
     dev = get_device(cfg.device)
     fm = feature_model(encoder).to(dev)
     pre = preprocess_config(fm.encoder, fm.encoder.patch_embed.img_size[0])
-    is_file = isinstance(encoder, (str, Path))
-    anames = stored_audio_feature_names(cfg.audio, catalog)
-    meta = {"visual_dim": int(fm.num_features), "audio_dim": len(anames), "audio_features": anames,
-            "encoder": str(encoder) if is_file else None, "checkpoint_hash": file_hash(encoder) if is_file else "module",
-            "model": fm.spec(), "preprocess": pre, **_audio_meta(cfg.audio, catalog),
-            "dataset": entry.name}
+    meta = _store_meta(entry, encoder, fm, pre, cfg.audio, catalog)
     store = FeatureStore(store_path).init(meta)
     todo = [v for v in videos if not store.has(v)]
     if len(todo) < len(videos): print(f"[extract] {len(videos) - len(todo)} of {len(videos)} videos already in {store.path}: skipped")

@@ -275,6 +275,17 @@ def _static_outputs(path:Path, models:RunModels, cfg:PredictConfig, track, # the
         static[k] = np.zeros((n, v.shape[1]), np.float32); static[k][track.frames] = v
     return face, vis, static
 
+# %% ../nbs/13b_predict.ipynb #691a2550
+def _grid_features(path:Path, times:np.ndarray, face:np.ndarray, vis:np.ndarray, models:RunModels, cache_dir, store:FeatureStore):
+    "The temporal models' frames (on the training frame rate's time grid), each grid frame's source frame, and its features, written to `store`."
+    g, src = time_grid(times, models.fps)
+    grid = make_dataset([path.stem] * len(g), np.arange(1, len(g) + 1), time=g, has_face=face[src])
+    aud, amask = file_audio_features(path, g, cache_dir, models.audio, grid.frame_index.values)
+    feats = {"frame_index": grid.frame_index.values, "visual": vis[src], "audio": np.asarray(aud, np.float32),
+             "face_mask": face[src], "audio_mask": np.asarray(amask, bool)}   # as `store.read` gives them back
+    store.write(path.stem, **feats)
+    return grid, src, feats
+
 # %% ../nbs/13b_predict.ipynb #49608647
 def predict_file(path:str|Path, # a video file
                  models:RunModels, cfg:PredictConfig, store:FeatureStore, # where the video's features are written
@@ -303,15 +314,11 @@ def predict_file(path:str|Path, # a video file
         if made is not None: made.close()
     t0 = time.perf_counter()
     frames = make_dataset([name] * n, fi, time=times, has_face=face)
-    g, src = time_grid(times, models.fps)   # the temporal models' input: on the training frame rate's time grid
-    grid = make_dataset([name] * len(g), np.arange(1, len(g) + 1), time=g, has_face=face[src])
-    aud, amask = file_audio_features(path, g, cache_dir, models.audio, grid.frame_index.values)
+    grid, src, feats = _grid_features(path, times, face, vis, models, cache_dir, store)
+    amask = feats["audio_mask"]
     if not amask.any():
         notes.append("no audio")
         log(f"[predict] {path.name}: no audio; the temporal models run with zero audio features (has_audio = False)")
-    feats = {"frame_index": grid.frame_index.values, "visual": vis[src], "audio": np.asarray(aud, np.float32),
-             "face_mask": face[src], "audio_mask": np.asarray(amask, bool)}   # as `store.read` gives them back
-    store.write(name, **feats)
     t0 = _tick(timer, "audio", t0)
     far = far_from_face(face, times, cfg.max_gap)
     attrs = {**_run_attrs(models), "video_file": str(path), "track": -1 if track is None else track.id,

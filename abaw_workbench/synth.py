@@ -216,24 +216,12 @@ def _col(c): return tuple(float(x) for x in c)
 # %% ../nbs/05_synth.ipynb #21400c1e
 def _mix(a, b, t): return np.asarray(a) * (1 - t) + np.asarray(b) * t
 
-# %% ../nbs/05_synth.ipynb #13baeef4
-def draw_face(img:np.ndarray, # uint8 [size, size, 3] BGR canvas, holding the background
-              idt:Identity, # the subject
-              au:np.ndarray, # [12] AU intensities 0..1
-              mood:float=0.0, # valence drift: bends the mouth
-              arousal:float=0.0, # widens the eyes a touch
-              pose=(0.0, 0.0, 0.0, 1.0, 0.0), # roll (rad), tx, ty (fraction of size), scale factor, yaw
-             ) -> np.ndarray:
-    "Draw a face whose geometry is driven by the AU intensities `au`, in place on `img`."
-    p = idt.p; size = img.shape[0]
-    a = dict(zip(AU_NAMES, np.clip(np.asarray(au, np.float64) * p["gain"] * p.get("amp", 1.0), 0, 1.5)))
-    roll, tx, ty, sc, yaw = pose
-    P = _Pose(size, p["scale"] * sc, roll, tx, ty, yaw)
+# %% ../nbs/05_synth.ipynb #4523f0a4
+def _draw_head(img:np.ndarray, P, p:dict, a:dict, jd:float):
+    "Body, hair behind and on top of the head, ears, the face outline (its jaw lowered by `jd`) and the cheeks (AU6)."
     AA, SH = cv2.LINE_AA, _SHIFT
     skin, hair = p["skin"], p["hair"]
-    dark = skin * 0.55
     asp, jaw = p["aspect"], p["jaw"]
-    jd = 0.16 * a["AU26"]  # jaw drop
     # body and long hair behind the head
     cv2.fillPoly(img, [P(np.array([[-0.55, asp * 0.6], [0.55, asp * 0.6], [0.6, 3], [-0.6, 3]]))], _col(skin * 0.85), AA, SH)
     cv2.fillPoly(img, [P(_ellipse_pts(0, asp * 2.25, 1.9, 0.9, 20, np.pi, 2 * np.pi) )], _col(p["cloth"]), AA, SH)
@@ -261,6 +249,12 @@ def draw_face(img:np.ndarray, # uint8 [size, size, 3] BGR canvas, holding the ba
     cheek = _mix(skin, [90, 90, 220], 0.1 + 0.45 * a["AU6"])
     for sx in (-1, 1):
         cv2.fillPoly(img, [P(_ellipse_pts(sx * 0.55, cy, 0.2, 0.12 + 0.03 * a["AU6"], 14), 0.2)], _col(cheek), AA, SH)
+
+# %% ../nbs/05_synth.ipynb #84822aaf
+def _draw_eyes(img:np.ndarray, P, p:dict, a:dict, arousal:float, yaw:float):
+    "Eyes: lids from AU1/2/6/7 and arousal, the far eye narrowed by `yaw`; crow's feet with AU6."
+    AA, SH = cv2.LINE_AA, _SHIFT
+    skin, dark = p["skin"], p["skin"] * 0.55
     # eyes: opening narrowed by AU7 (both lids) and AU6 (lower lid), widened by AU1/AU2 and, faintly, arousal
     ey, ew = p["eye_y"], p["eye_w"]
     h_up = p["eye_h"] * (1 - 0.65 * a["AU7"] - 0.15 * a["AU6"] + 0.35 * a["AU2"] + 0.1 * a["AU1"] + 0.06 * arousal)
@@ -281,6 +275,13 @@ def draw_face(img:np.ndarray, # uint8 [size, size, 3] BGR canvas, holding the ba
             for dy in (-0.05, 0.03):
                 cv2.line(img, *[tuple(map(int, q)) for q in P([[sx * (p["eye_dx"] + ew + 0.05), ey + dy], [sx * (p["eye_dx"] + ew + 0.16), ey + dy * 2.2]], 0.2)],
                          _col(_mix(skin, dark, 0.8)), max(1, P.px(0.03)), AA, SH)
+
+# %% ../nbs/05_synth.ipynb #bc3c4d83
+def _draw_brows(img:np.ndarray, P, p:dict, a:dict):
+    "Brows (AU1 inner, AU2 outer, AU4 lowered and drawn together), furrows and forehead wrinkles."
+    AA, SH = cv2.LINE_AA, _SHIFT
+    skin, hair, dark = p["skin"], p["hair"], p["skin"] * 0.55
+    ey, ew = p["eye_y"], p["eye_w"]
     # brows: AU1 lifts the inner end, AU2 the outer end, AU4 lowers and draws them together
     by = ey - p["brow_gap"]
     for sx in (-1, 1):
@@ -298,6 +299,13 @@ def draw_face(img:np.ndarray, # uint8 [size, size, 3] BGR canvas, holding the ba
             for dy in (0.1, 0.19):
                 cv2.polylines(img, [P(np.array([[xs_[0], by - dy - 0.1], [0.5 * sum(xs_), by - dy - 0.13], [xs_[1], by - dy - 0.1]]), 0.15)], False,
                               _col(_mix(skin, dark, 0.4 + 0.4 * min(1, a[au_]))), 1, AA, SH)
+
+# %% ../nbs/05_synth.ipynb #feb483b1
+def _draw_nose_mouth(img:np.ndarray, P, p:dict, a:dict, jd:float, mood:float):
+    "Nose (nostrils lifted by AU10), nasolabial folds, and the mouth: lips, opening, teeth, corners (AU10-26, `mood`)."
+    AA, SH = cv2.LINE_AA, _SHIFT
+    skin, dark = p["skin"], p["skin"] * 0.55
+    ey = p["eye_y"]
     # nose: nostrils lifted by AU10
     ny = p["nose_y"] - 0.06 * a["AU10"]
     cv2.polylines(img, [P(np.array([[0.0, ey + 0.05], [0.04, ny - 0.03], [0, ny + 0.02]]), 0.35)], False, _col(_mix(skin, dark, 0.5)), 1, AA, SH)
@@ -334,6 +342,12 @@ def draw_face(img:np.ndarray, # uint8 [size, size, 3] BGR canvas, holding the ba
         cv2.polylines(img, [P(curve(my), 0.3)], False, _col(p["lip"] * 0.6), 1, AA, SH)
     if a["AU24"] > 0.25:  # bulge below the pressed lips
         cv2.polylines(img, [P(curve(lo_out + 0.07, xs * 0.5), 0.3)], False, _col(_mix(skin, dark, 0.8)), max(1, P.px(0.03)), AA, SH)
+
+# %% ../nbs/05_synth.ipynb #80377eee
+def _draw_glasses(img:np.ndarray, P, p:dict):
+    "Glasses over the eyes."
+    AA, SH = cv2.LINE_AA, _SHIFT
+    ey, ew = p["eye_y"], p["eye_w"]
     # glasses
     if p["glasses"]:
         th = max(1, P.px(0.035))
@@ -343,6 +357,26 @@ def draw_face(img:np.ndarray, # uint8 [size, size, 3] BGR canvas, holding the ba
             cv2.polylines(img, [P(pts, 0.25)], True, _col(p["glasses_col"]), th, AA, SH)
         q = P([[-p["eye_dx"] + ew + 0.09, ey], [p["eye_dx"] - ew - 0.09, ey]], 0.25)
         cv2.line(img, tuple(map(int, q[0])), tuple(map(int, q[1])), _col(p["glasses_col"]), th, AA, SH)
+
+# %% ../nbs/05_synth.ipynb #13baeef4
+def draw_face(img:np.ndarray, # uint8 [size, size, 3] BGR canvas, holding the background
+              idt:Identity, # the subject
+              au:np.ndarray, # [12] AU intensities 0..1
+              mood:float=0.0, # valence drift: bends the mouth
+              arousal:float=0.0, # widens the eyes a touch
+              pose=(0.0, 0.0, 0.0, 1.0, 0.0), # roll (rad), tx, ty (fraction of size), scale factor, yaw
+             ) -> np.ndarray:
+    "Draw a face whose geometry is driven by the AU intensities `au`, in place on `img`."
+    p = idt.p; size = img.shape[0]
+    a = dict(zip(AU_NAMES, np.clip(np.asarray(au, np.float64) * p["gain"] * p.get("amp", 1.0), 0, 1.5)))
+    roll, tx, ty, sc, yaw = pose
+    P = _Pose(size, p["scale"] * sc, roll, tx, ty, yaw)
+    jd = 0.16 * a["AU26"]  # jaw drop
+    _draw_head(img, P, p, a, jd)
+    _draw_eyes(img, P, p, a, arousal, yaw)
+    _draw_brows(img, P, p, a)
+    _draw_nose_mouth(img, P, p, a, jd, mood)
+    _draw_glasses(img, P, p)
     return img
 
 # %% ../nbs/05_synth.ipynb #f996f28a
