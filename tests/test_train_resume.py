@@ -36,7 +36,7 @@ def catalog(tmp_path):
 
 def command(catalog, out, steps, *extra):
     return ["pretrain", "--catalog", str(catalog), "--dataset", "faces", "--config", "tiny", "--out", str(out),
-            "img_size=64", "train.batch_size=8", f"train.max_steps={steps}", "train.checkpoint_every=2",
+            "encoder.img_size=64", "train.batch_size=8", f"train.max_steps={steps}", "train.checkpoint_every=2",
             "train.log_every=1", "train.blr=5e-3", "train.warmup_steps=2", "train.progress=false", "train.seed=7", *extra]
 
 
