@@ -146,18 +146,20 @@ def timing_rows(runner:StageRunner, # the run's stages (folders and wall times)
         bare["extract"] * n_store_frames / cfg.extract.batch_size)
     for mod in ("visual", "audio_visual"):
         st, d = f"fusion_{mod}", runner.folders[f"fusion_{mod}"]
-        per_model = [_timing(p.parent) for p in sorted(d.glob("*/timing.json"))] or [_timing(d)]   # one per task model
+        per_model = [_timing(p.parent) for p in sorted(d.glob("*/timing.json")) if p.parent.name != "second"] or [_timing(d)]   # one per task model
+        second = [_timing(p.parent) for p in sorted(d.glob("*/second/timing.json")) + sorted(d.glob("second/timing.json"))]   # their second branches
         top = _timing(d)["parts"]                                                                  # the run's own parts
-        loop = sum(t["parts"].get("loop", 0.0) for t in per_model)
-        val = sum(t["parts"].get("validation", 0.0) for t in per_model)
-        comp = sum(t["parts"].get("compile", 0.0) for t in per_model)
-        row(st, f"training ({len(per_model)} models)", loop - val - comp, sum(t.get("items", 0) for t in per_model), "windows",
-            bare[st] * sum(t.get("steps", 0) for t in per_model))
-        if comp: row(st, "compile", comp)
-        row(st, "validation", val)
+        t1, t2 = ({k: sum(t["parts"].get(k, 0.0) for t in ts) for k in ("loop", "validation", "compile")} for ts in (per_model, second))
+        row(st, f"training ({len(per_model)} models)", t1["loop"] - t1["validation"] - t1["compile"],
+            sum(t.get("items", 0) for t in per_model), "windows", bare[st] * sum(t.get("steps", 0) for t in per_model))
+        if second:   # its bare limit is not calibrated (a frozen forward beside the trained one): no ratio
+            row(st, f"second branch: training ({len(second)} models)", t2["loop"] - t2["validation"] - t2["compile"],
+                sum(t.get("items", 0) for t in second), "windows")
+        if t1["compile"] + t2["compile"]: row(st, "compile", t1["compile"] + t2["compile"])
+        row(st, "validation", t1["validation"] + t2["validation"])
         after = {k: top[k] for k in ("final prediction", "post-processing search") if k in top}
         for k, v in after.items(): row(st, k, v)
-        row(st, "data, set-up, checkpoints", wall[st] - loop - sum(after.values()))
+        row(st, "data, set-up, checkpoints" + (", mining the hard windows" if second else ""), wall[st] - t1["loop"] - t2["loop"] - sum(after.values()))
     return rows
 
 # %% ../nbs/13_demo.ipynb #3985664c

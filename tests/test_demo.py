@@ -131,3 +131,5 @@ def test_second_branch_reports_both_branches(demo):
     assert all(n.second is not None for n in run.load_model("fusion_audio_visual").values())
     assert all(n.second is None for n in run.load_model("fusion_audio_visual_first_branch").values())
     assert "fusion_audio_visual_first_branch" in (folder / "report.html").read_text()
+    second = [r for r in m["timing"] if r["part"].startswith("second branch: training")]   # its time has a row of its own
+    assert [r["stage"] for r in second] == ["fusion_visual", "fusion_audio_visual"] and all(r["items"] > 0 for r in second), m["timing"]
