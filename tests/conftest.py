@@ -12,3 +12,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for r in skipped:
         reason = r.longrepr[2] if isinstance(r.longrepr, tuple) else str(r.longrepr)
         terminalreporter.write_line(f"{r.nodeid}: {reason}")
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory):
+    "A tiny demo run and its catalog (`demo.tiny_run`), trained once for every test module that predicts with it: (run folder, catalog file)."
+    from abaw_workbench.demo import tiny_run
+    return tiny_run(tmp_path_factory.mktemp("tiny_run"))

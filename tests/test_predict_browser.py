@@ -36,13 +36,12 @@ def astro_video(path):
 
 
 @pytest.fixture(scope="module")
-def predicted():
+def predicted(tiny_trained_run):
     "A predict output folder."
-    from abaw_workbench.demo import tiny_run
     from abaw_workbench.predict import PredictConfig, predict_paths
     tmp = Path(tempfile.mkdtemp(prefix="abaw-predict-browser-"))
     try:
-        run_dir, cat = tiny_run(tmp / "fixture")
+        run_dir, cat = tiny_trained_run
         astro_video(tmp / "astro.mp4")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # (the run is synthetic-trained: predict warns)

@@ -44,12 +44,11 @@ def group_photo(path):
 
 
 @pytest.fixture(scope="module")
-def setup():
+def setup(tiny_trained_run):
     "The tiny run, and a folder: two videos, a photo, a corrupt file."
-    from abaw_workbench.demo import tiny_run
     tmp = Path(tempfile.mkdtemp(prefix="abaw-predict-folders-"))
     try:
-        run_dir, cat = tiny_run(tmp / "fixture")
+        run_dir, cat = tiny_trained_run
         media = tmp / "media"; media.mkdir()
         astro_video(media / "talk.mp4", 20, 0)
         astro_video(media / "walk.mp4", 16, 20, audio=False)
