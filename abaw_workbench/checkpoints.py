@@ -12,7 +12,7 @@ from torch import nn
 from .core import AbawError, config_from_dict
 from .mae import (MaskedAutoencoder, build_encoder, load_weights, mae_config, read_state_dict, size_name,
                                   state_dict_from)
-from .finetune import FrameModel
+from .tasks import FrameModel
 from .temporal import FusionConfig, FusionNet
 
 # %% auto #0

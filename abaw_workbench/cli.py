@@ -55,7 +55,7 @@ COMMANDS = {
     "catalog":     _cmd("catalog", "catalog", "list data_catalog.yaml entries with their status"),
     "synth":       _cmd("synth", "synth", "write a synthetic Aff-Wild2-like data set"),
     "synth-faces": _cmd("synth", "synth_faces", "write a folder of synthetic face images (MAE pre-training)"),
-    "pretrain":    _cmd("mae", "pretrain", "MAE pre-training on a folder of face images"),
+    "pretrain":    _cmd("pretrain", "pretrain", "MAE pre-training on a folder of face images"),
     "finetune":    _cmd("finetune", "finetune", "fine-tune the encoder on frames for AU / EXPR / VA"),
     "extract":     _cmd("features", "extract", "extract visual and audio features into a feature store"),
     "fuse":        _cmd("fusion", "fuse", "train the temporal fusion transformer on stored features"),

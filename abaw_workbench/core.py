@@ -331,7 +331,7 @@ def seed_everything(seed:int):
 
 # %% ../nbs/00_core.ipynb #a623178f
 RUN_MANIFEST = "run.json"
-RUN_KINDS = ("demo", "finetune", "fuse", "predict")
+RUN_KINDS = ("demo", "pretrain", "finetune", "extract", "fuse", "predict")
 
 def write_manifest(folder:str|Path, # the run folder
                    kind:str, # one of `RUN_KINDS`

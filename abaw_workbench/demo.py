@@ -18,13 +18,15 @@ from .catalog import Catalog, load_catalog
 from .layout import Layout
 from .synth import GENERATOR_VERSION, resolve_entry, synth_catalog
 from .figures import au_f1_bars, expr_confusion, metrics_table, most_va_labelled, va_scatter, va_timeline
-from .mae import (EncoderConfig, PretrainConfig, ImageFolderDataset, MaskedAutoencoder, build_encoder, list_images, mae_config,
-                                pretrain, reconstruction_grid)
+from .mae import (EncoderConfig, ImageFolderDataset, MaskedAutoencoder, build_encoder, list_images,
+    mae_config, reconstruction_grid)
+from .pretrain import PretrainConfig, run_pretrain
 from .data import accelerated
 from .train import amp_dtype, bare_step_seconds, write_run
-from .finetune import FinetuneConfig, FrameModel, run_finetune
+from .finetune import FinetuneConfig, run_finetune
+from .tasks import FrameModel
 from .temporal import FusionNet
-from .features import ExtractConfig, FeatureStore, extract_features
+from .features import ExtractConfig, FeatureStore, run_extract
 from .fusion import FIRST_BRANCH_PREDICTIONS, FuseRunConfig, run_fusion
 from .evaluation import evaluate_predictions, postprocess_report
 from .checkpoints import load_model
@@ -221,19 +223,18 @@ def method_stages(cfg:DemoConfig, # every stage's settings
     folders, init = {}, None
     if pretrained:
         def pre(d):
-            pretrain(dataclasses.replace(cfg.pretrain, train=dataclasses.replace(cfg.pretrain.train, out=str(d))),
-                     pretrain_images(cat, cfg.faces))
+            run_pretrain(cfg.pretrain, d, data=pretrain_images(cat, cfg.faces))
             return {}
         _, folders["pretrain"] = run("pretrain", _settings(cfg.pretrain), pre)
         init = folders["pretrain"] / "checkpoint.pt"
     if until == "pretrain": return {"entry": entry, "labels": labels, "folders": folders}
     def fine(d):
-        fc = dataclasses.replace(cfg.finetune, init=None if init is None else str(init), train=dataclasses.replace(cfg.finetune.train, out=str(d)))
-        return {"metrics": run_finetune(fc, entry, d)}
+        fc = dataclasses.replace(cfg.finetune, init=None if init is None else str(init))
+        return {"metrics": run_finetune(fc, d, data=entry).metrics}
     _, folders["finetune"] = run("finetune", _settings(cfg.finetune), fine)
     if until == "finetune": return {"entry": entry, "labels": labels, "folders": folders}
     def ext(d):   # the encoder, its pooling and size come from the fine-tuned checkpoint
-        extract_features(entry, d / "store", folders["finetune"] / "best.pt", cfg.extract, cat.cache_dir, progress=progress)
+        run_extract(cfg.extract, d / "store", data=entry, encoder=folders["finetune"] / "best.pt", cache_dir=cat.cache_dir, progress=progress)
         return {}
     _, folders["extract"] = run("extract", dataclasses.asdict(cfg.extract), ext)
     if until == "extract": return {"entry": entry, "labels": labels, "folders": folders}
@@ -241,7 +242,8 @@ def method_stages(cfg:DemoConfig, # every stage's settings
     for mod in modalities:
         fcfg = dataclasses.replace(cfg.fusion, fusion=dataclasses.replace(cfg.fusion.fusion, modalities=mod))
         def fu(d, fcfg=fcfg):
-            return {"metrics": run_fusion(fcfg, store, labels["train"], labels["validation"], d, entry if submissions else None)}
+            return {"metrics": run_fusion(fcfg, d, data=entry, store=store, labels=(labels["train"], labels["validation"]),
+                                          submissions=submissions).metrics}
         _, folders[f"fusion_{mod}"] = run(f"fusion_{mod}", _settings(fcfg), fu)
     return {"entry": entry, "labels": labels, "folders": folders}
 

@@ -17,7 +17,8 @@ import torch
 from fastcore.basics import patch
 from tqdm import tqdm
 
-from .core import AbawError, atomic_path, atomic_write, file_hash, get_device, print_config, remove_stale_tmp, stage_args, stage_config
+from .core import (AbawError, Timer, atomic_path, atomic_write, file_hash, get_device, print_config, remove_stale_tmp, stage_args,
+                                 stage_config)
 from .schema import fps_from_name, make_dataset, video_slices, write_netcdf
 from .layout import Layout, crop_indices, crop_name
 from .annotations import read_split, read_test_list
@@ -25,17 +26,19 @@ from .catalog import Catalog, entry_or_path, load_catalog
 from .synth import resolve_entry
 from .data import (accelerated, label_arrays, make_loader, prepare_batch, preprocess_config, resize_on_device,
                                  stored_crop_size, window_starts)
-from .train import ToHost, amp_dtype
+from .train import ToHost, amp_dtype, write_run
 from .audio import (AudioConfig, audio_feature_names, video_audio_features, stored_audio_feature_names,
                                   audio_encoder_path, encoder_hash)
 from .mae import MaskedAutoencoder, build_encoder, load_checkpoint, size_name
-from .finetune import CropDataset, FrameModel
+from .finetune import CropDataset
+from .tasks import FrameModel
 from .checkpoints import load_model
 from .temporal import VISUAL_NORMS
+from .runs import Run
 
 # %% auto #0
 __all__ = ['FeatureStore', 'RowReader', 'stored_rows', 'normalize_visual', 'video_mean', 'WindowFeatureDataset', 'ExtractConfig',
-           'feature_model', 'frames_to_extract', 'split_videos', 'extract_features', 'extract_args', 'extract_main']
+           'feature_model', 'frames_to_extract', 'split_videos', 'run_extract', 'extract_args', 'extract_main']
 
 # %% ../nbs/11_features.ipynb #3a550916
 def _video_dataset(video:str, frame_index, visual, audio, face_mask, audio_mask, chunk:int) -> xr.Dataset:
@@ -409,17 +412,11 @@ def _store_meta(entry, encoder, fm:FrameModel, pre:dict, acfg:AudioConfig, catal
             "model": fm.spec(), "preprocess": pre, **_audio_meta(acfg, catalog), "dataset": entry.name}
 
 # %% ../nbs/11_features.ipynb #10ce71b5
-def extract_features(entry, # a catalog `Entry` of kind affwild2
-                     store_path:str|Path, # the feature store folder
-                     encoder, # the visual encoder: a checkpoint file (see `feature_model`) or a module
-                     cfg:ExtractConfig|None=None,
-                     cache_dir:str|Path=".cache/abaw", # where extracted waveforms are cached
-                     shard:tuple=(0, 1), # (i, k): this process takes videos i, i+k, i+2k, ...
-                     progress:bool=True,
-                     catalog:Catalog|None=None # resolves `cfg.audio.encoder` (None: the default catalog)
-                    ) -> FeatureStore:
-    "Extract visual and audio features of a data set's videos into a store (resumable, shardable)."
-    cfg = cfg or ExtractConfig()
+def _extract_videos(entry, # a catalog `Entry` of kind affwild2
+                    store_path:str|Path, # the feature store folder
+                    encoder, # the visual encoder: a checkpoint file (see `feature_model`) or a module
+                    cfg:ExtractConfig, cache_dir:str|Path, shard:tuple, progress:bool, catalog:Catalog|None) -> FeatureStore:
+    "Extract the features of this shard's videos not yet in the store (`run_extract`)."
     i, k = shard
     if not (0 <= i < k): raise AbawError(f"extract: shard {i}/{k} is not valid (need 0 <= i < k)")
     labels, videos = split_videos(entry, cfg.splits)
@@ -466,6 +463,24 @@ def extract_features(entry, # a catalog `Entry` of kind affwild2
         bar.close()
     return store
 
+# %% ../nbs/11_features.ipynb #71fffe0c
+def run_extract(cfg:ExtractConfig, # the stage's configuration
+                out:str|Path, # the feature store folder, which is the run folder too
+                *, data, # the data set: a resolved catalog entry of kind affwild2
+                encoder, # the visual encoder: a checkpoint file (see `feature_model`) or a module
+                cache_dir:str|Path=".cache/abaw", # where extracted waveforms are cached
+                shard:tuple=(0, 1), # (i, k): this process takes videos i, i+k, i+2k, ...
+                progress:bool=True,
+                catalog:Catalog|None=None # resolves `cfg.audio.encoder` (None: the default catalog)
+               ) -> Run:
+    "Extract visual and audio features of `data`'s videos into a store (resumable, shardable); the run (`FeatureStore(run.path)`)."
+    timer = Timer()
+    with timer("extraction"): store = _extract_videos(data, out, encoder, cfg, cache_dir, shard, progress, catalog)
+    write_run(store.path, "extract", {"videos": len(store.videos)}, {}, timing=(timer,), dataset=data.name,
+              config=dataclasses.asdict(cfg), encoder=str(encoder) if isinstance(encoder, (str, Path)) else None, models={},
+              store=store.path)
+    return Run.open(store.path)
+
 # %% ../nbs/11_features.ipynb #d83d4d59
 def extract_args(p):
     "Arguments of `abaw extract`."
@@ -486,6 +501,6 @@ def extract_main(args) -> int:
     out = entry_or_path(cat, args.out, output=True)
     try: i, k = (int(x) for x in args.shard.split("/"))
     except ValueError: raise AbawError(f"--shard: expected i/k such as 0/2, got {args.shard!r}") from None
-    st = extract_features(entry, out, enc, cfg, cat.cache_dir, (i, k), catalog=cat)
-    print(f"{st.path}: {len(st.videos)} videos")
+    run = run_extract(cfg, out, data=entry, encoder=enc, cache_dir=cat.cache_dir, shard=(i, k), catalog=cat)
+    print(f"{run.path}: {run.metrics['videos']} videos")
     return 0

@@ -23,53 +23,17 @@ from .synth import resolve_entry
 from .data import (FrameDataset, _Crops, accelerated, decode_file, load_image, make_loader, normalize_batch, prepare_batch,
                                  preprocess_config, resize_image, resize_on_device, stored_crop_size)
 from .train import Stage, ToHost, TrainConfig, _better, fit, read_checkpoint, write_run
-from .tasks import (LossConfig, TaskHeads, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
+from .tasks import (FrameModel, LossConfig, TaskHeads, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
                                   predictions_dataset)
 from .evaluation import evaluate_predictions
 from .metrics import score_arrays
 from .mae import EncoderConfig, build_encoder, load_checkpoint
+from .runs import Run
 
 # %% auto #0
-__all__ = ['POOLS', 'PROBE_POOLS', 'FrameModel', 'layer_id', 'layer_decay_groups', 'CropDataset', 'crop_config', 'DecodedCrops',
-           'frame_outputs', 'predict_frames', 'eval_subsample', 'FinetuneConfig', 'FinetuneStage', 'video_share',
-           'run_finetune', 'finetune_args', 'finetune_main', 'encoder_features', 'linear_probe']
-
-# %% ../nbs/10_finetune.ipynb #88b442a3
-POOLS = ("avg", "grid")
-
-class FrameModel(nn.Module):
-    "Encoder + task heads: images [N, 3, H, W] → dict of per-task outputs."
-    def __init__(self, encoder:nn.Module, tasks=TASKS, head_dropout:float=0.0,
-                 pool:str="avg", # "avg": the encoder's global average pool + fc_norm (MAE fine-tuning); "grid": every patch token, reduced
-                 grid_dim:int=32 # with pool="grid": width each patch token is reduced to
-                ):
-        super().__init__()
-        if pool not in POOLS: raise AbawError(f"finetune.pool: {pool!r} is not one of {POOLS}")
-        self.encoder, self.tasks, self.pool = encoder, tuple(tasks), pool
-        self.head_dropout, self.grid_dim = head_dropout, grid_dim
-        if pool == "grid":
-            L, D = encoder.patch_embed.num_patches, encoder.embed_dim
-            self.reduce = nn.Sequential(nn.LayerNorm(D, eps=1e-6), nn.Linear(D, grid_dim))
-            self.num_features = L * grid_dim
-        else: self.num_features = encoder.num_features
-        self.heads = TaskHeads(self.num_features, tasks, head_dropout)
-
-    def features(self, x):
-        "The per-frame feature the heads see (and the fusion stage stores): [N, num_features]."
-        if self.pool == "avg": return self.encoder(x)
-        t = self.encoder.forward_features(x)[:, self.encoder.num_prefix_tokens:]   # [N, L, D] patch tokens
-        return self.reduce(t).flatten(1)                                           # [N, L * grid_dim], layout kept
-
-    def forward(self, x): return self.heads(self.features(x))
-
-    def spec(self) -> dict|None:
-        "What rebuilds this model (`checkpoints.load_model`); None when the encoder was not made by `mae.build_encoder`."
-        enc = getattr(self.encoder, "build_args", None)
-        if enc is None: return None
-        return {"kind": "frame", "args": {"encoder": enc, "tasks": list(self.tasks), "head_dropout": self.head_dropout,
-                                          "pool": self.pool, "grid_dim": self.grid_dim}}
-
-    def no_weight_decay(self): return {f"encoder.{k}" for k in getattr(self.encoder, "no_weight_decay", lambda: set())()}
+__all__ = ['PROBE_POOLS', 'layer_id', 'layer_decay_groups', 'CropDataset', 'crop_config', 'DecodedCrops', 'frame_outputs',
+           'predict_frames', 'eval_subsample', 'FinetuneConfig', 'FinetuneStage', 'video_share', 'run_finetune',
+           'finetune_args', 'finetune_main', 'encoder_features', 'linear_probe']
 
 # %% ../nbs/10_finetune.ipynb #843b6fde
 def layer_id(name:str, depth:int) -> int:
@@ -271,9 +235,12 @@ def video_share(labels, # a labels dataset (schema)
     return labels.isel(frame=np.flatnonzero(np.isin(labels.video.values, keep)))
 
 # %% ../nbs/10_finetune.ipynb #293022c2
-def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
-    "Fine-tune on `entry` (a catalog affwild2 entry); returns the best model's validation metrics."
-    out = Path(out)
+def run_finetune(cfg:FinetuneConfig, # the stage's configuration
+                 out:str|Path, # the run folder (resumed when it holds a checkpoint)
+                 *, data # the data set: a resolved catalog entry of kind affwild2
+                ) -> Run:
+    "Fine-tune on `data`'s train split, validate on its validation split; the run, whose metrics are the best model's."
+    out, entry = Path(out), data
     train, val = video_share(read_split(entry, "train", cfg.tasks), cfg.train_videos), read_split(entry, "validation", cfg.tasks)
     seed_everything(cfg.train.seed)   # initial weights (heads, grid reduction) from the run seed, not from what ran before
     stage = FinetuneStage(cfg, train, val, Layout.of(entry).crops)
@@ -297,7 +264,7 @@ def run_finetune(cfg:FinetuneConfig, entry, out:str|Path) -> dict:
               models={"static": {"kind": "frame", "checkpoints": {"static": out / "best.pt"},
                                  "predictions": out / "predictions_validation.nc"}},
               frames={"kind": "crops", "root": Layout.of(entry).crops})
-    return metrics
+    return Run.open(out)
 
 # %% ../nbs/10_finetune.ipynb #e67e2458
 def finetune_args(p):
@@ -317,7 +284,7 @@ def finetune_main(args) -> int:
     if args.print_config: print_config(cfg); return 0
     entry = resolve_entry(cat, args.dataset, "affwild2")
     if cfg.init and not Path(cfg.init).exists(): raise AbawError(f"init: checkpoint {cfg.init} does not exist")
-    print(json.dumps(run_finetune(cfg, entry, args.out)))
+    print(json.dumps(run_finetune(cfg, args.out, data=entry).metrics))
     return 0
 
 # %% ../nbs/10_finetune.ipynb #7c358b54

@@ -25,6 +25,7 @@ from .evaluation import evaluate_predictions, postprocess_report, submission_fra
 from .audio import ENCODER_FEATURE_PREFIX
 from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet, check_mix
 from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows, video_mean
+from .runs import Run
 
 # %% auto #0
 __all__ = ['FIRST_BRANCH_PREDICTIONS', 'audio_stats', 'predict_video', 'split_outputs', 'audio_columns', 'drop_modalities',
@@ -279,9 +280,17 @@ def _fit_in(stage, d:Path, train:TrainConfig, epochs:int|None):
     if (d / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(d / "best.pt")["model"])
 
 # %% ../nbs/12_fusion.ipynb #4a3c7417
-def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path, entry=None) -> dict:
-    "Train, evaluate and post-process the fusion model(s); returns the metrics (raw and post-processed). With `entry`, also write test submissions."
-    out = Path(out)
+def run_fusion(cfg:FuseRunConfig, # the stage's configuration
+               out:str|Path, # the run folder (each model in a subfolder of its own, resumable on its own)
+               *, data=None, # the data set, a resolved affwild2 entry: labels, frames, test lists; None: `labels` only
+               store:FeatureStore, # the stored features (`run_extract`)
+               labels:tuple|None=None, # (train, validation) labels datasets (default: `data`'s, of `cfg.tasks`)
+               submissions:bool=True # write test submissions when `data` has test lists
+              ) -> Run:
+    "Train, evaluate and post-process the fusion model(s); the run, whose metrics are raw and post-processed."
+    out, entry = Path(out), data
+    if labels is None and entry is None: raise AbawError("run_fusion: needs the data set (data=) or its labels (labels=)")
+    train_labels, val_labels = labels or (read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks))
     stages, firsts, folders, hard_counts, models = [], [], [], {}, fusion_models(cfg)
     norm = audio_stats(store, list(video_slices(train_labels)))   # once for every model of the run
     for tasks, sub, epochs in models:   # each model in its own folder (resumable on its own)
@@ -314,7 +323,7 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
         with timer("post-processing search"): pp, more = postprocess_report(val_labels, preds, cfg.tasks)
         metrics.update(more)
         with atomic_write(out / "postprocess.json", "w") as f: json.dump(pp, f, indent=1)
-    test = submission_frames(entry, cfg.tasks) if entry is not None else None
+    test = submission_frames(entry, cfg.tasks) if entry is not None and submissions else None
     if test is not None:
         missing = [v for v in video_slices(test) if not store.has(v)]
         if missing: print(f"[fuse] {len(missing)} test video(s) not in the feature store (e.g. {missing[0]}): no submission written")
@@ -335,7 +344,7 @@ def run_fusion(cfg:FuseRunConfig, store, train_labels, val_labels, out:str|Path,
               timing=(timer,),   # the run's own parts (each model's loop and validation are in its folder)
               dataset=getattr(entry, "name", None), config=dataclasses.asdict(cfg), models=manifest, default=name,
               store=store.path, frames={"kind": "crops", "root": Layout.of(entry).crops} if entry is not None else None)
-    return metrics
+    return Run.open(out)
 
 # %% ../nbs/12_fusion.ipynb #9a9bcd78
 def fuse_args(p):
@@ -352,6 +361,5 @@ def fuse_main(args) -> int:
     cat = load_catalog(args.catalog)
     entry = resolve_entry(cat, args.dataset, "affwild2")
     store = FeatureStore(entry_or_path(cat, args.features, "feature_store", must_exist=False))
-    m = run_fusion(cfg, store, read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks), args.out, entry)
-    print(json.dumps(m))
+    print(json.dumps(run_fusion(cfg, args.out, data=entry, store=store).metrics))
     return 0

@@ -15,19 +15,20 @@ import torch
 import xarray as xr
 
 from .core import (AbawError, atomic_path, atomic_write, config_hash, error_line, get_device, load_config,
-                                 markdown_table, worker_threads, write_manifest)
+                                 markdown_table, worker_threads)
+from .catalog import Catalog, default_catalog_path, load_catalog
 from .schema import (AU_NAMES, EXPR_NAMES, TASKS, load_predictions, make_dataset, prediction_values, save_predictions,
                                    video_slices, write_netcdf)
 from .layout import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from .audio import AudioConfig, audio_feature_names, file_audio_features
 from .video import iter_frames, prefetch, read_image, write_video
 from .data import normalize_batch, preprocess_config
-from .tasks import fill_from_neighbours, predictions_dataset
-from .finetune import FrameModel
+from .tasks import fill_from_neighbours, predictions_dataset, FrameModel
 from .features import FeatureStore
 from .fusion import split_outputs
 from .evaluation import apply_postprocess
 from .annotations import write_annotation_file
+from .train import write_run
 from .runs import Run
 from .faces import (FaceConfig, FaceDetector, TrackCrops, align_face, choose_track, describe_tracks, detect_video,
                                   iter_track_crops, tracks_dataset, with_faces)
@@ -74,11 +75,9 @@ class RunModels:
         return s
 
 # %% ../nbs/13b_predict.ipynb #c379b035
-def _is_synthetic(dataset:str|None, catalog) -> bool|None:
-    from abaw_workbench.catalog import Catalog, default_catalog_path
-    try: cat = Catalog.load(catalog or default_catalog_path())
-    except AbawError: return None
-    return cat[dataset].generated if dataset in cat else None
+def _is_synthetic(dataset:str|None, catalog:Catalog|None) -> bool|None:
+    "Whether `catalog` names `dataset` as generated (synthetic); None when there is no catalog or it lacks the entry."
+    return catalog[dataset].generated if catalog is not None and dataset in catalog else None
 
 # %% ../nbs/13b_predict.ipynb #e0b75a98
 TRAIN_FPS = 30.0   # Aff-Wild2's frame rate, and the embedded synthetic set's
@@ -107,7 +106,7 @@ def _store_meta(run:Run, static:FrameModel) -> dict:
 
 # %% ../nbs/13b_predict.ipynb #f26bb278
 def load_run_models(run_dir:str|Path, # a run folder with a static model (`abaw demo --out`, `abaw finetune --out`)
-                    catalog:str|Path|None=None, # the catalog that names the training data (default: the project's)
+                    catalog:Catalog|None=None, # the catalog that names the training data (None: its kind is unknown)
                     device:str="cpu") -> RunModels:
     "A run's static and temporal models (`Run.open`, `Run.load_model`) with the settings their inputs need."
     run = Run.open(run_dir)
@@ -605,7 +604,7 @@ def _predict_one(path:Path, models:RunModels, detector, out:Path, cfg:PredictCon
     return row, r
 
 # %% ../nbs/13b_predict.ipynb #1a6c0a07
-_LOADED = {}   # in a worker process: (run, catalog, device) -> (RunModels, FaceDetector), loaded once per process
+_LOADED = {}   # in a worker process: (run, device) -> (RunModels, FaceDetector), loaded once per process
 
 # %% ../nbs/13b_predict.ipynb #01c0c047
 def _init_worker(threads:int, parent:int):
@@ -617,13 +616,12 @@ def _init_worker(threads:int, parent:int):
     threading.Thread(target=watch, daemon=True).start()
 
 # %% ../nbs/13b_predict.ipynb #7979ba68
-def predict_worker(path:str, run_dir:str, out:str, cfg:PredictConfig, overlay:bool, catalog:str|None, cache_dir:str,
-                   fingerprint:str) -> dict:
+def predict_worker(path:str, run_dir:str, out:str, cfg:PredictConfig, overlay:bool, cache_dir:str, fingerprint:str) -> dict:
     "One file predicted in a worker process (a local pool's or a dask cluster's): its summary row."
-    key = (run_dir, catalog, cfg.device)
-    if key not in _LOADED:
+    key = (run_dir, cfg.device)
+    if key not in _LOADED:   # (whether the run's training data was synthetic is the parent's to say)
         dev = get_device(cfg.device)
-        _LOADED[key] = (load_run_models(run_dir, catalog, str(dev)), FaceDetector(dataclasses.replace(cfg.faces, device=str(dev))))
+        _LOADED[key] = (load_run_models(run_dir, None, str(dev)), FaceDetector(dataclasses.replace(cfg.faces, device=str(dev))))
     models, det = _LOADED[key]
     with warnings.catch_warnings():   # (what they would say is in the row's note; the parent warns about the run)
         warnings.simplefilter("ignore")
@@ -637,7 +635,7 @@ def _progress(k:int, n:int, row:dict) -> str:
             f"{row['seconds']:.1f} s" + (f" ({row['note']})" if row["note"] else ""))
 
 # %% ../nbs/13b_predict.ipynb #1d48f457
-def _fan_out(todo:list, run_dir, out:Path, cfg:PredictConfig, overlay:bool, catalog, cache_dir, fps:dict,
+def _fan_out(todo:list, run_dir, out:Path, cfg:PredictConfig, overlay:bool, cache_dir, fps:dict,
              workers:int, executor=None, log=print) -> dict:
     "Rows of the files predicted by worker processes: `workers` local ones, or `executor`'s (a dask cluster's)."
     own = executor is None
@@ -645,7 +643,7 @@ def _fan_out(todo:list, run_dir, out:Path, cfg:PredictConfig, overlay:bool, cata
                                               initializer=_init_worker, initargs=(worker_threads(workers), os.getpid()))
     rows, ended = {}, False
     try:
-        futs = {executor.submit(predict_worker, str(p), str(run_dir), str(out), cfg, overlay, catalog and str(catalog), str(cache_dir),
+        futs = {executor.submit(predict_worker, str(p), str(run_dir), str(out), cfg, overlay, str(cache_dir),
                                 fps[p]): p for p in todo}
         for k, fut in enumerate(cf.as_completed(futs), 1):
             p = futs[fut]
@@ -691,22 +689,23 @@ def _write_run(out:Path, models:RunModels, cfg:PredictConfig, model:str, files:d
     images = {v: {"file": files[v].resolve(), "boxes": st.box.values[sl][st.has_face.values[sl]].tolist()}
               for v, sl in video_slices(st).items() if v in ok and is_image(files[v])}
     src = models.run.manifest["models"]
-    write_manifest(out, "predict", dataset=models.dataset, run=models.path.resolve(), synthetic_training=models.synthetic,
-                   config=dataclasses.asdict(cfg), au_thresholds=_au_thresholds(models, cfg, model), metrics=None, labels=None,
-                   default=model if model in merged else "static",
-                   models={m: {"kind": src[m].get("kind"), "predictions": out / "predictions" / f"{m}.nc",
-                               "raw_predictions": out / "predictions" / "raw" / f"{m}.nc",
-                               "checkpoints": {k: (models.path / v).resolve() for k, v in (src[m].get("checkpoints") or {}).items()}}
-                           for m in merged},
-                   frames={"kind": "media", "videos": {v: files[v].resolve() for v in ok if not is_image(files[v])}, "images": images},
-                   tracks={v: out / "tracks" / f"{v}.nc" for v in ok if not is_image(files[v])},
-                   summary={"csv": out / "summary.csv", "markdown": out / "summary.md"})
+    write_run(out, "predict", None, {}, dataset=models.dataset, run=models.path.resolve(), synthetic_training=models.synthetic,
+              config=dataclasses.asdict(cfg), au_thresholds=_au_thresholds(models, cfg, model),
+              default=model if model in merged else "static",
+              models={m: {"kind": src[m].get("kind"), "predictions": out / "predictions" / f"{m}.nc",
+                          "raw_predictions": out / "predictions" / "raw" / f"{m}.nc",
+                          "checkpoints": {k: (models.path / v).resolve() for k, v in (src[m].get("checkpoints") or {}).items()}}
+                      for m in merged},
+              frames={"kind": "media", "videos": {v: files[v].resolve() for v in ok if not is_image(files[v])}, "images": images},
+              tracks={v: out / "tracks" / f"{v}.nc" for v in ok if not is_image(files[v])},
+              summary={"csv": out / "summary.csv", "markdown": out / "summary.md"})
 
 # %% ../nbs/13b_predict.ipynb #fb6fb259
 def predict_paths(src:str|Path, # a video or image file, or a folder of them
                   run_dir:str|Path, # the run whose models predict
                   out:str|Path, # output folder
-                  cfg:PredictConfig|None=None, overlay:bool=False, catalog:str|Path|None=None,
+                  cfg:PredictConfig|None=None, overlay:bool=False,
+                  catalog:Catalog|None=None, # names the run's training data; its cache folder keeps the audio (None: `out/cache`)
                   timer:dict|None=None, log=print,
                   found:dict|None=None, # video name -> (times, tracks, frame size) from `faces.detect_video`, reused
                   workers:int=1, # files at a time, each in its own process (1: in this one)
@@ -725,9 +724,7 @@ def predict_paths(src:str|Path, # a video or image file, or a folder of them
                                        "its predictions on real faces are not meaningful (bring a real model: see the predict tutorial)")
     model = cfg.model or models.default
     if model not in models.models: raise AbawError(f"--model {model!r}: the run has {', '.join(models.models)}")
-    from abaw_workbench.catalog import Catalog, default_catalog_path
-    try: cache = Catalog.load(catalog or default_catalog_path()).cache_dir
-    except AbawError: cache = out / "cache"
+    cache = catalog.cache_dir if catalog is not None else out / "cache"
     FeatureStore(out / "features").init(models.store_meta)
     fps = {p: _fingerprint(p, run_dir, cfg, overlay) for p in items}
     rows = {p: finished(out, p.stem, fps[p], retry_failed) for p in items}
@@ -742,7 +739,7 @@ def predict_paths(src:str|Path, # a video or image file, or a folder of them
         for k, p in enumerate(todo, 1):
             rows[p], results[p.stem] = _predict_one(p, models, det, out, cfg, overlay, cache, fps[p], timer, log, found.get(p.stem))
             log(_progress(k, len(todo), rows[p]))
-    elif todo: rows.update(_fan_out(todo, run_dir, out, cfg, overlay, catalog, cache, fps, workers, executor, log))
+    elif todo: rows.update(_fan_out(todo, run_dir, out, cfg, overlay, cache, fps, workers, executor, log))
     t0 = time.perf_counter()
     rows = [rows[p] for p in items]
     table, merged = write_summary(rows, out), _merge(out, rows, models)
@@ -771,6 +768,12 @@ def predict_args(p):
     p.add_argument("--scheduler", default=None, help="a dask.distributed scheduler address: predict the files on that cluster (instead of --workers)")
     p.add_argument("--retry-failed", action="store_true", help="predict again the files that failed in an earlier run into --out")
 
+# %% ../nbs/13b_predict.ipynb #77058794
+def _predict_catalog(path:str|None) -> Catalog|None:
+    "`--catalog`'s catalog; without one, the default catalog when there is one (else None: the run's training data is unknown)."
+    if path: return load_catalog(path)
+    return load_catalog() if default_catalog_path().is_file() else None
+
 # %% ../nbs/13b_predict.ipynb #328c2462
 def predict_main(args) -> int:
     "Predict AU / EXPR / VA for videos and images with a run's models; exit code 1 when a file failed (the others are done)."
@@ -787,7 +790,7 @@ def predict_main(args) -> int:
         with warnings.catch_warnings():   # warnings as one line each, without the source line Python shows
             warnings.simplefilter("default")
             warnings.showwarning = lambda msg, *a, **k: sys.stderr.write(f"abaw predict: warning: {msg}\n")
-            res = predict_paths(args.video, args.run, out, cfg, overlay=args.overlay, catalog=args.catalog, workers=args.workers,
+            res = predict_paths(args.video, args.run, out, cfg, overlay=args.overlay, catalog=_predict_catalog(args.catalog), workers=args.workers,
                                 executor=client and client.get_executor(), retry_failed=args.retry_failed)
     finally:
         if client is not None: client.close()

@@ -15,8 +15,9 @@ from .core import AbawError
 from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, make_dataset, video_slices
 
 # %% auto #0
-__all__ = ['AUTHORS_EXPR_WEIGHT', 'EXPR_WEIGHTINGS', 'VA_LOSSES', 'TASK_DIMS', 'au_pos_weight', 'expr_class_weight', 'ccc_torch',
-           'LossConfig', 'TaskLoss', 'TaskHeads', 'predictions_dataset', 'fill_from_neighbours']
+__all__ = ['AUTHORS_EXPR_WEIGHT', 'EXPR_WEIGHTINGS', 'VA_LOSSES', 'TASK_DIMS', 'POOLS', 'au_pos_weight', 'expr_class_weight',
+           'ccc_torch', 'LossConfig', 'TaskLoss', 'TaskHeads', 'FrameModel', 'predictions_dataset',
+           'fill_from_neighbours']
 
 # %% ../nbs/08a_tasks.ipynb #2c34eda0
 def au_pos_weight(au:np.ndarray, # [frame, 12] 0/1 labels, NaN = no label
@@ -123,6 +124,44 @@ class TaskHeads(nn.Module):
     def forward(self, x:torch.Tensor) -> dict:
         x = self.drop(x)
         return {t: h(x) for t, h in self.heads.items()}
+
+# %% ../nbs/08a_tasks.ipynb #2ac1a5f5
+POOLS = ("avg", "grid") # how the frame model pools the encoder's tokens (`FrameModel`)
+
+# %% ../nbs/08a_tasks.ipynb #88b442a3
+class FrameModel(nn.Module):
+    "Encoder + task heads: images [N, 3, H, W] → dict of per-task outputs."
+    def __init__(self, encoder:nn.Module, tasks=TASKS, head_dropout:float=0.0,
+                 pool:str="avg", # "avg": the encoder's global average pool + fc_norm (MAE fine-tuning); "grid": every patch token, reduced
+                 grid_dim:int=32 # with pool="grid": width each patch token is reduced to
+                ):
+        super().__init__()
+        if pool not in POOLS: raise AbawError(f"finetune.pool: {pool!r} is not one of {POOLS}")
+        self.encoder, self.tasks, self.pool = encoder, tuple(tasks), pool
+        self.head_dropout, self.grid_dim = head_dropout, grid_dim
+        if pool == "grid":
+            L, D = encoder.patch_embed.num_patches, encoder.embed_dim
+            self.reduce = nn.Sequential(nn.LayerNorm(D, eps=1e-6), nn.Linear(D, grid_dim))
+            self.num_features = L * grid_dim
+        else: self.num_features = encoder.num_features
+        self.heads = TaskHeads(self.num_features, tasks, head_dropout)
+
+    def features(self, x):
+        "The per-frame feature the heads see (and the fusion stage stores): [N, num_features]."
+        if self.pool == "avg": return self.encoder(x)
+        t = self.encoder.forward_features(x)[:, self.encoder.num_prefix_tokens:]   # [N, L, D] patch tokens
+        return self.reduce(t).flatten(1)                                           # [N, L * grid_dim], layout kept
+
+    def forward(self, x): return self.heads(self.features(x))
+
+    def spec(self) -> dict|None:
+        "What rebuilds this model (`checkpoints.load_model`); None when the encoder was not made by `mae.build_encoder`."
+        enc = getattr(self.encoder, "build_args", None)
+        if enc is None: return None
+        return {"kind": "frame", "args": {"encoder": enc, "tasks": list(self.tasks), "head_dropout": self.head_dropout,
+                                          "pool": self.pool, "grid_dim": self.grid_dim}}
+
+    def no_weight_decay(self): return {f"encoder.{k}" for k in getattr(self.encoder, "no_weight_decay", lambda: set())()}
 
 # %% ../nbs/08a_tasks.ipynb #cdd537b7
 def predictions_dataset(labels, # the labels dataset the outputs are aligned with (frame by frame)

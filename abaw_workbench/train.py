@@ -303,7 +303,7 @@ def write_timing(folder:str|Path, # the stage's folder
 # %% ../nbs/08_train.ipynb #9df54438
 def write_run(out:str|Path, # the run folder
               kind:str, # its `core.RUN_KINDS` kind
-              metrics:dict, # written as metrics.json
+              metrics:dict|None, # written as metrics.json (None: a run without metrics, e.g. `predict`)
               predictions:dict, # path relative to `out` -> (dataset, provenance attrs), each saved with `save_predictions`
               labels=None, # the validation labels (saved as labels_validation.nc), or None
               labels_attrs:dict|None=None, # their provenance attrs
@@ -314,11 +314,12 @@ def write_run(out:str|Path, # the run folder
     out = Path(out)
     if timing is not None: write_timing(out, *timing)
     for rel, (ds, attrs) in predictions.items(): save_predictions(ds, out / rel, **attrs)
-    with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
+    if metrics is not None:
+        with atomic_write(out / "metrics.json", "w") as f: json.dump(metrics, f, indent=1)
     if labels is not None:
         save_predictions(labels, out / "labels_validation.nc", **(labels_attrs or {}))
         manifest["labels"] = out / "labels_validation.nc"
-    return write_manifest(out, kind, metrics=out / "metrics.json", **manifest)
+    return write_manifest(out, kind, metrics=out / "metrics.json" if metrics is not None else None, **manifest)
 
 # %% ../nbs/08_train.ipynb #5f8fb0ba
 def amp_dtype(amp:str, # "auto", "bf16", "fp16" or "off"

@@ -121,8 +121,10 @@ def main():
     from abaw_workbench.predict import PredictConfig, load_run_models, predict_paths, time_grid
     from abaw_workbench.faces import FaceConfig
     from abaw_workbench.demo import tiny_run
+    from abaw_workbench.catalog import Catalog
     tmp = Path(tempfile.mkdtemp())
     run, cat = (Path(a.run), None) if a.run else tiny_run(tmp / "fixture")
+    cat = Catalog.load(cat) if cat else None   # the catalog that names the run's training data
     models = load_run_models(run, cat)
     t0 = time.perf_counter()
     video = ROOT / ".cache" / "bench" / f"astro_{a.seconds:g}s_{a.height}p_{a.fps:g}fps.mp4"

@@ -14,7 +14,7 @@ beside its peak once its modules are imported (the baseline):
     first steps, then its validation during training on the fixed subsample of `finetune.eval_frames` (--eval-frames;
     the first pass decodes and keeps its crops, later ones read them), against a pass over every validation frame
     (measured with --full-validation, else estimated from the subsample decoded as such a pass decodes it);
-  - extract: `features.extract_features` up to its first batch (the splits, the crop listing, the frame table);
+  - extract: `features.run_extract` up to its first batch (the splits, the crop listing, the frame table);
   - fusion: the splits read, the fusion stage made from the store (`fusion.audio_stats`, `fusion.FusionStage`
     streaming, preload=0: the store's index and the videos' means) and its first steps, one validation pass, the time
     a batch of windows takes to read, then its loop against its bare step in alternating rounds, as bench_stages.py
@@ -190,11 +190,12 @@ def stage_finetune(root, cfg, a):
 
 
 def stage_extract(root, cfg, a):
-    "`extract_features` up to its first batch (the loader is wrapped to stop there: nothing is encoded or written)."
+    "`run_extract` up to its first batch (the loader is wrapped to stop there: nothing is encoded or written)."
     import abaw_workbench.features as features
     from abaw_workbench.catalog import Catalog
     from abaw_workbench.core import config_from_dict
-    from abaw_workbench.finetune import FinetuneConfig, FrameModel
+    from abaw_workbench.finetune import FinetuneConfig
+    from abaw_workbench.tasks import FrameModel
     from abaw_workbench.mae import build_encoder
     out, clock = {"import_mb": _peak_mb()}, _Clock()
     fc, xc = config_from_dict(FinetuneConfig, cfg["finetune"]), config_from_dict(features.ExtractConfig, cfg["extract"])
@@ -206,8 +207,8 @@ def stage_extract(root, cfg, a):
     def first_batch(*args, **kw):
         for _ in make_loader(*args, **kw): raise First
     features.make_loader = first_batch
-    try: features.extract_features(entry, root / "extract_store", fm, dataclasses.replace(xc, splits=["train", "validation"]),
-                                   root / "cache", progress=False)
+    try: features.run_extract(dataclasses.replace(xc, splits=["train", "validation"]), root / "extract_store", data=entry, encoder=fm,
+                              cache_dir=root / "cache", progress=False)
     except First: clock("set-up to its first batch")
     shutil.rmtree(root / "extract_store", ignore_errors=True)
     return {**out, "parts": clock.parts}

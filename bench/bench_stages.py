@@ -2,9 +2,9 @@
 
 The stages are built from the demo's configuration (`--config`, default tiny) and data (the catalog's
 `demo` and `demo_faces` entries, generated on first use) with the demo's own code: MAE pre-training
-(`mae.pretrain`), fine-tuning (`finetune.FinetuneStage`: JPEG crops, augmentation, the grid pooling,
+(`pretrain.run_pretrain`), fine-tuning (`finetune.FinetuneStage`: JPEG crops, augmentation, the grid pooling,
 the multi-task loss, layer-decay groups), its validation pass, feature extraction
-(`features.extract_features`: crop decoding, encoder, per-video writes) and both fusion stages
+(`features.run_extract`: crop decoding, encoder, per-video writes) and both fusion stages
 (`fusion.FusionStage`: windows, modality dropout, per-task loss). Weights start random: speed does not
 depend on them.
 
@@ -36,11 +36,12 @@ import torch
 from abaw_workbench.annotations import read_split
 from abaw_workbench.catalog import Catalog, default_catalog_path
 from abaw_workbench.demo import demo_config, stage_steps
-from abaw_workbench.features import extract_features
+from abaw_workbench.features import FeatureStore, run_extract
 from abaw_workbench.finetune import FinetuneStage
 from abaw_workbench.fusion import FusionStage, audio_stats
 from abaw_workbench.layout import Layout
-from abaw_workbench.mae import MaskedAutoencoder, list_images, mae_config, pretrain
+from abaw_workbench.mae import MaskedAutoencoder, list_images, mae_config
+from abaw_workbench.pretrain import run_pretrain
 from abaw_workbench.schema import video_slices
 from abaw_workbench.synth import resolve_entry
 from abaw_workbench.train import bare_step_seconds, fit
@@ -110,7 +111,7 @@ def measure(a, label=""):
     if want("pretrain"):
         faces = list_images(resolve_entry(cat, cfg.faces, "image_folder").path)
         pc = cfg.pretrain
-        def real(): return loop_step_seconds(lambda o: pretrain(dataclasses.replace(pc, train=dataclasses.replace(pc.train, **o)), faces),
+        def real(): return loop_step_seconds(lambda o: run_pretrain(dataclasses.replace(pc, train=dataclasses.replace(pc.train, **o)), o["out"], data=faces),
                                              S, tmp / f"pre{next(k)}")
         mae = MaskedAutoencoder(**mae_config(e.size, H, norm_pix_loss=pc.norm_pix_loss))
         x = (rnd("pretrain", pc.train.batch_size, 3, H, H), pc.mask_ratio)
@@ -150,12 +151,12 @@ def measure(a, label=""):
         fc = cfg.finetune
         fm = FinetuneStage(fc, train, None, crops).model.eval()
         xc = dataclasses.replace(cfg.extract, splits=["validation"])
-        extract_features(entry, tmp / "warm", fm, xc, tmp / "cache", progress=False)   # warm-up: audio features cached
+        run_extract(xc, tmp / "warm", data=entry, encoder=fm, cache_dir=tmp / "cache", progress=False)   # warm-up: audio features cached
         n_ext = int(val.has_face.values.sum())
         if want("extract"):
             def real():
                 d = tmp / f"ext{next(k)}"
-                t0 = time.perf_counter(); extract_features(entry, d, fm, xc, tmp / "cache", progress=False)
+                t0 = time.perf_counter(); run_extract(xc, d, data=entry, encoder=fm, cache_dir=tmp / "cache", progress=False)
                 return time.perf_counter() - t0
             def bare():
                 B = xc.batch_size
@@ -163,8 +164,8 @@ def measure(a, label=""):
             rows.append(rounds(f"feature extraction{label}", "infer", real, bare, a.rounds, n_ext))
         fusion = [mod for mod in ("visual", "audio_visual") if want(f"fusion_{mod}")]
         if fusion:
-            store = extract_features(entry, tmp / "store", fm, dataclasses.replace(cfg.extract, splits=["train"]), tmp / "cache",
-                                     progress=False)
+            store = FeatureStore(run_extract(dataclasses.replace(cfg.extract, splits=["train"]), tmp / "store", data=entry, encoder=fm,
+                                             cache_dir=tmp / "cache", progress=False).path)
             norm = audio_stats(store, list(video_slices(train)))
             m = store.meta
         for mod in fusion:

@@ -34,7 +34,7 @@ if model == "fusion":
     net = FusionNet(1568, 138, ["au"], FusionConfig(window=32, modalities="audio_visual"))
     x = (torch.randn(32, 32, 1568), torch.randn(32, 32, 138), torch.ones(32, 32, dtype=torch.bool))
 else:
-    from abaw_workbench.finetune import FrameModel
+    from abaw_workbench.tasks import FrameModel
     from abaw_workbench.mae import build_encoder
     net = FrameModel(build_encoder("micro", 112, drop_path=0.1), ["au", "expr", "va"], pool="grid", grid_dim=32)
     x = (torch.randn(32, 3, 112, 112),)
@@ -47,7 +47,7 @@ import numpy as np
 if sys.argv[1] == "keep": from abaw_workbench.cli import _keep_freed_memory   # the import sets nothing the parent did not
 import torch
 from abaw_workbench.audio import audio_features
-from abaw_workbench.finetune import FrameModel
+from abaw_workbench.tasks import FrameModel
 from abaw_workbench.mae import build_encoder
 torch.manual_seed(0)
 net = FrameModel(build_encoder("micro", 112, drop_path=0.0), tasks=()).eval()

@@ -151,7 +151,7 @@ def predict(a, cfg, out):
     timer, t0 = {}, time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = predict_paths(video, out / "demo", out / "predict", PredictConfig(device=a.device), catalog=a.catalog,
+        res = predict_paths(video, out / "demo", out / "predict", PredictConfig(device=a.device), catalog=cat,
                             timer=timer, log=lambda *x: None)
     total = time.perf_counter() - t0
     n = sum(p.sizes["frame"] for p in [res["predictions"][res["model"]]])

@@ -19,7 +19,7 @@ from abaw_workbench.audio import (AudioConfig, audio_feature_names, encoder_feat
 from abaw_workbench.catalog import Catalog
 from abaw_workbench.train import read_checkpoint
 from abaw_workbench.core import AbawError
-from abaw_workbench.features import ExtractConfig, FeatureStore, extract_features
+from abaw_workbench.features import ExtractConfig, FeatureStore, run_extract
 from abaw_workbench.fusion import FuseRunConfig, run_fusion
 from abaw_workbench.mae import build_encoder
 from abaw_workbench.schema import video_slices
@@ -62,8 +62,8 @@ def setup(tmp_path_factory):
                          audio=AudioConfig(encoder="w2v"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        store = extract_features(entry, tmp / "store", build_encoder("micro", 64, drop_path=0.0), xcfg,
-                                 cat.cache_dir, progress=False, catalog=cat)
+        store = FeatureStore(run_extract(xcfg, tmp / "store", data=entry, encoder=build_encoder("micro", 64, drop_path=0.0),
+                                         cache_dir=cat.cache_dir, progress=False, catalog=cat).path)
     return dict(tmp=tmp, cat=cat, entry=entry, store=store, silent=silent, cfg=xcfg)
 
 
@@ -138,7 +138,7 @@ def test_one_fusion_step_on_encoder_features(setup):
                                             layers=1, heads=2, head_hidden=16),
                         train=TrainConfig(max_steps=1, batch_size=2, lr=1e-3, progress=False, checkpoint_every=100))
     train, val = read_split(entry, "train"), read_split(entry, "validation")
-    m = run_fusion(cfg, st, train, val, tmp / "fuse")
+    m = run_fusion(cfg, tmp / "fuse", store=st, labels=(train, val)).metrics
     assert "raw" in m and np.isfinite(list(m["raw"].values())[0])
     ck = read_checkpoint(tmp / "fuse" / "best.pt") if (tmp / "fuse" / "best.pt").exists() else read_checkpoint(tmp / "fuse" / "checkpoint.pt")
     assert ck["model"]["audio_mean"].shape == (len(audio_feature_names()) + D,)
@@ -157,7 +157,7 @@ def test_fusion_chooses_the_stored_audio_features(setup, which):
                         train=TrainConfig(max_steps=1, batch_size=2, lr=1e-3, progress=False, checkpoint_every=100))
     train, val = read_split(entry, "train"), read_split(entry, "validation")
     out = tmp / f"fuse_{which}"
-    m = run_fusion(cfg, st, train, val, out)
+    m = run_fusion(cfg, out, store=st, labels=(train, val)).metrics
     assert np.isfinite(list(m["raw"].values())[0])
     cols = list(range(na, na + D)) if which == "encoder" else list(range(na))
     ck = read_checkpoint(out / "best.pt") if (out / "best.pt").exists() else read_checkpoint(out / "checkpoint.pt")

@@ -54,7 +54,7 @@ def test_outputs_follow_the_contract(demo):
 def test_the_run_folder_opens(demo):
     "`Run.open` on the demo's folder: every model's predictions, the labels, the models themselves, the frames."
     from abaw_workbench.runs import Run
-    from abaw_workbench.finetune import FrameModel
+    from abaw_workbench.tasks import FrameModel
     from abaw_workbench.temporal import FusionNet
     d, _, _ = demo
     run = Run.open(d / "run")
