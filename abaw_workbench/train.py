@@ -372,14 +372,41 @@ def _resume_from(ck:dict, path:Path, model, opt, scaler):
 # %% ../nbs/08_train.ipynb #44417665
 def _better(v, best, mode): return best is None or (v < best if mode == "min" else v > best)
 
-# %% ../nbs/08_train.ipynb #5696d433
-def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, best optional)
-        cfg:TrainConfig # loop settings
-       ) -> dict:
-    "Train `stage` as configured; resume from the run folder's checkpoint. Returns the last logged record."
+# %% ../nbs/08_train.ipynb #2d2fb420
+@dataclass
+class _Run:
+    "What the loop's helpers share: the stage and its settings, this process, the model, its optimizer, the schedule, the position."
+    cfg: TrainConfig
+    stage: object # the `Stage`
+    env: DistEnv
+    out: Path # the run folder
+    model: nn.Module # on the device; checkpoints hold its own state (never the DDP or compiled wrapper's)
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    dtype: torch.dtype|None # autocast dtype (None: fp32)
+    spec: dict|None = None # the model's description: rebuilt from the file alone
+    spe: int = 0 # optimizer steps per epoch
+    total: int = 0 # optimizer steps in all
+    warmup: int = 0 # warm-up steps
+    peak: float = 0.0 # peak learning rate
+    step: int = 0 # optimizer steps done
+    best: float|None = None # best value of the stage's `best` metric so far
+    @property
+    def ckpt_path(self) -> Path: return self.out/"checkpoint.pt"
+    @property
+    def best_path(self) -> Path: return self.out/"best.pt"
+    @property
+    def log_path(self) -> Path: return self.out/"log.jsonl"
+    def autocast(self):
+        "The run's autocast context (a no-op in fp32)."
+        return torch.autocast(self.env.device.type, dtype=self.dtype) if self.dtype else contextlib.nullcontext()
+
+# %% ../nbs/08_train.ipynb #b69b0474
+def _setup(stage, # the `Stage`
+           cfg:TrainConfig
+          ) -> _Run:
+    "A `_Run` at step 0: this process's device and seed, the model on the device, its AdamW (every group with an `lr_scale`) and scaler."
     env = init_distributed(cfg.device)
-    out = Path(cfg.out)
-    ckpt_path, best_path, log_path = out/"checkpoint.pt", out/"best.pt", out/"log.jsonl"
     spec = stage.model.spec() if hasattr(stage.model, "spec") else None  # the model's description: rebuilt from the file alone
     seed_everything(cfg.seed + env.rank)
     model = stage.model.to(env.device)
@@ -388,101 +415,149 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
     for g in opt.param_groups: g.setdefault("lr_scale", 1.0)
     dtype = amp_dtype(cfg.amp, env.device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    return _Run(cfg, stage, env, Path(cfg.out), model, opt, scaler, dtype, spec)
 
-    # -- the schedule: global batch, steps, learning rate
-    data = _Keyed(stage.train_data())
-    probe = ShardedBatches(len(data), cfg.batch_size, cfg.accum_steps, env.world, env.rank, cfg.seed)
-    spe = probe.steps_per_epoch
+# %% ../nbs/08_train.ipynb #646fbcdb
+def _schedule(cfg:TrainConfig,
+              n:int, # training items
+              env:DistEnv
+             ) -> tuple[int, int, int, float]:
+    "Steps per epoch, total steps, warm-up steps and peak learning rate of a run on `n` items."
+    spe = ShardedBatches(n, cfg.batch_size, cfg.accum_steps, env.world, env.rank, cfg.seed).steps_per_epoch
     total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * spe
     warmup = cfg.warmup_steps or round(cfg.warmup_epochs * spe)
     peak = cfg.lr if cfg.lr is not None else cfg.blr * cfg.batch_size / 256
+    return spe, total, warmup, peak
 
-    # -- resume
-    step, best, pending_eval = 0, None, False
-    if cfg.resume and ckpt_path.exists():
-        ck = read_checkpoint(ckpt_path)
-        _resume_from(ck, ckpt_path, model, opt, scaler)
-        step, best, pending_eval = ck["step"], ck.get("best"), bool(ck.get("eval_pending"))
+# %% ../nbs/08_train.ipynb #bebcee8a
+def _resume(r:_Run) -> bool:
+    "Continue `r` from its run folder's checkpoint when there is one (and `resume`); True when that checkpoint's evaluation is pending."
+    cfg, env, path = r.cfg, r.env, r.ckpt_path
+    if cfg.resume and path.exists():
+        ck = read_checkpoint(path)
+        _resume_from(ck, path, r.model, r.opt, r.scaler)
+        r.step, r.best, pending_eval = ck["step"], ck.get("best"), bool(ck.get("eval_pending"))
         rngs = ck["rng"]; set_rng_state(rngs[env.rank] if env.rank < len(rngs) else rngs[0])
         if env.main:
-            _trim_log(log_path, step, pending_eval)
-            print(f"[train] resuming {ckpt_path} at step {step}/{total}", file=sys.stderr)
-    elif env.main and cfg.resume is False and log_path.exists(): log_path.unlink()
-    if env.main:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_tmp(out)  # temporary files of a killed run
-        with atomic_write(out/"config.json", "w") as f: json.dump(dataclasses.asdict(cfg), f, indent=1, default=str)
+            _trim_log(r.log_path, r.step, pending_eval)
+            print(f"[train] resuming {path} at step {r.step}/{r.total}", file=sys.stderr)
+        return pending_eval
+    if env.main and cfg.resume is False and r.log_path.exists(): r.log_path.unlink()
+    return False
 
-    ddp = nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
-        if env.distributed else model
+# %% ../nbs/08_train.ipynb #54d35942
+def _prepare_folder(r:_Run):
+    "Create the run folder (rank 0), clear the temporary files of a killed run, write `config.json`."
+    if not r.env.main: return
+    r.out.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(r.out)  # temporary files of a killed run
+    with atomic_write(r.out/"config.json", "w") as f: json.dump(dataclasses.asdict(r.cfg), f, indent=1, default=str)
+
+# %% ../nbs/08_train.ipynb #cb8f2da5
+def _batches(r:_Run, data) -> tuple:
+    "The DDP wrapper (`r.model` in a world of one), what the loss runs (compiled or not), and the iterator of this process's micro-batches from `r.step`."
+    cfg, env = r.cfg, r.env
+    ddp = nn.parallel.DistributedDataParallel(r.model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
+        if env.distributed else r.model
     net = torch.compile(ddp) if cfg.compile else ddp   # what the loss runs; checkpoints hold `model`'s own state
     loader = torch.utils.data.DataLoader(
-        data, batch_sampler=ShardedBatches(len(data), cfg.batch_size, cfg.accum_steps, env.world, env.rank, cfg.seed, step, total),
-        collate_fn=_Collate(getattr(stage, "collate", None)), generator=torch.Generator().manual_seed(cfg.seed + env.rank),
+        data, batch_sampler=ShardedBatches(len(data), cfg.batch_size, cfg.accum_steps, env.world, env.rank, cfg.seed, r.step, r.total),
+        collate_fn=_Collate(getattr(r.stage, "collate", None)), generator=torch.Generator().manual_seed(cfg.seed + env.rank),
         **loader_settings(env.device, cfg.num_workers, cpu_workers=0))
-    batches = iter(loader)  # its own generator: making the iterator draws nothing from the restored global RNG
+    return ddp, net, iter(loader)  # its own generator: making the iterator draws nothing from the restored global RNG
 
-    def checkpoint(eval_pending=False):
-        rngs = [rng_state()]
-        if env.distributed:
-            rngs = [None] * env.world; dist.all_gather_object(rngs, rng_state())
-        if env.main:
-            save_checkpoint(ckpt_path, model=model.state_dict(), spec=spec, optimizer=opt.state_dict(), scaler=scaler.state_dict(),
-                            step=step, best=best, rng=rngs, config=dataclasses.asdict(cfg), eval_pending=eval_pending,
-                            schedule=dict(lr=peak, total=total, warmup=warmup, min_lr=cfg.min_lr, cosine=cfg.cosine))
+# %% ../nbs/08_train.ipynb #b2a0fd7a
+def _train_step(r:_Run, ddp, net, batches:Iterator,
+                sums:dict # loss and logs summed since the last log line, kept as tensors (updated in place)
+               ) -> float:
+    "Run optimizer step `r.step` (it does not advance it); returns its learning rate."
+    cfg, opt, scaler = r.cfg, r.opt, r.scaler
+    lr = get_lr(r.step, r.peak, r.total, r.warmup, cfg.min_lr, cfg.cosine)
+    for g in opt.param_groups: g["lr"] = lr * g["lr_scale"]
+    for micro in range(cfg.accum_steps):
+        batch = to_device(next(batches), r.env.device)
+        sync = micro == cfg.accum_steps - 1 or not r.env.distributed
+        with (contextlib.nullcontext() if sync else ddp.no_sync()):
+            with r.autocast(): loss, logs = r.stage.loss(net, batch)
+            scaler.scale(loss / cfg.accum_steps).backward()
+        for k, v in {"loss": loss, **logs}.items():  # kept as tensors: no device sync until logged
+            sums[k] = sums.get(k, 0.0) + (v.detach().float() if torch.is_tensor(v) else float(v)) / cfg.accum_steps
+    if cfg.clip_grad:
+        scaler.unscale_(opt); nn.utils.clip_grad_norm_(r.model.parameters(), cfg.clip_grad)
+    scaler.step(opt); scaler.update()
+    opt.zero_grad(set_to_none=True)
+    return lr
 
-    def evaluate():
-        nonlocal best
-        ev = getattr(stage, "evaluate", None)
-        saved = rng_state()  # evaluation never moves the training RNG, so a resumed run draws what an unbroken one does
-        try:
-            with autocast(): metrics = ev(model) if env.main and ev else None
-        finally: set_rng_state(saved); model.train()
-        if not metrics: return
-        _log(log_path, dict(step=step, metrics=metrics))
-        key = getattr(stage, "best", None)
-        if key and _better(metrics[key], best, getattr(stage, "best_mode", "min")):
-            best = metrics[key]
-            save_checkpoint(best_path, model=model.state_dict(), spec=spec, step=step, metrics=metrics)
+# %% ../nbs/08_train.ipynb #3b0bfea7
+def _log_line(r:_Run, lr:float, sums:dict, n:int, # the summed logs of the last `n` steps
+              t0:float, bar) -> dict:
+    "The record of the last `n` steps, appended to `log.jsonl` (rank 0); AbawError when the loss is not finite."
+    rec = dict(step=r.step, epoch=round(r.step / r.spe, 3), lr=lr,
+               **{k: _mean_over_ranks(float(v) / n, r.env) for k, v in sums.items()}, time=round(time.time() - t0, 3))
+    if r.env.main: _log(r.log_path, rec); bar.set_postfix(loss=f"{rec['loss']:.4f}")
+    if not math.isfinite(rec["loss"]):
+        raise AbawError(f"{r.out}: the loss is {rec['loss']} at step {r.step}: training diverged "
+                        f"(lower train.lr / train.blr, or set train.clip_grad); last checkpoint: {r.ckpt_path}")
+    return rec
 
-    bar = tqdm(total=total, initial=step, disable=not (env.main and cfg.progress), desc=out.name, file=sys.stderr, dynamic_ncols=True)
-    model.train()
-    autocast = lambda: torch.autocast(env.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-    rec, sums, n_logged, t0, first = {}, {}, 0, time.time(), step
+# %% ../nbs/08_train.ipynb #853a53c7
+def _checkpoint(r:_Run, eval_pending:bool=False # True: the next start evaluates first
+               ):
+    "Write `checkpoint.pt` (rank 0): all a resumed run needs, every rank's RNG state included."
+    rngs = [rng_state()]
+    if r.env.distributed:
+        rngs = [None] * r.env.world; dist.all_gather_object(rngs, rng_state())
+    if r.env.main:
+        cfg = r.cfg
+        save_checkpoint(r.ckpt_path, model=r.model.state_dict(), spec=r.spec, optimizer=r.opt.state_dict(), scaler=r.scaler.state_dict(),
+                        step=r.step, best=r.best, rng=rngs, config=dataclasses.asdict(cfg), eval_pending=eval_pending,
+                        schedule=dict(lr=r.peak, total=r.total, warmup=r.warmup, min_lr=cfg.min_lr, cosine=cfg.cosine))
+
+# %% ../nbs/08_train.ipynb #c47dbc03
+def _evaluate(r:_Run):
+    "Evaluate the stage (rank 0), log its metrics, keep `best.pt`; the training RNG is left as it was."
+    ev = getattr(r.stage, "evaluate", None)
+    saved = rng_state()  # evaluation never moves the training RNG, so a resumed run draws what an unbroken one does
+    try:
+        with r.autocast(): metrics = ev(r.model) if r.env.main and ev else None
+    finally: set_rng_state(saved); r.model.train()
+    if not metrics: return
+    _log(r.log_path, dict(step=r.step, metrics=metrics))
+    key = getattr(r.stage, "best", None)
+    if key and _better(metrics[key], r.best, getattr(r.stage, "best_mode", "min")):
+        r.best = metrics[key]
+        save_checkpoint(r.best_path, model=r.model.state_dict(), spec=r.spec, step=r.step, metrics=metrics)
+
+# %% ../nbs/08_train.ipynb #5696d433
+def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, best optional)
+        cfg:TrainConfig # loop settings
+       ) -> dict:
+    "Train `stage` as configured; resume from the run folder's checkpoint. Returns the last logged record."
+    r = _setup(stage, cfg)
+    data = _Keyed(stage.train_data())
+    r.spe, r.total, r.warmup, r.peak = _schedule(cfg, len(data), r.env)
+    pending_eval = _resume(r)
+    _prepare_folder(r)
+    ddp, net, batches = _batches(r, data)
+    bar = tqdm(total=r.total, initial=r.step, disable=not (r.env.main and cfg.progress), desc=r.out.name, file=sys.stderr, dynamic_ncols=True)
+    r.model.train()
+    rec, sums, n_logged, t0, first = {}, {}, 0, time.time(), r.step
     compiled = None   # seconds of the first (compiling) step of a compiled run
-    if pending_eval: evaluate(); checkpoint()  # the evaluation the last run did not finish
-    while step < total:
-        lr = get_lr(step, peak, total, warmup, cfg.min_lr, cfg.cosine)
-        for g in opt.param_groups: g["lr"] = lr * g["lr_scale"]
-        for micro in range(cfg.accum_steps):
-            batch = to_device(next(batches), env.device)
-            sync = micro == cfg.accum_steps - 1 or not env.distributed
-            with (contextlib.nullcontext() if sync else ddp.no_sync()):
-                with autocast(): loss, logs = stage.loss(net, batch)
-                scaler.scale(loss / cfg.accum_steps).backward()
-            for k, v in {"loss": loss, **logs}.items():  # kept as tensors: no device sync until logged
-                sums[k] = sums.get(k, 0.0) + (v.detach().float() if torch.is_tensor(v) else float(v)) / cfg.accum_steps
-        if cfg.clip_grad:
-            scaler.unscale_(opt); nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-        scaler.step(opt); scaler.update()
-        opt.zero_grad(set_to_none=True)
-        if cfg.compile and step == first:
-            if env.device.type == "cuda": torch.cuda.synchronize(env.device)
+    if pending_eval: _evaluate(r); _checkpoint(r)  # the evaluation the last run did not finish
+    while r.step < r.total:
+        lr = _train_step(r, ddp, net, batches, sums)
+        if cfg.compile and r.step == first:
+            if r.env.device.type == "cuda": torch.cuda.synchronize(r.env.device)
             compiled = time.time() - t0
-        step += 1; n_logged += 1
+        r.step += 1; n_logged += 1
         bar.update(1)
-        if step % cfg.log_every == 0 or step == total:
-            rec = dict(step=step, epoch=round(step / spe, 3), lr=lr,
-                       **{k: _mean_over_ranks(float(v) / n_logged, env) for k, v in sums.items()}, time=round(time.time() - t0, 3))
-            if env.main: _log(log_path, rec); bar.set_postfix(loss=f"{rec['loss']:.4f}")
+        if r.step % cfg.log_every == 0 or r.step == r.total:
+            rec = _log_line(r, lr, sums, n_logged, t0, bar)
             sums, n_logged = {}, 0
-            if not math.isfinite(rec["loss"]):
-                raise AbawError(f"{out}: the loss is {rec['loss']} at step {step}: training diverged "
-                                f"(lower train.lr / train.blr, or set train.clip_grad); last checkpoint: {ckpt_path}")
-        if (cfg.eval_every and step % cfg.eval_every == 0) or step == total:
-            checkpoint(eval_pending=True)  # a fault in the evaluation loses no training step
-            evaluate(); checkpoint()
-        elif step % cfg.checkpoint_every == 0: checkpoint()
+        if (cfg.eval_every and r.step % cfg.eval_every == 0) or r.step == r.total:
+            _checkpoint(r, eval_pending=True)  # a fault in the evaluation loses no training step
+            _evaluate(r); _checkpoint(r)
+        elif r.step % cfg.checkpoint_every == 0: _checkpoint(r)
     bar.close()
-    if env.distributed: dist.barrier()
+    if r.env.distributed: dist.barrier()
     return {**rec, "compile_seconds": compiled} if compiled is not None else rec

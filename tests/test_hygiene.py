@@ -93,7 +93,6 @@ def export_cells():
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27, open: median 9 lines, every export cell within 60 lines but train.fit (113); strict: drop this mark when it is split")
 def test_export_cells_are_fastcore_sized():
     "Issue 27: no export cell over 60 lines, median at most 12 (one definition per export cell, methods in `@patch` cells)."
     import statistics
