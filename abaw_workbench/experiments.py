@@ -101,9 +101,9 @@ def open_stage_cache(catalog:str="", # catalog file ("": $ABAW_CATALOG, else the
                      log=print # where the stage cache's lines go
                     ) -> tuple:
     "An experiment's catalog and stage cache (`runs.StageRunner`); relative paths as `experiment_path`."
-    from abaw_workbench.catalog import Catalog, default_catalog_path   # here: the runs module pulls in torch; `abaw ablate` only starts notebooks
+    from abaw_workbench.catalog import load_catalog   # here: the runs module pulls in torch; `abaw ablate` only starts notebooks
     from abaw_workbench.runs import StageRunner
-    cat = Catalog.load(experiment_path(catalog or default_catalog_path()))
+    cat = load_catalog(experiment_path(catalog) if catalog else None)
     return cat, StageRunner(experiment_path(cache) if cache else cat.cache_dir / "stages", log=log)
 
 # %% ../nbs/14a_experiments.ipynb #3022e3e0
