@@ -279,19 +279,10 @@ def _fit_in(stage, d:Path, train:TrainConfig, epochs:int|None):
     write_timing(d, stage.timer, rec, train.batch_size, "windows")
     if (d / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(d / "best.pt")["model"])
 
-# %% ../nbs/12_fusion.ipynb #4a3c7417
-def run_fusion(cfg:FuseRunConfig, # the stage's configuration
-               out:str|Path, # the run folder (each model in a subfolder of its own, resumable on its own)
-               *, data=None, # the data set, a resolved affwild2 entry: labels, frames, test lists; None: `labels` only
-               store:FeatureStore, # the stored features (`run_extract`)
-               labels:tuple|None=None, # (train, validation) labels datasets (default: `data`'s, of `cfg.tasks`)
-               submissions:bool=True # write test submissions when `data` has test lists
-              ) -> Run:
-    "Train, evaluate and post-process the fusion model(s); the run, whose metrics are raw and post-processed."
-    out, entry = Path(out), data
-    if labels is None and entry is None: raise AbawError("run_fusion: needs the data set (data=) or its labels (labels=)")
-    train_labels, val_labels = labels or (read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks))
-    stages, firsts, folders, hard_counts, models = [], [], [], {}, fusion_models(cfg)
+# %% ../nbs/12_fusion.ipynb #abc76a1e
+def _train_models(cfg:FuseRunConfig, out:Path, store, train_labels, val_labels, models:list) -> tuple:
+    "Train each model of `fusion_models` in its folder (and its second branch): (stages, first branches, folders, mined counts)."
+    stages, firsts, folders, hard_counts = [], [], [], {}
     norm = audio_stats(store, list(video_slices(train_labels)))   # once for every model of the run
     for tasks, sub, epochs in models:   # each model in its own folder (resumable on its own)
         d = out / sub
@@ -308,6 +299,22 @@ def run_fusion(cfg:FuseRunConfig, # the stage's configuration
                 stage, d = SecondBranchStage(stage, hard, dict(alpha=cfg.mix_alpha, beta=cfg.mix_beta, at_test=cfg.mix_at_test)), d / "second"
                 _fit_in(stage, d, train, epochs)
         stages.append(stage); folders.append(d)
+    return stages, firsts, folders, hard_counts
+
+# %% ../nbs/12_fusion.ipynb #4a3c7417
+def run_fusion(cfg:FuseRunConfig, # the stage's configuration
+               out:str|Path, # the run folder (each model in a subfolder of its own, resumable on its own)
+               *, data=None, # the data set, a resolved affwild2 entry: labels, frames, test lists; None: `labels` only
+               store:FeatureStore, # the stored features (`run_extract`)
+               labels:tuple|None=None, # (train, validation) labels datasets (default: `data`'s, of `cfg.tasks`)
+               submissions:bool=True # write test submissions when `data` has test lists
+              ) -> Run:
+    "Train, evaluate and post-process the fusion model(s); the run, whose metrics are raw and post-processed."
+    out, entry = Path(out), data
+    if labels is None and entry is None: raise AbawError("run_fusion: needs the data set (data=) or its labels (labels=)")
+    train_labels, val_labels = labels or (read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks))
+    models = fusion_models(cfg)
+    stages, firsts, folders, hard_counts = _train_models(cfg, out, store, train_labels, val_labels, models)
     two = any(s is not f for s, f in zip(stages, firsts))   # a second branch was trained
     attrs = {"source": "fusion", "modalities": cfg.fusion.modalities, "per_task": int(cfg.per_task)}
     timer = Timer()

@@ -289,14 +289,14 @@ class Run:
         self._preds, self._models, self._labels, self._frames = {}, {}, None, None
 
     @classmethod
-    def open(cls, path:str|Path # a folder written by `abaw demo`, `finetune`, `fuse` or `predict`
+    def open(cls, path:str|Path # a folder written by a stage (`run_<stage>`, `abaw pretrain`, `finetune`, `extract`, `fuse`), `abaw demo` or `predict`
             ) -> Run:
         "Open a run folder through its manifest (`run.json`); an error names the folder and what is missing."
         path = Path(path)
         if not path.is_dir(): raise AbawError(f"{path}: not a run folder (no such folder)")
         m = path / RUN_MANIFEST
         if not m.is_file():
-            raise AbawError(f"{path}: not a run folder: no {RUN_MANIFEST} (written by abaw demo, finetune, fuse and predict; "
+            raise AbawError(f"{path}: not a run folder: no {RUN_MANIFEST} (written by every abaw stage, demo and predict; "
                             "a run made before run folders had manifests must be run again)")
         try: man = json.loads(m.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e: raise AbawError(f"{m}: unreadable run manifest ({e})") from None
