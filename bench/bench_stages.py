@@ -150,12 +150,12 @@ def measure(a, label=""):
         fc = cfg.finetune
         fm = FinetuneStage(fc, train, None, crops).model.eval()
         xc = dataclasses.replace(cfg.extract, splits=["validation"])
-        extract_features(entry, tmp / "warm", fm, xc, tmp / "cache", progress=False)   # warm-up: audio features cached
+        extract_features(entry, tmp / "warm", fm, xc, tmp / "cache", progress=False, catalog=cat)   # warm-up: audio features cached
         n_ext = int(val.has_face.values.sum())
         if want("extract"):
             def real():
                 d = tmp / f"ext{next(k)}"
-                t0 = time.perf_counter(); extract_features(entry, d, fm, xc, tmp / "cache", progress=False)
+                t0 = time.perf_counter(); extract_features(entry, d, fm, xc, tmp / "cache", progress=False, catalog=cat)
                 return time.perf_counter() - t0
             def bare():
                 B = xc.batch_size
@@ -164,7 +164,7 @@ def measure(a, label=""):
         fusion = [mod for mod in ("visual", "audio_visual") if want(f"fusion_{mod}")]
         if fusion:
             store = extract_features(entry, tmp / "store", fm, dataclasses.replace(cfg.extract, splits=["train"]), tmp / "cache",
-                                     progress=False)
+                                     progress=False, catalog=cat)
             norm = audio_stats(store, list(video_slices(train)))
             m = store.meta
         for mod in fusion:
