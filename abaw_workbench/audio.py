@@ -16,7 +16,7 @@ from fastcore.meta import delegates
 from .core import AbawError, atomic_write
 from .schema import base_video
 from .layout import Layout
-from .catalog import Catalog, default_catalog_path
+from .catalog import Catalog
 
 # %% auto #0
 __all__ = ['AUDIO_FEATURE_NAMES', 'ENCODER_TYPES', 'ENCODER_FEATURE_PREFIX', 'extract_waveform', 'AudioConfig',
@@ -248,16 +248,16 @@ ENCODER_TYPES = ("wav2vec2", "hubert", "wavlm", "data2vec-audio")  # transformer
 
 # %% ../nbs/07_audio.ipynb #6302d3a2
 def audio_encoder_path(name:str, # catalog entry (kind checkpoint, format hf_audio) or a folder
-                       catalog:Catalog|None=None # None: the default catalog, if there is one
+                       catalog:Catalog|None=None # the catalog the caller opened (None: `name` must be a folder)
                       ) -> Path:
     "The folder of an audio encoder named by `AudioConfig.encoder`."
-    if catalog is None and default_catalog_path().is_file(): catalog = Catalog.load(default_catalog_path())
     if catalog is not None and name in catalog:
         e = catalog.resolve(name, "checkpoint")
         if e.options.get("format") != "hf_audio":
             raise AbawError(f"{e.where('format')}: an audio encoder needs format 'hf_audio', found {e.options.get('format', 'auto')!r}")
         return e.path
     if Path(name).is_dir(): return Path(name)
+    if catalog is None: raise AbawError(f"audio.encoder: {name!r} is not a folder, and no catalog was given to look it up in (pass catalog=)")
     raise AbawError(f"audio.encoder: {name!r} is neither a catalog entry nor a folder")
 
 # %% ../nbs/07_audio.ipynb #adc0cef9
@@ -388,7 +388,7 @@ def file_audio_features(path:str|Path, # a raw video file
                         cfg:AudioConfig|None=None,
                         frame_index=None, # [n_frames] 1-based frame numbers: fill NaN times from the video's fps
                         device="cpu", # where the audio encoder (`cfg.encoder`) runs
-                        catalog:Catalog|None=None # resolves `cfg.encoder` (None: the default catalog)
+                        catalog:Catalog|None=None # resolves `cfg.encoder` when it names an entry (None: it must be a folder)
                        ) -> tuple[np.ndarray, np.ndarray]:
     "Features [n_frames, D] and the bool mask of frames with audio, for one video file (no audio track: zeros, mask False)."
     cfg = cfg or AudioConfig()

@@ -826,27 +826,37 @@ def synth_catalog(folder:str|Path, # where the catalog file goes; the entries' p
     return folder / file
 
 # %% ../nbs/05_synth.ipynb #fc0a0c63
-def _check_out(out:Path, force:bool):
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+def _checked_out(args) -> Path:
+    "The command's OUT folder: an error if it exists and is not empty, unless --force."
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
         raise AbawError(f"{out}: already exists and is not empty (use --force to replace it)")
+    return out
+
+# %% ../nbs/05_synth.ipynb #64b2ca05
+def _out_args(p, out:str, # help of the positional OUT
+              **opts # name=(type, default, help): the options --name, in this order
+             ):
+    "Add OUT, the options `opts` and --force to the parser `p`: the arguments every synth command takes."
+    p.add_argument("out", help=out)
+    for name, (kind, default, help) in opts.items(): p.add_argument(f"--{name}", type=kind, default=default, help=help)
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
 # %% ../nbs/05_synth.ipynb #1b29b55b
 def synth_args(p):
     "Arguments of `abaw synth`."
-    p.add_argument("out", help="folder to write the data set to")
-    p.add_argument("--videos", type=int, default=12, help="number of videos (crop folders), >= 3 (default 12)")
-    p.add_argument("--frames", type=int, default=300, help="frames per video at 30 fps (default 300)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)")
-    p.add_argument("--size", type=int, default=112, help="crop size in pixels (default 112)")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (the output does not depend on it)")
-    p.add_argument("--difficulty", type=float, default=1.0, help="0..1: lower means less nuisance variation and clearer AUs (default 1)")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _out_args(p, "folder to write the data set to",
+              videos=(int, 12, "number of videos (crop folders), >= 3 (default 12)"),
+              frames=(int, 300, "frames per video at 30 fps (default 300)"),
+              seed=(int, 0, "random seed: same seed, same bytes (default 0)"),
+              size=(int, 112, "crop size in pixels (default 112)"),
+              workers=(int, 1, "parallel processes (the output does not depend on it)"),
+              difficulty=(float, 1.0, "0..1: lower means less nuisance variation and clearer AUs (default 1)"))
 
 # %% ../nbs/05_synth.ipynb #77032686
 def synth_main(args) -> int:
     "Write a synthetic Aff-Wild2-like data set."
-    out = Path(args.out); _check_out(out, args.force)
-    t0 = time.time()
+    out, t0 = _checked_out(args), time.time()
     synth_affwild2(out, args.videos, args.frames, args.seed, args.size, args.workers, args.difficulty)
     n = args.videos * args.frames
     print(f"wrote {out}: {args.videos} videos x {args.frames} frames ({n:,} frames) in {time.time() - t0:.1f} s")
@@ -856,16 +866,13 @@ def synth_main(args) -> int:
 # %% ../nbs/05_synth.ipynb #df8e396e
 def synth_faces_args(p):
     "Arguments of `abaw synth-faces`."
-    p.add_argument("out", help="folder to write the images to")
-    p.add_argument("--images", type=int, default=3000, help="number of face images (default 3000)")
-    p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
-    p.add_argument("--size", type=int, default=112, help="image size in pixels (default 112)")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    _out_args(p, "folder to write the images to", images=(int, 3000, "number of face images (default 3000)"),
+              seed=(int, 1, "random seed (default 1)"), size=(int, 112, "image size in pixels (default 112)"))
 
 # %% ../nbs/05_synth.ipynb #7aaa1532
 def synth_faces_main(args) -> int:
     "Write a folder of synthetic face images."
-    out = Path(args.out); _check_out(out, args.force)
+    out = _checked_out(args)
     synth_faces(out, args.images, args.seed, args.size)
     print(f"wrote {out}: {args.images} face images")
     return 0

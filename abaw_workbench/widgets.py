@@ -519,6 +519,7 @@ def _after_write(self:VideoScrubber, msg:str):
 @patch
 def _panel_tag(self:VideoScrubber, tag:str|None=None, note:str|None=None) -> tuple:
     "The tag and note to write: those given, else the panel's (the text typed, else the preset chosen; the note box)."
+    self._curation()   # no curation, no panel: say why, rather than fail on a missing box
     return tag or self.tag_text.value.strip() or self.tag_choice.value, self.tag_note.value if note is None else note
 
 # %% ../nbs/16_widgets.ipynb #ec3acac7
@@ -528,26 +529,38 @@ def _act(self:VideoScrubber, fn):
     try: fn()
     except AbawError as e: self.curate_msg.value = f"<span style='color:#a00'>{html.escape(str(e))}</span>"
 
+# %% ../nbs/16_widgets.ipynb #397fb72e
+def _count(n:int, word:str) -> str:
+    "n and the word, plural unless n is 1: '1 frame', '3 frames'."
+    return f"{n} {word}{'s' * (n != 1)}"
+
+# %% ../nbs/16_widgets.ipynb #5de628f2
+@patch
+def _write(self:VideoScrubber, write, # write(curation, frames) -> n: the change, on the selected frames of the video shown
+           say, # say(n, frames) -> the message line
+          ) -> int:
+    "Make a change to the selected frames, draw it and say what was done; returns n."
+    cu, f = self._curation(), self.selected_frames()
+    n = write(cu, f)
+    self._after_write(say(n, f))
+    return n
+
 # %% ../nbs/16_widgets.ipynb #b1cc3959
 @patch
 def tag(self:VideoScrubber, tag:str|None=None, # default: the panel's (the text typed, else the preset chosen)
         note:str|None=None, # default: the panel's note
        ) -> int:
     "Tag the selected frames; returns how many."
-    cu = self._curation()
-    (tag, note), f = self._panel_tag(tag, note), self.selected_frames()
-    n = cu.tag(self.video, f, tag, note)
-    self._after_write(f"Tagged {n} frame{'s' * (n != 1)} of {self.video} '{tag}' ({f[0]}–{f[-1]}).")
-    return n
+    tag, note = self._panel_tag(tag, note)
+    return self._write(lambda cu, f: cu.tag(self.video, f, tag, note),
+                       lambda n, f: f"Tagged {_count(n, 'frame')} of {self.video} '{tag}' ({f[0]}–{f[-1]}).")
 
 # %% ../nbs/16_widgets.ipynb #a7222ff6
 @patch
 def untag(self:VideoScrubber, tag:str|None=None, # default: every tag
          ) -> int:
     "Remove tags from the selected frames; returns how many tags."
-    n = self._curation().untag(self.video, self.selected_frames(), tag)
-    self._after_write(f"Removed {n} tag{'s' * (n != 1)}.")
-    return n
+    return self._write(lambda cu, f: cu.untag(self.video, f, tag), lambda n, f: f"Removed {_count(n, 'tag')}.")
 
 # %% ../nbs/16_widgets.ipynb #82bb72c0
 @patch
@@ -556,21 +569,16 @@ def correct(self:VideoScrubber, expr=None, # the new EXPR class (name or index)
             va=None, # (valence, arousal)
            ) -> int:
     "Correct the labels of the selected frames (kept beside the originals, in the run's corrections file); returns how many frames."
-    f = self.selected_frames()
-    n = self._curation().correct(self.video, f, expr=expr, au=au, va=va, note=self.tag_note.value)
     what = ", ".join(([f"EXPR {expr}"] if expr is not None else []) + [f"{k} {'on' if v else 'off'}" for k, v in (au or {}).items()] +
                      ([f"VA ({va[0]}, {va[1]})"] if va is not None else []))
-    self._after_write(f"Corrected {n} frame{'s' * (n != 1)} of {self.video} ({f[0]}–{f[-1]}): {what}.")
-    return n
+    return self._write(lambda cu, f: cu.correct(self.video, f, expr=expr, au=au, va=va, note=self.tag_note.value),
+                       lambda n, f: f"Corrected {_count(n, 'frame')} of {self.video} ({f[0]}–{f[-1]}): {what}.")
 
 # %% ../nbs/16_widgets.ipynb #0920fbf6
 @patch
-def uncorrect(self:VideoScrubber, task:str|None=None, # default: every task
-             ) -> int:
-    "Remove the corrections of the selected frames; returns how many frames had one."
-    n = self._curation().uncorrect(self.video, self.selected_frames(), task)
-    self._after_write(f"Removed the corrections of {n} frame{'s' * (n != 1)}.")
-    return n
+def uncorrect(self:VideoScrubber, task:str|None=None) -> int:
+    "Remove the corrections of the selected frames (of `task` only, when given; else of every task); returns how many frames had one."
+    return self._write(lambda cu, f: cu.uncorrect(self.video, f, task), lambda n, f: f"Removed the corrections of {_count(n, 'frame')}.")
 
 # %% ../nbs/16_widgets.ipynb #494fa87c
 def _table_html(df:pd.DataFrame, cls:str) -> str:

@@ -199,7 +199,7 @@ def stage_extract(root, cfg, a):
     from abaw_workbench.mae import build_encoder
     out, clock = {"import_mb": _peak_mb()}, _Clock()
     fc, xc = config_from_dict(FinetuneConfig, cfg["finetune"]), config_from_dict(features.ExtractConfig, cfg["extract"])
-    entry = Catalog.load(root / "catalog.yaml").resolve("scale", "affwild2")
+    cat = Catalog.load(root / "catalog.yaml"); entry = cat.resolve("scale", "affwild2")
     fm = FrameModel(build_encoder(fc.encoder.size, fc.encoder.img_size, drop_path=0.0), fc.tasks, pool=fc.pool, grid_dim=fc.grid_dim).eval()
     clock("model")
     class First(Exception): pass
@@ -208,7 +208,7 @@ def stage_extract(root, cfg, a):
         for _ in make_loader(*args, **kw): raise First
     features.make_loader = first_batch
     try: features.run_extract(dataclasses.replace(xc, splits=["train", "validation"]), root / "extract_store", data=entry, encoder=fm,
-                              cache_dir=root / "cache", progress=False)
+                              cache_dir=root / "cache", progress=False, catalog=cat)
     except First: clock("set-up to its first batch")
     shutil.rmtree(root / "extract_store", ignore_errors=True)
     return {**out, "parts": clock.parts}

@@ -151,12 +151,12 @@ def measure(a, label=""):
         fc = cfg.finetune
         fm = FinetuneStage(fc, train, None, crops).model.eval()
         xc = dataclasses.replace(cfg.extract, splits=["validation"])
-        run_extract(xc, tmp / "warm", data=entry, encoder=fm, cache_dir=tmp / "cache", progress=False)   # warm-up: audio features cached
+        run_extract(xc, tmp / "warm", data=entry, encoder=fm, cache_dir=tmp / "cache", progress=False, catalog=cat)   # warm-up: audio features cached
         n_ext = int(val.has_face.values.sum())
         if want("extract"):
             def real():
                 d = tmp / f"ext{next(k)}"
-                t0 = time.perf_counter(); run_extract(xc, d, data=entry, encoder=fm, cache_dir=tmp / "cache", progress=False)
+                t0 = time.perf_counter(); run_extract(xc, d, data=entry, encoder=fm, cache_dir=tmp / "cache", progress=False, catalog=cat)
                 return time.perf_counter() - t0
             def bare():
                 B = xc.batch_size
@@ -165,7 +165,7 @@ def measure(a, label=""):
         fusion = [mod for mod in ("visual", "audio_visual") if want(f"fusion_{mod}")]
         if fusion:
             store = FeatureStore(run_extract(dataclasses.replace(cfg.extract, splits=["train"]), tmp / "store", data=entry, encoder=fm,
-                                             cache_dir=tmp / "cache", progress=False).path)
+                                             cache_dir=tmp / "cache", progress=False, catalog=cat).path)
             norm = audio_stats(store, list(video_slices(train)))
             m = store.meta
         for mod in fusion:

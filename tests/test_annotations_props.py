@@ -103,19 +103,23 @@ def test_wrong_column_count_is_rejected(tv, data):
     assert f"expected {NCOLS[task]} column" in msg
 
 
+def _spoil_token(task, v, data, bad):
+    "A file of `v` with one token of one drawn data row replaced by a draw from `bad(last)` (`last`: that row is the file's last); the read error, which names that line."
+    rows = _rows(task, v)
+    i = data.draw(st.integers(1, len(rows) - 1))
+    toks = rows[i].split(",")
+    toks[data.draw(st.integers(0, len(toks) - 1))] = data.draw(bad(i == len(rows) - 1))
+    rows[i] = ",".join(toks)
+    return _expect_error("\n".join(rows) + "\n", task, i + 1)
+
+
 @SETTINGS
 @given(labels(min_rows=1), st.data())
 def test_non_numeric_token_is_rejected(tv, data):
     task, v = tv
-    rows = _rows(task, v)
-    i = data.draw(st.integers(1, len(rows) - 1))
-    toks = rows[i].split(",")
-    j = data.draw(st.integers(0, len(toks) - 1))
     bad = ["x", "one", "1.2.3", "0x1", "NaN", "nan", "NA", "1_0", "--1", "1e", "\u0661", "#N/A"]
-    if NCOLS[task] > 1 or i < len(rows) - 1: bad.append("")   # an empty last EXPR line is a tolerated trailing blank line
-    toks[j] = data.draw(st.sampled_from(bad))
-    rows[i] = ",".join(toks)
-    msg = _expect_error("\n".join(rows) + "\n", task, i + 1)
+    # an empty last EXPR line is a tolerated trailing blank line
+    msg = _spoil_token(task, v, data, lambda last: st.sampled_from(bad + ([""] if NCOLS[task] > 1 or not last else [])))
     assert "non-numeric value" in msg
 
 
@@ -123,18 +127,11 @@ def test_non_numeric_token_is_rejected(tv, data):
 @given(labels(min_rows=1), st.data())
 def test_out_of_range_value_is_rejected(tv, data):
     task, v = tv
-    rows = _rows(task, v)
-    i = data.draw(st.integers(1, len(rows) - 1))
-    toks = rows[i].split(",")
-    j = data.draw(st.integers(0, len(toks) - 1))
-    if task == "au": bad = data.draw(st.sampled_from(["2", "-2", "0.5", "-5", "10"]))
-    elif task == "expr": bad = data.draw(st.one_of(st.integers(8, 1000).map(str), st.integers(-1000, -2).map(str), st.just("2.5")))
-    else: bad = data.draw(st.one_of(st.floats(1, 1e6, exclude_min=True), st.floats(-1e6, -1, exclude_max=True)
-                                    .filter(lambda x: x != -5)).map(lambda x: np.format_float_positional(x, trim="-")))
-    toks[j] = bad
-    rows[i] = ",".join(toks)
-    msg = _expect_error("\n".join(rows) + "\n", task, i + 1)
-    assert "out of range" in msg
+    if task == "au": bad = st.sampled_from(["2", "-2", "0.5", "-5", "10"])
+    elif task == "expr": bad = st.one_of(st.integers(8, 1000).map(str), st.integers(-1000, -2).map(str), st.just("2.5"))
+    else: bad = st.one_of(st.floats(1, 1e6, exclude_min=True), st.floats(-1e6, -1, exclude_max=True)
+                          .filter(lambda x: x != -5)).map(lambda x: np.format_float_positional(x, trim="-"))
+    assert "out of range" in _spoil_token(task, v, data, lambda last: bad)
 
 
 video_name = st.sampled_from(["1-30-1280x720", "video10_1", "118-30-640x480_left", "118-30-640x480_right", "5-60-1920x1080", "v"])

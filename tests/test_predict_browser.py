@@ -5,7 +5,7 @@ The predict folder: a tiny synthetic-trained run (`demo.tiny_run`) applied to a 
 astronaut photograph (256x160, the background getting lighter frame by frame). JupyterLab and Chromium as in
 test_widgets_browser.py (browser_lab.py; recipe: ../shared/docs/browser-testing.md).
 """
-import shutil, tempfile, time, warnings
+import time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,33 +36,28 @@ def astro_video(path):
 
 
 @pytest.fixture(scope="module")
-def predicted(tiny_trained_run):
+def predicted(tiny_trained_run, module_tmp):
     "A predict output folder."
     from abaw_workbench.predict import PredictConfig, predict_paths
-    tmp = Path(tempfile.mkdtemp(prefix="abaw-predict-browser-"))
-    try:
-        run_dir, cat = tiny_trained_run
-        astro_video(tmp / "astro.mp4")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # (the run is synthetic-trained: predict warns)
-            predict_paths(tmp / "astro.mp4", run_dir, tmp / "pred", PredictConfig(device="cpu"), catalog=cat, log=lambda *a: None)
-        yield tmp / "pred"
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+    run_dir, cat = tiny_trained_run
+    astro_video(module_tmp / "astro.mp4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # (the run is synthetic-trained: predict warns)
+        predict_paths(module_tmp / "astro.mp4", run_dir, module_tmp / "pred", PredictConfig(device="cpu"), catalog=cat, log=lambda *a: None)
+    return module_tmp / "pred"
 
 
 @pytest.fixture(scope="module")
-def page(predicted):
+def page(predicted, module_tmp):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     nb.cells = [nbformat.v4.new_code_cell(
         "import os\nfrom abaw_workbench.runs import Run\nfrom abaw_workbench.widgets import VideoScrubber\n"
         "run = Run.open(os.environ['ABAW_PREDICT_RUN'])\nVideoScrubber(run)")]
-    d = Path(tempfile.mkdtemp(prefix="abaw-predict-nb-"))
+    d = module_tmp / "nb"; d.mkdir()
     nbformat.write(nb, d / "predict_explorer.ipynb")
-    try:
-        with jupyter_lab(d / "predict_explorer.ipynb", {"ABAW_PREDICT_RUN": str(predicted)}) as lab, \
-             notebook_page(*lab, [".abaw-scrubber .abaw-timeline .js-plotly-plot"], "predict-setup") as pg:
-            yield pg
-    finally: shutil.rmtree(d, ignore_errors=True)
+    with jupyter_lab(d / "predict_explorer.ipynb", {"ABAW_PREDICT_RUN": str(predicted)}) as lab, \
+         notebook_page(*lab, [".abaw-scrubber .abaw-timeline .js-plotly-plot"], "predict-setup") as pg:
+        yield pg
 
 
 @pytest.fixture

@@ -4,8 +4,7 @@
 
 The models: a tiny synthetic-trained run (`demo.tiny_run`); the faces: scikit-image's astronaut photograph.
 """
-import shutil, tempfile, warnings
-from pathlib import Path
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -44,18 +43,15 @@ def group_photo(path):
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_trained_run):
+def setup(tiny_trained_run, module_tmp):
     "The tiny run, and a folder: two videos, a photo, a corrupt file."
-    tmp = Path(tempfile.mkdtemp(prefix="abaw-predict-folders-"))
-    try:
-        run_dir, cat = tiny_trained_run
-        media = tmp / "media"; media.mkdir()
-        astro_video(media / "talk.mp4", 20, 0)
-        astro_video(media / "walk.mp4", 16, 20, audio=False)
-        group_photo(media / "group.jpg")
-        (media / "broken.mp4").write_bytes((media / "talk.mp4").read_bytes()[:1500])
-        yield tmp, run_dir, cat
-    finally: shutil.rmtree(tmp, ignore_errors=True)
+    run_dir, cat = tiny_trained_run
+    media = module_tmp / "media"; media.mkdir()
+    astro_video(media / "talk.mp4", 20, 0)
+    astro_video(media / "walk.mp4", 16, 20, audio=False)
+    group_photo(media / "group.jpg")
+    (media / "broken.mp4").write_bytes((media / "talk.mp4").read_bytes()[:1500])
+    return module_tmp, run_dir, cat
 
 
 def predict(tmp, run_dir, cat, out, *extra):
