@@ -234,7 +234,8 @@ def method_stages(cfg:DemoConfig, # every stage's settings
     _, folders["finetune"] = run("finetune", _settings(cfg.finetune), fine)
     if until == "finetune": return {"entry": entry, "labels": labels, "folders": folders}
     def ext(d):   # the encoder, its pooling and size come from the fine-tuned checkpoint
-        run_extract(cfg.extract, d / "store", data=entry, encoder=folders["finetune"] / "best.pt", cache_dir=cat.cache_dir, progress=progress)
+        run_extract(cfg.extract, d / "store", data=entry, encoder=folders["finetune"] / "best.pt", cache_dir=cat.cache_dir, progress=progress,
+                    catalog=cat)
         return {}
     _, folders["extract"] = run("extract", dataclasses.asdict(cfg.extract), ext)
     if until == "extract": return {"entry": entry, "labels": labels, "folders": folders}

@@ -22,8 +22,8 @@ from .core import (AbawError, Timer, atomic_path, atomic_write, file_hash, get_d
 from .schema import fps_from_name, make_dataset, video_slices, write_netcdf
 from .layout import Layout, crop_indices, crop_name
 from .annotations import read_split, read_test_list
-from .catalog import Catalog, entry_or_path, load_catalog
-from .synth import resolve_entry
+from .catalog import Catalog, entry_or_path
+from .synth import stage_inputs
 from .data import (accelerated, label_arrays, make_loader, prepare_batch, preprocess_config, resize_on_device,
                                  stored_crop_size, window_starts)
 from .train import ToHost, amp_dtype, write_run
@@ -471,7 +471,7 @@ def run_extract(cfg:ExtractConfig, # the stage's configuration
                 cache_dir:str|Path=".cache/abaw", # where extracted waveforms are cached
                 shard:tuple=(0, 1), # (i, k): this process takes videos i, i+k, i+2k, ...
                 progress:bool=True,
-                catalog:Catalog|None=None # resolves `cfg.audio.encoder` (None: the default catalog)
+                catalog:Catalog|None=None # resolves `cfg.audio.encoder` (None: it must be a folder)
                ) -> Run:
     "Extract visual and audio features of `data`'s videos into a store (resumable, shardable); the run (`FeatureStore(run.path)`)."
     timer = Timer()
@@ -494,8 +494,7 @@ def extract_main(args) -> int:
     "Extract features into a store; resumable and shardable."
     cfg = stage_config(ExtractConfig, args, "extract")
     if args.print_config: print_config(cfg); return 0
-    cat = load_catalog(args.catalog)
-    entry = resolve_entry(cat, args.dataset, "affwild2")
+    cat, entry = stage_inputs(args)
     enc = entry_or_path(cat, args.encoder, "checkpoint", must_exist=False)
     if not enc.exists(): raise AbawError(f"--encoder: checkpoint {enc} does not exist")
     out = entry_or_path(cat, args.out, output=True)

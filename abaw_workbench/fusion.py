@@ -16,8 +16,8 @@ from .core import AbawError, Timer, atomic_write, print_config, seed_everything,
 from .layout import Layout
 from .schema import TASKS, save_predictions, video_slices
 from .annotations import read_split
-from .catalog import entry_or_path, load_catalog
-from .synth import resolve_entry
+from .catalog import entry_or_path
+from .synth import stage_inputs
 from .data import window_starts
 from .train import Stage, TrainConfig, fit, param_groups, read_checkpoint, to_device, write_run, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
@@ -365,8 +365,7 @@ def fuse_main(args) -> int:
     "Train the fusion network and report its validation metrics."
     cfg = stage_config(FuseRunConfig, args, "fusion")
     if args.print_config: print_config(cfg); return 0
-    cat = load_catalog(args.catalog)
-    entry = resolve_entry(cat, args.dataset, "affwild2")
+    cat, entry = stage_inputs(args)
     store = FeatureStore(entry_or_path(cat, args.features, "feature_store", must_exist=False))
     print(json.dumps(run_fusion(cfg, args.out, data=entry, store=store).metrics))
     return 0

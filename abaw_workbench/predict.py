@@ -20,7 +20,7 @@ from .catalog import Catalog, default_catalog_path, load_catalog
 from .schema import (AU_NAMES, EXPR_NAMES, TASKS, load_predictions, make_dataset, prediction_values, save_predictions,
                                    video_slices, write_netcdf)
 from .layout import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from .audio import AudioConfig, audio_feature_names, file_audio_features
+from .audio import AudioConfig, audio_encoder_path, audio_feature_names, file_audio_features
 from .video import iter_frames, prefetch, read_image, write_video
 from .data import normalize_batch, preprocess_config
 from .tasks import fill_from_neighbours, predictions_dataset, FrameModel
@@ -124,8 +124,9 @@ def load_run_models(run_dir:str|Path, # a run folder with a static model (`abaw 
         if any(n.visual_dim != meta["visual_dim"] or n.audio_dim != meta["audio_dim"] for n in nets):
             raise AbawError(f"{run.path}: model {m!r} reads features of other sizes than the run's static model gives")
         fusion[m] = [n.to(device).eval() for n in nets]
-    return RunModels(run, _is_synthetic(run.dataset, catalog), static.to(device).eval(), dict(meta["preprocess"]),
-                     load_config(AudioConfig, meta["audio"]), meta, fusion,
+    audio = load_config(AudioConfig, meta["audio"])
+    if audio.encoder: audio = dataclasses.replace(audio, encoder=str(audio_encoder_path(audio.encoder, catalog)))   # a name: its folder, once
+    return RunModels(run, _is_synthetic(run.dataset, catalog), static.to(device).eval(), dict(meta["preprocess"]), audio, meta, fusion,
                      {m: run_postprocess(run, m) for m in ["static", *fusion]}, float(meta.get("fps") or TRAIN_FPS))
 
 # %% ../nbs/13b_predict.ipynb #3e8154e2
@@ -616,12 +617,13 @@ def _init_worker(threads:int, parent:int):
     threading.Thread(target=watch, daemon=True).start()
 
 # %% ../nbs/13b_predict.ipynb #7979ba68
-def predict_worker(path:str, run_dir:str, out:str, cfg:PredictConfig, overlay:bool, cache_dir:str, fingerprint:str) -> dict:
+def predict_worker(path:str, run_dir:str, out:str, cfg:PredictConfig, overlay:bool, catalog:Catalog|None, cache_dir:str,
+                   fingerprint:str) -> dict:
     "One file predicted in a worker process (a local pool's or a dask cluster's): its summary row."
     key = (run_dir, cfg.device)
-    if key not in _LOADED:   # (whether the run's training data was synthetic is the parent's to say)
+    if key not in _LOADED:
         dev = get_device(cfg.device)
-        _LOADED[key] = (load_run_models(run_dir, None, str(dev)), FaceDetector(dataclasses.replace(cfg.faces, device=str(dev))))
+        _LOADED[key] = (load_run_models(run_dir, catalog, str(dev)), FaceDetector(dataclasses.replace(cfg.faces, device=str(dev))))
     models, det = _LOADED[key]
     with warnings.catch_warnings():   # (what they would say is in the row's note; the parent warns about the run)
         warnings.simplefilter("ignore")
@@ -635,7 +637,7 @@ def _progress(k:int, n:int, row:dict) -> str:
             f"{row['seconds']:.1f} s" + (f" ({row['note']})" if row["note"] else ""))
 
 # %% ../nbs/13b_predict.ipynb #1d48f457
-def _fan_out(todo:list, run_dir, out:Path, cfg:PredictConfig, overlay:bool, cache_dir, fps:dict,
+def _fan_out(todo:list, run_dir, out:Path, cfg:PredictConfig, overlay:bool, catalog:Catalog|None, cache_dir, fps:dict,
              workers:int, executor=None, log=print) -> dict:
     "Rows of the files predicted by worker processes: `workers` local ones, or `executor`'s (a dask cluster's)."
     own = executor is None
@@ -643,7 +645,7 @@ def _fan_out(todo:list, run_dir, out:Path, cfg:PredictConfig, overlay:bool, cach
                                               initializer=_init_worker, initargs=(worker_threads(workers), os.getpid()))
     rows, ended = {}, False
     try:
-        futs = {executor.submit(predict_worker, str(p), str(run_dir), str(out), cfg, overlay, str(cache_dir),
+        futs = {executor.submit(predict_worker, str(p), str(run_dir), str(out), cfg, overlay, catalog, str(cache_dir),
                                 fps[p]): p for p in todo}
         for k, fut in enumerate(cf.as_completed(futs), 1):
             p = futs[fut]
@@ -739,7 +741,7 @@ def predict_paths(src:str|Path, # a video or image file, or a folder of them
         for k, p in enumerate(todo, 1):
             rows[p], results[p.stem] = _predict_one(p, models, det, out, cfg, overlay, cache, fps[p], timer, log, found.get(p.stem))
             log(_progress(k, len(todo), rows[p]))
-    elif todo: rows.update(_fan_out(todo, run_dir, out, cfg, overlay, cache, fps, workers, executor, log))
+    elif todo: rows.update(_fan_out(todo, run_dir, out, cfg, overlay, catalog, cache, fps, workers, executor, log))
     t0 = time.perf_counter()
     rows = [rows[p] for p in items]
     table, merged = write_summary(rows, out), _merge(out, rows, models)

@@ -11,8 +11,7 @@ from pathlib import Path
 import torch
 
 from .core import AbawError, Timer, named_configs, print_config, stage_args, stage_config
-from .catalog import load_catalog
-from .synth import resolve_entry
+from .synth import stage_inputs
 from .train import Stage, TrainConfig, fit, init_distributed, write_run
 from .mae import (IMAGE_EXTENSIONS, MAE_SIZES, EncoderConfig, ImageFolderDataset, MaskedAutoencoder, list_images,
                                 load_checkpoint, mae_config)
@@ -123,7 +122,7 @@ def pretrain_main(args) -> int:
     cfg = stage_config(PretrainConfig, args, "pretrain")
     mae_config(cfg.encoder.size)  # an unknown size fails before any data is touched
     if args.print_config: print_config(cfg); return 0
-    entry = resolve_entry(load_catalog(args.catalog), args.dataset, "image_folder")
+    _, entry = stage_inputs(args, "image_folder")
     run_pretrain(cfg, args.out, data=list_images(entry.path, entry.options.get("extensions", IMAGE_EXTENSIONS)))
     print(f"[pretrain] done: {Path(args.out) / 'checkpoint.pt'}", file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ from scipy.signal import lfilter
 from .core import AbawError, atomic_dir, atomic_write
 from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS
 from .layout import SPLITS as LABELLED_SPLITS, Layout, crop_name
-from .catalog import Catalog, Entry
+from .catalog import Catalog, Entry, load_catalog
 from .annotations import HEADERS, read_split, write_annotation_file
 from .metrics import ccc
 
@@ -25,7 +25,8 @@ __all__ = ['EXPR_PRIOR', 'EXPR_PROTOTYPES', 'EXPR_VALENCE', 'EXPR_AROUSAL', 'AU_
            'SPLITS', 'GENERATOR_VERSION', 'GENERATORS', 'Labels', 'synth_labels', 'Identity', 'random_identity',
            'draw_face', 'FaceRenderer', 'synth_voice', 'room_noise', 'Subject', 'render_video', 'manifest_head',
            'plan_dataset', 'synth_affwild2', 'synth_faces', 'generate', 'synth_mismatch', 'resolve_entry',
-           'synth_catalog', 'synth_args', 'synth_main', 'synth_faces_args', 'synth_faces_main', 'pixel_baseline']
+           'stage_inputs', 'synth_catalog', 'synth_args', 'synth_main', 'synth_faces_args', 'synth_faces_main',
+           'pixel_baseline']
 
 # %% ../nbs/05_synth.ipynb #27648907
 EXPR_PRIOR = np.array([0.30, 0.07, 0.05, 0.05, 0.2, 0.12, 0.09, 0.12])  # Neutral ... Other
@@ -806,6 +807,14 @@ def resolve_entry(cat:Catalog, # the catalog
         print(f"[catalog] {e.name!r} at {e.path} was generated with other settings ({why}): generating it again", flush=True)
         generate(e)
     return cat.resolve(name, kind)
+
+# %% ../nbs/05_synth.ipynb #d6675d4c
+def stage_inputs(args, # a stage command's parsed arguments (`--catalog`, `--dataset`)
+                 kind:str="affwild2" # the kind `--dataset` must name
+                ) -> tuple:
+    "A stage command's catalog and its `--dataset` entry, ready to read (`resolve_entry`)."
+    cat = load_catalog(args.catalog)
+    return cat, resolve_entry(cat, args.dataset, kind)
 
 # %% ../nbs/05_synth.ipynb #be74fb01
 def synth_catalog(folder:str|Path, # where the catalog file goes; the entries' paths are relative to it

@@ -38,12 +38,13 @@ def astro_video(path):
 @pytest.fixture(scope="module")
 def predicted(tiny_trained_run, module_tmp):
     "A predict output folder."
+    from abaw_workbench.catalog import Catalog
     from abaw_workbench.predict import PredictConfig, predict_paths
     run_dir, cat = tiny_trained_run
     astro_video(module_tmp / "astro.mp4")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # (the run is synthetic-trained: predict warns)
-        predict_paths(module_tmp / "astro.mp4", run_dir, module_tmp / "pred", PredictConfig(device="cpu"), catalog=cat, log=lambda *a: None)
+        predict_paths(module_tmp / "astro.mp4", run_dir, module_tmp / "pred", PredictConfig(device="cpu"), catalog=Catalog.load(cat), log=lambda *a: None)
     return module_tmp / "pred"
 
 

@@ -111,13 +111,14 @@ def test_scheduler_gives_the_same_outputs(setup, workers_run):
 
 
 def test_scrubber_opens_a_photo_each_face_a_frame(setup):
+    from abaw_workbench.catalog import Catalog
     from abaw_workbench.predict import PredictConfig, predict_paths
     from abaw_workbench.runs import Run
     from abaw_workbench.widgets import VideoScrubber
     tmp, run_dir, cat = setup
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        predict_paths(tmp / "media" / "group.jpg", run_dir, tmp / "photo", PredictConfig(device="cpu"), catalog=cat, log=lambda *a: None)
+        predict_paths(tmp / "media" / "group.jpg", run_dir, tmp / "photo", PredictConfig(device="cpu"), catalog=Catalog.load(cat), log=lambda *a: None)
     run = Run.open(tmp / "photo")
     assert run.models == ["static"] and list(run.manifest["frames"]["images"]) == ["group"]
     sc = VideoScrubber(run)
