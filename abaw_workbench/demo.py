@@ -18,8 +18,8 @@ from .catalog import Catalog, load_catalog
 from .layout import Layout
 from .synth import GENERATOR_VERSION, resolve_entry, synth_catalog
 from .figures import au_f1_bars, expr_confusion, metrics_table, most_va_labelled, va_scatter, va_timeline
-from .mae import (EncoderConfig, ImageFolderDataset, MaskedAutoencoder, build_encoder, list_images,
-    mae_config, reconstruction_grid)
+from .mae import (EncoderConfig, ImageFolderDataset, MaskedAutoencoder, build_encoder, list_images, mae_config,
+                                reconstruction_grid)
 from .pretrain import PretrainConfig, run_pretrain
 from .data import accelerated
 from .train import amp_dtype, bare_step_seconds, write_run

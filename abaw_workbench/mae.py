@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_mae.ipynb #7f273004
 from __future__ import annotations
-import dataclasses, json, math, random, sys
+import math, random, sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
