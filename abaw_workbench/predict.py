@@ -605,7 +605,7 @@ def _predict_one(path:Path, models:RunModels, detector, out:Path, cfg:PredictCon
     return row, r
 
 # %% ../nbs/13b_predict.ipynb #1a6c0a07
-_LOADED = {}   # in a worker process: (run, device) -> (RunModels, FaceDetector), loaded once per process
+_LOADED = {}   # in a worker process: (run, catalog file, device) -> (RunModels, FaceDetector), loaded once per process
 
 # %% ../nbs/13b_predict.ipynb #01c0c047
 def _init_worker(threads:int, parent:int):
@@ -620,7 +620,7 @@ def _init_worker(threads:int, parent:int):
 def predict_worker(path:str, run_dir:str, out:str, cfg:PredictConfig, overlay:bool, catalog:Catalog|None, cache_dir:str,
                    fingerprint:str) -> dict:
     "One file predicted in a worker process (a local pool's or a dask cluster's): its summary row."
-    key = (run_dir, cfg.device)
+    key = (run_dir, catalog and str(catalog.path), cfg.device)   # (a dask worker lives on across predictions)
     if key not in _LOADED:
         dev = get_device(cfg.device)
         _LOADED[key] = (load_run_models(run_dir, catalog, str(dev)), FaceDetector(dataclasses.replace(cfg.faces, device=str(dev))))

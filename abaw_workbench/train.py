@@ -374,7 +374,7 @@ def _better(v, best, mode): return best is None or (v < best if mode == "min" el
 
 # %% ../nbs/08_train.ipynb #2d2fb420
 @dataclass
-class _Run:
+class _Loop:
     "What the loop's helpers share: the stage and its settings, this process, the model, its optimizer, the schedule, the position."
     cfg: TrainConfig
     stage: object # the `Stage`
@@ -404,8 +404,8 @@ class _Run:
 # %% ../nbs/08_train.ipynb #b69b0474
 def _setup(stage, # the `Stage`
            cfg:TrainConfig
-          ) -> _Run:
-    "A `_Run` at step 0: this process's device and seed, the model on the device, its AdamW (every group with an `lr_scale`) and scaler."
+          ) -> _Loop:
+    "A `_Loop` at step 0: this process's device and seed, the model on the device, its AdamW (every group with an `lr_scale`) and scaler."
     env = init_distributed(cfg.device)
     spec = stage.model.spec() if hasattr(stage.model, "spec") else None  # the model's description: rebuilt from the file alone
     seed_everything(cfg.seed + env.rank)
@@ -415,7 +415,7 @@ def _setup(stage, # the `Stage`
     for g in opt.param_groups: g.setdefault("lr_scale", 1.0)
     dtype = amp_dtype(cfg.amp, env.device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    return _Run(cfg, stage, env, Path(cfg.out), model, opt, scaler, dtype, spec)
+    return _Loop(cfg, stage, env, Path(cfg.out), model, opt, scaler, dtype, spec)
 
 # %% ../nbs/08_train.ipynb #646fbcdb
 def _schedule(cfg:TrainConfig,
@@ -430,7 +430,7 @@ def _schedule(cfg:TrainConfig,
     return spe, total, warmup, peak
 
 # %% ../nbs/08_train.ipynb #bebcee8a
-def _resume(r:_Run) -> bool:
+def _resume(r:_Loop) -> bool:
     "Continue `r` from its run folder's checkpoint when there is one (and `resume`); True when that checkpoint's evaluation is pending."
     cfg, env, path = r.cfg, r.env, r.ckpt_path
     if cfg.resume and path.exists():
@@ -446,7 +446,7 @@ def _resume(r:_Run) -> bool:
     return False
 
 # %% ../nbs/08_train.ipynb #54d35942
-def _prepare_folder(r:_Run):
+def _prepare_folder(r:_Loop):
     "Create the run folder (rank 0), clear the temporary files of a killed run, write `config.json`."
     if not r.env.main: return
     r.out.mkdir(parents=True, exist_ok=True)
@@ -454,7 +454,7 @@ def _prepare_folder(r:_Run):
     with atomic_write(r.out/"config.json", "w") as f: json.dump(dataclasses.asdict(r.cfg), f, indent=1, default=str)
 
 # %% ../nbs/08_train.ipynb #cb8f2da5
-def _batches(r:_Run, data) -> tuple:
+def _batches(r:_Loop, data) -> tuple:
     "The DDP wrapper (`r.model` in a world of one), what the loss runs (compiled or not), and the iterator of this process's micro-batches from `r.step`."
     cfg, env = r.cfg, r.env
     ddp = nn.parallel.DistributedDataParallel(r.model, device_ids=[env.device.index] if env.device.type == "cuda" else None) \
@@ -467,7 +467,7 @@ def _batches(r:_Run, data) -> tuple:
     return ddp, net, iter(loader)  # its own generator: making the iterator draws nothing from the restored global RNG
 
 # %% ../nbs/08_train.ipynb #b2a0fd7a
-def _train_step(r:_Run, ddp, net, batches:Iterator,
+def _train_step(r:_Loop, ddp, net, batches:Iterator,
                 sums:dict # loss and logs summed since the last log line, kept as tensors (updated in place)
                ) -> float:
     "Run optimizer step `r.step` (it does not advance it); returns its learning rate."
@@ -489,7 +489,7 @@ def _train_step(r:_Run, ddp, net, batches:Iterator,
     return lr
 
 # %% ../nbs/08_train.ipynb #3b0bfea7
-def _log_line(r:_Run, lr:float, sums:dict, n:int, # the summed logs of the last `n` steps
+def _log_line(r:_Loop, lr:float, sums:dict, n:int, # the summed logs of the last `n` steps
               t0:float, bar) -> dict:
     "The record of the last `n` steps, appended to `log.jsonl` (rank 0); AbawError when the loss is not finite."
     rec = dict(step=r.step, epoch=round(r.step / r.spe, 3), lr=lr,
@@ -501,7 +501,7 @@ def _log_line(r:_Run, lr:float, sums:dict, n:int, # the summed logs of the last 
     return rec
 
 # %% ../nbs/08_train.ipynb #853a53c7
-def _checkpoint(r:_Run, eval_pending:bool=False # True: the next start evaluates first
+def _checkpoint(r:_Loop, eval_pending:bool=False # True: the next start evaluates first
                ):
     "Write `checkpoint.pt` (rank 0): all a resumed run needs, every rank's RNG state included."
     rngs = [rng_state()]
@@ -514,7 +514,7 @@ def _checkpoint(r:_Run, eval_pending:bool=False # True: the next start evaluates
                         schedule=dict(lr=r.peak, total=r.total, warmup=r.warmup, min_lr=cfg.min_lr, cosine=cfg.cosine))
 
 # %% ../nbs/08_train.ipynb #c47dbc03
-def _evaluate(r:_Run):
+def _evaluate(r:_Loop):
     "Evaluate the stage (rank 0), log its metrics, keep `best.pt`; the training RNG is left as it was."
     ev = getattr(r.stage, "evaluate", None)
     saved = rng_state()  # evaluation never moves the training RNG, so a resumed run draws what an unbroken one does

@@ -1,8 +1,6 @@
-"""What the tests of this folder share: the report of checks this machine could not run, the tiny trained run, a scratch folder per module.
+"""What the tests of this folder share: the report of checks this machine could not run, the tiny trained run.
 
 Catalogs of small synthetic sets come from `abaw_workbench.synth.synth_catalog` (the demo's quick run uses it too)."""
-import shutil, tempfile
-from pathlib import Path
 
 import pytest
 
@@ -22,11 +20,3 @@ def tiny_trained_run(tmp_path_factory):
     "A tiny demo run and its catalog (`demo.tiny_run`), trained once for every test module that predicts with it: (run folder, catalog file)."
     from abaw_workbench.demo import tiny_run
     return tiny_run(tmp_path_factory.mktemp("tiny_run"))
-
-
-@pytest.fixture(scope="module")
-def module_tmp(request):
-    "A scratch folder for one test module, removed when its tests are done (pytest's own folders stay behind)."
-    tmp = Path(tempfile.mkdtemp(prefix=f"abaw-{request.module.__name__.removeprefix('test_')}-"))
-    yield tmp
-    shutil.rmtree(tmp, ignore_errors=True)

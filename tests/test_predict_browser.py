@@ -36,25 +36,26 @@ def astro_video(path):
 
 
 @pytest.fixture(scope="module")
-def predicted(tiny_trained_run, module_tmp):
+def predicted(tiny_trained_run, tmp_path_factory):
     "A predict output folder."
     from abaw_workbench.catalog import Catalog
     from abaw_workbench.predict import PredictConfig, predict_paths
     run_dir, cat = tiny_trained_run
-    astro_video(module_tmp / "astro.mp4")
+    tmp = tmp_path_factory.mktemp("predict_browser")
+    astro_video(tmp / "astro.mp4")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # (the run is synthetic-trained: predict warns)
-        predict_paths(module_tmp / "astro.mp4", run_dir, module_tmp / "pred", PredictConfig(device="cpu"), catalog=Catalog.load(cat), log=lambda *a: None)
-    return module_tmp / "pred"
+        predict_paths(tmp / "astro.mp4", run_dir, tmp / "pred", PredictConfig(device="cpu"), catalog=Catalog.load(cat), log=lambda *a: None)
+    return tmp / "pred"
 
 
 @pytest.fixture(scope="module")
-def page(predicted, module_tmp):
+def page(predicted, tmp_path_factory):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     nb.cells = [nbformat.v4.new_code_cell(
         "import os\nfrom abaw_workbench.runs import Run\nfrom abaw_workbench.widgets import VideoScrubber\n"
         "run = Run.open(os.environ['ABAW_PREDICT_RUN'])\nVideoScrubber(run)")]
-    d = module_tmp / "nb"; d.mkdir()
+    d = tmp_path_factory.mktemp("predict_nb")
     nbformat.write(nb, d / "predict_explorer.ipynb")
     with jupyter_lab(d / "predict_explorer.ipynb", {"ABAW_PREDICT_RUN": str(predicted)}) as lab, \
          notebook_page(*lab, [".abaw-scrubber .abaw-timeline .js-plotly-plot"], "predict-setup") as pg:

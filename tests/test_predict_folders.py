@@ -43,15 +43,16 @@ def group_photo(path):
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_trained_run, module_tmp):
+def setup(tiny_trained_run, tmp_path_factory):
     "The tiny run, and a folder: two videos, a photo, a corrupt file."
     run_dir, cat = tiny_trained_run
-    media = module_tmp / "media"; media.mkdir()
+    tmp = tmp_path_factory.mktemp("predict_folders")
+    media = tmp / "media"; media.mkdir()
     astro_video(media / "talk.mp4", 20, 0)
     astro_video(media / "walk.mp4", 16, 20, audio=False)
     group_photo(media / "group.jpg")
     (media / "broken.mp4").write_bytes((media / "talk.mp4").read_bytes()[:1500])
-    return module_tmp, run_dir, cat
+    return tmp, run_dir, cat
 
 
 def predict(tmp, run_dir, cat, out, *extra):
