@@ -303,7 +303,7 @@ def normalize_batch(x:torch.Tensor, # uint8 [..., 3, H, W] images, on any device
                     cfg:dict # from `preprocess_config`
                    ) -> torch.Tensor:
     "Normalise uint8 images to float32 as `cfg` says, on their device."
-    scale, shift = (c.to(x.device) for c in _norm_consts(cfg))
+    scale, shift = (c.to(x.device, non_blocking=True) for c in _norm_consts(cfg))   # not a blocking copy: it would wait for the device
     if x.device.type == "cpu" and x.movedim(-3, -1).is_contiguous():  # channels-last memory: the fast row path
         return normalize_hwc(x.movedim(-3, -1), (scale, shift)).movedim(-1, -3)
     return x.to(torch.float32) * scale[:, None, None] + shift[:, None, None]

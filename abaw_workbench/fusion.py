@@ -126,7 +126,7 @@ def drop_modalities(visual:torch.Tensor, audio:torch.Tensor, # [B, T, D] feature
                     p:float, # share of windows with one modality zeroed
                     generator:torch.Generator|None=None):
     "Zero the visual input of a share p/2 of the windows and the audio input of another p/2."
-    r = torch.rand(visual.shape[0], generator=generator).to(visual.device)
+    r = torch.rand(visual.shape[0], generator=generator).to(visual.device, non_blocking=True)
     keep_v, keep_a = (r >= p / 2), (r < p / 2) | (r >= p)
     return visual * keep_v[:, None, None], audio * keep_a[:, None, None]
 
@@ -169,14 +169,14 @@ class FusionStage(Stage):
             v, a = drop_modalities(v, a, self.cfg.modality_dropout)
         return self._task_loss(model(v, a, batch["valid"]), batch)
 
-    def _task_loss(self, out:dict, batch:dict):
-        "The loss of outputs [B, T, C] (per task) over the batch's valid frames."
-        flat = {k: o.flatten(0, 1) for k, o in out.items()}            # [B*T, C]; padding is masked below
-        lab = {k: batch[k].flatten(0, 1) for k in ("au", "au_mask", "expr", "va", "va_mask")}
-        v = batch["valid"].flatten()
-        lab["au_mask"] = lab["au_mask"] & v[:, None]; lab["va_mask"] = lab["va_mask"] & v[:, None]
+    def _task_loss(self, out:dict, batch:dict, per_window:bool=False):
+        "The loss of outputs [B, T, C] (per task) over the batch's valid frames (`per_window`: each window's over its own, [B])."
+        v = batch["valid"]
+        lab = {k: batch[k] for k in ("au", "au_mask", "expr", "va", "va_mask")}   # padding is masked
+        lab["au_mask"] = lab["au_mask"] & v[..., None]; lab["va_mask"] = lab["va_mask"] & v[..., None]
         lab["expr"] = torch.where(v, lab["expr"], -1)
-        return self.criterion.to(v.device)(flat, lab)
+        if not per_window: out, lab = ({k: x.flatten(0, 1) for k, x in d.items()} for d in (out, lab))   # [B*T, C]
+        return self.criterion.to(v.device)(out, lab)
 
     def outputs(self, model, labels) -> dict:
         "Per-frame outputs of `model` (this stage's tasks) for `labels`' frames."
@@ -202,11 +202,9 @@ def window_losses(self:FusionStage, model, batch_size:int=64) -> np.ndarray:
     try:
         for s in range(0, n, batch_size):
             b = to_device(self.windows.batch(list(range(s, min(s + batch_size, n)))), dev)
-            o = model(b["visual"], b["audio"], b["valid"])
-            for i in range(len(b["valid"])):
-                out.append(float(self._task_loss({k: x[i:i + 1] for k, x in o.items()}, {k: x[i:i + 1] for k, x in b.items()})[0]))
+            out.append(self._task_loss(model(b["visual"], b["audio"], b["valid"]), b, per_window=True)[0])
     finally: model.train(was)
-    return np.array(out)
+    return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
 # %% ../nbs/12_fusion.ipynb #272e0cae
 class SecondBranchStage(FusionStage):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10d_pretrain.ipynb #cac35d54
 from __future__ import annotations
-import dataclasses, json, sys
+import dataclasses, functools, json, sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +18,8 @@ from .mae import (IMAGE_EXTENSIONS, MAE_SIZES, EncoderConfig, ImageFolderDataset
 from .runs import Run
 
 # %% auto #0
-__all__ = ['PretrainConfig', 'mask_noise', 'PretrainStage', 'pretrain_metrics', 'run_pretrain', 'pretrain_args', 'pretrain_main']
+__all__ = ['PretrainConfig', 'mask_noise', 'noise_collate', 'PretrainStage', 'pretrain_metrics', 'run_pretrain', 'pretrain_args',
+           'pretrain_main']
 
 # %% ../nbs/10d_pretrain.ipynb #add4ae60
 def _pretrain_train_defaults() -> TrainConfig:
@@ -46,28 +47,34 @@ def mask_noise(seeds:torch.Tensor, # [N] per-sample seeds
     "Masking noise `[N, L]` drawn from each sample's own seed."
     return torch.stack([torch.rand(L, generator=torch.Generator().manual_seed(int(s) ^ 0x5EED)) for s in seeds.tolist()])
 
+# %% ../nbs/10d_pretrain.ipynb #da6a217e
+def noise_collate(items:list, # dataset items, each with its `seed`
+                  patches:int # patches per image
+                 ) -> dict:
+    "The items collated, with each one's masking noise (`mask_noise` of its seed) as `noise`: drawn where the batch is made (a loader worker), so that a step never reads a seed back from the device."
+    b = torch.utils.data.default_collate(items)
+    b["noise"] = mask_noise(b["seed"], patches)
+    return b
+
 # %% ../nbs/10d_pretrain.ipynb #279367de
 class PretrainStage(Stage):
     "MAE pre-training as a stage of the training loop."
     best, best_mode = "val_loss", "min"
     def __init__(self, model:MaskedAutoencoder, data, mask_ratio:float=0.75, val=None):
         self.model, self.data, self.mask_ratio, self.val = model, data, mask_ratio, val
+        self.collate = functools.partial(noise_collate, patches=model.patch_embed.num_patches)
     def train_data(self): return self.data
     def loss(self, model, batch):
-        imgs = batch["image"]
-        noise = mask_noise(batch["seed"], self.model.patch_embed.num_patches).to(imgs.device)
-        loss, _, _ = model(imgs, self.mask_ratio, noise=noise)
+        loss, _, _ = model(batch["image"], self.mask_ratio, noise=batch["noise"])
         return loss, {}
     @torch.no_grad()
     def evaluate(self, model):
         if not self.val: return None
         model.eval(); dev = next(model.parameters()).device; tot, n = 0.0, len(self.val)
         for i0 in range(0, n, 32):  # fixed masks: noise seeded by the image's index
-            idx = torch.arange(i0, min(n, i0 + 32))
-            x = torch.stack([self.val[int(i)]["image"] for i in idx]).to(dev)
-            noise = mask_noise(idx, self.model.patch_embed.num_patches).to(dev)
-            tot += model(x, self.mask_ratio, noise=noise)[0].item() * len(idx)
-        return {"val_loss": tot / n}
+            b = {k: v.to(dev, non_blocking=True) for k, v in self.collate([self.val[i] for i in range(i0, min(n, i0 + 32))]).items()}
+            tot = tot + model(b["image"], self.mask_ratio, noise=b["noise"])[0].double() * len(b["image"])   # read once, at the end
+        return {"val_loss": float(tot) / n}
 
 # %% ../nbs/10d_pretrain.ipynb #92b21ba8
 def pretrain_metrics(out:Path # a pre-training run folder

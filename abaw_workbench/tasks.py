@@ -16,8 +16,8 @@ from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, make_dataset, video_s
 
 # %% auto #0
 __all__ = ['AUTHORS_EXPR_WEIGHT', 'EXPR_WEIGHTINGS', 'VA_LOSSES', 'TASK_DIMS', 'POOLS', 'au_pos_weight', 'expr_class_weight',
-           'ccc_torch', 'LossConfig', 'TaskLoss', 'TaskHeads', 'FrameModel', 'predictions_dataset',
-           'fill_from_neighbours']
+           'ccc_torch', 'LossConfig', 'weighted_cross_entropy', 'TaskLoss', 'TaskHeads', 'FrameModel',
+           'predictions_dataset', 'fill_from_neighbours']
 
 # %% ../nbs/08a_tasks.ipynb #2c34eda0
 def au_pos_weight(au:np.ndarray, # [frame, 12] 0/1 labels, NaN = no label
@@ -39,14 +39,16 @@ def expr_class_weight(expr:np.ndarray, # [frame] int labels, -1 = no label
     return torch.tensor(np.minimum(w, max_weight), dtype=torch.float32)
 
 # %% ../nbs/08a_tasks.ipynb #1660e5bb
-def ccc_torch(x:torch.Tensor, y:torch.Tensor, mask:torch.Tensor|None=None, eps:float=1e-8) -> torch.Tensor:
-    "Concordance correlation coefficient of 1-d `x`, `y` over `mask`ed entries."
-    if mask is not None: x, y = x[mask], y[mask]
-    if x.numel() < 2: return x.new_zeros(())
-    mx, my = x.mean(), y.mean()
-    vx, vy = ((x - mx) ** 2).mean(), ((y - my) ** 2).mean()
-    cov = ((x - mx) * (y - my)).mean()
-    return 2 * cov / (vx + vy + (mx - my) ** 2 + eps)
+def ccc_torch(x:torch.Tensor, y:torch.Tensor, # [..., N]
+              mask:torch.Tensor|None=None, # [..., N] bool: the entries that count (None: all)
+              eps:float=1e-8) -> torch.Tensor:
+    "Concordance correlation coefficient of `x` and `y` over their last dimension's `mask`ed entries, per leading index ([...]); 0 where fewer than 2 count."
+    m = torch.ones_like(x) if mask is None else mask.to(x.dtype)   # weights, not boolean indexing: no host-device sync
+    n = m.sum(-1); d = n.clamp(min=1)
+    mx, my = (x * m).sum(-1) / d, (y * m).sum(-1) / d
+    dx, dy = (x - mx[..., None]) * m, (y - my[..., None]) * m
+    vx, vy, cov = (dx * dx).sum(-1) / d, (dy * dy).sum(-1) / d, (dx * dy).sum(-1) / d
+    return torch.where(n >= 2, 2 * cov / (vx + vy + (mx - my) ** 2 + eps), 0.0)
 
 # %% ../nbs/08a_tasks.ipynb #255946a7
 @dataclass
@@ -71,6 +73,20 @@ def _expr_weighting(v) -> str:
     if v not in EXPR_WEIGHTINGS: raise AbawError(f"loss.expr_class_weight: {v!r} is not one of {list(EXPR_WEIGHTINGS)} (or true/false)")
     return v
 
+# %% ../nbs/08a_tasks.ipynb #c66a15ee
+def weighted_cross_entropy(logits:torch.Tensor, # [..., N, C]
+                           y:torch.Tensor, # [..., N] class indices, -1 = no label
+                           weight:torch.Tensor, # [C] class weights
+                           smoothing:float=0.0 # label smoothing
+                          ) -> torch.Tensor:
+    "`F.cross_entropy(weight=, ignore_index=-1, label_smoothing=)`'s weighted mean over the N frames, per leading index ([...]); 0 where no frame has a label."
+    logp = F.log_softmax(logits.float(), -1)
+    has, yc = y >= 0, y.clamp(min=0)
+    wy = weight[yc] * has                                    # each frame's class weight; 0 without a label
+    loss = -(logp.gather(-1, yc[..., None])[..., 0] * wy).sum(-1)
+    if smoothing: loss = (1 - smoothing) * loss - smoothing / logits.shape[-1] * ((logp * weight).sum(-1) * has).sum(-1)
+    return loss / wy.sum(-1).clamp(min=torch.finfo(loss.dtype).tiny)
+
 # %% ../nbs/08a_tasks.ipynb #17e9d195
 class TaskLoss(nn.Module):
     "Masked multi-task loss: BCE (AU), cross-entropy (EXPR), 2 − CCC_v − CCC_a and/or MSE (VA)."
@@ -84,30 +100,29 @@ class TaskLoss(nn.Module):
             class_weight if class_weight is not None and ew == "inverse_frequency" else torch.ones(len(EXPR_NAMES))
         self.register_buffer("class_weight", cw)
 
-    def forward(self, out:dict, batch:dict) -> tuple[torch.Tensor, dict]:
-        "Total loss and the per-task parts (floats) for logging."
+    def forward(self, out:dict, # task -> outputs [..., N, C]
+                batch:dict # labels and masks [..., N(, C)] (see Batches)
+               ) -> tuple[torch.Tensor, dict]:
+        "Total loss over the N frames, per leading index ([...]: a scalar for [N, C] outputs), and the per-task parts for logging (detached tensors: no host-device sync)."
         total, logs = 0.0, {}
+        out = {k: v.float() for k, v in out.items()}
         if "au" in self.tasks:
             m = batch["au_mask"].float()
             l = F.binary_cross_entropy_with_logits(out["au"], batch["au"].float(), pos_weight=self.pos_weight, reduction="none")
-            l = (l * m).sum() / m.sum().clamp(min=1)
-            total = total + self.cfg.au * l; logs["loss_au"] = l.item()
+            l = (l * m).sum((-2, -1)) / m.sum((-2, -1)).clamp(min=1)
+            total = total + self.cfg.au * l; logs["loss_au"] = l.detach()
         if "expr" in self.tasks:
-            y = batch["expr"].long()
-            if (y >= 0).any():
-                l = F.cross_entropy(out["expr"], y, weight=self.class_weight, ignore_index=-1,
-                                    label_smoothing=self.cfg.label_smoothing)
-            else: l = out["expr"].sum() * 0
-            total = total + self.cfg.expr * l; logs["loss_expr"] = l.item()
+            l = weighted_cross_entropy(out["expr"], batch["expr"].long(), self.class_weight, self.cfg.label_smoothing)
+            total = total + self.cfg.expr * l; logs["loss_expr"] = l.detach()
         if "va" in self.tasks:
             p, y, m = out["va"].clamp(-1, 1), batch["va"].float(), batch["va_mask"].bool()
             l = 0.0
-            if self.cfg.va_loss in ("ccc", "both"): l = l + sum(1 - ccc_torch(p[:, i], y[:, i], m[:, i]) for i in range(2))
+            if self.cfg.va_loss in ("ccc", "both"): l = l + sum(1 - ccc_torch(p[..., i], y[..., i], m[..., i]) for i in range(2))
             if self.cfg.va_loss in ("mse", "both"):
                 mf = m.float()
-                l = l + (((p - y) ** 2 * mf).sum(0) / mf.sum(0).clamp(min=1)).sum()
-            total = total + self.cfg.va * l; logs["loss_va"] = l.item()
-        logs["loss"] = float(total.item()) if torch.is_tensor(total) else float(total)
+                l = l + (((p - y) ** 2 * mf).sum(-2) / mf.sum(-2).clamp(min=1)).sum(-1)
+            total = total + self.cfg.va * l; logs["loss_va"] = l.detach()
+        logs["loss"] = total.detach()
         return total, logs
 
 # %% ../nbs/08a_tasks.ipynb #a2c532bb

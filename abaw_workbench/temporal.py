@@ -18,7 +18,7 @@ from .tasks import TASK_DIMS
 
 # %% auto #0
 __all__ = ['MODALITIES', 'VISUAL_NORMS', 'DESIGNS', 'AUDIO_FEATURE_SETS', 'FusionConfig', 'check_mix', 'sinusoid', 'Projection',
-           'FrameHead', 'FusionNet']
+           'masked_batch_norm', 'FrameHead', 'FusionNet']
 
 # %% ../nbs/10a_temporal.ipynb #71bb565f
 @dataclass
@@ -86,19 +86,36 @@ class Projection(nn.Module):
         self.net = nn.Sequential(nn.Conv1d(d_in, hidden, 1), nn.LeakyReLU(0.1), nn.Conv1d(hidden, d_out, 1))
     def forward(self, x): return self.net(x.transpose(1, 2)).transpose(1, 2)  # [B, T, D] -> [B, T, d_out]
 
-# %% ../nbs/10a_temporal.ipynb #7b04533d
+# %% ../nbs/10a_temporal.ipynb #36fef886
+def masked_batch_norm(bn:nn.BatchNorm1d, # its affine weights and running statistics are used (and, in training, updated)
+                      x:torch.Tensor, # [..., C]
+                      valid:torch.Tensor # [...] bool: the entries normalised
+                     ) -> torch.Tensor:
+    "`bn` over the `valid` entries of `x` only: in training their batch statistics (fewer than 2 entries: passed through, statistics kept), in eval the running ones; invalid entries come out 0."
+    flat, v = x.reshape(-1, x.shape[-1]).float(), valid.reshape(-1, 1).float()   # weights, not boolean indexing: no host-device sync
+    w, b = bn.weight.float(), bn.bias.float()
+    if bn.training:
+        n = v.sum(); d = n.clamp(min=1)
+        mean = (flat * v).sum(0) / d
+        var = ((flat - mean) ** 2 * v).sum(0) / d
+        use = n > 1
+        with torch.no_grad():   # as BatchNorm1d: the running variance is the unbiased one
+            m = bn.momentum * use.float()
+            bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), m)
+            bn.running_var.lerp_((var * n / (n - 1).clamp(min=1)).to(bn.running_var.dtype), m)
+            bn.num_batches_tracked.add_(use.long())
+        y = torch.where(use, (flat - mean) * torch.rsqrt(var + bn.eps) * w + b, flat)
+    else: y = (flat - bn.running_mean) * torch.rsqrt(bn.running_var + bn.eps) * w + b
+    return (y * v).to(x.dtype).reshape(x.shape)
+
+# %% ../nbs/10a_temporal.ipynb #92233ef7
 class FrameHead(nn.Module):
     "Linear → BatchNorm (over valid frames only) → Linear, per frame."
     def __init__(self, d:int, hidden:int, out:int):
         super().__init__()
         self.fc1, self.bn, self.fc2 = nn.Linear(d, hidden), nn.BatchNorm1d(hidden), nn.Linear(hidden, out)
     def forward(self, x, valid):                                  # x [B, T, d], valid [B, T]
-        h = self.fc1(x)                                           # [B, T, hidden]
-        flat = h.reshape(-1, h.shape[-1])
-        idx = valid.reshape(-1)
-        normed = torch.zeros_like(flat)
-        if idx.any(): normed[idx] = self.bn(flat[idx]) if (idx.sum() > 1 or not self.training) else flat[idx]
-        return self.fc2(normed.reshape(h.shape))                  # [B, T, out]
+        return self.fc2(masked_batch_norm(self.bn, self.fc1(x), valid))   # [B, T, out]
 
 # %% ../nbs/10a_temporal.ipynb #0fb8d4b6
 class FusionNet(nn.Module):
@@ -158,7 +175,7 @@ def forward(self:FusionNet, visual:torch.Tensor|None, # [B, T, Dv]
     with torch.no_grad(): o1 = self._first(visual, audio, valid)   # mixed: the first branch is frozen
     if self.training:   # a ~ Beta per window
         B = next(iter(o1.values())).shape[0]
-        a = torch.distributions.Beta(self.mix["alpha"], self.mix["beta"]).sample((B,)).to(o2[next(iter(o2))].device)
+        a = torch.distributions.Beta(self.mix["alpha"], self.mix["beta"]).sample((B,)).to(o2[next(iter(o2))].device, non_blocking=True)
         a = a.view(B, 1, 1)
     else: a = self.mix["at_test"]
     return {k: a * o1[k] + (1 - a) * o2[k] for k in o1}

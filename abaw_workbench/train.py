@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #f2f6e059
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, random, sys, time
+import contextlib, copy, dataclasses, json, math, os, random, sys, time, traceback
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +13,8 @@ from typing import Iterator
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 from tqdm import tqdm
 from torch import nn
 
@@ -23,7 +25,8 @@ from .data import accelerated, loader_settings
 # %% auto #0
 __all__ = ['TrainConfig', 'param_groups', 'Stage', 'get_lr', 'DistEnv', 'init_distributed', 'sample_seed', 'ShardedBatches',
            'to_device', 'ToHost', 'rng_state', 'set_rng_state', 'save_checkpoint', 'read_checkpoint',
-           'bare_step_seconds', 'write_timing', 'write_run', 'amp_dtype', 'fit']
+           'bare_step_seconds', 'write_timing', 'write_run', 'amp_dtype', 'fit', 'HostSync', 'HostSyncs',
+           'step_host_syncs']
 
 # %% ../nbs/08_train.ipynb #1e8348c6
 @dataclass
@@ -561,3 +564,54 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
     bar.close()
     if r.env.distributed: dist.barrier()
     return {**rec, "compile_seconds": compiled} if compiled is not None else rec
+
+# %% ../nbs/08_train.ipynb #f4e581b7
+_READS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.masked_select.default", "aten.is_nonzero.default",
+          "aten.equal.default", "aten._unique2.default", "aten.unique_dim.default", "aten.unique_consecutive.default"}
+
+class HostSync(AbawError):
+    "A meta tensor's value read on the host: the step cannot go on."
+
+def _caller() -> str:
+    "The innermost frame outside torch: the code that asked."
+    for f in reversed(traceback.extract_stack()[:-3]):
+        if f"{os.sep}torch{os.sep}" not in f.filename: return f"{Path(f.filename).name}:{f.lineno} in {f.name}: {f.line}"
+    return "?"
+
+def _sync_kind(name:str, args, kwargs) -> str|None:
+    "'read' (a device value read on the host), 'copy' (a blocking copy between devices) or None."
+    if name in _READS or (name.startswith(("aten.index.Tensor", "aten.index_put")) and any(torch.is_tensor(i) and i.dtype == torch.bool for i in args[1] or [])):
+        return "read" if any(t.device.type != "cpu" for t in tree_leaves((args, kwargs)) if torch.is_tensor(t)) else None
+    if name in ("aten._to_copy.default", "aten.copy_.default"):
+        src, dst = (args[0].device, torch.device(kwargs.get("device") or args[0].device)) if name == "aten._to_copy.default" else (args[1].device, args[0].device)
+        return "copy" if src != dst and not (kwargs.get("non_blocking") or (len(args) > 2 and args[2])) else None
+    return None
+
+class HostSyncs(TorchDispatchMode):
+    "Within it, `found` lists each operation that makes the host wait for a device ({op, kind, at}); a read of a meta tensor's value raises `HostSync` once recorded."
+    def __enter__(self): self.found = []; return super().__enter__()
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        kind = _sync_kind(str(func), args, kwargs)
+        if kind:
+            self.found.append(dict(op=str(func), kind=kind, at=_caller()))
+            if kind == "read" and any(t.device.type == "meta" for t in tree_leaves(args) if torch.is_tensor(t)):
+                raise HostSync(f"{func} reads a device value on the host at {self.found[-1]['at']}")
+        return func(*args, **kwargs)
+
+# %% ../nbs/08_train.ipynb #ca77c62b
+def step_host_syncs(stage, # a `Stage`
+                    batch_size:int=4 # items of its training data in the batch
+                   ) -> list[dict]:
+    "What in one training step of `stage` (its loss and backward, on its first items) makes the host wait for a device: [] when nothing does. It runs on copies of the stage's modules on the meta device (the first read stops it there); the stage is left as it was."
+    data = _Keyed(stage.train_data())
+    batch = _Collate(getattr(stage, "collate", None))(data.__getitems__([(i, sample_seed(0, 0, i)) for i in range(min(batch_size, len(data)))]))
+    batch, kept = to_device(batch, torch.device("meta")), dict(vars(stage))
+    try:
+        for k, v in kept.items():
+            if isinstance(v, nn.Module): setattr(stage, k, copy.deepcopy(v).to("meta"))
+        with HostSyncs() as hs:
+            try: stage.loss(stage.model, batch)[0].backward()
+            except HostSync: pass
+        return hs.found
+    finally: vars(stage).update(kept)

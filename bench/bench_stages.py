@@ -9,8 +9,8 @@ the multi-task loss, layer-decay groups), its validation pass, feature extractio
 depend on them.
 
 Rounds alternate the real thing with its bare limit, so that load from other processes hits both:
-  - training: S steps of the shared loop (`train.fit`; per-step times from its log, the first 3 steps of
-    each round dropped), then S bare forward+backward+AdamW steps of the same model on random tensors
+  - training: S steps of the shared loop (`train.fit`; per-step times between its log lines, every S/4 steps,
+    the steps before the first line of each round not counted), then S bare forward+backward+AdamW steps of the same model on random tensors
     of the batch's shape (`train.bare_step_seconds`, the demo's calibration);
   - inference (validation, extraction): one pass over the split, then a bare forward of the same model
     over the same number of frames in batches of the same size.
@@ -49,11 +49,17 @@ from abaw_workbench.train import bare_step_seconds, fit
 TARGET = {"train": 0.85, "infer": 0.9}
 
 
+def log_step_seconds(log):
+    "Median seconds per step over the intervals between a run's log lines (`log.jsonl`); the steps before the first line, the warm-up, do not count."
+    recs = [(r["step"], r["time"]) for r in map(json.loads, open(log)) if "time" in r]
+    return float(np.median([(t1 - t0) / (s1 - s0) for (s0, t0), (s1, t1) in zip(recs, recs[1:])]))
+
+
 def loop_step_seconds(run, steps, out):
-    "Median seconds per step of `run(train_config_overrides)` over its steps after the first 3 (from log.jsonl)."
-    run(dict(max_steps=steps, out=str(out), resume=False, progress=False, log_every=1, eval_every=0, checkpoint_every=10**9))
-    t = [json.loads(l)["time"] for l in open(Path(out) / "log.jsonl") if '"time"' in l]
-    return float(np.median(np.diff(t)[3:]))
+    """Median seconds per step of `run(train_config_overrides)` (`log_step_seconds`). The loop logs every steps // 4 steps, not
+    every step: a log line reads the loss back from the device, which a run does every `log_every` (10) steps."""
+    run(dict(max_steps=steps, out=str(out), resume=False, progress=False, log_every=max(1, steps // 4), eval_every=0, checkpoint_every=10**9))
+    return log_step_seconds(Path(out) / "log.jsonl")
 
 
 def rounds(name, kind, real, bare, n_rounds, work):

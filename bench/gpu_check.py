@@ -172,11 +172,10 @@ def ddp(a, overrides, out):
     res = {}
     for n in (1, 2):
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", str(launcher), "finetune", "--config", a.config,
-               "--out", out / f"ddp{n}", f"train.max_steps={a.steps}", "train.progress=false", "train.log_every=1", *overrides]
+               "--out", out / f"ddp{n}", f"train.max_steps={a.steps}", "train.progress=false", f"train.log_every={max(1, a.steps // 4)}", *overrides]
         r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, env=env)
         if r.returncode: raise RuntimeError(f"torchrun with {n} process(es) exited {r.returncode}: {r.stderr[-2000:]}")
-        t = [json.loads(l)["time"] for l in open(out / f"ddp{n}" / "log.jsonl") if '"time"' in l]
-        res[f"{n}_process_s_per_step"] = round(sorted(b - a_ for a_, b in zip(t, t[1:]))[len(t) // 2 - 1], 4)
+        res[f"{n}_process_s_per_step"] = round(bench_stages.log_step_seconds(out / f"ddp{n}" / "log.jsonl"), 4)
     res["speed_up"] = round(res["1_process_s_per_step"] / res["2_process_s_per_step"], 3)
     print(json.dumps(res), flush=True)
     return res
