@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #3a9504f8
 from __future__ import annotations
-import ast, contextlib, dataclasses, errno, hashlib, importlib.util, json, os, random, re, shutil, tempfile, time, typing
+import ast, contextlib, dataclasses, errno, fcntl, hashlib, importlib.util, json, os, random, re, shutil, tempfile, time, typing
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -12,11 +12,11 @@ import yaml
 
 # %% auto #0
 __all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'METHOD_SECTIONS', 'ENCODER_STAGES', 'AbawError', 'worker_died',
-           'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path', 'remove_stale_tmp', 'atomic_dir',
-           'config_from_dict', 'apply_overrides', 'parse_value', 'load_config', 'file_hash', 'config_hash',
-           'get_device', 'seed_everything', 'write_manifest', 'named_configs', 'method_config', 'stage_section',
-           'stage_args', 'stage_config', 'print_config', 'Timer', 'worker_threads', 'markdown_table', 'package_dir',
-           'import_graph', 'import_closure']
+           'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path', 'file_lock', 'remove_stale_tmp',
+           'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value', 'load_config', 'file_hash',
+           'config_hash', 'get_device', 'seed_everything', 'write_manifest', 'named_configs', 'method_config',
+           'stage_section', 'stage_args', 'stage_config', 'print_config', 'Timer', 'worker_threads', 'markdown_table',
+           'package_dir', 'import_graph', 'import_closure']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -163,6 +163,17 @@ def atomic_path(path:str|Path # the file to (re)write
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
+
+# %% ../nbs/00_core.ipynb #12a08c55
+@contextlib.contextmanager
+def file_lock(path:str|Path # the lock file (made, with its folder, if absent)
+             ):
+    "An exclusive inter-process lock (`flock`; released when the holder exits, even when it is killed)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #14d9d94d
 _TMP = re.compile(r"^\..+\.(\d+)-[^.]+\.tmp$")

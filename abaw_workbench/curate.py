@@ -4,7 +4,7 @@
 
 # %% ../nbs/15a_curate.ipynb #d2db9e01
 from __future__ import annotations
-import contextlib, fcntl, json, shutil
+import json, shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pandas as pd
 import xarray as xr
 from fastcore.basics import patch
 
-from .core import AbawError, atomic_dir, atomic_path, atomic_write
+from .core import AbawError, atomic_dir, atomic_path, atomic_write, file_lock
 from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, frame_positions, video_slices, write_netcdf
 from .layout import SPLITS, Layout
 from .catalog import Catalog, add_entry, load_catalog
@@ -92,14 +92,9 @@ def write_curation_file(ds:xr.Dataset, # tags or corrections
     with atomic_path(path) as tmp: write_netcdf(ds, tmp)
 
 # %% ../nbs/15a_curate.ipynb #4440e645
-@contextlib.contextmanager
 def curation_lock(folder:str|Path):
-    "Hold the exclusive lock of a folder's tags and corrections (`flock` on its `.curation.lock`; across processes)."
-    folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    "The exclusive lock of a folder's tags and corrections (`core.file_lock` on its `.curation.lock`; across processes)."
+    return file_lock(Path(folder) / LOCK_FILE)
 
 # %% ../nbs/15a_curate.ipynb #32f40602
 def frame_list(frames, # one frame index, a range, or indices

@@ -4,27 +4,16 @@
 
 # %% ../nbs/14a_experiments.ipynb #5606a851
 from __future__ import annotations
-import contextlib, fcntl, json, os, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 
-from .core import AbawError, atomic_write, config_hash
+from .core import AbawError, atomic_write, config_hash, file_lock
 from .evaluation import evaluate_predictions, postprocess_report, score_postprocessed_cv
 from .ablate import BASE_ENV, RECORD, _now
 
 # %% auto #0
-__all__ = ['EXPERIMENT_STAGES', 'file_lock', 'shared_stage', 'code_version', 'write_record', 'experiment_stages',
-           'experiment_path', 'open_stage_cache', 'selected_scores', 'experiment_metrics']
-
-# %% ../nbs/14a_experiments.ipynb #500989f9
-@contextlib.contextmanager
-def file_lock(path:str|Path # the lock file (made if absent)
-             ):
-    "An exclusive inter-process lock (released when the holder exits, even when it is killed)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(f, fcntl.LOCK_UN)
+__all__ = ['EXPERIMENT_STAGES', 'shared_stage', 'code_version', 'write_record', 'experiment_stages', 'experiment_path',
+           'open_stage_cache', 'selected_scores', 'experiment_metrics']
 
 # %% ../nbs/14a_experiments.ipynb #5edbbf6e
 def shared_stage(runner, # a stage cache (`runs.StageRunner`): folders keyed by chained config hashes

@@ -17,7 +17,7 @@ import torch
 from fastcore.basics import patch
 from tqdm import tqdm
 
-from .core import (AbawError, Timer, atomic_path, atomic_write, file_hash, get_device, print_config, remove_stale_tmp, stage_args,
+from .core import (AbawError, Timer, atomic_path, atomic_write, file_hash, file_lock, get_device, print_config, remove_stale_tmp, stage_args,
                                  stage_config)
 from .schema import fps_from_name, make_dataset, video_slices, write_netcdf
 from .layout import Layout, crop_indices, crop_name
@@ -476,9 +476,10 @@ def run_extract(cfg:ExtractConfig, # the stage's configuration
     "Extract visual and audio features of `data`'s videos into a store (resumable, shardable); the run (`FeatureStore(run.path)`)."
     timer = Timer()
     with timer("extraction"): store = _extract_videos(data, out, encoder, cfg, cache_dir, shard, progress, catalog)
-    write_run(store.path, "extract", {"videos": len(store.videos)}, {}, timing=(timer,), dataset=data.name,
-              config=dataclasses.asdict(cfg), encoder=str(encoder) if isinstance(encoder, (str, Path)) else None, models={},
-              store=store.path)
+    with file_lock(Path(store.path) / ".extract.lock") if shard[1] > 1 else contextlib.nullcontext():   # shards finishing together add up their times
+        write_run(store.path, "extract", {"videos": len(store.videos)}, {}, timing=(timer,), dataset=data.name,
+                  config=dataclasses.asdict(cfg), encoder=str(encoder) if isinstance(encoder, (str, Path)) else None, models={},
+                  store=store.path)
     return Run.open(store.path)
 
 # %% ../nbs/11_features.ipynb #d83d4d59
