@@ -28,7 +28,7 @@ from .features import FeatureStore
 from .fusion import split_outputs
 from .evaluation import apply_postprocess
 from .annotations import write_annotation_file
-from .train import write_run
+from .train import ToHost, write_run
 from .runs import Run
 from .faces import (FaceConfig, FaceDetector, TrackCrops, align_face, choose_track, describe_tracks, detect_video,
                                   iter_track_crops, tracks_dataset, with_faces)
@@ -138,14 +138,14 @@ def frame_forward(model:FrameModel, # the run's static model
     "Features [n, D] and per-task outputs (logits; VA raw) of the static model on the crops."
     device = device or next(model.parameters()).device
     if isinstance(crops, np.ndarray): crops = np.array_split(crops, range(batch_size, len(crops), batch_size)) if len(crops) else []
-    feats, outs = [], {}
-    for c in crops:
-        x = torch.from_numpy(c).permute(0, 3, 1, 2)                               # [B, 3, S, S], channels-last memory
-        f = model.features(normalize_batch(x, preprocess).to(device))            # [B, D]
-        feats.append(f.float().cpu().numpy())
-        for k, v in model.heads(f).items(): outs.setdefault(k, []).append(v.float().cpu().numpy())
-    D = model.num_features
-    return (np.concatenate(feats) if feats else np.zeros((0, D), np.float32)), {k: np.concatenate(v) for k, v in outs.items()}
+    got, host = [], ToHost()   # a batch's outputs come back to the host while the next one runs
+    for j, c in enumerate(crops):
+        x = torch.from_numpy(c).permute(0, 3, 1, 2).to(device, non_blocking=True)   # uint8 [B, 3, S, S], channels-last memory
+        f = model.features(normalize_batch(x, preprocess))                          # normalised on the device: [B, D]
+        got += host.put({"features": f, **model.heads(f)}, j)
+    got = [o for _, o in got + host.flush()]
+    if not got: return np.zeros((0, model.num_features), np.float32), {}
+    return np.concatenate([o["features"] for o in got]), {k: np.concatenate([o[k] for o in got]) for k in got[0] if k != "features"}
 
 # %% ../nbs/13b_predict.ipynb #13f4fb55
 def far_from_face(has_face:np.ndarray, # [n] bool
