@@ -19,7 +19,7 @@ from .annotations import read_split
 from .catalog import entry_or_path
 from .synth import stage_inputs
 from .data import window_starts
-from .train import Stage, TrainConfig, fit, param_groups, read_checkpoint, to_device, write_run, write_timing
+from .train import Stage, ToHost, TrainConfig, fit, param_groups, read_checkpoint, to_device, write_run, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, submission_frames, write_submissions
 from .audio import ENCODER_FEATURE_PREFIX
@@ -58,18 +58,20 @@ def predict_video(net:FusionNet, visual:np.ndarray|None, # [T, Dv] features (or 
     L = min(window, T)
     sums, counts = {}, np.zeros(T)
     net.eval()
+    def add(ss, out):   # a batch's outputs, once on the host, into the sums over overlapping windows
+        for k, v in out.items():
+            acc = sums.setdefault(k, np.zeros((T, v.shape[-1])))
+            for i, s in enumerate(ss): acc[s:s + L] += v[i]
+    host = ToHost()   # a batch's outputs come back while the next one runs
     for b in range(0, len(starts), batch_size):
         ss = starts[b:b + batch_size]
         def cut(x):
             if x is None: return None
-            return torch.as_tensor(np.stack([x[s:s + L] for s in ss]), dtype=torch.float32, device=device)
+            return torch.from_numpy(np.stack([x[s:s + L] for s in ss]).astype(np.float32, copy=False)).to(device, non_blocking=True)
         valid = torch.ones(len(ss), L, dtype=torch.bool, device=device)
-        out = net(cut(visual), cut(audio), valid)
-        for k, v in out.items():
-            v = v.float().cpu().numpy()
-            acc = sums.setdefault(k, np.zeros((T, v.shape[-1])))
-            for i, s in enumerate(ss): acc[s:s + L] += v[i]
+        for key, out in host.put(net(cut(visual), cut(audio), valid), ss): add(key, out)
         for s in ss: counts[s:s + L] += 1
+    for key, out in host.flush(): add(key, out)
     return {k: v / counts[:, None] for k, v in sums.items()}
 
 # %% ../nbs/12_fusion.ipynb #3232fcf3
