@@ -350,10 +350,11 @@ def _trim_log(path:Path, step:int, evaluation:bool=False):
     with atomic_write(path, "w") as f: f.write("".join(l + "\n" for l in keep))
 
 # %% ../nbs/08_train.ipynb #ec11e993
-def _mean_over_ranks(x:float, env:DistEnv) -> float:
-    if not env.distributed: return x
-    t = torch.tensor([x], dtype=torch.float64, device=env.device if env.device.type == "cuda" else "cpu")
-    dist.all_reduce(t); return t.item() / env.world
+def _mean_over_ranks(sums:dict, n:int, env:DistEnv) -> dict:
+    "Each of `sums` (tensors or numbers) divided by `n` and averaged over the processes: one read of the device and one `all_reduce` for all of them."
+    t = torch.stack([torch.as_tensor(v, device=env.device).to(torch.float64) for v in sums.values()]) / n
+    if env.distributed: dist.all_reduce(t); t /= env.world
+    return dict(zip(sums, t.tolist()))
 
 # %% ../nbs/08_train.ipynb #f090ad37
 def _resume_from(ck:dict, path:Path, model, opt, scaler):
@@ -496,7 +497,7 @@ def _log_line(r:_Loop, lr:float, sums:dict, n:int, # the summed logs of the last
               t0:float, bar) -> dict:
     "The record of the last `n` steps, appended to `log.jsonl` (rank 0); AbawError when the loss is not finite."
     rec = dict(step=r.step, epoch=round(r.step / r.spe, 3), lr=lr,
-               **{k: _mean_over_ranks(float(v) / n, r.env) for k, v in sums.items()}, time=round(time.time() - t0, 3))
+               **_mean_over_ranks(sums, n, r.env), time=round(time.time() - t0, 3))
     if r.env.main: _log(r.log_path, rec); bar.set_postfix(loss=f"{rec['loss']:.4f}")
     if not math.isfinite(rec["loss"]):
         raise AbawError(f"{r.out}: the loss is {rec['loss']} at step {r.step}: training diverged "
