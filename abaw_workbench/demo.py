@@ -137,8 +137,7 @@ def timing_rows(runner:StageRunner, # the run's stages (folders and wall times)
     wall = {k: json.loads((d / "done.json").read_text()).get("seconds", 0.0) for k, d in runner.folders.items()}
     row("data", "read and check the data set", wall["data"], n_frames, "frames")
     for st in ("pretrain", "finetune"):
-        p = _timing(runner.folders[st])["parts"]
-        t = _timing(runner.folders[st])
+        t = _timing(runner.folders[st]); p = t["parts"]
         row(st, "training", p.get("loop", 0.0) - p.get("validation", 0.0) - p.get("compile", 0.0), t.get("items"),
             t.get("unit", "images"), bare[st] * t.get("steps", 0))
         for k in ("compile", "validation", "final prediction"):

@@ -27,7 +27,7 @@ from .synth import stage_inputs
 from .data import (accelerated, label_arrays, make_loader, prepare_batch, preprocess_config, resize_on_device,
                                  stored_crop_size, window_starts)
 from .train import ToHost, amp_dtype, write_run
-from .audio import (AudioConfig, audio_feature_names, video_audio_features, stored_audio_feature_names,
+from .audio import (AudioConfig, video_audio_features, stored_audio_feature_names,
                                   audio_encoder_path, encoder_hash)
 from .mae import MaskedAutoencoder, build_encoder, load_checkpoint, size_name
 from .finetune import CropDataset

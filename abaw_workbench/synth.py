@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_synth.ipynb #29e9d636
 from __future__ import annotations
-import inspect, json, math, os, shutil, time, warnings
+import inspect, json, math, time, warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +14,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .core import AbawError, atomic_dir, atomic_write
-from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS
+from .schema import AU_NAMES, EXPR_NAMES, TASKS
 from .layout import SPLITS as LABELLED_SPLITS, Layout, crop_name
 from .catalog import Catalog, Entry, load_catalog
 from .annotations import HEADERS, read_split, write_annotation_file

@@ -19,11 +19,10 @@ import xarray as xr
 from fastcore.basics import patch
 
 from .core import AbawError
-from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, make_dataset, video_slices
+from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, make_dataset, video_slices
 from .figures import (timeline_figure, au_bars_figure, expr_figure, expr_label_marks, va_plane_figure,
                                     expr_confusion, au_f1_bars, _arr)
-from .explore import (Interpretation, DatasetRun, OUTCOMES, as_run, video_arrays, synthetic_predictions,
-                                    fixture_run, _cls_index)
+from .explore import Interpretation, OUTCOMES, as_run, video_arrays, _cls_index
 from .curate import Curation, PRESET_TAGS
 
 # %% auto #0
