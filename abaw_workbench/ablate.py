@@ -19,10 +19,10 @@ from .core import AbawError, atomic_path, atomic_write, config_hash, markdown_ta
 from .catalog import project_root
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_TAGS', 'GridRun', 'run_id', 'Grid', 'load_grid',
-           'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status', 'portable_path',
-           'run_grid', 'load_results', 'summary_frame', 'results_markdown', 'results_figures', 'write_results',
-           'ablate_args', 'ablate_main']
+__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_TAGS', 'KERNEL_DIED', 'GridRun', 'run_id', 'Grid',
+           'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status',
+           'portable_path', 'run_grid', 'load_results', 'summary_frame', 'results_markdown', 'results_figures',
+           'write_results', 'ablate_args', 'ablate_main']
 
 # %% ../nbs/14_ablate.ipynb #290ac4f2
 GRID_KEYS = ("notebook", "description", "parameters", "zip", "fixed", "seeds", "seed_parameter", "timeout", "table")
@@ -263,6 +263,17 @@ class _LastCell:
 # %% ../nbs/14_ablate.ipynb #bc497b98
 def _now() -> str: return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
+# %% ../nbs/14_ablate.ipynb #99853a8c
+KERNEL_DIED = ("Kernel died before replying to kernel_info", "Kernel didn't respond in") # jupyter_client's words for a kernel that never started
+
+def _kernel_never_started(folder:Path, begin:int=0) -> bool:
+    "Whether the papermill run logged from byte `begin` of the run's log.txt failed because its kernel never started (no cell began)."
+    with open(folder / "log.txt", "rb") as f: f.seek(begin); text = f.read().decode(errors="replace")
+    if not any(m in text for m in KERNEL_DIED): return False
+    try: cells = json.loads((folder / EXECUTED).read_text(encoding="utf-8")).get("cells") or []
+    except (OSError, ValueError): return True   # papermill wrote no notebook: nothing ran
+    return not any((c.get("metadata", {}).get("papermill") or {}).get("start_time") for c in cells)  # papermill marks them all completed
+
 # %% ../nbs/14_ablate.ipynb #b87976e2
 def execute_run(notebook:str, # the experiment notebook
                 parameters:dict, # values for its parameters cell
@@ -273,7 +284,8 @@ def execute_run(notebook:str, # the experiment notebook
                 poll:float=0.2, # watchdog period in seconds
                 after_last_cell:float|None=60.0, # seconds papermill may take to exit after the last cell completed (None: until the timeout)
                 base:str|None=None, # the folder relative paths in the parameters are relative to (default: the current one)
-                threads:int|None=None # torch threads of the run's kernel (OMP_NUM_THREADS), unless the environment sets them
+                threads:int|None=None, # torch threads of the run's kernel (OMP_NUM_THREADS), unless the environment sets them
+                kernel_starts:int=3 # times the kernel is started when it dies before the first cell (`_kernel_never_started`)
                ) -> dict:
     "Execute one run headless with papermill in a child process under a watchdog; write and return its status record."
     folder = Path(folder).absolute()
@@ -283,32 +295,42 @@ def execute_run(notebook:str, # the experiment notebook
     cmd = [sys.executable, "-m", "papermill", str(Path(notebook).resolve()), str(folder / EXECUTED),
            "-f", str(folder / "parameters.yaml"), "--cwd", str(folder), "-k", kernel, "--no-progress-bar", "--log-output"]
     parent, t0, started = os.getppid(), time.time(), _now()
-    status, known, note, last = None, set(), None, _LastCell(folder)
+    status, note, died = None, None, 0
     _ACTIVE.add(str(folder))  # from before the start: the pool worker's parent watch must not exit under a run
     try:
         with open(folder / "log.txt", "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env={**({"OMP_NUM_THREADS": str(threads)} if threads else {}), **os.environ,
-                                         BASE_ENV: str(Path(base or os.getcwd()).absolute())})
-            try:
-                while proc.poll() is None:
-                    with contextlib.suppress(psutil.Error): known |= set(psutil.Process(proc.pid).children(recursive=True))
-                    if os.getppid() != parent:  # whoever handed out this run is gone: leave no orphans, record nothing
-                        _kill_tree(proc, known); os._exit(1)
-                    if after_last_cell is not None and last.since() > after_last_cell and (folder / RECORD).exists():
-                        _kill_tree(proc, known); status = "done"   # a hang after the last cell loses nothing
-                        note = f"papermill had not exited {after_last_cell:g} s after the last cell completed: killed (the record was written before)"; break
-                    if timeout is not None and time.time() - t0 > timeout:
-                        _kill_tree(proc, known)
-                        if last.since() >= 0 and (folder / RECORD).exists():
-                            status, note = "done", f"killed at the timeout ({timeout:g} s), after the last cell completed (the record was written before)"
-                        else: status = "timed_out"
-                        break
-                    time.sleep(poll)
-            except BaseException:
-                _kill_tree(proc, known); raise
-            _kill_tree(proc, known)   # whatever it left running
+            while True:
+                begin, known, last = os.fstat(log.fileno()).st_size, set(), _LastCell(folder)
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                        env={**({"OMP_NUM_THREADS": str(threads)} if threads else {}), **os.environ,
+                                             BASE_ENV: str(Path(base or os.getcwd()).absolute())})
+                try:
+                    while proc.poll() is None:
+                        with contextlib.suppress(psutil.Error): known |= set(psutil.Process(proc.pid).children(recursive=True))
+                        if os.getppid() != parent:  # whoever handed out this run is gone: leave no orphans, record nothing
+                            _kill_tree(proc, known); os._exit(1)
+                        if after_last_cell is not None and last.since() > after_last_cell and (folder / RECORD).exists():
+                            _kill_tree(proc, known); status = "done"   # a hang after the last cell loses nothing
+                            note = f"papermill had not exited {after_last_cell:g} s after the last cell completed: killed (the record was written before)"; break
+                        if timeout is not None and time.time() - t0 > timeout:
+                            _kill_tree(proc, known)
+                            if last.since() >= 0 and (folder / RECORD).exists():
+                                status, note = "done", f"killed at the timeout ({timeout:g} s), after the last cell completed (the record was written before)"
+                            else: status = "timed_out"
+                            break
+                        time.sleep(poll)
+                except BaseException:
+                    _kill_tree(proc, known); raise
+                _kill_tree(proc, known)   # whatever it left running
+                if status is not None or proc.returncode == 0 or died + 1 >= kernel_starts or not _kernel_never_started(folder, begin): break
+                died += 1
+                (folder / EXECUTED).unlink(missing_ok=True)   # papermill marked its cells completed: not this start's
+                log.write(f"[abaw ablate] the kernel died before the first cell (start {died} of {kernel_starts}): starting it again\n".encode())
+                log.flush()
     finally: _ACTIVE.discard(str(folder))
+    if died:
+        again = f"the kernel died before the first cell and was started again ({died}x, see log.txt)"
+        note = f"{again}; {note}" if note else again
     rc = proc.returncode
     if status is None: status = "done" if rc == 0 else "failed"
     error = None
