@@ -274,6 +274,29 @@ def _kernel_never_started(folder:Path, begin:int=0) -> bool:
     except (OSError, ValueError): return True   # papermill wrote no notebook: nothing ran
     return not any((c.get("metadata", {}).get("papermill") or {}).get("start_time") for c in cells)  # papermill marks them all completed
 
+# %% ../nbs/14_ablate.ipynb #f0571246
+def _watch(proc, folder:Path, t0:float, timeout, after_last_cell, poll, parent:int) -> tuple[str|None, str|None]:
+    "Watch papermill `proc` until it exits or is killed (with all it started): (status, note), status None when it exited."
+    known, last = set(), _LastCell(folder)
+    try:
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.Error): known |= set(psutil.Process(proc.pid).children(recursive=True))
+            if os.getppid() != parent:  # whoever handed out this run is gone: leave no orphans, record nothing
+                _kill_tree(proc, known); os._exit(1)
+            if after_last_cell is not None and last.since() > after_last_cell and (folder / RECORD).exists():
+                _kill_tree(proc, known)   # a hang after the last cell loses nothing
+                return "done", f"papermill had not exited {after_last_cell:g} s after the last cell completed: killed (the record was written before)"
+            if timeout is not None and time.time() - t0 > timeout:
+                _kill_tree(proc, known)
+                if last.since() >= 0 and (folder / RECORD).exists():
+                    return "done", f"killed at the timeout ({timeout:g} s), after the last cell completed (the record was written before)"
+                return "timed_out", None
+            time.sleep(poll)
+    except BaseException:
+        _kill_tree(proc, known); raise
+    _kill_tree(proc, known)   # whatever it left running
+    return None, None
+
 # %% ../nbs/14_ablate.ipynb #b87976e2
 def execute_run(notebook:str, # the experiment notebook
                 parameters:dict, # values for its parameters cell
@@ -294,34 +317,16 @@ def execute_run(notebook:str, # the experiment notebook
     (folder / "parameters.yaml").write_text(yaml.safe_dump(parameters, sort_keys=False))
     cmd = [sys.executable, "-m", "papermill", str(Path(notebook).resolve()), str(folder / EXECUTED),
            "-f", str(folder / "parameters.yaml"), "--cwd", str(folder), "-k", kernel, "--no-progress-bar", "--log-output"]
-    parent, t0, started = os.getppid(), time.time(), _now()
-    status, note, died = None, None, 0
+    parent, t0, started, died = os.getppid(), time.time(), _now(), 0
     _ACTIVE.add(str(folder))  # from before the start: the pool worker's parent watch must not exit under a run
     try:
         with open(folder / "log.txt", "wb") as log:
             while True:
-                begin, known, last = os.fstat(log.fileno()).st_size, set(), _LastCell(folder)
+                begin = os.fstat(log.fileno()).st_size
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                         env={**({"OMP_NUM_THREADS": str(threads)} if threads else {}), **os.environ,
                                              BASE_ENV: str(Path(base or os.getcwd()).absolute())})
-                try:
-                    while proc.poll() is None:
-                        with contextlib.suppress(psutil.Error): known |= set(psutil.Process(proc.pid).children(recursive=True))
-                        if os.getppid() != parent:  # whoever handed out this run is gone: leave no orphans, record nothing
-                            _kill_tree(proc, known); os._exit(1)
-                        if after_last_cell is not None and last.since() > after_last_cell and (folder / RECORD).exists():
-                            _kill_tree(proc, known); status = "done"   # a hang after the last cell loses nothing
-                            note = f"papermill had not exited {after_last_cell:g} s after the last cell completed: killed (the record was written before)"; break
-                        if timeout is not None and time.time() - t0 > timeout:
-                            _kill_tree(proc, known)
-                            if last.since() >= 0 and (folder / RECORD).exists():
-                                status, note = "done", f"killed at the timeout ({timeout:g} s), after the last cell completed (the record was written before)"
-                            else: status = "timed_out"
-                            break
-                        time.sleep(poll)
-                except BaseException:
-                    _kill_tree(proc, known); raise
-                _kill_tree(proc, known)   # whatever it left running
+                status, note = _watch(proc, folder, t0, timeout, after_last_cell, poll, parent)
                 if status is not None or proc.returncode == 0 or died + 1 >= kernel_starts or not _kernel_never_started(folder, begin): break
                 died += 1
                 (folder / EXECUTED).unlink(missing_ok=True)   # papermill marked its cells completed: not this start's
