@@ -243,6 +243,12 @@ def _error_cell(nb_path:Path) -> dict|None:
                 return {"cell": i, "source": c.source, "ename": o.get("ename", ""), "evalue": o.get("evalue", "")}
     return None
 
+# %% ../nbs/14_ablate.ipynb #f6a67556
+def _cell_state(c:dict) -> str:
+    "A cell's state in papermill's record: pending, running, completed, or `not started` (papermill marks every cell completed when the kernel never started)."
+    m = c.get("metadata", {}).get("papermill") or {}
+    return m.get("status", "pending") if m.get("start_time") else "not started"
+
 # %% ../nbs/14_ablate.ipynb #69fee61c
 class _LastCell:
     "When papermill recorded every cell of the executed notebook as completed (read again when the file changes)."
@@ -256,7 +262,7 @@ class _LastCell:
                 try: cells = json.loads(self.path.read_text(encoding="utf-8")).get("cells") or []
                 except (OSError, ValueError): return -1.0   # being written: read it again next time
                 self.seen = key
-                if cells and all((c.get("metadata", {}).get("papermill") or {}).get("status") == "completed" for c in cells):
+                if cells and all(_cell_state(c) == "completed" for c in cells):
                     self.at = time.time()
         return -1.0 if self.at is None else time.time() - self.at
 
@@ -272,7 +278,7 @@ def _kernel_never_started(folder:Path, begin:int=0) -> bool:
     if not any(m in text for m in KERNEL_DIED): return False
     try: cells = json.loads((folder / EXECUTED).read_text(encoding="utf-8")).get("cells") or []
     except (OSError, ValueError): return True   # papermill wrote no notebook: nothing ran
-    return not any((c.get("metadata", {}).get("papermill") or {}).get("start_time") for c in cells)  # papermill marks them all completed
+    return all(_cell_state(c) == "not started" for c in cells)
 
 # %% ../nbs/14_ablate.ipynb #f0571246
 def _watch(proc, folder:Path, t0:float, timeout, after_last_cell, poll, parent:int) -> tuple[str|None, str|None]:
@@ -329,7 +335,6 @@ def execute_run(notebook:str, # the experiment notebook
                 status, note = _watch(proc, folder, t0, timeout, after_last_cell, poll, parent)
                 if status is not None or proc.returncode == 0 or died + 1 >= kernel_starts or not _kernel_never_started(folder, begin): break
                 died += 1
-                (folder / EXECUTED).unlink(missing_ok=True)   # papermill marked its cells completed: not this start's
                 log.write(f"[abaw ablate] the kernel died before the first cell (start {died} of {kernel_starts}): starting it again\n".encode())
                 log.flush()
     finally: _ACTIVE.discard(str(folder))
