@@ -43,14 +43,23 @@ browser:
 demo: env
 	$(BIN)/abaw demo
 
+# The tests' temporary files go to one folder (TMPDIR), emptied when a test run starts and removed when it passes:
+# nbdev_test runs notebooks in worker processes that never run exit handlers, so the notebooks' temporary folders
+# would otherwise stay behind (over 1 GB a run). A failed run leaves its files there to look at.
+TEST_TMP := $(or $(TMPDIR),/tmp)/abaw-test-$(shell printf %s "$(CURDIR)" | sha1sum | cut -c1-8)
+
 test: env browser
-	$(PY) -m pytest -q -p no:cacheprovider tests/test_hygiene.py
-	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --timing
-	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
+	rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)
+	TMPDIR=$(TEST_TMP) $(PY) -m pytest -q -p no:cacheprovider tests/test_hygiene.py
+	TMPDIR=$(TEST_TMP) OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --timing
+	TMPDIR=$(TEST_TMP) $(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
+	rm -rf $(TEST_TMP)
 
 test-slow: env browser
-	OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags slow --timing
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)
+	TMPDIR=$(TEST_TMP) OMP_NUM_THREADS=1 $(BIN)/nbdev_test --n_workers $(NB_WORKERS) --flags slow --timing
+	TMPDIR=$(TEST_TMP) $(PY) -m pytest -q -p no:cacheprovider tests
+	rm -rf $(TEST_TMP)
 
 # Opens on the explore notebook; the project's lab settings (lab/user-settings: no news pop-up) are used.
 lab: env

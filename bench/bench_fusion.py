@@ -23,8 +23,8 @@ def _fit_window_net(store_dir, labels, steps, batch, window):
     from abaw_workbench.features import FeatureStore
     from abaw_workbench.train import TrainConfig, fit
     stage = FusionStage(FeatureStore(store_dir), labels, None, cfg=FusionConfig(window=window, stride=window // 2), preload=0)
-    fit(stage, TrainConfig(max_steps=steps, batch_size=batch, lr=1e-3, out=tempfile.mkdtemp(), progress=False,
-                           checkpoint_every=10 ** 9))
+    with tempfile.TemporaryDirectory() as out:
+        fit(stage, TrainConfig(max_steps=steps, batch_size=batch, lr=1e-3, out=out, progress=False, checkpoint_every=10 ** 9))
 
 
 def make_store(path, videos, frames, vd, ad, seed=0):

@@ -17,7 +17,7 @@ audio track (kept in .cache/bench/ between runs). The models are those of `--run
 run made on the spot (the figures measure the pipeline, not the predictions).
 Usage: python bench/bench_predict.py [--seconds 60] [--height 720] [--fps 30] [--run RUN_DIR] [--rounds 3]
 """
-import argparse, json, os, sys, tempfile, time, warnings
+import argparse, atexit, json, os, shutil, sys, tempfile, time, warnings
 from pathlib import Path
 
 # measured under `abaw`'s thread and memory policy, as `abaw predict` runs: set by importing the CLI before numpy and torch load
@@ -123,6 +123,7 @@ def main():
     from abaw_workbench.demo import tiny_run
     from abaw_workbench.catalog import Catalog
     tmp = Path(tempfile.mkdtemp())
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)   # the fixture run and the predictions
     run, cat = (Path(a.run), None) if a.run else tiny_run(tmp / "fixture")
     cat = Catalog.load(cat) if cat else None   # the catalog that names the run's training data
     models = load_run_models(run, cat)

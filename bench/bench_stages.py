@@ -96,7 +96,13 @@ def main(argv=None):
 
 
 def measure(a, label=""):
-    "The rows of the table for parsed arguments `a` (`parser()`)."
+    "The rows of the table for parsed arguments `a` (`parser()`); the runs it times go to a temporary folder, removed after."
+    with tempfile.TemporaryDirectory(prefix="bench_stages_") as tmp:
+        return measure_in(Path(tmp), a, label)
+
+
+def measure_in(tmp, a, label=""):
+    "`measure`, its runs written under the folder `tmp`."
     only = set(filter(None, a.only.split(",")))
     want = lambda s: not only or s in only
     warnings.filterwarnings("ignore")
@@ -110,7 +116,7 @@ def measure(a, label=""):
     print(f"{'stage (as abaw demo runs it)':<34}{'real/s':>10}{'bare/s':>10}{'ratio':>8}   spread      "
           f"(config {a.config}{' ' + ' '.join(a.overrides) if a.overrides else ''}: {e.size} at {H} px on {', '.join(devs)}; "
           f"torch threads {torch.get_num_threads()}, {spin or 'default spin'} as {cli.__name__} sets it; {a.rounds} rounds)", flush=True)
-    rows, tmp = [], Path(tempfile.mkdtemp(prefix="bench_stages_"))
+    rows = []
     k = iter(range(10**6))
     rnd = lambda st, *shape: torch.randn(*shape, device=on[st][0])
 

@@ -4,6 +4,8 @@ On a GPU machine (about 5 minutes on one H200 with the demo data set generated; 
 
     python bench/gpu_check.py --out DIR            # DIR/gpu_check.json, DIR/gpu_check.log
 
+On a lent machine, `bench/gpu_run.sh` runs it after installing the wheels the machine lacks (`bench/gpu_wheels.py`).
+
 It prints, for `--config paper` (ViT-B/16 at 224 px, bf16 autocast) on the device that `device: auto` takes:
   - stages: `bench_stages.py` there: MAE pre-training, fine-tuning, its validation pass, feature extraction (crops
     resized on the device, the default, and in the workers, for comparison), fusion; each against its bare step
@@ -85,8 +87,8 @@ class OfficialMAE(nn.Module):
         return loss, pred, mask
 
 
-def section(name, fn, report):
-    "Run one part of the check; its figures (or its error) go into the report."
+def section(name, fn, report, save):
+    "Run one part of the check; its figures (or its error) go into the report, saved at once (a time limit keeps them)."
     print(f"\n=== {name}", flush=True)
     t0 = time.time()
     try: report[name] = fn()
@@ -94,6 +96,7 @@ def section(name, fn, report):
         report[name] = {"error": f"{type(e).__name__}: {e}"}
         print(f"FAILED: {report[name]['error']}", flush=True)
     report.setdefault("seconds", {})[name] = round(time.time() - t0, 1)
+    save()
 
 
 def stages(a, overrides):
@@ -207,18 +210,20 @@ def main(argv=None):
     class Tee(io.TextIOBase):
         def write(self, s): sys.__stdout__.write(s); log.write(s); return len(s)
         def flush(self): sys.__stdout__.flush()
+    def save():
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
+        (out / "gpu_check.log").write_text(log.getvalue())
     with contextlib.redirect_stdout(Tee()):
-        if "stages" not in skip: section("stages", lambda: stages(a, overrides), report)
-        if "mae_official" not in skip: section("mae_official", lambda: mae_official(a, cfg), report)
-        if "demo" not in skip: section("demo", lambda: demo(a, overrides, out), report)
-        if "predict" not in skip and "demo" not in skip: section("predict", lambda: predict(a, cfg, out), report)
-        if "ddp" not in skip: section("ddp", lambda: ddp(a, overrides, out), report)
+        if "stages" not in skip: section("stages", lambda: stages(a, overrides), report, save)
+        if "mae_official" not in skip: section("mae_official", lambda: mae_official(a, cfg), report, save)
+        if "demo" not in skip: section("demo", lambda: demo(a, overrides, out), report, save)
+        if "predict" not in skip and "demo" not in skip: section("predict", lambda: predict(a, cfg, out), report, save)
+        if "ddp" not in skip: section("ddp", lambda: ddp(a, overrides, out), report, save)
         rows = [r for r in report.get("stages", []) if isinstance(r, dict) and r.get("target")]
         print("\n=== summary")
         for r in rows: print(f"{r['metric']:<58}{r['ratio']:>6.2f}  target {r['target']}  {'ok' if r['meets'] else 'BELOW'}")
         for r in (report.get("demo") or {}).get("timing", []): print(f"demo table: {r['stage']:<20}{r['part']:<36}{r['ratio']:>6.2f}")
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
-    (out / "gpu_check.log").write_text(log.getvalue())
+    save()
     failed = [k for k, v in report.items() if isinstance(v, dict) and "error" in v]
     return 1 if failed else 0
 

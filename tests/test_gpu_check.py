@@ -1,23 +1,93 @@
-"""`bench/gpu_check.py`, the one device check, runs end to end: here on the CPU in miniature (tiny configuration,
-small batches, a tiny synthetic set), so that the script a GPU session runs once is known to work before it does."""
-import json, subprocess, sys
+"""The device check a lent GPU session runs once (`bench/gpu_run.sh`: the wheels the machine lacks, then
+`bench/gpu_check.py`), run here end to end on the CPU in miniature (tiny configuration, small batches, a tiny synthetic
+set) and in a simulated lent machine: a Python environment holding only the packages such a machine has
+(`gpu_wheels.MACHINE`, `ASSUMED`) and those the project brings it (`gpu_wheels.WHEELS`). An import the wheels do not
+cover, or a part of the check that breaks, fails here rather than in the session's few minutes of device time."""
+import json, os, subprocess, sys, zipfile
+from importlib import metadata
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 from abaw_workbench.synth import synth_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+import gpu_wheels
+from gpu_wheels import canonical
 
 
-def test_gpu_check_runs_every_part_on_the_cpu(tmp_path):
+def requirement_closure(names) -> set:
+    "The distributions `names` need, with everything they require (their own requirements, no extras), as installed here."
+    seen, todo = set(), [canonical(n) for n in names]
+    while todo:
+        name = todo.pop()
+        if name in seen: continue
+        seen.add(name)
+        try: reqs = metadata.distribution(name).requires or []
+        except metadata.PackageNotFoundError: continue
+        todo += [canonical(r.name) for r in map(Requirement, reqs) if not r.marker or r.marker.evaluate({"extra": ""})]
+    return seen
+
+
+def lent_machine(where: Path) -> Path:
+    "A Python environment like a lent GPU machine's with the project's wheels installed: links to this one's copies of those packages only."
+    keep = requirement_closure(gpu_wheels.MACHINE) | {canonical(n) for n in [*gpu_wheels.ASSUMED, *gpu_wheels.WHEELS, "pip"]}
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    site = next(where.glob("lib/python3*/site-packages"))
+    for name in sorted(keep):
+        try: dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError: continue
+        base = Path(dist.locate_file(""))
+        for top in sorted({Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")} - {"__pycache__"}):
+            if not top.endswith(".pth") and not (site / top).exists(): (site / top).symlink_to(base / top)
+    return where / "bin" / "python"
+
+
+def fake_wheel(folder: Path, name: str, version: str) -> Path:
+    "A minimal pure-Python wheel of a package `name` holding one module."
+    mod, info = canonical(name).replace("-", "_"), f"{canonical(name).replace('-', '_')}-{version}.dist-info"
+    w = folder / f"{mod}-{version}-py3-none-any.whl"
+    files = {f"{mod}/__init__.py": "VALUE = 1\n", f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{info}/RECORD"] = "".join(f"{k},,\n" for k in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(w, "w") as z:
+        for k, v in files.items(): z.writestr(k, v)
+    return w
+
+
+def test_install_takes_only_what_the_machine_lacks_or_has_at_a_rejected_version(tmp_path):
+    assert gpu_wheels.needs("x", None, None) and gpu_wheels.needs("fastcore", "1.16.0", "fastcore>=1.12.3,<1.15")
+    assert not gpu_wheels.needs("fastcore", "1.14.5", "fastcore>=1.12.3,<1.15") and not gpu_wheels.needs("x", "0.1", None)
+    assert gpu_wheels.accepted()["facenet-pytorch"] == "facenet-pytorch==2.5.3"
+    wheels = tmp_path / "whl"; wheels.mkdir()
+    fake_wheel(wheels, "abaw-gpu-probe", "0.1")
+    (wheels / f"numpy-{metadata.version('numpy')}-cp312-cp312-manylinux_2_17_x86_64.whl").write_bytes(b"not opened: kept")
+    chosen = gpu_wheels.install(wheels, tmp_path / "site")
+    assert [w.name for w in chosen] == ["abaw_gpu_probe-0.1-py3-none-any.whl"]
+    assert (tmp_path / "site/abaw_gpu_probe/__init__.py").exists() and not (tmp_path / "site/numpy").exists()
+
+
+def test_gpu_run_in_a_simulated_lent_machine(tmp_path):
+    py = lent_machine(tmp_path / "machine")
+    probe = "import importlib.util as u; print([m for m in ('torch', 'fastcore', 'papermill', 'nbdev') if u.find_spec(m)])"
+    assert subprocess.run([py, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "['torch', 'fastcore']"
     synth_catalog(tmp_path, frames=32, file="cat.yaml")
+    wheels = tmp_path / "whl"; wheels.mkdir(); fake_wheel(wheels, "abaw-gpu-probe", "0.1")
+    (wheels / f"fastcore-{metadata.version('fastcore')}-py3-none-any.whl").write_bytes(b"the machine has it (in the simulation)")
     small = ["pretrain.train.batch_size=8", "finetune.train.batch_size=8", "finetune.eval_batch=16", "extract.batch_size=16",
              "fusion.train.batch_size=2", "fusion.fusion.window=16", "fusion.fusion.stride=8", "pretrain.train.num_workers=0",
              "finetune.train.num_workers=0", "extract.num_workers=0"]
-    r = subprocess.run([sys.executable, str(ROOT / "bench/gpu_check.py"), "--device", "cpu", "--config", "tiny", "--catalog",
-                        str(tmp_path / "cat.yaml"), "--steps", "6", "--rounds", "1", "--mae-batch", "4", "--out", str(tmp_path / "out"),
-                        *small], capture_output=True, text=True, cwd=tmp_path, timeout=900)
-    rep = json.loads((tmp_path / "out/gpu_check.json").read_text())
+    out = tmp_path / "out"
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHON": str(py), "WHEELS": str(wheels),
+           "SITE": str(tmp_path / "site"), "OUT": str(out)}
+    r = subprocess.run(["bash", "bench/gpu_run.sh", "--device", "cpu", "--config", "tiny", "--catalog", str(tmp_path / "cat.yaml"),
+                        "--steps", "6", "--rounds", "1", "--mae-batch", "4", *small], capture_output=True, text=True, cwd=ROOT,
+                       env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    setup = (out / "setup.log").read_text()
+    assert "abaw-gpu-probe" in setup and "install abaw_gpu_probe-0.1" in setup and "kept" in setup, setup
+    rep = json.loads((out / "gpu_check.json").read_text())
     metrics = [row["metric"] for row in rep["stages"]]
     assert metrics[:3] == ["MAE pre-training", "fine-tuning", "fine-tuning validation pass"], metrics
     assert "feature extraction, crops resized in the workers" in metrics and all(row["ratio"] > 0 for row in rep["stages"])
@@ -25,4 +95,5 @@ def test_gpu_check_runs_every_part_on_the_cpu(tmp_path):
     assert {row["stage"] for row in rep["demo"]["timing"]} >= {"pretrain", "finetune", "extract", "fusion_visual"}
     assert rep["demo"]["measured_on"]["finetune"][0] == "cpu"
     assert rep["predict"]["frames"] > 0 and rep["predict"]["frames_per_s"] > 0
-    assert "skipped" in rep["ddp"] and "=== summary" in (tmp_path / "out/gpu_check.log").read_text()
+    assert "skipped" in rep["ddp"] and "=== summary" in (out / "gpu_check.log").read_text()
+    assert "=== summary" in (out / "stdout.log").read_text()
