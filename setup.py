@@ -23,7 +23,6 @@ setuptools.setup(
     keywords=cfg["keywords"].split(),
     python_requires=">=" + cfg["min_python"],
     packages=setuptools.find_packages(include=[cfg["lib_path"], cfg["lib_path"] + ".*"]),
-    include_package_data=True,
     package_data={cfg["lib_path"]: ["configs/*.yaml"]},  # named configurations (abaw demo --config tiny|paper)
     install_requires=_reqs("requirements"),
     extras_require={"dev": _reqs("dev_requirements")},

@@ -113,11 +113,13 @@ def test_sigkill_then_rerun_gives_the_table_of_an_uninterrupted_run(tmp_path):
     (tmp_path / "grid.yaml").write_text("notebook: probe.ipynb\nparameters: {x: [1, 2]}\nfixed: {sleep: 1.0}\nseeds: 2\n")
     p = subprocess.Popen([str(ABAW), "ablate", "grid.yaml", "--workers", "2", "--out", "killed", "--no-progress"],
                          cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    while len(_statuses(tmp_path / "killed")) < 1 and time.time() - t0 < 300 and p.poll() is None: time.sleep(0.1)
+    t0, tree = time.time(), []
+    while p.poll() is None and time.time() - t0 < 300:   # until a run is recorded while another one runs
+        tree = psutil.Process(p.pid).children(recursive=True)   # pool workers, papermill, kernels
+        if _statuses(tmp_path / "killed") and any("papermill" in _cmdline(c) for c in tree): break
+        time.sleep(0.1)   # (the two first runs may end together, before the next ones start)
     assert p.poll() is None, "the grid finished before it could be killed"
-    tree = psutil.Process(p.pid).children(recursive=True)   # pool workers, papermill, kernels
-    assert any("papermill" in _cmdline(c) for c in tree)
+    assert any("papermill" in _cmdline(c) for c in tree), "no run in flight"
     p.send_signal(signal.SIGKILL); p.wait()
     # the orphaned workers notice and kill their runs (a run that just ended may still record itself), then exit
     _, alive = psutil.wait_procs(tree, timeout=30)
