@@ -10,7 +10,7 @@ workbench imports, and it reaches no package registry. So:
 Run `download` with the project's environment: it takes the versions installed there, the ones the tests ran.
 (`bench/gpu_run.sh` does the part that runs there.) `install` installs a wheel only where the machine lacks its
 package or has a version that `settings.ini` does not accept, so nothing the machine's PyTorch stack relies on is
-shadowed. `tests/test_gpu_check.py` runs `gpu_check.py` in a simulated lent machine (the packages below and nothing
+shadowed. `tests/test_gpu_check.py` runs `gpu_run.sh` in a simulated lent machine (the packages below and nothing
 else), so an import added to the workbench that these wheels do not bring fails a test here, not the GPU session.
 """
 import argparse, configparser, re, subprocess, sys
