@@ -11,16 +11,26 @@ from typing import Any, Iterator
 import yaml
 
 # %% auto #0
-__all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'METHOD_SECTIONS', 'ENCODER_STAGES', 'AbawError', 'worker_died',
-           'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path', 'file_lock', 'remove_stale_tmp',
-           'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value', 'load_config', 'file_hash',
-           'config_hash', 'get_device', 'seed_everything', 'write_manifest', 'named_configs', 'method_config',
-           'stage_section', 'stage_args', 'stage_config', 'print_config', 'Timer', 'worker_threads', 'markdown_table',
-           'package_dir', 'import_graph', 'import_closure']
+__all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'METHOD_SECTIONS', 'ENCODER_STAGES', 'AbawError', 'check_fraction',
+           'worker_died', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path', 'file_lock',
+           'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value', 'load_config',
+           'file_hash', 'config_hash', 'get_device', 'seed_everything', 'write_manifest', 'named_configs',
+           'method_config', 'stage_section', 'stage_args', 'stage_config', 'print_config', 'Timer', 'worker_threads',
+           'markdown_table', 'package_dir', 'import_graph', 'import_closure']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
     "An error in the user's input or data: shown as one line, without a traceback."
+
+# %% ../nbs/00_core.ipynb #5e1c0f3a
+def check_fraction(value, # a setting's value
+                   name:str # the setting as the user writes it, e.g. `fusion.hard_share`
+                  ) -> float:
+    "`value` as a float; an AbawError naming the setting when it does not lie in [0, 1]."
+    try: v = float(value)
+    except (TypeError, ValueError): raise AbawError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if not 0 <= v <= 1: raise AbawError(f"{name} must lie in [0, 1], got {value}")
+    return v
 
 # %% ../nbs/00_core.ipynb #976d537d
 _HINTS = {errno.ENOSPC: "the disk is full: free space or write elsewhere",

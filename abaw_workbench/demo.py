@@ -33,9 +33,10 @@ from .checkpoints import load_model
 from .runs import StageRunner
 
 # %% auto #0
-__all__ = ['STAGES', 'FUSION_MODALITIES', 'DemoConfig', 'demo_config', 'step_settings', 'stage_steps', 'calibrate', 'calibration',
-           'timing_rows', 'timing_table', 'pretrain_images', 'method_stages', 'run_demo', 'summary_table',
-           'report_figures', 'reconstruction_png', 'write_report', 'demo_args', 'demo_main', 'tiny_run']
+__all__ = ['STAGES', 'BARE', 'FUSION_MODALITIES', 'DemoConfig', 'demo_config', 'step_settings', 'stage_steps', 'calibrate',
+           'calibration', 'timing_rows', 'timing_table', 'pretrain_images', 'method_stages', 'run_demo',
+           'summary_table', 'report_figures', 'reconstruction_png', 'write_report', 'demo_args', 'demo_main',
+           'tiny_run']
 
 # %% ../nbs/13_demo.ipynb #8c6136a4
 @dataclass
@@ -82,39 +83,48 @@ def stage_steps(cfg:DemoConfig) -> dict:
             "extract": step_settings(cfg.extract.device, cfg.extract.amp), "fusion": ts(cfg.fusion.train)}
 
 # %% ../nbs/13_demo.ipynb #e572c0c1
+BARE = ("pretrain", "finetune", "extract", "fusion_visual", "fusion_audio_visual") # the stages with a bare limit (named as in STAGES)
+
 def calibrate(cfg:DemoConfig, # the run's configuration
-              store_meta:dict # the feature store's description (feature sizes)
+              store_meta:dict, # the feature store's description (feature sizes)
+              only=BARE # the limits to measure (the others' models are not built)
              ) -> dict:
     "Bare seconds per step of each stage's model on random tensors of its batch shape, on the stage's device, as its loop steps."
     torch.manual_seed(0)
     e, H, on = cfg.encoder, cfg.encoder.img_size, stage_steps(cfg)
     img = lambda st, b: (torch.randn(b, 3, H, H, device=on[st][0]),)
-    mae = MaskedAutoencoder(**mae_config(e.size, H, norm_pix_loss=cfg.pretrain.norm_pix_loss))
-    fm = FrameModel(build_encoder(e.size, H, drop_path=cfg.finetune.drop_path), cfg.finetune.tasks, pool=cfg.finetune.pool,
-                    grid_dim=cfg.finetune.grid_dim)
-    out = {"pretrain": bare_step_seconds(mae, (*img("pretrain", cfg.pretrain.train.batch_size), cfg.pretrain.mask_ratio), **on["pretrain"][1]),
-           "finetune": bare_step_seconds(fm, img("finetune", cfg.finetune.train.batch_size), **on["finetune"][1]),
-           "extract": bare_step_seconds(fm, img("extract", cfg.extract.batch_size), train=False, **on["extract"][1])}
-    (B, T), (dev, kw) = (cfg.fusion.train.batch_size, cfg.fusion.fusion.window), on["fusion"]
-    for mod in ("visual", "audio_visual"):
+    frame_model = lambda: FrameModel(build_encoder(e.size, H, drop_path=cfg.finetune.drop_path), cfg.finetune.tasks,
+                                     pool=cfg.finetune.pool, grid_dim=cfg.finetune.grid_dim)
+    def fusion(mod):
+        (B, T), (dev, kw) = (cfg.fusion.train.batch_size, cfg.fusion.fusion.window), on["fusion"]
         net = FusionNet(store_meta["visual_dim"], store_meta["audio_dim"], ["au"], dataclasses.replace(cfg.fusion.fusion, modalities=mod))
         x = (torch.randn(B, T, store_meta["visual_dim"], device=dev), torch.randn(B, T, store_meta["audio_dim"], device=dev),
              torch.ones(B, T, dtype=torch.bool, device=dev))
-        out[f"fusion_{mod}"] = bare_step_seconds(net, x, **kw)
-    return out
+        return bare_step_seconds(net, x, **kw)
+    measure = {
+        "pretrain": lambda: bare_step_seconds(MaskedAutoencoder(**mae_config(e.size, H, norm_pix_loss=cfg.pretrain.norm_pix_loss)),
+                                              (*img("pretrain", cfg.pretrain.train.batch_size), cfg.pretrain.mask_ratio), **on["pretrain"][1]),
+        "finetune": lambda: bare_step_seconds(frame_model(), img("finetune", cfg.finetune.train.batch_size), **on["finetune"][1]),
+        "extract": lambda: bare_step_seconds(frame_model(), img("extract", cfg.extract.batch_size), train=False, **on["extract"][1]),
+        "fusion_visual": lambda: fusion("visual"), "fusion_audio_visual": lambda: fusion("audio_visual")}
+    return {k: measure[k]() for k in only}
 
 # %% ../nbs/13_demo.ipynb #ff450668
 def calibration(out:Path, # the run folder (calibration.json)
                 runner:StageRunner, # the run's stages
                 cfg:DemoConfig, store_meta:dict) -> dict:
-    "The bare limits measured when the stages last ran (kept in calibration.json); measured now if a stage ran since."
+    "The bare limits measured when the stages last ran (kept in calibration.json); a stage's measured now if it ran since."
     stages = {k: [d.name, (d / "done.json").read_text()] for k, d in runner.folders.items()}
     p = Path(out) / "calibration.json"
-    if p.exists():
-        c = json.loads(p.read_text())
-        if c.get("stages") == stages: return c["bare"]
-    bare = calibrate(cfg, store_meta)
-    on = {st: (str(d), str(kw["dtype"] or "float32")) for st, (d, kw) in stage_steps(cfg).items()}
+    try: old = json.loads(p.read_text()) if p.exists() else {}
+    except ValueError: old = {}   # unreadable: measured again
+    steps = stage_steps(cfg)   # keyed by stage; both fusion stages share "fusion"
+    on = {k: (str(d), str(kw["dtype"] or "float32")) for k in BARE for d, kw in [steps["fusion" if k.startswith("fusion") else k]]}
+    kept = {k for k in BARE if k in old.get("bare", {}) and k in old.get("measured_on", {})
+            and old.get("stages", {}).get(k) == stages.get(k)}
+    if kept == set(BARE): return old["bare"]
+    bare = {**{k: old["bare"][k] for k in kept}, **calibrate(cfg, store_meta, [k for k in BARE if k not in kept])}
+    on.update({k: old["measured_on"][k] for k in kept})
     with atomic_write(p, "w") as f: json.dump({"stages": stages, "bare": bare, "measured_on": on}, f, indent=1)
     return bare
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 
-from .core import AbawError, Timer, atomic_write, print_config, seed_everything, stage_args, stage_config
+from .core import AbawError, Timer, atomic_write, check_fraction, print_config, seed_everything, stage_args, stage_config
 from .layout import Layout
 from .schema import TASKS, save_predictions, video_slices
 from .annotations import read_split
@@ -138,7 +138,7 @@ def hard_windows(losses:np.ndarray, # [window] the first branch's training loss 
                 ) -> np.ndarray:
     "Indices (ascending) of the `round(share·n)` windows with the highest loss; ties go to the earlier window."
     losses = np.asarray(losses, dtype=np.float64)
-    if not 0 <= share <= 1: raise AbawError(f"fusion.hard_share must lie in [0, 1], got {share}")
+    share = check_fraction(share, "fusion.hard_share")
     if np.isnan(losses).any(): raise AbawError("hard_windows: a window's loss is NaN")
     k = int(round(share * len(losses)))
     order = np.argsort(-losses, kind="stable")   # highest loss first; equal losses keep window order
@@ -258,7 +258,7 @@ def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
     bad = sorted(set(cfg.task_epochs) - set(cfg.tasks))
     if bad: raise AbawError(f"task_epochs: {bad} not among the trained tasks {list(cfg.tasks)}")
     if cfg.second_branch:   # checked before anything trains
-        if not 0 <= cfg.hard_share <= 1: raise AbawError(f"fusion.hard_share must lie in [0, 1], got {cfg.hard_share}")
+        check_fraction(cfg.hard_share, "fusion.hard_share")
         check_mix(dict(alpha=cfg.mix_alpha, beta=cfg.mix_beta, at_test=cfg.mix_at_test))
     if not cfg.per_task:
         if cfg.task_epochs: raise AbawError("task_epochs needs per_task=true (one joint model has one schedule)")

@@ -13,7 +13,7 @@ import av
 import numpy as np
 from scipy.signal import lfilter
 
-from .core import AbawError, atomic_dir, atomic_write
+from .core import AbawError, atomic_dir, atomic_write, check_fraction
 from .schema import AU_NAMES, EXPR_NAMES, TASKS
 from .layout import SPLITS as LABELLED_SPLITS, Layout, crop_name
 from .catalog import Catalog, Entry, load_catalog
@@ -672,7 +672,7 @@ def synth_affwild2(out:str|Path, # the data set's root folder (created; replaced
     "Write a synthetic Aff-Wild2-layout data set at `out` (atomically) and return its path."
     out = Path(out)
     if size < 32: raise AbawError(f"synth: --size must be at least 32 pixels, got {size}")
-    if not 0 <= difficulty <= 1: raise AbawError(f"synth: --difficulty must lie in [0, 1], got {difficulty}")
+    check_fraction(difficulty, "synth: --difficulty")
     plan = plan_dataset(videos, frames, seed)
     with atomic_dir(out) as tmp:
         jobs = [(str(tmp), j, frames, size, difficulty) for j in plan]

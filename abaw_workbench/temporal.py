@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from fastcore.basics import patch
 
-from .core import AbawError
+from .core import AbawError, check_fraction
 from .schema import TASKS
 from .tasks import TASK_DIMS
 
@@ -52,7 +52,7 @@ def check_mix(mix:dict) -> dict:
     missing = {"alpha", "beta", "at_test"} - set(mix)
     if missing: raise AbawError(f"fusion mix: missing {sorted(missing)} (alpha, beta, at_test)")
     mix = {k: float(mix[k]) for k in ("alpha", "beta", "at_test")}
-    if not 0 <= mix["at_test"] <= 1: raise AbawError(f"fusion.mix_at_test must lie in [0, 1], got {mix['at_test']}")
+    check_fraction(mix["at_test"], "fusion.mix_at_test")
     if mix["alpha"] <= 0 or mix["beta"] <= 0: raise AbawError(f"fusion.mix_alpha and fusion.mix_beta must be > 0, got {mix['alpha']}, {mix['beta']}")
     return mix
 
@@ -65,7 +65,7 @@ def _check(cfg:FusionConfig):
     if cfg.window < 1 or cfg.stride < 1: raise AbawError("fusion.window and fusion.stride must be >= 1")
     if cfg.d_model % cfg.heads: raise AbawError(f"fusion.d_model ({cfg.d_model}) must be divisible by fusion.heads ({cfg.heads})")
     if cfg.visual_norm not in VISUAL_NORMS: raise AbawError(f"fusion.visual_norm: {cfg.visual_norm!r} is not one of {VISUAL_NORMS}")
-    if not 0 <= cfg.modality_dropout <= 1: raise AbawError(f"fusion.modality_dropout must lie in [0, 1], got {cfg.modality_dropout}")
+    check_fraction(cfg.modality_dropout, "fusion.modality_dropout")
     if cfg.audio_features not in AUDIO_FEATURE_SETS:
         raise AbawError(f"fusion.audio_features: {cfg.audio_features!r} is not one of {AUDIO_FEATURE_SETS}")
 
