@@ -172,7 +172,7 @@ def _build(self:VideoScrubber, video:str, interval:int):
     self.fit = BoxWidth(selector=".abaw-timeline")
     self.fit.observe(lambda c: self.timeline.update_layout(width=max(int(c["new"]) - 4, 480)), "width")
     self.widget = widgets.VBox([self._head(), widgets.HBox([self.play, self.step_back, self.slider, self.step_fwd]), self._build_curation(),
-                                widgets.VBox([self.fit, self.timeline], layout=widgets.Layout(width="100%", overflow_x="auto")).add_class("abaw-timeline")]).add_class("abaw-scrubber")
+                                widgets.VBox([self.fit, self.timeline], layout=widgets.Layout(width="100%")).add_class("abaw-timeline")]).add_class("abaw-scrubber")
     self._show_selection()
     self._render(0)
 
