@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_demo.ipynb #01881e7b
 from __future__ import annotations
-import base64, dataclasses, io, json, time
+import base64, dataclasses, functools, io, json, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,8 +93,8 @@ def calibrate(cfg:DemoConfig, # the run's configuration
     torch.manual_seed(0)
     e, H, on = cfg.encoder, cfg.encoder.img_size, stage_steps(cfg)
     img = lambda st, b: (torch.randn(b, 3, H, H, device=on[st][0]),)
-    frame_model = lambda: FrameModel(build_encoder(e.size, H, drop_path=cfg.finetune.drop_path), cfg.finetune.tasks,
-                                     pool=cfg.finetune.pool, grid_dim=cfg.finetune.grid_dim)
+    frame_model = functools.cache(lambda: FrameModel(build_encoder(e.size, H, drop_path=cfg.finetune.drop_path), cfg.finetune.tasks,
+                                                     pool=cfg.finetune.pool, grid_dim=cfg.finetune.grid_dim))   # built once, for both
     def fusion(mod):
         (B, T), (dev, kw) = (cfg.fusion.train.batch_size, cfg.fusion.fusion.window), on["fusion"]
         net = FusionNet(store_meta["visual_dim"], store_meta["audio_dim"], ["au"], dataclasses.replace(cfg.fusion.fusion, modalities=mod))
@@ -118,13 +118,13 @@ def calibration(out:Path, # the run folder (calibration.json)
     p = Path(out) / "calibration.json"
     try: old = json.loads(p.read_text()) if p.exists() else {}
     except ValueError: old = {}   # unreadable: measured again
-    steps = stage_steps(cfg)   # keyed by stage; both fusion stages share "fusion"
-    on = {k: (str(d), str(kw["dtype"] or "float32")) for k in BARE for d, kw in [steps["fusion" if k.startswith("fusion") else k]]}
     kept = {k for k in BARE if k in old.get("bare", {}) and k in old.get("measured_on", {})
             and old.get("stages", {}).get(k) == stages.get(k)}
     if kept == set(BARE): return old["bare"]
-    bare = {**{k: old["bare"][k] for k in kept}, **calibrate(cfg, store_meta, [k for k in BARE if k not in kept])}
-    on.update({k: old["measured_on"][k] for k in kept})
+    new = calibrate(cfg, store_meta, [k for k in BARE if k not in kept])
+    now = {st: (str(d), str(kw["dtype"] or "float32")) for st, (d, kw) in stage_steps(cfg).items()}   # fusion_*: the "fusion" entry
+    bare = {k: old["bare"][k] if k in kept else new[k] for k in BARE}
+    on = {k: old["measured_on"][k] if k in kept else now[k.split("_")[0]] for k in BARE}
     with atomic_write(p, "w") as f: json.dump({"stages": stages, "bare": bare, "measured_on": on}, f, indent=1)
     return bare
 
