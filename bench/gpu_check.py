@@ -1,8 +1,9 @@
 """One device check: the paper's configuration on an accelerator, each loop against its bare limit measured there.
 
-On a GPU machine (about 5 minutes on one H200 with the demo data set generated; nothing is downloaded):
+On a GPU machine (nothing is downloaded; never timed on one yet: about 6-7 minutes on one H200 estimated, generating
+the demo data set included):
 
-    python bench/gpu_check.py --out DIR            # DIR/gpu_check.json, DIR/gpu_check.log
+    python bench/gpu_check.py --out DIR [--runs DIR2]   # DIR: gpu_check.json, gpu_check.log; DIR2: its runs (a temporary folder)
 
 On a lent machine, `bench/gpu_run.sh` runs it after installing the wheels the machine lacks (`bench/gpu_wheels.py`).
 
@@ -19,26 +20,35 @@ It prints, for `--config paper` (ViT-B/16 at 224 px, bf16 autocast) on the devic
     the GPU; frames/s end to end and the detector's ms/frame.
   - ddp: with 2 or more GPUs, fine-tuning for a few steps under `torchrun --nproc_per_node=2` (NCCL) against one
     process; skipped (and said) with one.
+  - paths: a few fine-tuning steps (stochastic depth off) by the plain path (AdamW's for-each kernel, eager), with
+    AdamW's fused kernel and compiled (`train.compile`): every step's loss equal to the plain path's within the run's
+    dtype's tolerance (`TOLERANCE`), the compile time, each path's seconds a step (logging every step).
+--out holds only the figures and logs (a lent machine sends back at most 8 files): the runs go to --runs.
 On the CPU (`--device cpu --config tiny` and small batches) it runs the same code in miniature: that is how the test
 suite keeps it working (tests/test_gpu_check.py).
 """
-import argparse, contextlib, io, json, os, platform, subprocess, sys, tempfile, time, warnings
+import argparse, contextlib, copy, dataclasses, io, json, os, platform, shutil, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 
 from abaw_workbench import cli   # abaw's thread and memory policy, set before torch loads
+import numpy as np
 import torch
 from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import bench_stages
+from abaw_workbench.annotations import read_split
 from abaw_workbench.catalog import Catalog, default_catalog_path
 from abaw_workbench.demo import demo_config, stage_steps
+from abaw_workbench.finetune import FinetuneStage
+from abaw_workbench.layout import Layout
 from abaw_workbench.mae import MaskedAutoencoder, mae_config
 from abaw_workbench.synth import resolve_entry
-from abaw_workbench.train import bare_step_seconds
+from abaw_workbench.train import bare_step_seconds, fit
 
 TARGETS = {"train": 0.85, "extract": 0.8}
+TOLERANCE = {None: 1e-4, torch.bfloat16: 2e-2, torch.float16: 1e-2}   # a step's loss against the plain path's, relative, by autocast dtype
 LAUNCHER = "import sys\nfrom abaw_workbench.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
 
@@ -127,9 +137,9 @@ def mae_official(a, cfg):
     return out
 
 
-def abaw(*args, out):
+def abaw(*args, runs):
     "Run an `abaw` command from this checkout (installed or not); its output goes to the log."
-    launcher = Path(out) / "abaw_launcher.py"
+    launcher = Path(runs) / "abaw_launcher.py"
     launcher.write_text(LAUNCHER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
     r = subprocess.run([sys.executable, str(launcher), *map(str, args)], capture_output=True, text=True, env=env)
@@ -138,23 +148,23 @@ def abaw(*args, out):
     return r.stdout
 
 
-def demo(a, overrides, out):
+def demo(a, overrides, runs):
     steps = [f"pretrain.train.max_steps={a.steps}", f"finetune.train.max_steps={a.steps}", f"fusion.train.max_steps={a.steps}"]
-    abaw("demo", "--config", a.config, "--out", out / "demo", *(["--catalog", a.catalog] if a.catalog else []),
-         *steps, *overrides, out=out)
-    timing = json.loads((out / "demo" / "metrics.json").read_text())["timing"]
-    calib = json.loads((out / "demo" / "calibration.json").read_text())
+    abaw("demo", "--config", a.config, "--out", runs / "demo", *(["--catalog", a.catalog] if a.catalog else []),
+         *steps, *overrides, runs=runs)
+    timing = json.loads((runs / "demo" / "metrics.json").read_text())["timing"]
+    calib = json.loads((runs / "demo" / "calibration.json").read_text())
     return {"timing": [r for r in timing if r["ratio"] is not None], "measured_on": calib.get("measured_on")}
 
 
-def predict(a, cfg, out):
+def predict(a, cfg, runs):
     from abaw_workbench.predict import PredictConfig, predict_paths
     cat = Catalog.load(a.catalog or default_catalog_path())
     video = sorted(p for p in (resolve_entry(cat, cfg.dataset, "affwild2").path / "videos").iterdir() if p.suffix in (".mp4", ".avi"))[0]
     timer, t0 = {}, time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = predict_paths(video, out / "demo", out / "predict", PredictConfig(device=a.device), catalog=cat,
+        res = predict_paths(video, runs / "demo", runs / "predict", PredictConfig(device=a.device), catalog=cat,
                             timer=timer, log=lambda *x: None)
     total = time.perf_counter() - t0
     n = sum(p.sizes["frame"] for p in [res["predictions"][res["model"]]])
@@ -166,37 +176,65 @@ def predict(a, cfg, out):
     return o
 
 
-def ddp(a, overrides, out):
+def ddp(a, overrides, runs):
     if torch.cuda.device_count() < 2:
         print(f"skipped: {torch.cuda.device_count()} GPU(s); the DDP run needs 2 or more", flush=True)
         return {"skipped": f"{torch.cuda.device_count()} GPU(s)"}
-    launcher = out / "abaw_launcher.py"; launcher.write_text(LAUNCHER)
+    launcher = runs / "abaw_launcher.py"; launcher.write_text(LAUNCHER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
     res = {}
     for n in (1, 2):
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", str(launcher), "finetune", "--config", a.config,
-               "--out", out / f"ddp{n}", f"train.max_steps={a.steps}", "train.progress=false", f"train.log_every={max(1, a.steps // 4)}", *overrides]
+               "--out", runs / f"ddp{n}", f"train.max_steps={a.steps}", "train.progress=false", f"train.log_every={max(1, a.steps // 4)}", *overrides]
         r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, env=env)
         if r.returncode: raise RuntimeError(f"torchrun with {n} process(es) exited {r.returncode}: {r.stderr[-2000:]}")
-        res[f"{n}_process_s_per_step"] = round(bench_stages.log_step_seconds(out / f"ddp{n}" / "log.jsonl"), 4)
+        res[f"{n}_process_s_per_step"] = round(bench_stages.log_step_seconds(runs / f"ddp{n}" / "log.jsonl"), 4)
     res["speed_up"] = round(res["1_process_s_per_step"] / res["2_process_s_per_step"], 3)
     print(json.dumps(res), flush=True)
     return res
 
 
+def paths(a, cfg, runs):
+    """A few fine-tuning steps by the plain path, with AdamW's fused kernel and compiled, from the same weights on the
+    same batches (stochastic depth off: the compiled graph draws its own random numbers): each step's loss against the
+    plain path's, the compile time and each path's seconds a step."""
+    fc = dataclasses.replace(cfg.finetune, drop_path=0.0)
+    entry = resolve_entry(Catalog.load(a.catalog or default_catalog_path()), cfg.dataset, "affwild2")
+    stage = FinetuneStage(fc, read_split(entry, "train", fc.tasks), None, Layout.of(entry).crops)
+    start, dtype = copy.deepcopy(stage.model.state_dict()), stage_steps(cfg)["finetune"][1]["dtype"]
+    tol, steps, res, plain = TOLERANCE[dtype], max(4, a.steps // 2), {}, None
+    for name, kw in {"plain": dict(fused=False), "fused": dict(fused=True), "compiled": dict(fused=True, compile=True)}.items():
+        stage.model.load_state_dict(start)
+        rec = fit(stage, dataclasses.replace(fc.train, out=str(runs / f"paths_{name}"), max_steps=steps, log_every=1, eval_every=0,
+                                             checkpoint_every=10**9, resume=False, progress=False, **kw))
+        log = runs / f"paths_{name}" / "log.jsonl"
+        losses = [r["loss"] for r in map(json.loads, open(log)) if "loss" in r]
+        res[name] = {"losses": [round(x, 6) for x in losses], "s_per_step": round(bench_stages.log_step_seconds(log), 4)}
+        if plain is None: plain = np.array(losses)
+        else:
+            diff = float(np.max(np.abs(np.array(losses) - plain) / np.abs(plain)))
+            res[name].update(max_relative_loss_difference=round(diff, 6), meets=diff <= tol)
+        if rec.get("compile_seconds"): res[name]["compile_s"] = round(rec["compile_seconds"], 1)
+    out = {"steps": steps, "batch": fc.train.batch_size, "dtype": str(dtype or "fp32"), "tolerance": tol, **res}
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=os.environ.get("OUT") or "gpu_check", help="folder for gpu_check.json, the log and the runs ($OUT when set)")
+    ap.add_argument("--out", default=os.environ.get("OUT") or "gpu_check", help="folder for gpu_check.json and its log ($OUT when set)")
+    ap.add_argument("--runs", default=None, help="folder for the runs it makes (default: a temporary folder, removed at the end)")
     ap.add_argument("--config", default="paper")
     ap.add_argument("--device", default="auto", help="every stage's device (auto: CUDA when present)")
     ap.add_argument("--steps", type=int, default=20, help="loop steps per round and per short run")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--mae-batch", type=int, default=128)
     ap.add_argument("--catalog", default=None)
-    ap.add_argument("--skip", default="", help="comma-separated parts to leave out: stages,mae_official,demo,predict,ddp")
+    ap.add_argument("--skip", default="", help="comma-separated parts to leave out: stages,mae_official,demo,predict,ddp,paths")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of the configuration (as `abaw demo`)")
     a = ap.parse_args(argv)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    runs = Path(a.runs or tempfile.mkdtemp(prefix="gpu_check_runs_")); runs.mkdir(parents=True, exist_ok=True)
     dev = [f"{s}.device={a.device}" for s in ("pretrain.train", "finetune.train", "extract", "fusion.train")] if a.device != "auto" else []
     overrides = [*dev, *a.overrides]
     cfg = demo_config(a.config, overrides)
@@ -213,17 +251,26 @@ def main(argv=None):
     def save():
         (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
         (out / "gpu_check.log").write_text(log.getvalue())
-    with contextlib.redirect_stdout(Tee()):
-        if "stages" not in skip: section("stages", lambda: stages(a, overrides), report, save)
-        if "mae_official" not in skip: section("mae_official", lambda: mae_official(a, cfg), report, save)
-        if "demo" not in skip: section("demo", lambda: demo(a, overrides, out), report, save)
-        if "predict" not in skip and "demo" not in skip: section("predict", lambda: predict(a, cfg, out), report, save)
-        if "ddp" not in skip: section("ddp", lambda: ddp(a, overrides, out), report, save)
-        rows = [r for r in report.get("stages", []) if isinstance(r, dict) and r.get("target")]
-        print("\n=== summary")
-        for r in rows: print(f"{r['metric']:<58}{r['ratio']:>6.2f}  target {r['target']}  {'ok' if r['meets'] else 'BELOW'}")
-        for r in (report.get("demo") or {}).get("timing", []): print(f"demo table: {r['stage']:<20}{r['part']:<36}{r['ratio']:>6.2f}")
-    save()
+    try:
+        with contextlib.redirect_stdout(Tee()):
+            if "stages" not in skip: section("stages", lambda: stages(a, overrides), report, save)
+            if "mae_official" not in skip: section("mae_official", lambda: mae_official(a, cfg), report, save)
+            if "demo" not in skip: section("demo", lambda: demo(a, overrides, runs), report, save)
+            if "predict" not in skip and "demo" not in skip: section("predict", lambda: predict(a, cfg, runs), report, save)
+            if "ddp" not in skip: section("ddp", lambda: ddp(a, overrides, runs), report, save)
+            if "paths" not in skip: section("paths", lambda: paths(a, cfg, runs), report, save)
+            rows = [r for r in report.get("stages", []) if isinstance(r, dict) and r.get("target")]
+            print("\n=== summary")
+            for r in rows: print(f"{r['metric']:<58}{r['ratio']:>6.2f}  target {r['target']}  {'ok' if r['meets'] else 'BELOW'}")
+            for r in (report.get("demo") or {}).get("timing", []): print(f"demo table: {r['stage']:<20}{r['part']:<36}{r['ratio']:>6.2f}")
+            p = report.get("paths") or {}
+            for k in ("fused", "compiled"):
+                if k in p: print(f"paths: {k} vs plain, loss{p[k]['max_relative_loss_difference']:>10.2g} (tolerance {p['tolerance']:g})  "
+                                 f"{'ok' if p[k]['meets'] else 'BEYOND'}; s/step {p[k]['s_per_step']} vs {p['plain']['s_per_step']}"
+                                 + (f"; compiled in {p[k]['compile_s']} s" if "compile_s" in p[k] else ""))
+        save()
+    finally:
+        if not a.runs: shutil.rmtree(runs, ignore_errors=True)
     failed = [k for k, v in report.items() if isinstance(v, dict) and "error" in v]
     return 1 if failed else 0
 

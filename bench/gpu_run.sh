@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The device part of a lent GPU session, as one `run` call from the project root with `.whl` carried:
 #   here:  .venv/bin/python bench/gpu_wheels.py download .whl
-#   run:   bash bench/gpu_run.sh [gpu_check options]        (timeout_s about 540: gpu_check takes about 5-6 minutes)
+#   run:   bash bench/gpu_run.sh [gpu_check options]        (timeout_s about 540: gpu_check takes about 6-7 minutes, estimated)
 # Installs the wheels the machine lacks into /tmp/site, then runs bench/gpu_check.py with its figures under $OUT:
 # setup.log (the machine, its packages), gpu_check.json and gpu_check.log (saved after each part, so a time limit keeps
 # what was measured) and stdout.log (everything as it was printed). PYTHON (python3), WHEELS (.whl) and SITE (/tmp/site) may be set

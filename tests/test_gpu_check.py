@@ -3,7 +3,7 @@
 set) and in a simulated lent machine: a Python environment holding only the packages such a machine has
 (`gpu_wheels.MACHINE`, `ASSUMED`) and those the project brings it (`gpu_wheels.WHEELS`). An import the wheels do not
 cover, or a part of the check that breaks, fails here rather than in the session's few minutes of device time."""
-import json, os, subprocess, sys, zipfile
+import json, os, re, subprocess, sys, zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -15,6 +15,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 import gpu_wheels
 from gpu_wheels import canonical
+
+
+# what a lent machine sends back from $OUT (the device tool's limits): at most 8 files of at most 16 MiB, 64 MiB in all,
+# no more than 2 folders down, named in letters, digits, '.', '_' and '-'; a file past them does not come back
+RETURNED = dict(files=8, file_bytes=16 * 2**20, total_bytes=64 * 2**20, folders=2, name=re.compile(r"^[A-Za-z0-9._-]+$"))
+
+
+def returned(out: Path) -> list:
+    "What of `out` would not come back from a lent machine (empty: all of it would)."
+    files, r = sorted(p for p in out.rglob("*") if p.is_file()), RETURNED
+    rel = [p.relative_to(out) for p in files]
+    return [*([f"{len(files)} files: {[str(p) for p in rel]}"] if len(files) > r["files"] else []),
+            *(f"{q}: {p.stat().st_size} bytes" for p, q in zip(files, rel) if p.stat().st_size > r["file_bytes"]),
+            *([f"{sum(p.stat().st_size for p in files)} bytes in all"] if sum(p.stat().st_size for p in files) > r["total_bytes"] else []),
+            *(f"{q}: {len(q.parts) - 1} folders down" for q in rel if len(q.parts) - 1 > r["folders"]),
+            *(f"{q}: its name" for q in rel if not all(r["name"].match(part) for part in q.parts))]
 
 
 def requirement_closure(names) -> set:
@@ -80,7 +96,7 @@ def test_gpu_run_in_a_simulated_lent_machine(tmp_path):
              "finetune.train.num_workers=0", "extract.num_workers=0"]
     out = tmp_path / "out"
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHON": str(py), "WHEELS": str(wheels),
-           "SITE": str(tmp_path / "site"), "OUT": str(out)}
+           "SITE": str(tmp_path / "site"), "OUT": str(out), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
     r = subprocess.run(["bash", "bench/gpu_run.sh", "--device", "cpu", "--config", "tiny", "--catalog", str(tmp_path / "cat.yaml"),
                         "--steps", "6", "--rounds", "1", "--mae-batch", "4", *small], capture_output=True, text=True, cwd=ROOT,
                        env=env, timeout=900)
@@ -96,4 +112,8 @@ def test_gpu_run_in_a_simulated_lent_machine(tmp_path):
     assert rep["demo"]["measured_on"]["finetune"][0] == "cpu"
     assert rep["predict"]["frames"] > 0 and rep["predict"]["frames_per_s"] > 0
     assert "skipped" in rep["ddp"] and "=== summary" in (out / "gpu_check.log").read_text()
+    paths = rep["paths"]   # fp32 on the CPU: the fused kernel and the compiled model step as the plain path does
+    assert paths["dtype"] == "fp32" and paths["tolerance"] == 1e-4 and len(paths["plain"]["losses"]) == paths["steps"] == 4, paths
+    assert paths["fused"]["meets"] and paths["compiled"]["meets"] and paths["compiled"]["compile_s"] > 0, paths
     assert "=== summary" in (out / "stdout.log").read_text()
+    assert returned(out) == [], returned(out)   # the figures and logs alone: all of them come back
