@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MACHINE = ["torch", "torchvision", "timm", "numpy", "scipy", "scikit-learn", "pandas", "xarray", "h5py", "pyyaml", "tqdm",
            "psutil", "opencv-python-headless", "safetensors", "transformers"]
 # Not named there but present: gpu.md's wheels (the first part of WHEELS) were enough for `abaw demo` on it, and these
-# are what those wheels require beyond MACHINE (librosa's numba, pooch's requests).
+# are what those wheels require beyond MACHINE (librosa's numba, pooch's requests). The device tool's list of the
+# machines' packages (its KINDS.md, read there on 2026-11-17, the same image for the H100 and the H200) holds every one
+# of MACHINE and ASSUMED and none of WHEELS.
 ASSUMED = ["numba", "llvmlite", "lazy-loader", "msgpack", "requests", "urllib3", "certifi", "charset-normalizer"]
 # What this project brings: gpu.md's list, then what the workbench imports since that list was made.
 WHEELS = ["av", "plotly", "librosa", "soundfile", "soxr", "audioread", "pooch", "decorator", "h5netcdf", "platformdirs", "cffi",
