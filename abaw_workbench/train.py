@@ -235,7 +235,8 @@ def set_rng_state(s:dict):
     kind, keys, pos, has_gauss, gauss = s["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(s["torch"])
-    if "cuda" in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
+    if "cuda" in s and torch.cuda.is_available():   # saved with more GPUs than this machine has: the states of those it has
+        torch.cuda.set_rng_state_all(s["cuda"][:torch.cuda.device_count()])
 
 # %% ../nbs/08_train.ipynb #b4975a8e
 def save_checkpoint(path:str|Path, # file to (over)write atomically
