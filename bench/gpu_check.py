@@ -20,7 +20,7 @@ It prints, for `--config paper` (ViT-B/16 at 224 px, bf16 autocast) on the devic
     the GPU; frames/s end to end and the detector's ms/frame.
   - ddp: with 2 or more GPUs, fine-tuning for a few steps under `torchrun --nproc_per_node=2` (NCCL) against one
     process; skipped (and said) with one.
-  - paths: a few fine-tuning steps (stochastic depth off) by the plain path (AdamW's for-each kernel, eager), with
+  - paths: a few fine-tuning steps (stochastic depth and dropout off) by the plain path (AdamW's for-each kernel, eager), with
     AdamW's fused kernel and compiled (`train.compile`): every step's loss equal to the plain path's within the run's
     dtype's tolerance (`TOLERANCE`), the compile time, each path's seconds a step (logging every step).
 --out holds only the figures and logs (a lent machine sends back at most 8 files): the runs go to --runs.
@@ -196,9 +196,9 @@ def ddp(a, overrides, runs):
 
 def paths(a, cfg, runs):
     """A few fine-tuning steps by the plain path, with AdamW's fused kernel and compiled, from the same weights on the
-    same batches (stochastic depth off: the compiled graph draws its own random numbers): each step's loss against the
+    same batches (stochastic depth and dropout off: the compiled graph draws its own random numbers): each step's loss against the
     plain path's, the compile time and each path's seconds a step."""
-    fc = dataclasses.replace(cfg.finetune, drop_path=0.0)
+    fc = dataclasses.replace(cfg.finetune, drop_path=0.0, head_dropout=0.0)
     entry = resolve_entry(Catalog.load(a.catalog or default_catalog_path()), cfg.dataset, "affwild2")
     stage = FinetuneStage(fc, read_split(entry, "train", fc.tasks), None, Layout.of(entry).crops)
     start, dtype = copy.deepcopy(stage.model.state_dict()), stage_steps(cfg)["finetune"][1]["dtype"]
