@@ -200,9 +200,10 @@ class ToHost:
         "Queue a batch's outputs; returns the (key, {name: float32 array}) of the batches whose copies are done."
         if all(v.device.type == "cpu" for v in outputs.values()):
             return [*self.flush(), (key, {k: v.float().numpy() for k, v in outputs.items()})]
+        dev = next(v.device for v in outputs.values() if v.device.type != "cpu")
         host = {k: torch.empty(v.shape, dtype=torch.float32, pin_memory=True) for k, v in outputs.items()}
         for k, v in outputs.items(): host[k].copy_(v.float(), non_blocking=True)   # on the stream of v's device
-        done = torch.cuda.Event(); done.record(torch.cuda.current_stream(v.device))   # that stream, not the current device's
+        done = torch.cuda.Event(); done.record(torch.cuda.current_stream(dev))   # that stream, not the current device's
         self.queue.append((key, host, done))
         return self._ready(self.depth)
 

@@ -137,12 +137,17 @@ def mae_official(a, cfg):
     return out
 
 
+def launcher(runs):
+    "A script in `runs` that runs `abaw` from this checkout (installed or not), and the environment it needs."
+    script = Path(runs) / "abaw_launcher.py"
+    script.write_text(LAUNCHER)
+    return script, {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+
+
 def abaw(*args, runs):
-    "Run an `abaw` command from this checkout (installed or not); its output goes to the log."
-    launcher = Path(runs) / "abaw_launcher.py"
-    launcher.write_text(LAUNCHER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
-    r = subprocess.run([sys.executable, str(launcher), *map(str, args)], capture_output=True, text=True, env=env)
+    "Run an `abaw` command from this checkout; its output goes to the log."
+    script, env = launcher(runs)
+    r = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, env=env)
     print(r.stdout[-6000:], r.stderr[-3000:] if r.returncode else "", sep="", flush=True)
     if r.returncode: raise RuntimeError(f"abaw {args[0]} exited {r.returncode}: {r.stderr.strip().splitlines()[-1:] or ''}")
     return r.stdout
@@ -180,11 +185,10 @@ def ddp(a, overrides, runs):
     if torch.cuda.device_count() < 2:
         print(f"skipped: {torch.cuda.device_count()} GPU(s); the DDP run needs 2 or more", flush=True)
         return {"skipped": f"{torch.cuda.device_count()} GPU(s)"}
-    launcher = runs / "abaw_launcher.py"; launcher.write_text(LAUNCHER)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))}
+    script, env = launcher(runs)
     res = {}
     for n in (1, 2):
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", str(launcher), "finetune", "--config", a.config,
+        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", str(script), "finetune", "--config", a.config,
                "--out", runs / f"ddp{n}", f"train.max_steps={a.steps}", "train.progress=false", f"train.log_every={max(1, a.steps // 4)}", *overrides]
         r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, env=env)
         if r.returncode: raise RuntimeError(f"torchrun with {n} process(es) exited {r.returncode}: {r.stderr[-2000:]}")

@@ -24,13 +24,13 @@ RETURNED = dict(files=8, file_bytes=16 * 2**20, total_bytes=64 * 2**20, folders=
 
 def returned(out: Path) -> list:
     "What of `out` would not come back from a lent machine (empty: all of it would)."
-    files, r = sorted(p for p in out.rglob("*") if p.is_file()), RETURNED
-    rel = [p.relative_to(out) for p in files]
-    return [*([f"{len(files)} files: {[str(p) for p in rel]}"] if len(files) > r["files"] else []),
-            *(f"{q}: {p.stat().st_size} bytes" for p, q in zip(files, rel) if p.stat().st_size > r["file_bytes"]),
-            *([f"{sum(p.stat().st_size for p in files)} bytes in all"] if sum(p.stat().st_size for p in files) > r["total_bytes"] else []),
-            *(f"{q}: {len(q.parts) - 1} folders down" for q in rel if len(q.parts) - 1 > r["folders"]),
-            *(f"{q}: its name" for q in rel if not all(r["name"].match(part) for part in q.parts))]
+    r = RETURNED
+    size = {p.relative_to(out): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+    return [*([f"{len(size)} files: {[str(q) for q in size]}"] if len(size) > r["files"] else []),
+            *(f"{q}: {n} bytes" for q, n in size.items() if n > r["file_bytes"]),
+            *([f"{sum(size.values())} bytes in all"] if sum(size.values()) > r["total_bytes"] else []),
+            *(f"{q}: {len(q.parts) - 1} folders down" for q in size if len(q.parts) - 1 > r["folders"]),
+            *(f"{q}: its name" for q in size if not all(r["name"].match(part) for part in q.parts))]
 
 
 def requirement_closure(names) -> set:
