@@ -286,7 +286,7 @@ class ExtractConfig:
     batch_size: int = 64 # frames per encoder batch
     num_workers: int|None = None # crop-decoding workers (None: none on the CPU, whose cores the encoder's threads use; all cores but one beside a GPU)
     device: str = "auto" # "auto", "cpu", "cuda", ...
-    amp: str = "auto" # the encoder's autocast ("auto": bf16, else fp16, on CUDA; fp32 on the CPU); features are stored as float32
+    amp: str = "auto" # the encoder's autocast (as `train.amp`: "auto" is bf16 on GPUs that compute it natively, else fp16; fp32 on the CPU); features are stored as float32
     resize_on: str = "auto" # where crops are resized to the encoder's input: "workers", "device", "auto" (the device beside a GPU)
     audio: AudioConfig = field(default_factory=AudioConfig)
 

@@ -45,7 +45,7 @@ class TrainConfig:
     warmup_steps: int = 0 # ... or in steps (takes precedence when > 0)
     cosine: bool = True # cosine decay to `min_lr` after warm-up; False: constant
     clip_grad: float|None = None # clip the gradient norm to this value
-    amp: str = "auto" # "auto" (bf16, else fp16, on CUDA only), "bf16", "fp16", "off"; always fp32 on CPU
+    amp: str = "auto" # "auto" (bf16 on GPUs that compute it natively, else fp16; CUDA only), "bf16", "fp16", "off"; always fp32 on CPU
     checkpoint_every: int = 100 # write `checkpoint.pt` every N optimizer steps (and at the end)
     eval_every: int = 0 # evaluate every N steps (0: only at the end), when the stage can evaluate
     log_every: int = 10 # append a line to `log.jsonl` every N steps
@@ -332,7 +332,9 @@ def amp_dtype(amp:str, # "auto", "bf16", "fp16" or "off"
     "The autocast dtype for this policy and device, or None for fp32."
     if amp not in ("auto", "bf16", "fp16", "off"): raise AbawError(f"train.amp: unknown policy {amp!r} (auto, bf16, fp16, off)")
     if device.type != "cuda" or amp == "off": return None
-    if amp == "auto": return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # "auto": bf16 where the stage's GPU (which need not be the current one) computes it natively, compute capability 8
+    # (Ampere) or above; older GPUs only emulate it, slower than fp16.
+    if amp == "auto": return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 # %% ../nbs/08_train.ipynb #ec7db4e0
