@@ -339,9 +339,12 @@ def get_device(name:str="auto" # "auto", "cpu", "cuda", "cuda:1", ...
     "Resolve a device name at run time."
     import torch   # imported here: light commands (abaw catalog, score) use this module without torch
     if name == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try: dev = torch.device(name)
+    except RuntimeError: raise AbawError(f"device {name!r}: not a device name (auto, cpu, cuda, cuda:N, ...)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AbawError(f"device {name!r} requested but CUDA is not available on this machine")
+    if dev.type == "cuda" and (dev.index or 0) >= (n := torch.cuda.device_count()):
+        raise AbawError(f"device {name!r} requested but this machine has {n} CUDA device(s): cuda:0 to cuda:{n - 1}")
     return dev
 
 # %% ../nbs/00_core.ipynb #2d4ce8b0
