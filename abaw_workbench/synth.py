@@ -13,7 +13,7 @@ import av
 import numpy as np
 from scipy.signal import lfilter
 
-from .core import AbawError, atomic_dir, atomic_write, check_fraction
+from .core import AbawError, atomic_dir, atomic_write, check_fraction, file_lock
 from .schema import AU_NAMES, EXPR_NAMES, TASKS
 from .layout import SPLITS as LABELLED_SPLITS, Layout, crop_name
 from .catalog import Catalog, Entry, load_catalog
@@ -802,10 +802,13 @@ def resolve_entry(cat:Catalog, # the catalog
     "An entry ready to read: generated first when synthetic and absent, generated again when `synth_mismatch` finds it stale, then checked."
     e = cat[name]
     if kind and e.kind != kind: raise AbawError(f"{e.where('kind')}: expected kind {kind!r}, found {e.kind!r}")
-    if e.generated and not e.exists(): generate(e)
-    elif e.generated and (why := synth_mismatch(e)):
-        print(f"[catalog] {e.name!r} at {e.path} was generated with other settings ({why}): generating it again", flush=True)
-        generate(e)
+    if e.generated and (not e.exists() or synth_mismatch(e)):
+        # one process generates; the others asking at the same time (torchrun's ranks, parallel notebooks) wait, then read it
+        with file_lock(Path(e.path).parent / f".{Path(e.path).name}.generate.lock"):
+            if not e.exists(): generate(e)
+            elif why := synth_mismatch(e):
+                print(f"[catalog] {e.name!r} at {e.path} was generated with other settings ({why}): generating it again", flush=True)
+                generate(e)
     return cat.resolve(name, kind)
 
 # %% ../nbs/05_synth.ipynb #d6675d4c
