@@ -22,7 +22,7 @@ from .catalog import entry_or_path, load_catalog
 from .synth import resolve_entry
 from .data import (FrameDataset, _Crops, accelerated, decode_file, load_image, make_loader, normalize_batch, prepare_batch,
                                  preprocess_config, resize_image, resize_on_device, stored_crop_size)
-from .train import Stage, ToHost, TrainConfig, _better, fit, read_checkpoint, write_run
+from .train import Stage, ToHost, TrainConfig, _better, fit, init_distributed, read_checkpoint, write_run
 from .tasks import (FrameModel, LossConfig, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
                                   predictions_dataset)
 from .evaluation import evaluate_predictions
@@ -238,8 +238,8 @@ def video_share(labels, # a labels dataset (schema)
 def run_finetune(cfg:FinetuneConfig, # the stage's configuration
                  out:str|Path, # the run folder (resumed when it holds a checkpoint)
                  *, data # the data set: a resolved catalog entry of kind affwild2
-                ) -> Run:
-    "Fine-tune on `data`'s train split, validate on its validation split; the run, whose metrics are the best model's."
+                ) -> Run|None:
+    "Fine-tune on `data`'s train split, validate on its validation split; the run, whose metrics are the best model's (None in torchrun's other processes)."
     out, entry = Path(out), data
     train, val = video_share(read_split(entry, "train", cfg.tasks), cfg.train_videos), read_split(entry, "validation", cfg.tasks)
     seed_everything(cfg.train.seed)   # initial weights (heads, grid reduction) from the run seed, not from what ran before
@@ -248,6 +248,7 @@ def run_finetune(cfg:FinetuneConfig, # the stage's configuration
     if not tcfg.eval_every:  # validate once per epoch; best.pt keeps the best epoch
         tcfg = dataclasses.replace(tcfg, eval_every=max(1, len(stage.data) // tcfg.batch_size))
     with stage.timer("loop"): rec = fit(stage, tcfg)
+    if not init_distributed(cfg.train.device).main: return None   # under torchrun, rank 0 alone validates and writes the run
     best = read_checkpoint(out / "best.pt") if (out / "best.pt").exists() else None
     if best: stage.model.load_state_dict(best["model"])
     with stage.timer("final prediction"):
@@ -284,7 +285,7 @@ def finetune_main(args) -> int:
     if args.print_config: print_config(cfg); return 0
     entry = resolve_entry(cat, args.dataset, "affwild2")
     if cfg.init and not Path(cfg.init).exists(): raise AbawError(f"init: checkpoint {cfg.init} does not exist")
-    print(json.dumps(run_finetune(cfg, args.out, data=entry).metrics))
+    if run := run_finetune(cfg, args.out, data=entry): print(json.dumps(run.metrics))
     return 0
 
 # %% ../nbs/10e_finetune.ipynb #7c358b54

@@ -19,7 +19,7 @@ from .annotations import read_split
 from .catalog import entry_or_path
 from .synth import stage_inputs
 from .data import window_starts
-from .train import Stage, ToHost, TrainConfig, fit, param_groups, read_checkpoint, to_device, write_run, write_timing
+from .train import Stage, ToHost, TrainConfig, fit, init_distributed, param_groups, read_checkpoint, to_device, write_run, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, submission_frames, write_submissions
 from .audio import ENCODER_FEATURE_PREFIX
@@ -221,6 +221,7 @@ class SecondBranchStage(FusionStage):
         missing, unexpected = self.model.load_state_dict(f.state_dict(), strict=False)   # the first branch as trained
         assert not unexpected and all(k.startswith("second.") for k in missing), (missing, unexpected)
         self.model.second.load_state_dict({k: w for k, w in f.state_dict().items() if k.startswith("audio_")}, strict=False)   # its audio statistics
+        for n, w in self.model.named_parameters(): w.requires_grad_(n.startswith("second."))   # the first frozen: DDP waits for no gradient of it
         self.windows, self.timer = first.windows.subset(hard), Timer()
 
     def param_groups(self, weight_decay:float) -> list[dict]: return param_groups(self.model.second, weight_decay)
@@ -292,9 +293,12 @@ def _train_models(cfg:FuseRunConfig, out:Path, store, train_labels, val_labels, 
         firsts.append(stage)
         if cfg.second_branch:   # mined with the first network's best weights; trained in the model's `second` folder
             hard = hard_windows(stage.window_losses(stage.model), cfg.hard_share)
-            train = dataclasses.replace(cfg.train, batch_size=min(cfg.train.batch_size, len(hard)))   # few mined windows: smaller batches
+            unit = cfg.train.accum_steps * init_distributed(cfg.train.device).world   # what a batch is split into
+            train = dataclasses.replace(cfg.train, batch_size=min(cfg.train.batch_size, len(hard)) // unit * unit)   # few mined windows: smaller batches
             hard_counts[sub or "all"] = {"hard_windows": len(hard), "windows": len(stage.windows), "batch_size": train.batch_size}
-            if len(hard):
+            if len(hard) and not train.batch_size:
+                print(f"[fuse] {len(hard)} mined window(s), fewer than accum_steps × processes = {unit}: no second branch for {sub or 'all'}", flush=True)
+            if train.batch_size:
                 seed_everything(cfg.train.seed)
                 stage, d = SecondBranchStage(stage, hard, dict(alpha=cfg.mix_alpha, beta=cfg.mix_beta, at_test=cfg.mix_at_test)), d / "second"
                 _fit_in(stage, d, train, epochs)
@@ -308,13 +312,14 @@ def run_fusion(cfg:FuseRunConfig, # the stage's configuration
                store:FeatureStore, # the stored features (`run_extract`)
                labels:tuple|None=None, # (train, validation) labels datasets (default: `data`'s, of `cfg.tasks`)
                submissions:bool=True # write test submissions when `data` has test lists
-              ) -> Run:
-    "Train, evaluate and post-process the fusion model(s); the run, whose metrics are raw and post-processed."
+              ) -> Run|None:
+    "Train, evaluate and post-process the fusion model(s); the run, whose metrics are raw and post-processed (None in torchrun's other processes)."
     out, entry = Path(out), data
     if labels is None and entry is None: raise AbawError("run_fusion: needs the data set (data=) or its labels (labels=)")
     train_labels, val_labels = labels or (read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks))
     models = fusion_models(cfg)
     stages, firsts, folders, hard_counts = _train_models(cfg, out, store, train_labels, val_labels, models)
+    if not init_distributed(cfg.train.device).main: return None   # under torchrun, rank 0 alone evaluates and writes the run
     two = any(s is not f for s, f in zip(stages, firsts))   # a second branch was trained
     attrs = {"source": "fusion", "modalities": cfg.fusion.modalities, "per_task": int(cfg.per_task)}
     timer = Timer()
@@ -367,5 +372,5 @@ def fuse_main(args) -> int:
     if args.print_config: print_config(cfg); return 0
     cat, entry = stage_inputs(args)
     store = FeatureStore(entry_or_path(cat, args.features, "feature_store", must_exist=False))
-    print(json.dumps(run_fusion(cfg, args.out, data=entry, store=store).metrics))
+    if run := run_fusion(cfg, args.out, data=entry, store=store): print(json.dumps(run.metrics))
     return 0

@@ -158,6 +158,9 @@ class FrameModel(nn.Module):
             L, D = encoder.patch_embed.num_patches, encoder.embed_dim
             self.reduce = nn.Sequential(nn.LayerNorm(D, eps=1e-6), nn.Linear(D, grid_dim))
             self.num_features = L * grid_dim
+            # the encoder's own pooling norm is not on this path: frozen, so that no optimizer holds it and DDP does not
+            # wait for a gradient it never gets
+            getattr(encoder, "fc_norm", nn.Identity()).requires_grad_(False)
         else: self.num_features = encoder.num_features
         self.heads = TaskHeads(self.num_features, tasks, head_dropout)
 

@@ -3,6 +3,8 @@ finetune → extract → fuse → score, on a very small synthetic set (a few st
 import json, os, subprocess, sys
 from pathlib import Path
 
+import pytest
+
 from abaw_workbench.synth import resolve_entry, synth_catalog
 
 ABAW = Path(sys.executable).parent / "abaw"
@@ -69,3 +71,30 @@ def test_named_configurations_for_every_stage(tmp_path):
             assert got == json.loads(json.dumps(ref, default=list)), (name, cmd)
     got = yaml.safe_load(run("pretrain", "--config", "paper", "--print-config", cwd=tmp_path))
     assert (got["encoder"]["size"], got["encoder"]["img_size"], got["train"]["batch_size"]) == ("base", 224, 256)
+
+
+@pytest.mark.slow
+def test_finetune_and_fuse_under_torchrun(tmp_path):
+    """Fine-tuning (the tiny configuration's grid pool) and fusion (with its second branch) on 2 CPU processes under
+    torchrun (gloo): every trainable parameter gets its gradient on both ranks, and only rank 0 validates, writes
+    and prints."""
+    synth_catalog(tmp_path, "syn", frames=40, seed=2, faces=None, data="", file="cat.yaml")
+    c = ["--catalog", "cat.yaml", "--dataset", "syn"]
+    def torchrun(*args):
+        r = subprocess.run([str(ABAW.parent / "torchrun"), "--standalone", "--nproc_per_node=2", str(ABAW), *args],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        errors = [l for l in r.stderr.splitlines() if "rror" in l and "error_file" not in l]   # torchrun's own report says little
+        assert r.returncode == 0, f"torchrun abaw {' '.join(args)}:\n" + "\n".join(errors[-20:])
+        lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+        assert len(lines) == 1, r.stdout   # the metrics, printed by rank 0 alone
+        return json.loads(lines[0])
+    m = torchrun("finetune", *c, "--out", "runs/finetune", "train.max_steps=4", "train.batch_size=8", "train.progress=false")
+    from abaw_workbench.runs import Run
+    assert Run.open(tmp_path / "runs/finetune").metrics == m
+    steps = [json.loads(l)["step"] for l in (tmp_path / "runs/finetune/log.jsonl").read_text().splitlines() if '"loss"' in l]
+    assert steps[-1] == 4
+    run("extract", *c, "--encoder", "runs/finetune/best.pt", "--out", "runs/features", "num_workers=0", cwd=tmp_path)
+    m = torchrun("fuse", *c, "--features", "runs/features", "--out", "runs/fuse", "fusion.window=16", "fusion.stride=8",
+                 "train.max_steps=3", "train.batch_size=4", "train.progress=false", "second_branch=true", "hard_share=1.0")
+    assert Run.open(tmp_path / "runs/fuse").metrics == m and "second_branch" in m
+    assert all((tmp_path / f"runs/fuse/{t}/second/best.pt").exists() for t in ("au", "expr", "va"))   # one model per task, each with its branch
