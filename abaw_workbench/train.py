@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #f2f6e059
 from __future__ import annotations
-import contextlib, copy, dataclasses, json, math, os, random, sys, time, traceback
+import contextlib, copy, dataclasses, datetime, json, math, os, random, sys, time, traceback
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +57,7 @@ class TrainConfig:
     fused: bool|None = None # AdamW's fused kernel (None: on an accelerator)
     compile: bool = False # `torch.compile` the model (its compile time is reported apart, `timing.json`'s "compile")
     progress: bool = True # show a progress bar (rank 0 only)
+    dist_timeout: float = 60.0 # under torchrun, minutes a process waits for the others (rank 0 validates alone meanwhile; NCCL's own default is 10)
 
 # %% ../nbs/08_train.ipynb #b6c30b41
 def param_groups(model:nn.Module, # the model to optimise
@@ -111,7 +112,8 @@ class DistEnv:
     def distributed(self) -> bool: return self.world > 1
 
 # %% ../nbs/08_train.ipynb #9ab8b419
-def init_distributed(device:str="auto" # device name; CUDA processes take cuda:LOCAL_RANK
+def init_distributed(device:str="auto", # device name; CUDA processes take cuda:LOCAL_RANK
+                     timeout:float=60.0 # minutes a process waits for the others at a collective (`TrainConfig.dist_timeout`)
                     ) -> DistEnv:
     "Join the torchrun process group when there is one; pick the device."
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -120,7 +122,7 @@ def init_distributed(device:str="auto" # device name; CUDA processes take cuda:L
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", local); torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=timeout))
     return DistEnv(rank, world, local, dev)
 
 # %% ../nbs/08_train.ipynb #30648814
@@ -414,7 +416,7 @@ def _setup(stage, # the `Stage`
            cfg:TrainConfig
           ) -> _Loop:
     "A `_Loop` at step 0: this process's device and seed, the model on the device, its AdamW (every group with an `lr_scale`) and scaler."
-    env = init_distributed(cfg.device)
+    env = init_distributed(cfg.device, cfg.dist_timeout)
     spec = stage.model.spec() if hasattr(stage.model, "spec") else None  # the model's description: rebuilt from the file alone
     seed_everything(cfg.seed + env.rank)
     model = stage.model.to(env.device)
