@@ -19,7 +19,7 @@ It prints, for `--config paper` (ViT-B/16 at 224 px, bf16 autocast) on the devic
   - predict: `abaw predict --device cuda` on a demo video with that run's models: the detector and the models on
     the GPU; frames/s end to end and the detector's ms/frame.
   - ddp: with 2 or more GPUs, fine-tuning for a few steps under `torchrun --nproc_per_node=2` (NCCL) against one
-    process; skipped (and said) with one.
+    process; skipped (and said) with one (with `--device cpu`: 2 CPU processes, gloo).
   - paths: a few fine-tuning steps (stochastic depth and dropout off) by the plain path (AdamW's for-each kernel, eager), with
     AdamW's fused kernel and compiled (`train.compile`): every step's loss equal to the plain path's within the run's
     dtype's tolerance (`TOLERANCE`), the compile time, each path's seconds a step (logging every step).
@@ -182,16 +182,20 @@ def predict(a, cfg, runs):
 
 
 def ddp(a, overrides, runs):
-    if torch.cuda.device_count() < 2:
+    if a.device != "cpu" and torch.cuda.device_count() < 2:
         print(f"skipped: {torch.cuda.device_count()} GPU(s); the DDP run needs 2 or more", flush=True)
         return {"skipped": f"{torch.cuda.device_count()} GPU(s)"}
     script, env = launcher(runs)
-    res = {}
+    own = [o.removeprefix("finetune.") for o in overrides if o.startswith(("finetune.", "encoder."))]   # `abaw finetune` takes its section
+    res = {"backend": "gloo" if a.device == "cpu" else "nccl"}   # on the CPU (the miniature): 2 processes, gloo
     for n in (1, 2):
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", str(script), "finetune", "--config", a.config,
-               "--out", runs / f"ddp{n}", f"train.max_steps={a.steps}", "train.progress=false", f"train.log_every={max(1, a.steps // 4)}", *overrides]
+               *(["--catalog", a.catalog] if a.catalog else []), "--out", runs / f"ddp{n}", f"train.max_steps={a.steps}",
+               "train.progress=false", f"train.log_every={max(1, a.steps // 4)}", *own]
         r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, env=env)
-        if r.returncode: raise RuntimeError(f"torchrun with {n} process(es) exited {r.returncode}: {r.stderr[-2000:]}")
+        if r.returncode:   # torchrun's own report says little: the processes' error lines
+            errors = [l for l in r.stderr.splitlines() if "rror" in l and "error_file" not in l][-8:]
+            raise RuntimeError(f"torchrun with {n} process(es) exited {r.returncode}: " + "\n".join(errors or [r.stderr[-2000:]]))
         res[f"{n}_process_s_per_step"] = round(bench_stages.log_step_seconds(runs / f"ddp{n}" / "log.jsonl"), 4)
     res["speed_up"] = round(res["1_process_s_per_step"] / res["2_process_s_per_step"], 3)
     print(json.dumps(res), flush=True)

@@ -7,6 +7,7 @@ import json, os, re, subprocess, sys, zipfile
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 
 from abaw_workbench.synth import synth_catalog
@@ -98,8 +99,8 @@ def test_gpu_run_in_a_simulated_lent_machine(tmp_path):
     env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "PYTHON": str(py), "WHEELS": str(wheels),
            "SITE": str(tmp_path / "site"), "OUT": str(out), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
     r = subprocess.run(["bash", "bench/gpu_run.sh", "--device", "cpu", "--config", "tiny", "--catalog", str(tmp_path / "cat.yaml"),
-                        "--steps", "6", "--rounds", "1", "--mae-batch", "4", *small], capture_output=True, text=True, cwd=ROOT,
-                       env=env, timeout=900)
+                        "--steps", "6", "--rounds", "1", "--mae-batch", "4", "--skip", "ddp", *small],   # ddp: the slow test below
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     setup = (out / "setup.log").read_text()
     assert "abaw-gpu-probe" in setup and "install abaw_gpu_probe-0.1" in setup and "kept" in setup, setup
@@ -111,9 +112,24 @@ def test_gpu_run_in_a_simulated_lent_machine(tmp_path):
     assert {row["stage"] for row in rep["demo"]["timing"]} >= {"pretrain", "finetune", "extract", "fusion_visual"}
     assert rep["demo"]["measured_on"]["finetune"][0] == "cpu"
     assert rep["predict"]["frames"] > 0 and rep["predict"]["frames_per_s"] > 0
-    assert "skipped" in rep["ddp"] and "=== summary" in (out / "gpu_check.log").read_text()
+    assert "ddp" not in rep and "=== summary" in (out / "gpu_check.log").read_text()
     paths = rep["paths"]   # fp32 on the CPU: the fused kernel and the compiled model step as the plain path does
     assert paths["dtype"] == "fp32" and paths["tolerance"] == 1e-4 and len(paths["plain"]["losses"]) == paths["steps"] == 4, paths
     assert paths["fused"]["meets"] and paths["compiled"]["meets"] and paths["compiled"]["compile_s"] > 0, paths
     assert "=== summary" in (out / "stdout.log").read_text()
     assert returned(out) == [], returned(out)   # the figures and logs alone: all of them come back
+
+
+@pytest.mark.slow
+def test_ddp_part_in_miniature(tmp_path):
+    "The DDP part alone on the CPU: fine-tuning on 1 and on 2 processes under torchrun (gloo), with stage overrides given as for the demo."
+    synth_catalog(tmp_path, frames=32, file="cat.yaml")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "bench/gpu_check.py", "--out", str(out), "--device", "cpu", "--config", "tiny",
+                        "--catalog", str(tmp_path / "cat.yaml"), "--steps", "4", "--skip", "stages,mae_official,demo,predict,paths",
+                        "finetune.train.batch_size=8", "finetune.train.num_workers=0", "fusion.train.batch_size=2"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    d = json.loads((out / "gpu_check.json").read_text())["ddp"]
+    assert d["backend"] == "gloo" and d["1_process_s_per_step"] > 0 and d["2_process_s_per_step"] > 0 and d["speed_up"] > 0, d
