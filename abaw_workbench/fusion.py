@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from fastcore.basics import patch
 
 from .core import AbawError, Timer, atomic_write, check_fraction, print_config, seed_everything, stage_args, stage_config
@@ -292,8 +293,10 @@ def _train_models(cfg:FuseRunConfig, out:Path, store, train_labels, val_labels, 
         _fit_in(stage, d, cfg.train, epochs)
         firsts.append(stage)
         if cfg.second_branch:   # mined with the first network's best weights; trained in the model's `second` folder
-            hard = hard_windows(stage.window_losses(stage.model), cfg.hard_share)
-            unit = cfg.train.accum_steps * init_distributed(cfg.train.device).world   # what a batch is split into
+            env = init_distributed(cfg.train.device)
+            hard = [hard_windows(stage.window_losses(stage.model), cfg.hard_share) if env.main else None]
+            if env.distributed: dist.broadcast_object_list(hard, src=0)   # mined once, by rank 0: every process trains on the same windows
+            hard, unit = hard[0], cfg.train.accum_steps * env.world   # unit: what a batch is split into
             train = dataclasses.replace(cfg.train, batch_size=min(cfg.train.batch_size, len(hard)) // unit * unit)   # few mined windows: smaller batches
             hard_counts[sub or "all"] = {"hard_windows": len(hard), "windows": len(stage.windows), "batch_size": train.batch_size}
             if len(hard) and not train.batch_size:
