@@ -285,7 +285,7 @@ def finetune_main(args) -> int:
     if args.print_config: print_config(cfg); return 0
     entry = resolve_entry(cat, args.dataset, "affwild2")
     if cfg.init and not Path(cfg.init).exists(): raise AbawError(f"init: checkpoint {cfg.init} does not exist")
-    if run := run_finetune(cfg, args.out, data=entry): print(json.dumps(run.metrics))
+    if (run := run_finetune(cfg, args.out, data=entry)) is not None: print(json.dumps(run.metrics))   # rank 0
     return 0
 
 # %% ../nbs/10e_finetune.ipynb #7c358b54

@@ -375,5 +375,5 @@ def fuse_main(args) -> int:
     if args.print_config: print_config(cfg); return 0
     cat, entry = stage_inputs(args)
     store = FeatureStore(entry_or_path(cat, args.features, "feature_store", must_exist=False))
-    if run := run_fusion(cfg, args.out, data=entry, store=store): print(json.dumps(run.metrics))
+    if (run := run_fusion(cfg, args.out, data=entry, store=store)) is not None: print(json.dumps(run.metrics))   # rank 0
     return 0

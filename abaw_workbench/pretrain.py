@@ -130,6 +130,6 @@ def pretrain_main(args) -> int:
     mae_config(cfg.encoder.size)  # an unknown size fails before any data is touched
     if args.print_config: print_config(cfg); return 0
     _, entry = stage_inputs(args, "image_folder")
-    run_pretrain(cfg, args.out, data=list_images(entry.path, entry.options.get("extensions", IMAGE_EXTENSIONS)))
-    print(f"[pretrain] done: {Path(args.out) / 'checkpoint.pt'}", file=sys.stderr)
+    if run_pretrain(cfg, args.out, data=list_images(entry.path, entry.options.get("extensions", IMAGE_EXTENSIONS))) is not None:   # rank 0
+        print(f"[pretrain] done: {Path(args.out) / 'checkpoint.pt'}", file=sys.stderr)
     return 0
