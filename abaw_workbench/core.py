@@ -316,8 +316,10 @@ def load_config(cls:type, # the config dataclass
         if not isinstance(d, dict): raise AbawError(f"{p}: expected a mapping of config keys, got {type(d).__name__}")
         where = str(p)
     else: d, where = dict(source or {}), where or cls.__name__
-    base = dataclasses.asdict(config_from_dict(cls, d, where))
-    return config_from_dict(cls, apply_overrides(base, overrides), where)
+    cfg = config_from_dict(cls, d, where)
+    for o in overrides:   # one at a time: an error names the override, not the file it changes
+        cfg = config_from_dict(cls, apply_overrides(dataclasses.asdict(cfg), [o]), f"override {o.strip()!r}: {cls.__name__}")
+    return cfg
 
 # %% ../nbs/00_core.ipynb #7d567779
 def file_hash(path:str|Path, n:int=16) -> str:
