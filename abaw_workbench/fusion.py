@@ -20,7 +20,7 @@ from .annotations import read_split
 from .catalog import entry_or_path
 from .synth import stage_inputs
 from .data import window_starts
-from .train import Stage, ToHost, TrainConfig, fit, init_distributed, param_groups, read_checkpoint, to_device, write_run, write_timing
+from .train import Stage, ToHost, TrainConfig, fit, init_distributed, read_checkpoint, to_device, write_run, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, submission_frames, write_submissions
 from .audio import ENCODER_FEATURE_PREFIX
@@ -222,10 +222,9 @@ class SecondBranchStage(FusionStage):
         missing, unexpected = self.model.load_state_dict(f.state_dict(), strict=False)   # the first branch as trained
         assert not unexpected and all(k.startswith("second.") for k in missing), (missing, unexpected)
         self.model.second.load_state_dict({k: w for k, w in f.state_dict().items() if k.startswith("audio_")}, strict=False)   # its audio statistics
-        for n, w in self.model.named_parameters(): w.requires_grad_(n.startswith("second."))   # the first frozen: DDP waits for no gradient of it
+        # the first frozen: the optimizer (`Stage.param_groups` leaves frozen parameters out) and DDP see the second alone
+        for n, w in self.model.named_parameters(): w.requires_grad_(n.startswith("second."))
         self.windows, self.timer = first.windows.subset(hard), Timer()
-
-    def param_groups(self, weight_decay:float) -> list[dict]: return param_groups(self.model.second, weight_decay)
 
 # %% ../nbs/12_fusion.ipynb #bdf1eb9c
 def _fusion_train_defaults() -> TrainConfig:
