@@ -15,8 +15,8 @@ __all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'METHOD_SECTIONS', 'EN
            'worker_died', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path', 'file_lock',
            'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value', 'load_config',
            'file_hash', 'config_hash', 'get_device', 'seed_everything', 'write_manifest', 'named_configs',
-           'method_config', 'stage_section', 'stage_args', 'stage_config', 'print_config', 'Timer', 'worker_threads',
-           'markdown_table', 'package_dir', 'import_graph', 'import_closure']
+           'refuse_stage_encoder', 'method_config', 'stage_section', 'stage_args', 'stage_config', 'print_config',
+           'Timer', 'worker_threads', 'markdown_table', 'package_dir', 'import_graph', 'import_closure']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -388,20 +388,27 @@ def named_configs() -> dict[str, Path]:
     files = resources.files("abaw_workbench").joinpath("configs").iterdir()
     return {Path(str(f)).stem: Path(str(f)) for f in sorted(files, key=str) if f.name.endswith(".yaml")}
 
+# %% ../nbs/00_core.ipynb #eaaa023f
+def refuse_stage_encoder(keys, # dotted keys that a whole-method configuration's file or overrides set
+                         where:str # what sets them (the file, an override), for the message
+                        ):
+    "AbawError when a key sets a stage's own encoder: the top-level `encoder` describes it once, for every stage."
+    for k in keys:
+        st, _, rest = str(k).strip().partition(".")
+        if st in ENCODER_STAGES and rest.split(".")[0] == "encoder":
+            raise AbawError(f"{where}: {st}.encoder: set the top-level encoder (the encoder is described once, for every stage)")
+
 # %% ../nbs/00_core.ipynb #ecec01aa
-def method_config(name:str|Path, # a named configuration (`named_configs`) or a YAML file of the same shape
-                  overrides:list[str]|tuple=() # dotted key=value overrides of the whole configuration
+def method_config(name:str|Path # a named configuration (`named_configs`) or a YAML file of the same shape
                  ) -> tuple[dict, Path]:
-    "The values of a whole-method configuration, and the file they came from."
+    "The values of a whole-method configuration, and the file they came from (overrides: `load_config`'s, one at a time)."
     named = named_configs()
     path = named.get(str(name)) or Path(name)
     if not path.is_file():
         raise AbawError(f"--config: {str(name)!r} is neither a named configuration ({', '.join(named)}) nor a YAML file")
     d = load_yaml(path, "config file") or {}
     if not isinstance(d, dict): raise AbawError(f"{path}: expected a mapping of configuration sections, got {type(d).__name__}")
-    d = apply_overrides(d, overrides)
-    for st in ENCODER_STAGES:
-        if "encoder" in (d.get(st) or {}): raise AbawError(f"{path}: {st}.encoder: set the top-level encoder (the encoder is described once, for every stage)")
+    refuse_stage_encoder([f"{st}.{k}" for st, sec in d.items() if isinstance(sec, dict) for k in sec], str(path))
     return d, path
 
 # %% ../nbs/00_core.ipynb #141575b2

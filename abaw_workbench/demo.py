@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import atomic_write, get_device, load_config, method_config, print_config, stage_args
+from .core import atomic_write, get_device, load_config, method_config, print_config, refuse_stage_encoder, stage_args
 from .schema import TASKS, load_predictions
 from .annotations import read_split, split_summary
 from .catalog import Catalog, load_catalog
@@ -55,8 +55,9 @@ def demo_config(name:str="tiny", # a named configuration (`core.named_configs`) 
                 overrides:list|tuple=() # key=value overrides, e.g. "finetune.train.epochs=1"
                ) -> DemoConfig:
     "A named (or YAML) demo configuration with overrides; the encoder section sets every stage's encoder."
-    d, path = method_config(name, overrides)
-    cfg = load_config(DemoConfig, d, where=str(path))
+    d, path = method_config(name)
+    for o in overrides: refuse_stage_encoder([o.split("=", 1)[0]], f"override {o.strip()!r}")
+    cfg = load_config(DemoConfig, d, overrides, where=str(path))   # a bad override is named as the override, not as the file
     cfg.pretrain.encoder = cfg.finetune.encoder = cfg.encoder   # one description, read by both stages
     return cfg
 
