@@ -129,7 +129,8 @@ def test_ddp_part_in_miniature(tmp_path):
                         "--catalog", str(tmp_path / "cat.yaml"), "--steps", "4", "--skip", "stages,mae_official,demo,predict,paths",
                         "finetune.train.batch_size=8", "finetune.train.num_workers=0", "fusion.train.batch_size=2"],
                        capture_output=True, text=True, cwd=ROOT, timeout=900,
-                       env={**os.environ, "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")})
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+                            "TMPDIR": str(tmp_path)})   # torchrun's torchelastic_* folders go with the test's
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     d = json.loads((out / "gpu_check.json").read_text())["ddp"]
     assert d["backend"] == "gloo" and d["1_process_s_per_step"] > 0 and d["2_process_s_per_step"] > 0 and d["speed_up"] > 0, d

@@ -82,7 +82,7 @@ def test_finetune_and_fuse_under_torchrun(tmp_path):
     c = ["--catalog", "cat.yaml", "--dataset", "syn"]
     def torchrun(*args):
         r = subprocess.run([str(ABAW.parent / "torchrun"), "--standalone", "--nproc_per_node=2", str(ABAW), *args],
-                           capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                           capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)})   # torchelastic_* go with the test's files
         errors = [l for l in r.stderr.splitlines() if "rror" in l and "error_file" not in l]   # torchrun's own report says little
         assert r.returncode == 0, f"torchrun abaw {' '.join(args)}:\n" + "\n".join(errors[-20:])
         lines = [l for l in r.stdout.splitlines() if l.startswith("{")]

@@ -91,7 +91,8 @@ def test_two_processes_match_one(catalog, tmp_path):
     one = subprocess.run([str(BIN / "abaw"), *command(catalog, tmp_path / "one", steps)], env=ENV, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
     two = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", str(BIN / "abaw"),
-                          *command(catalog, tmp_path / "two", steps)], env=ENV, capture_output=True, text=True)
+                          *command(catalog, tmp_path / "two", steps)], env={**ENV, "TMPDIR": str(tmp_path)},   # torchelastic_* go with the test's files
+                         capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
     assert b["step"] == steps and len(b["rng"]) == 2
