@@ -12,11 +12,11 @@ import yaml
 
 # %% auto #0
 __all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'METHOD_SECTIONS', 'ENCODER_STAGES', 'AbawError', 'check_fraction',
-           'worker_died', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path', 'file_lock',
-           'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value', 'load_config',
-           'file_hash', 'config_hash', 'get_device', 'seed_everything', 'write_manifest', 'named_configs',
-           'refuse_stage_encoder', 'method_config', 'stage_section', 'stage_args', 'stage_config', 'print_config',
-           'Timer', 'worker_threads', 'markdown_table', 'package_dir', 'import_graph', 'import_closure']
+           'check_least', 'worker_died', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path',
+           'file_lock', 'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value',
+           'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything', 'write_manifest',
+           'named_configs', 'refuse_stage_encoder', 'method_config', 'stage_section', 'stage_args', 'stage_config',
+           'print_config', 'Timer', 'worker_threads', 'markdown_table', 'package_dir', 'import_graph', 'import_closure']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -31,6 +31,19 @@ def check_fraction(value, # a setting's value
     except (TypeError, ValueError): raise AbawError(f"{name} must be a number in [0, 1], got {value!r}") from None
     if not 0 <= v <= 1: raise AbawError(f"{name} must lie in [0, 1], got {value}")
     return v
+
+# %% ../nbs/00_core.ipynb #98445329
+def check_least(cfg, # a configuration (dataclass) being made: call it from `__post_init__`
+                least:float, # the least value the fields may take
+                *names:str, # the fields held to it; None, where a field allows it, passes
+                strict:bool=False # True: `least` itself is refused too
+               ):
+    "An AbawError naming the first of `names` that lies below `least` (or at it, `strict`), or is not a number."
+    for k in names:
+        v = getattr(cfg, k)
+        if v is None: continue
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > least if strict else v >= least)   # NaN: never
+        if not ok: raise AbawError(f"{k} must be {'more than' if strict else 'at least'} {least}, got {v!r}")
 
 # %% ../nbs/00_core.ipynb #976d537d
 _HINTS = {errno.ENOSPC: "the disk is full: free space or write elsewhere",
@@ -277,7 +290,8 @@ def config_from_dict(cls:type, # a dataclass type
         if tp is float and isinstance(v, int): v = float(v)
         if (tp is tuple or typing.get_origin(tp) is tuple) and isinstance(v, list): v = tuple(v)
         kw[k] = v
-    return cls(**kw)
+    try: return cls(**kw)
+    except AbawError as e: raise AbawError(f"{where}.{e}") from None   # a value refused by the class's own checks (`check_least`)
 
 # %% ../nbs/00_core.ipynb #640376b4
 def apply_overrides(d:dict, # nested config values

@@ -17,7 +17,7 @@ import torch
 from fastcore.basics import patch
 from tqdm import tqdm
 
-from .core import (AbawError, Timer, atomic_path, atomic_write, file_hash, file_lock, get_device, print_config, remove_stale_tmp, stage_args,
+from .core import (AbawError, Timer, atomic_path, atomic_write, check_least, file_hash, file_lock, get_device, print_config, remove_stale_tmp, stage_args,
                                  stage_config)
 from .schema import fps_from_name, make_dataset, video_slices, write_netcdf
 from .layout import Layout, crop_indices, crop_name
@@ -289,6 +289,9 @@ class ExtractConfig:
     amp: str = "auto" # the encoder's autocast (as `train.amp`: "auto" is bf16 on GPUs that compute it natively, else fp16; fp32 on the CPU); features are stored as float32
     resize_on: str = "auto" # where crops are resized to the encoder's input: "workers", "device", "auto" (the device beside a GPU)
     audio: AudioConfig = field(default_factory=AudioConfig)
+
+    def __post_init__(self):
+        check_least(self, 1, "batch_size"); check_least(self, 0, "num_workers")
 
 # %% ../nbs/11_features.ipynb #0e287b15
 def feature_model(encoder # a checkpoint (a fine-tuning run's best.pt, an MAE pre-training or MAE / timm file), or a module

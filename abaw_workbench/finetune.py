@@ -14,7 +14,7 @@ import torch.nn as nn
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
-from .core import AbawError, Timer, get_device, print_config, seed_everything, stage_args, stage_config
+from .core import AbawError, Timer, check_least, get_device, print_config, seed_everything, stage_args, stage_config
 from .schema import TASKS
 from .layout import Layout
 from .annotations import read_split
@@ -175,6 +175,9 @@ class FinetuneConfig:
     eval_frames: int|None = None # validate during training on a fixed subsample of at most this many frames (`eval_subsample`), at the end on every frame; None: every frame each time
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=_finetune_train_defaults)
+
+    def __post_init__(self):
+        check_least(self, 1, "grid_dim", "eval_batch", "eval_frames"); check_least(self, 0, "eval_cache_gib")
 
 # %% ../nbs/10e_finetune.ipynb #fd692afb
 class FinetuneStage(Stage):

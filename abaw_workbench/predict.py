@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from .core import (AbawError, atomic_path, atomic_write, config_hash, error_line, get_device, load_config,
+from .core import (AbawError, atomic_path, atomic_write, check_least, config_hash, error_line, get_device, load_config,
                                  markdown_table, worker_threads)
 from .catalog import Catalog, default_catalog_path, load_catalog
 from .schema import (AU_NAMES, EXPR_NAMES, TASKS, load_predictions, make_dataset, prediction_values, save_predictions,
@@ -219,6 +219,9 @@ class PredictConfig:
     au_threshold: float|None = None # AU decisions in the ABAW files (None: the run's tuned per-AU thresholds, else 0.5)
     postprocess: bool = True # apply the post-processing the run tuned (smoothing; AU thresholds in the ABAW files); raw outputs are kept too
     faces: FaceConfig = field(default_factory=FaceConfig)
+
+    def __post_init__(self):
+        check_least(self, 1, "batch_size"); check_least(self, 0, "max_gap")
 
 # %% ../nbs/13b_predict.ipynb #e2b1b025
 def _tick(timer, key, t0):

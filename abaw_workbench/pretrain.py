@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .core import AbawError, Timer, named_configs, print_config, stage_args, stage_config
+from .core import AbawError, Timer, check_least, named_configs, print_config, stage_args, stage_config
 from .synth import stage_inputs
 from .train import Stage, TrainConfig, fit, init_distributed, write_run
 from .mae import (IMAGE_EXTENSIONS, MAE_SIZES, EncoderConfig, ImageFolderDataset, MaskedAutoencoder, list_images,
@@ -39,6 +39,10 @@ class PretrainConfig:
     allow_partial_init: bool = False # load an `init` of another model in part (warned); False: an error
     val_images: int = 0 # images held out to select best.pt (0: none)
     train: TrainConfig = field(default_factory=_pretrain_train_defaults)
+
+    def __post_init__(self):
+        check_least(self, 0, "val_images")
+        if not 0 <= self.mask_ratio < 1: raise AbawError(f"mask_ratio must lie in [0, 1) (a share of the patches removed), got {self.mask_ratio}")
 
 # %% ../nbs/10d_pretrain.ipynb #1db333ac
 def mask_noise(seeds:torch.Tensor, # [N] per-sample seeds

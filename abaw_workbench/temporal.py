@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from fastcore.basics import patch
 
-from .core import AbawError, check_fraction
+from .core import AbawError, check_fraction, check_least
 from .schema import TASKS
 from .tasks import TASK_DIMS
 
@@ -39,6 +39,9 @@ class FusionConfig:
     visual_norm: str = "none" # "video": subtract each video's mean visual feature (person-specific normalisation)
     modality_dropout: float = 0.0 # audio_visual training: share of windows with one modality zeroed (half each)
     audio_features: str = "all" # stored audio features read: "all", "librosa" (hand-made) or "encoder" (`audio.encoder`'s w2v_*)
+
+    def __post_init__(self):
+        check_least(self, 1, "hidden", "d_model", "layers", "heads", "ff", "head_hidden", "window", "stride")
 
 # %% ../nbs/10a_temporal.ipynb #e5a1752e
 MODALITIES = ("visual", "audio", "audio_visual")

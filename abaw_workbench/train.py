@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_leaves
 from tqdm import tqdm
 from torch import nn
 
-from .core import AbawError, atomic_write, get_device, remove_stale_tmp, seed_everything, write_manifest
+from .core import AbawError, atomic_write, check_least, get_device, remove_stale_tmp, seed_everything, write_manifest
 from .schema import save_predictions
 from .data import accelerated, loader_settings
 
@@ -58,6 +58,14 @@ class TrainConfig:
     compile: bool = False # `torch.compile` the model (its compile time is reported apart, `timing.json`'s "compile")
     progress: bool = True # show a progress bar (rank 0 only)
     dist_timeout: float = 60.0 # under torchrun, minutes a process waits for the others (rank 0 validates alone meanwhile; NCCL's own default is 10)
+
+    def __post_init__(self):
+        "Counts, sizes and rates that make sense, checked before any work starts."
+        check_least(self, 1, "epochs", "max_steps", "batch_size", "accum_steps", "checkpoint_every", "log_every")
+        check_least(self, 0, "eval_every", "warmup_steps", "warmup_epochs", "num_workers", "min_lr", "weight_decay")
+        check_least(self, 0, "lr", "blr", "clip_grad", "dist_timeout", strict=True)
+        if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
+            raise AbawError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
 
 # %% ../nbs/08_train.ipynb #b6c30b41
 def param_groups(model:nn.Module, # the model to optimise
