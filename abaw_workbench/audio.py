@@ -13,7 +13,7 @@ import numpy as np
 import scipy.fft
 from fastcore.meta import delegates
 
-from .core import AbawError, atomic_write
+from .core import AbawError, atomic_write, check_least
 from .schema import base_video
 from .layout import Layout
 from .catalog import Catalog
@@ -112,6 +112,10 @@ class AudioConfig:
     encoder_layer: int = -1    # the encoder's hidden state pooled: -1 the last, 0 the projected conv features, k layer k
     encoder_only: bool = False # store only the encoder's features (no librosa features)
     encoder_chunk: float = 30.0  # seconds of audio per encoder forward pass (bounds memory)
+
+    def __post_init__(self):
+        check_least(self, 0, "sr", "hop", "win", "pitch_win", "context", "encoder_chunk", "fmin", "fmax", strict=True)
+        check_least(self, 1, "n_mels", "n_mfcc")
 
 # %% ../nbs/07_audio.ipynb #c82bc089
 def audio_feature_names(cfg:AudioConfig|None=None) -> list[str]:
