@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import AbawError
+from .core import AbawError, check_fraction, check_least
 from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, make_dataset, video_slices
 
 # %% auto #0
@@ -61,6 +61,9 @@ class LossConfig:
     expr_class_weight: str|bool = "inverse_frequency" # EXPR class weights: "inverse_frequency" (from the training labels), "authors" (their fixed vector), "none"; true/false read as inverse_frequency/none
     label_smoothing: float = 0.0 # EXPR cross-entropy label smoothing
     va_loss: str = "ccc" # VA loss: "ccc" (2 − CCC_v − CCC_a), "mse" (masked mean squared error, summed over V and A), "both" (their sum)
+
+    def __post_init__(self):
+        check_least(self, 0, "au", "expr", "va"); check_fraction(self.label_smoothing, "label_smoothing")
 
 # %% ../nbs/08a_tasks.ipynb #8f00e69b
 AUTHORS_EXPR_WEIGHT = (1.0, 10.4, 16.2, 19.6, 1.86, 2.23, 5.61, 1.06) # the authors' fixed EXPR class weights (their fusion code)
