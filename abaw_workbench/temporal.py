@@ -42,6 +42,7 @@ class FusionConfig:
 
     def __post_init__(self):
         check_least(self, 1, "hidden", "d_model", "layers", "heads", "ff", "head_hidden", "window", "stride")
+        for k in ("dropout", "modality_dropout"): check_fraction(getattr(self, k), k)
 
 # %% ../nbs/10a_temporal.ipynb #e5a1752e
 MODALITIES = ("visual", "audio", "audio_visual")
@@ -65,10 +66,8 @@ def _check(cfg:FusionConfig):
     if cfg.design not in DESIGNS: raise AbawError(f"fusion.design: {cfg.design!r} is not one of {DESIGNS}")
     if cfg.design == "cross_attention" and cfg.modalities != "audio_visual":
         raise AbawError("fusion.design 'cross_attention' needs modalities 'audio_visual'")
-    if cfg.window < 1 or cfg.stride < 1: raise AbawError("fusion.window and fusion.stride must be >= 1")
     if cfg.d_model % cfg.heads: raise AbawError(f"fusion.d_model ({cfg.d_model}) must be divisible by fusion.heads ({cfg.heads})")
     if cfg.visual_norm not in VISUAL_NORMS: raise AbawError(f"fusion.visual_norm: {cfg.visual_norm!r} is not one of {VISUAL_NORMS}")
-    check_fraction(cfg.modality_dropout, "fusion.modality_dropout")
     if cfg.audio_features not in AUDIO_FEATURE_SETS:
         raise AbawError(f"fusion.audio_features: {cfg.audio_features!r} is not one of {AUDIO_FEATURE_SETS}")
 
