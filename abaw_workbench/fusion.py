@@ -258,6 +258,8 @@ def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
     "The models a run trains: (tasks, sub-folder, epochs) each; one per task with `per_task`."
     bad = sorted(set(cfg.task_epochs) - set(cfg.tasks))
     if bad: raise AbawError(f"task_epochs: {bad} not among the trained tasks {list(cfg.tasks)}")
+    low = {t: e for t, e in cfg.task_epochs.items() if isinstance(e, bool) or not isinstance(e, int) or e < 1}
+    if low: raise AbawError(f"task_epochs: {low}: a task's epochs must be a whole number, at least 1")
     if cfg.second_branch:   # checked before anything trains
         check_fraction(cfg.hard_share, "fusion.hard_share")
         check_mix(dict(alpha=cfg.mix_alpha, beta=cfg.mix_beta, at_test=cfg.mix_at_test))
@@ -296,14 +298,14 @@ def _train_models(cfg:FuseRunConfig, out:Path, store, train_labels, val_labels, 
             hard = [hard_windows(stage.window_losses(stage.model), cfg.hard_share) if env.main else None]
             if env.distributed: dist.broadcast_object_list(hard, src=0)   # mined once, by rank 0: every process trains on the same windows
             hard, unit = hard[0], cfg.train.accum_steps * env.world   # unit: what a batch is split into
-            train = dataclasses.replace(cfg.train, batch_size=min(cfg.train.batch_size, len(hard)) // unit * unit)   # few mined windows: smaller batches
-            hard_counts[sub or "all"] = {"hard_windows": len(hard), "windows": len(stage.windows), "batch_size": train.batch_size}
-            if len(hard) and not train.batch_size:
+            batch = min(cfg.train.batch_size, len(hard)) // unit * unit   # few mined windows: smaller batches
+            hard_counts[sub or "all"] = {"hard_windows": len(hard), "windows": len(stage.windows), "batch_size": batch}
+            if len(hard) and not batch:
                 print(f"[fuse] {len(hard)} mined window(s), fewer than accum_steps × processes = {unit}: no second branch for {sub or 'all'}", flush=True)
-            if train.batch_size:
+            if batch:
                 seed_everything(cfg.train.seed)
                 stage, d = SecondBranchStage(stage, hard, dict(alpha=cfg.mix_alpha, beta=cfg.mix_beta, at_test=cfg.mix_at_test)), d / "second"
-                _fit_in(stage, d, train, epochs)
+                _fit_in(stage, d, dataclasses.replace(cfg.train, batch_size=batch), epochs)
         stages.append(stage); folders.append(d)
     return stages, firsts, folders, hard_counts
 
