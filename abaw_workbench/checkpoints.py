@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .core import AbawError, config_from_dict
+from .core import AbawError, config_from_dict, read_weights
 from .mae import (MaskedAutoencoder, build_encoder, load_weights, mae_config, read_state_dict, size_name,
                                   state_dict_from)
 from .tasks import FrameModel
@@ -58,14 +58,6 @@ def infer_spec(sd:dict, # a state dict of an MAE-style ViT (official MAE / MAE-F
     return {"kind": "encoder", "args": dict(size=name, img_size=grid * int(p), drop_path=0.0,
                                             global_pool="fc_norm.weight" in sd, num_classes=0)}
 
-# %% ../nbs/10b_checkpoints.ipynb #227520f3
-def _read(path:Path):
-    if not path.is_file(): raise AbawError(f"{path}: checkpoint file not found")
-    try: return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        why = str(e).strip().split("\n")[0][:200] or "empty or truncated file"
-        raise AbawError(f"{path}: cannot read checkpoint ({type(e).__name__}: {why})") from None
-
 # %% ../nbs/10b_checkpoints.ipynb #ff53fede
 def _ours_without_spec(ck) -> bool:
     "Written by this workbench's training loop before checkpoints carried a spec."
@@ -74,7 +66,7 @@ def _ours_without_spec(ck) -> bool:
 # %% ../nbs/10b_checkpoints.ipynb #5736d09f
 def _read_checkpoint(path:Path) -> tuple[dict, dict, str]:
     "A checkpoint file's spec (stored, or inferred from the shapes), state dict and format; the file read once."
-    ck = _read(path) if path.suffix != ".safetensors" else None
+    ck = read_weights(path) if path.suffix != ".safetensors" else None
     if _ours_without_spec(ck):
         raise AbawError(f"{path}: written before checkpoints described their model; run the stage that wrote it again "
                         "(or build the model yourself and load its weights with mae.load_checkpoint)")

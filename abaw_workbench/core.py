@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #3a9504f8
 from __future__ import annotations
-import ast, contextlib, dataclasses, errno, fcntl, hashlib, importlib.util, json, os, random, re, shutil, tempfile, time, typing
+import ast, contextlib, dataclasses, errno, fcntl, hashlib, importlib.util, json, os, pickle, random, re, shutil, tempfile, time, typing
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,7 +14,7 @@ import yaml
 __all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'METHOD_SECTIONS', 'ENCODER_STAGES', 'AbawError', 'check_fraction',
            'check_least', 'worker_died', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path',
            'file_lock', 'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value',
-           'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything', 'write_manifest',
+           'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything', 'read_weights', 'write_manifest',
            'named_configs', 'refuse_stage_encoder', 'method_config', 'stage_section', 'stage_args', 'stage_config',
            'print_config', 'Timer', 'worker_threads', 'markdown_table', 'package_dir', 'import_graph', 'import_closure']
 
@@ -368,6 +368,31 @@ def seed_everything(seed:int):
     "Seed Python, NumPy and torch."
     import numpy as np, torch   # see `get_device`
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
+
+# %% ../nbs/00_core.ipynb #a3a95c63
+def read_weights(path:str|Path, # a file `torch.save` wrote
+                 advice:str="" # what to do about a file that cannot be read, added to the error
+                ):
+    "What `torch.load` reads from `path`, weights only (nothing in the file can run code); an AbawError saying what is wrong with the file otherwise."
+    import torch   # see `get_device`
+    path = Path(path)
+    if not path.is_file(): raise AbawError(f"{path}: checkpoint file not found")
+    try:
+        if path.stat().st_size == 0: raise EOFError
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise AbawError(f"{path}: cannot read checkpoint ({_unreadable(path, e)})" + (f"; {advice}" if advice else "")) from None
+
+def _unreadable(path:Path, e:Exception) -> str:
+    if isinstance(e, OSError): return f"{type(e).__name__}: {e.strerror or e}"   # the file system's, not the file's
+    if path.stat().st_size == 0: return "empty file"
+    with path.open("rb") as f: head = f.read(4)
+    if head != b"PK\x03\x04" and head[:1] != b"\x80": return f"not a file torch.save writes: it starts with {head!r}"
+    msg = str(e)
+    if m := re.search(r"GLOBAL ([\w.]+)", msg):
+        return f"it holds a Python object, {m[1]}, that a weights-only load refuses (nothing in it was run): save tensors and plain values"
+    if isinstance(e, (EOFError, IndexError, pickle.UnpicklingError)) or "central directory" in msg: return "truncated or damaged"
+    return f"{type(e).__name__}: {(msg.strip().splitlines() or [''])[0][:200]}"
 
 # %% ../nbs/00_core.ipynb #a623178f
 RUN_MANIFEST = "run.json"

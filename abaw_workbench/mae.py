@@ -18,7 +18,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .core import AbawError
+from .core import AbawError, read_weights
 
 # %% auto #0
 __all__ = ['MAE_SIZES', 'FRESH_KEYS', 'EXTRA_KEYS', 'IMAGE_EXTENSIONS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder',
@@ -249,16 +249,13 @@ class LoadReport:
 # %% ../nbs/09_mae.ipynb #1f22fdf6
 def read_state_dict(path:str|Path) -> tuple[dict, str]:
     "The state dict stored in a checkpoint file, and its format; weights only, nothing executed."
-    path = Path(path)
+    path, advice = Path(path), "replace it with a complete checkpoint"
+    if path.suffix != ".safetensors": return state_dict_from(read_weights(path, advice), path)
     if not path.is_file(): raise AbawError(f"{path}: checkpoint file not found")
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(str(path)), "safetensors"
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+    try: return load_file(str(path)), "safetensors"
     except Exception as e:
         why = "empty file" if path.stat().st_size == 0 else f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
-        raise AbawError(f"{path}: cannot read checkpoint ({why}); replace it with a complete checkpoint") from None
-    return state_dict_from(obj, path)
+        raise AbawError(f"{path}: cannot read checkpoint ({why}); {advice}") from None
 
 # %% ../nbs/09_mae.ipynb #2051b810
 def state_dict_from(obj, # what `torch.load` gave for a checkpoint file

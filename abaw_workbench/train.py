@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_leaves
 from tqdm import tqdm
 from torch import nn
 
-from .core import AbawError, atomic_write, check_least, get_device, remove_stale_tmp, seed_everything, write_manifest
+from .core import AbawError, atomic_write, check_least, get_device, read_weights, remove_stale_tmp, seed_everything, write_manifest
 from .schema import save_predictions
 from .data import accelerated, loader_settings
 
@@ -258,14 +258,7 @@ def save_checkpoint(path:str|Path, # file to (over)write atomically
 # %% ../nbs/08_train.ipynb #2ea47862
 def read_checkpoint(path:str|Path) -> dict:
     "Read a checkpoint written by `save_checkpoint` (weights only: nothing in it can run code)."
-    path = Path(path)
-    try:
-        if path.stat().st_size == 0: raise AbawError(f"{path}: cannot read checkpoint (empty file); delete it to start over")
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except AbawError: raise
-    except Exception as e:
-        why = (str(e).strip().splitlines() or [""])[0][:200]
-        raise AbawError(f"{path}: cannot read checkpoint ({type(e).__name__}: {why}); replace or delete it") from None
+    return read_weights(path, "replace or delete it")
 
 # %% ../nbs/08_train.ipynb #66de4012
 def _output_sum(o):
