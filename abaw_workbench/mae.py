@@ -394,6 +394,12 @@ class EncoderConfig:
     size: str = "tiny" # a key of MAE_SIZES
     img_size: int = 112 # input side in pixels
 
+    def __post_init__(self):
+        if self.size not in MAE_SIZES: raise AbawError(f"size: unknown MAE size {self.size!r} (one of {', '.join(MAE_SIZES)})")
+        p = MAE_SIZES[self.size]["patch_size"]
+        if not isinstance(self.img_size, int) or self.img_size < p or self.img_size % p:
+            raise AbawError(f"img_size must be a multiple of the encoder's {p}-px patches, got {self.img_size!r}")
+
 # %% ../nbs/09_mae.ipynb #64c2f66e
 @torch.no_grad()
 def reconstruction_grid(model:MaskedAutoencoder, # a pre-trained autoencoder
