@@ -13,10 +13,11 @@ import yaml
 # %% auto #0
 __all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'METHOD_SECTIONS', 'ENCODER_STAGES', 'AbawError', 'check_fraction',
            'check_least', 'worker_died', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path',
-           'file_lock', 'remove_stale_tmp', 'atomic_dir', 'config_from_dict', 'apply_overrides', 'parse_value',
-           'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything', 'read_weights', 'write_manifest',
-           'named_configs', 'refuse_stage_encoder', 'method_config', 'stage_section', 'stage_args', 'stage_config',
-           'print_config', 'Timer', 'worker_threads', 'markdown_table', 'package_dir', 'import_graph', 'import_closure']
+           'file_lock', 'remove_stale_tmp', 'atomic_dir', 'temp_folder', 'config_from_dict', 'apply_overrides',
+           'parse_value', 'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything', 'read_weights',
+           'write_manifest', 'named_configs', 'refuse_stage_encoder', 'method_config', 'stage_section', 'stage_args',
+           'stage_config', 'print_config', 'Timer', 'worker_threads', 'markdown_table', 'package_dir', 'import_graph',
+           'import_closure']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -241,6 +242,14 @@ def atomic_dir(path:str|Path # the directory to create (must not exist yet)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+# %% ../nbs/00_core.ipynb #6f9c273e
+def temp_folder() -> Path:
+    "A new folder under the system's temporary folder, removed when this process ends: where a notebook's examples write."
+    import multiprocessing.util   # its finalizers run at exit in a worker process too (nbdev_test's), where atexit's do not
+    d = Path(tempfile.mkdtemp(prefix="abaw-"))
+    multiprocessing.util.Finalize(None, shutil.rmtree, args=(str(d),), kwargs=dict(ignore_errors=True), exitpriority=0)
+    return d
 
 # %% ../nbs/00_core.ipynb #07af8a11
 def _type_ok(v, tp) -> bool:
