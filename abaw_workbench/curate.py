@@ -14,7 +14,7 @@ import xarray as xr
 from fastcore.basics import patch
 
 from .core import AbawError, atomic_dir, atomic_path, atomic_write, file_lock
-from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, frame_positions, video_slices, write_netcdf
+from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, check_task, frame_positions, video_slices, write_netcdf
 from .layout import SPLITS, Layout
 from .catalog import Catalog, add_entry, load_catalog
 from .annotations import read_annotation_file, write_annotation_file, _list_txt
@@ -280,7 +280,7 @@ def uncorrect(self:Curation, video:str, frames, task:str|None=None, # the task w
         if task in (None, "au"): au_[hit] = np.nan
         if task in (None, "va"): va_[hit] = np.nan
         return _drop_uncorrected(ds.assign(expr=("frame", ex), au=(("frame", "au_name"), au_), va=(("frame", "va_name"), va_)))
-    if task is not None and task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
+    if task is not None: check_task(task)
     self._update("corrections", upd)
     return n
 

@@ -26,10 +26,6 @@ __all__ = ['OUTCOMES', 'MISTAKE_SPREAD', 'FIXTURE_CATALOG', 'au_decisions', 'fra
            'expr_probabilities', 'video_arrays', 'frame_runs', 'mistake_scores', 'DatasetRun', 'as_run',
            'synthetic_predictions', 'plant_flips', 'fixture_run']
 
-# %% ../nbs/15_explore.ipynb #0fe7082f
-def _check_task(task):
-    if task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
-
 # %% ../nbs/15_explore.ipynb #26590edf
 def _au_thresholds(thresholds) -> np.ndarray:
     "12 AU thresholds from one, 12, or a dict by AU name."
@@ -49,7 +45,7 @@ def frame_errors(labels:xr.Dataset, # labels in the schema
                  thresholds:float|dict|np.ndarray=0.5, # AU thresholds (one, 12, or a dict by AU name)
                 ) -> np.ndarray:
     "One error per frame of `labels` (NaN where the frame has no label of `task`)."
-    _check_task(task)
+    check_task(task)
     l, p = aligned(labels, preds, task)
     if task == "au":
         valid = ~np.isnan(l)
@@ -340,7 +336,7 @@ def mistake_scores(labels:xr.Dataset, # labels in the schema
                    width:int=9, # VA: frames around a frame whose predictions must agree
                   ) -> pd.DataFrame:
     "How likely each label is wrong, given a model: one row per labelled frame (AU, VA: per unit) the model disputes: video, frame_index, pos, cls, label, predicted, score."
-    _check_task(task)
+    check_task(task)
     l, p = aligned(labels, preds, task)
     if task == "expr":
         prob = expr_probabilities(labels, preds)

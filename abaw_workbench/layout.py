@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .core import AbawError
-from .schema import TASKS, base_video
+from .schema import base_video, check_task
 
 # %% auto #0
 __all__ = ['FOLDERS', 'SPLITS', 'VIDEO_EXTENSIONS', 'IMAGE_EXTENSIONS', 'check_split', 'crop_name', 'crop_index', 'crop_indices',
@@ -94,13 +94,13 @@ class Layout:
 
     def annotation_dir(self, task:str, split:str) -> Path:
         "The folder of one task's per-video annotation files for one split."
-        if task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
+        check_task(task)
         check_split(split)
         return self.annotations / self.folders[task] / self.folders[split]
 
     def test_list(self, task:str) -> Path:
         "The task's test-set frame list (`CVPR_5th_ABAW_<TASK>_test_set_sample.txt`)."
-        if task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
+        check_task(task)
         return self.root / self.folders[f"test_{task}"]
 
     def raw_video(self, video:str # a video name, possibly with `_left`/`_right`

@@ -13,7 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from .core import AbawError
-from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, frame_positions, prediction_values, video_slices
+from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, check_task, frame_positions, prediction_values, video_slices
 from .annotations import read_annotation_file
 
 # %% auto #0
@@ -114,7 +114,7 @@ def aligned(labels_ds:xr.Dataset, # labels in the schema
             task:str, # "au", "expr" or "va"
            ) -> tuple[np.ndarray, np.ndarray]:
     "Labels and predictions of `task` for every frame of `labels_ds` (predictions 'no label' where absent)."
-    if task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
+    check_task(task)
     l = labels_ds[task].values
     same = (labels_ds.sizes["frame"] == preds_ds.sizes["frame"]
             and np.array_equal(labels_ds.frame_index.values, preds_ds.frame_index.values)
@@ -233,7 +233,7 @@ def score_folders(task:str, # "au", "expr" or "va"
                   predictions:str|Path, # folder of per-video prediction files (same names)
                  ) -> tuple[dict, pd.DataFrame]:
     "Score prediction files against label files: the result dict and the per-video table."
-    if task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
+    check_task(task)
     lf, pf = _txt_files(Path(labels), "labels"), _txt_files(Path(predictions), "predictions")
     if not lf: raise AbawError(f"{labels}: no .txt label files")
     ls, ps, rows = [], [], []
