@@ -425,6 +425,7 @@ def _extract_videos(entry, # a catalog `Entry` of kind affwild2
     labels, videos = split_videos(entry, cfg.splits)
     videos = videos[i::k]
     dev = get_device(cfg.device)
+    dtype, on_device = amp_dtype(cfg.amp, dev), resize_on_device(cfg.resize_on, dev)   # refused before the store is written
     fm = feature_model(encoder).to(dev)
     pre = preprocess_config(fm.encoder, fm.encoder.patch_embed.img_size[0])
     meta = _store_meta(entry, encoder, fm, pre, cfg.audio, catalog)
@@ -444,7 +445,7 @@ def _extract_videos(entry, # a catalog `Entry` of kind affwild2
     def write(j, visual):
         v = todo[j]
         _write_video(entry, store, v, frames[v], has[v], meta["visual_dim"], visual, cfg.audio, cache_dir, dev, catalog)
-    acc, dtype = {}, amp_dtype(cfg.amp, dev)
+    acc = {}
     def take(rows, f):   # a batch's features [B, visual_dim] into their videos; a finished video goes to the writer
         for j in np.unique(code[rows]):   # the videos of the batch, in order (crops stream video by video)
             sel = code[rows] == j
@@ -452,7 +453,7 @@ def _extract_videos(entry, # a catalog `Entry` of kind affwild2
             remaining[j] -= int(sel.sum())
             if remaining[j] == 0: writer.put(j, acc.pop(j))
     size = stored_crop_size((crops / v / crop_name(found[v][0]) for v in todo if len(found[v])), pre["size"]) \
-        if resize_on_device(cfg.resize_on, dev) else pre["size"]
+        if on_device else pre["size"]
     with _VideoWriter(len(todo), write, waits=remaining > 0, background=accelerated(dev)) as writer:
         data = CropDataset(table, crops, {**pre, "size": size}, normalize=False)   # uint8 crops: a quarter of the bytes from workers
         bar = tqdm(total=len(data), desc="extract", disable=not progress, unit="frame", dynamic_ncols=True)

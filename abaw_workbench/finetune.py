@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
 from .core import AbawError, Timer, check_fraction, check_least, get_device, print_config, seed_everything, stage_args, stage_config
-from .schema import TASKS
+from .schema import TASKS, check_tasks
 from .layout import Layout
 from .annotations import read_split
 from .catalog import entry_or_path, load_catalog
@@ -177,6 +177,7 @@ class FinetuneConfig:
     train: TrainConfig = field(default_factory=_finetune_train_defaults)
 
     def __post_init__(self):
+        check_tasks(self.tasks)
         check_least(self, 1, "grid_dim", "eval_batch", "eval_frames"); check_least(self, 0, "eval_cache_gib", "color_jitter")
         check_least(self, 0, "layer_decay", strict=True)
         for k in ("drop_path", "head_dropout"): check_fraction(getattr(self, k), k)

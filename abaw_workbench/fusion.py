@@ -15,7 +15,7 @@ from fastcore.basics import patch
 
 from .core import AbawError, Timer, atomic_write, check_fraction, print_config, seed_everything, stage_args, stage_config
 from .layout import Layout
-from .schema import TASKS, save_predictions, video_slices
+from .schema import TASKS, check_tasks, save_predictions, video_slices
 from .annotations import read_split
 from .catalog import entry_or_path
 from .synth import stage_inputs
@@ -252,6 +252,8 @@ class FuseRunConfig:
     mix_alpha: float = 5.0 # training mix a ~ Beta(mix_alpha, mix_beta) per window: a·first + (1−a)·second
     mix_beta: float = 2.0
     mix_at_test: float = 0.8 # the mix a at inference
+
+    def __post_init__(self): check_tasks(self.tasks)
 
 # %% ../nbs/12_fusion.ipynb #bbe8a0f4
 def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:

@@ -18,9 +18,9 @@ from xarray.backends.common import ensure_dtype_not_object
 from .core import AbawError, atomic_path
 
 # %% auto #0
-__all__ = ['AU_NAMES', 'EXPR_NAMES', 'VA_NAMES', 'TASKS', 'check_task', 'base_video', 'fps_from_name', 'make_dataset',
-           'validate_dataset', 'video_slices', 'select_video', 'frame_positions', 'prediction_values', 'write_netcdf',
-           'save_predictions', 'load_predictions']
+__all__ = ['AU_NAMES', 'EXPR_NAMES', 'VA_NAMES', 'TASKS', 'check_task', 'check_tasks', 'base_video', 'fps_from_name',
+           'make_dataset', 'validate_dataset', 'video_slices', 'select_video', 'frame_positions', 'prediction_values',
+           'write_netcdf', 'save_predictions', 'load_predictions']
 
 # %% ../nbs/01_schema.ipynb #fdc9fab8
 AU_NAMES = ["AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26"]
@@ -31,6 +31,14 @@ TASKS = ("au", "expr", "va")
 def check_task(task:str):
     "Raise `AbawError` unless `task` is one of `TASKS`."
     if task not in TASKS: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
+
+# %% ../nbs/01_schema.ipynb #78fd4cc4
+def check_tasks(tasks # the tasks a stage trains (a configuration's `tasks`)
+               ):
+    "Raise `AbawError` unless `tasks` names one or more of `TASKS`, each once (the message starts with the setting, `tasks`)."
+    bad = [t for t in tasks if t not in TASKS]
+    if not len(tasks) or bad or len(set(tasks)) < len(tasks):
+        raise AbawError(f"tasks must name one or more of {', '.join(TASKS)}, each once; got {list(tasks)}")
 
 # %% ../nbs/01_schema.ipynb #df100759
 _fps_re = re.compile(r"^[^-]+-(\d+(?:\.\d+)?)-\d+x\d+")

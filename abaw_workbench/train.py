@@ -333,7 +333,7 @@ def write_run(out:str|Path, # the run folder
 def amp_dtype(amp:str, # "auto", "bf16", "fp16" or "off"
               device:torch.device) -> torch.dtype|None:
     "The autocast dtype for this policy and device, or None for fp32."
-    if amp not in ("auto", "bf16", "fp16", "off"): raise AbawError(f"train.amp: unknown policy {amp!r} (auto, bf16, fp16, off)")
+    if amp not in ("auto", "bf16", "fp16", "off"): raise AbawError(f"amp (train.amp, extract.amp): unknown policy {amp!r} (auto, bf16, fp16, off)")
     if device.type != "cuda" or amp == "off": return None
     # "auto": bf16 where the stage's GPU (which need not be the current one) computes it natively, compute capability 8
     # (Ampere) or above; older GPUs only emulate it, slower than fp16.
