@@ -222,6 +222,7 @@ class PredictConfig:
 
     def __post_init__(self):
         check_least(self, 1, "batch_size"); check_least(self, 0, "max_gap")
+        if not (self.face == "largest" or str(self.face).isdigit()): raise AbawError(f"face must be 'largest' or a track number, got {self.face!r}")
 
 # %% ../nbs/13b_predict.ipynb #e2b1b025
 def _tick(timer, key, t0):
