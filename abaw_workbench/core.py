@@ -386,10 +386,8 @@ def read_weights(path:str|Path, # a file `torch.save` wrote
     import torch   # see `get_device`
     path = Path(path)
     if not path.is_file(): raise AbawError(f"{path}: checkpoint file not found")
-    try:
-        if path.stat().st_size == 0: raise EOFError
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+    try: return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:   # `_unreadable` says why, in the file's terms
         raise AbawError(f"{path}: cannot read checkpoint ({_unreadable(path, e)})" + (f"; {advice}" if advice else "")) from None
 
 def _unreadable(path:Path, e:Exception) -> str:

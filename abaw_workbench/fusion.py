@@ -253,15 +253,16 @@ class FuseRunConfig:
     mix_beta: float = 2.0
     mix_at_test: float = 0.8 # the mix a at inference
 
-    def __post_init__(self): check_tasks(self.tasks)
+    def __post_init__(self):
+        check_tasks(self.tasks)
+        low = {t: e for t, e in self.task_epochs.items() if isinstance(e, bool) or not isinstance(e, int) or e < 1}
+        if low: raise AbawError(f"task_epochs: {low}: a task's epochs must be a whole number, at least 1")
 
 # %% ../nbs/12_fusion.ipynb #bbe8a0f4
 def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
     "The models a run trains: (tasks, sub-folder, epochs) each; one per task with `per_task`."
     bad = sorted(set(cfg.task_epochs) - set(cfg.tasks))
     if bad: raise AbawError(f"task_epochs: {bad} not among the trained tasks {list(cfg.tasks)}")
-    low = {t: e for t, e in cfg.task_epochs.items() if isinstance(e, bool) or not isinstance(e, int) or e < 1}
-    if low: raise AbawError(f"task_epochs: {low}: a task's epochs must be a whole number, at least 1")
     if cfg.second_branch:   # checked before anything trains
         check_fraction(cfg.hard_share, "fusion.hard_share")
         check_mix(dict(alpha=cfg.mix_alpha, beta=cfg.mix_beta, at_test=cfg.mix_at_test))

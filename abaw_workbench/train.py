@@ -121,7 +121,7 @@ class DistEnv:
 
 # %% ../nbs/08_train.ipynb #9ab8b419
 def init_distributed(device:str="auto", # device name; CUDA processes take cuda:LOCAL_RANK
-                     timeout:float=60.0 # minutes a process waits for the others at a collective (`TrainConfig.dist_timeout`)
+                     timeout:float|None=None # minutes a process waits for the others at a collective (None: `TrainConfig.dist_timeout`'s default)
                     ) -> DistEnv:
     "Join the torchrun process group when there is one; pick the device."
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -130,7 +130,7 @@ def init_distributed(device:str="auto", # device name; CUDA processes take cuda:
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", local); torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=timeout))
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(minutes=timeout or TrainConfig.dist_timeout))
     return DistEnv(rank, world, local, dev)
 
 # %% ../nbs/08_train.ipynb #30648814
