@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .core import AbawError, atomic_write
+from .core import AbawError, atomic_write, check_choice
 from .layout import Layout, crop_indices
 from .schema import (AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, check_task, fps_from_name, frame_positions, make_dataset,
                                    prediction_values, video_slices)
@@ -359,7 +359,7 @@ def write_submission(ds:xr.Dataset, # predictions in the schema
     "Write a submission file in the sample's row order; returns the number of rows."
     stask, head, loc, vid, fi = _read_test_table(sample_path)
     if stask != task: raise AbawError(f"{sample_path}: is a {stask.upper()} test list, not {task.upper()}")
-    if fill not in (None, "nearest"): raise AbawError(f"write_submission: fill must be None or 'nearest', got {fill!r}")
+    check_choice(fill, "write_submission: fill", (None, "nearest"))
     vals = prediction_values(ds, task, thresholds)
     valid = (vals >= 0) if task == "expr" else ~np.isnan(vals).any(1)
     idx = frame_positions(ds, vid, fi)

@@ -12,12 +12,12 @@ import yaml
 
 # %% auto #0
 __all__ = ['FIXABLE_ERRNOS', 'RUN_MANIFEST', 'RUN_KINDS', 'METHOD_SECTIONS', 'ENCODER_STAGES', 'AbawError', 'check_fraction',
-           'check_least', 'worker_died', 'error_line', 'read_text', 'load_yaml', 'atomic_write', 'atomic_path',
-           'file_lock', 'remove_stale_tmp', 'atomic_dir', 'temp_folder', 'config_from_dict', 'apply_overrides',
-           'parse_value', 'load_config', 'file_hash', 'config_hash', 'get_device', 'seed_everything', 'read_weights',
-           'write_manifest', 'named_configs', 'refuse_stage_encoder', 'method_config', 'stage_section', 'stage_args',
-           'stage_config', 'print_config', 'Timer', 'worker_threads', 'markdown_table', 'package_dir', 'import_graph',
-           'import_closure']
+           'check_least', 'check_choice', 'worker_died', 'error_line', 'read_text', 'load_yaml', 'atomic_write',
+           'atomic_path', 'file_lock', 'remove_stale_tmp', 'atomic_dir', 'temp_folder', 'config_from_dict',
+           'apply_overrides', 'parse_value', 'load_config', 'file_hash', 'config_hash', 'check_device', 'get_device',
+           'seed_everything', 'read_weights', 'write_manifest', 'named_configs', 'refuse_stage_encoder',
+           'method_config', 'stage_section', 'stage_args', 'stage_config', 'print_config', 'Timer', 'worker_threads',
+           'markdown_table', 'package_dir', 'import_graph', 'import_closure']
 
 # %% ../nbs/00_core.ipynb #e6a9065c
 class AbawError(Exception):
@@ -45,6 +45,16 @@ def check_least(cfg, # a configuration (dataclass) being made: call it from `__p
         if v is None: continue
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > least if strict else v >= least)   # NaN: never
         if not ok: raise AbawError(f"{k} must be {'more than' if strict else 'at least'} {least}, got {v!r}")
+
+# %% ../nbs/00_core.ipynb #3b720f7d
+def check_choice(value, # a setting's value
+                 name:str, # the setting as the user writes it, e.g. `fusion.design`
+                 choices # the values it may take
+                ):
+    "`value`; an AbawError naming the setting and its choices when `value` is not one of `choices`."
+    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):   # True is not 1, 1.0 is not 1
+        raise AbawError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 # %% ../nbs/00_core.ipynb #976d537d
 _HINTS = {errno.ENOSPC: "the disk is full: free space or write elsewhere",
@@ -359,13 +369,23 @@ def config_hash(cfg) -> str:
     return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 # %% ../nbs/00_core.ipynb #1bc5a705
+def check_device(name, # a device setting's value: "auto", "cpu", "cuda", "cuda:1", ...
+                 setting:str="device" # the setting as the user writes it, e.g. `train.device`
+                ) -> str:
+    "`name`; an AbawError naming the setting unless `name` is a device name (whether this machine has that device is `get_device`'s question)."
+    import torch   # imported here: light commands (abaw catalog, score) use this module without torch
+    if name != "auto":
+        try: torch.device(name)
+        except (RuntimeError, TypeError): raise AbawError(f"{setting} must name a device (auto, cpu, cuda, cuda:N, ...), got {name!r}") from None
+    return name
+
+# %% ../nbs/00_core.ipynb #6954d320
 def get_device(name:str="auto" # "auto", "cpu", "cuda", "cuda:1", ...
               ):
     "Resolve a device name at run time."
-    import torch   # imported here: light commands (abaw catalog, score) use this module without torch
-    if name == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try: dev = torch.device(name)
-    except RuntimeError: raise AbawError(f"device {name!r}: not a device name (auto, cpu, cuda, cuda:N, ...)") from None
+    import torch   # see `check_device`
+    if check_device(name) == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise AbawError(f"device {name!r} requested but CUDA is not available on this machine")
     if dev.type == "cuda" and (dev.index or 0) >= (n := torch.cuda.device_count()):
@@ -375,7 +395,7 @@ def get_device(name:str="auto" # "auto", "cpu", "cuda", "cuda:1", ...
 # %% ../nbs/00_core.ipynb #2d4ce8b0
 def seed_everything(seed:int):
     "Seed Python, NumPy and torch."
-    import numpy as np, torch   # see `get_device`
+    import numpy as np, torch   # see `check_device`
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #a3a95c63
@@ -383,7 +403,7 @@ def read_weights(path:str|Path, # a file `torch.save` wrote
                  advice:str="" # what to do about a file that cannot be read, added to the error
                 ):
     "What `torch.load` reads from `path`, weights only (nothing in the file can run code); an AbawError saying what is wrong with the file otherwise."
-    import torch   # see `get_device`
+    import torch   # see `check_device`
     path = Path(path)
     if not path.is_file(): raise AbawError(f"{path}: checkpoint file not found")
     try: return torch.load(path, map_location="cpu", weights_only=True)
@@ -411,7 +431,7 @@ def write_manifest(folder:str|Path, # the run folder
                   ) -> Path:
     "Write a run folder's `run.json` atomically; paths under `folder` are made relative to it."
     folder = Path(folder)
-    if kind not in RUN_KINDS: raise AbawError(f"run kind {kind!r} is not one of {RUN_KINDS}")
+    check_choice(kind, "run kind", RUN_KINDS)
     root = folder.resolve()
     def rel(v):
         if isinstance(v, Path):

@@ -17,7 +17,7 @@ from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from .core import AbawError
+from .core import AbawError, check_choice
 from .schema import TASKS, video_slices
 from .layout import crop_name
 
@@ -467,8 +467,7 @@ RESIZE_ON = ("auto", "workers", "device")
 def resize_on_device(resize_on:str, # one of RESIZE_ON
                      device) -> bool:
     "Whether crops travel at their stored size and are resized on `device` (`prepare_batch`)."
-    if resize_on not in RESIZE_ON: raise AbawError(f"resize_on: {resize_on!r} is not one of {RESIZE_ON}")
-    return resize_on == "device" or (resize_on == "auto" and accelerated(device))
+    return check_choice(resize_on, "resize_on", RESIZE_ON) == "device" or (resize_on == "auto" and accelerated(device))
 
 # %% ../nbs/06_data.ipynb #d8646492
 def stored_crop_size(paths, # crop files (an iterable: only the first is read)

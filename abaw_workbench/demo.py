@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import atomic_write, get_device, load_config, method_config, print_config, refuse_stage_encoder, stage_args
+from .core import AbawError, atomic_write, get_device, load_config, method_config, print_config, refuse_stage_encoder, stage_args
 from .schema import TASKS, load_predictions
 from .annotations import read_split, split_summary
 from .catalog import Catalog, load_catalog
@@ -22,19 +22,19 @@ from .mae import (EncoderConfig, ImageFolderDataset, MaskedAutoencoder, build_en
                                 reconstruction_grid)
 from .pretrain import PretrainConfig, run_pretrain
 from .data import accelerated
-from .train import amp_dtype, bare_step_seconds, write_run
+from .train import amp_dtype, bare_step_seconds, check_batch, write_run
 from .finetune import FinetuneConfig, run_finetune
 from .tasks import FrameModel
-from .temporal import FusionNet
+from .temporal import FusionNet, check_fusion_settings
 from .features import ExtractConfig, FeatureStore, run_extract
-from .fusion import FIRST_BRANCH_PREDICTIONS, FuseRunConfig, run_fusion
+from .fusion import FIRST_BRANCH_PREDICTIONS, FuseRunConfig, fusion_models, run_fusion
 from .evaluation import evaluate_predictions, postprocess_report
 from .checkpoints import load_model
 from .runs import StageRunner
 
 # %% auto #0
 __all__ = ['STAGES', 'BARE', 'FUSION_MODALITIES', 'DemoConfig', 'demo_config', 'step_settings', 'stage_steps', 'calibrate',
-           'calibration', 'timing_rows', 'timing_table', 'pretrain_images', 'method_stages', 'run_demo',
+           'calibration', 'timing_rows', 'timing_table', 'pretrain_images', 'check_stages', 'method_stages', 'run_demo',
            'summary_table', 'report_figures', 'reconstruction_png', 'write_report', 'demo_args', 'demo_main',
            'tiny_run']
 
@@ -207,6 +207,27 @@ def _settings(c) -> dict:
 # %% ../nbs/13_demo.ipynb #b327482d
 FUSION_MODALITIES = ("visual", "audio_visual")
 
+# %% ../nbs/13_demo.ipynb #870ee907
+def check_stages(cfg:DemoConfig, # every stage's settings
+                 fusion:dict, # modality -> its fusion stage's configuration
+                 until:str="fusion", # the last stage that will run
+                 pretrained:bool=True # whether the pre-training stage runs
+                ):
+    "Refuse, before the first stage runs, what a later stage would refuse only when it starts: a device this machine lacks, a batch that does not split into `accum_steps`, fusion settings that contradict each other."
+    sections = {"pretrain": cfg.pretrain.train, "finetune": cfg.finetune.train, "extract": cfg.extract, "fusion": cfg.fusion.train}
+    order = list(sections)
+    for s in order[:order.index(until) + 1]:
+        if s == "pretrain" and not pretrained: continue
+        c = sections[s]
+        try:
+            get_device(c.device)
+            if s != "extract": check_batch(c.batch_size, c.accum_steps)   # one process: the stages run in this one
+        except AbawError as e: raise AbawError(f"{s if s == 'extract' else s + '.train'}: {e}") from None
+    if until == "fusion":
+        for mod, fc in fusion.items():
+            try: check_fusion_settings(fc.fusion); fusion_models(fc)
+            except AbawError as e: raise AbawError(f"fusion_{mod}: {e}") from None   # the stage: the demo sets each one's modalities
+
 # %% ../nbs/13_demo.ipynb #cbb0a222
 def method_stages(cfg:DemoConfig, # every stage's settings
                   cat:Catalog, # the catalog (cfg.dataset, cfg.faces)
@@ -219,6 +240,8 @@ def method_stages(cfg:DemoConfig, # every stage's settings
                   log=print, progress:bool=True) -> dict:
     "Run, or find in the cache, the method's stages up to `until`; returns the entry, labels and stage folders."
     run = run or runner.run
+    fusion = {mod: dataclasses.replace(cfg.fusion, fusion=dataclasses.replace(cfg.fusion.fusion, modalities=mod)) for mod in modalities}
+    check_stages(cfg, fusion, until, pretrained)
     ds_e, fc_e = cat[cfg.dataset], (cat[cfg.faces] if pretrained else None)
     def ident(e): return None if e is None else [str(e.path), e.options] + ([GENERATOR_VERSION] if e.generated else [])  # regenerated data: new stages
     def data(d):
@@ -250,8 +273,7 @@ def method_stages(cfg:DemoConfig, # every stage's settings
     _, folders["extract"] = run("extract", dataclasses.asdict(cfg.extract), ext)
     if until == "extract": return {"entry": entry, "labels": labels, "folders": folders}
     store = FeatureStore(folders["extract"] / "store")
-    for mod in modalities:
-        fcfg = dataclasses.replace(cfg.fusion, fusion=dataclasses.replace(cfg.fusion.fusion, modalities=mod))
+    for mod, fcfg in fusion.items():
         def fu(d, fcfg=fcfg):
             return {"metrics": run_fusion(fcfg, d, data=entry, store=store, labels=(labels["train"], labels["validation"]),
                                           submissions=submissions).metrics}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json, os, subprocess, sys
 from pathlib import Path
 
-from .core import AbawError, atomic_write, config_hash, file_lock
+from .core import AbawError, atomic_write, check_choice, config_hash, file_lock
 from .evaluation import evaluate_predictions, postprocess_report, score_postprocessed_cv
 from .ablate import BASE_ENV, RECORD, _now
 
@@ -70,7 +70,7 @@ def experiment_stages(cfg, # a `demo.DemoConfig`: every stage's settings
                      ) -> dict:
     "The demo's stages (`demo.method_stages`) up to `until`, each found in the shared cache or run under a lock; entry, labels, folders."
     from abaw_workbench.demo import method_stages   # imported here: the stages pull in torch; the grid runner only starts notebooks
-    if until not in EXPERIMENT_STAGES[1:]: raise AbawError(f"until: expected one of {EXPERIMENT_STAGES[1:]}, got {until!r}")
+    check_choice(until, "until", EXPERIMENT_STAGES[1:])
     mod = cfg.fusion.fusion.modalities
     st = method_stages(cfg, cat, runner, until, pretrained, modalities=(mod,), submissions=False, log=lambda *a: None,
                        run=lambda name, settings, fn: shared_stage(runner, name, settings, fn), progress=False)

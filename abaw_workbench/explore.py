@@ -12,7 +12,7 @@ import xarray as xr
 
 from fastcore.basics import patch
 
-from .core import AbawError, atomic_write, write_manifest
+from .core import AbawError, atomic_write, check_choice, write_manifest
 from .schema import (AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, check_task, make_dataset, video_slices, select_video,
                                    frame_positions, prediction_values, save_predictions)
 from .layout import Layout
@@ -150,7 +150,7 @@ def top_videos(self:Interpretation, task:str, # "au", "expr" or "va"
                ) -> pd.DataFrame:
     "Videos worst first: per-video ABAW score, per-class scores and mean per-frame error."
     by = by or ("error" if task == "va" else "score")
-    if by not in ("score", "error"): raise AbawError(f"top_videos: by must be 'score' or 'error', got {by!r}")
+    check_choice(by, "top_videos: by", ("score", "error"))
     t = per_video_scores(self.labels, self.preds, task, self.thresholds)
     err, sl = self.frame_errors(task), video_slices(self.labels)
     t.insert(2, "error", [float(np.nanmean(err[sl[v]])) for v in t.index])

@@ -17,16 +17,19 @@ import xarray as xr
 from scipy.ndimage import gaussian_filter1d
 from torchvision.ops import batched_nms
 
-from .core import AbawError
+from .core import AbawError, check_choice, check_device, check_fraction, check_least
 from .video import _rgb, is_i420, iter_frames, prefetch, yuv_planes
 
 # %% auto #0
-__all__ = ['TEMPLATE_112', 'FACE_COORDS', 'FaceConfig', 'area_bins', 'integral_images', 'area_resize', 'area_crops',
-           'mtcnn_detect', 'FaceDetector', 'Track', 'iou', 'link_detections', 'densify', 'relink', 'track_faces',
-           'detect_video', 'face_template', 'similarity', 'align_face', 'align_frame', 'iter_track_crops',
-           'track_crops', 'TrackCrops', 'choose_track', 'describe_tracks', 'tracks_dataset', 'with_faces']
+__all__ = ['FACE_PIPELINES', 'TEMPLATE_112', 'FACE_COORDS', 'FaceConfig', 'area_bins', 'integral_images', 'area_resize',
+           'area_crops', 'mtcnn_detect', 'FaceDetector', 'Track', 'iou', 'link_detections', 'densify', 'relink',
+           'track_faces', 'detect_video', 'face_template', 'similarity', 'align_face', 'align_frame',
+           'iter_track_crops', 'track_crops', 'TrackCrops', 'choose_track', 'describe_tracks', 'tracks_dataset',
+           'with_faces']
 
 # %% ../nbs/13a_faces.ipynb #ecea9785
+FACE_PIPELINES = ("batched", "facenet") # `FaceConfig.pipeline`: this module's batched stages, or facenet-pytorch's own
+
 @dataclass
 class FaceConfig:
     "Face detection, tracking and alignment settings."
@@ -46,6 +49,16 @@ class FaceConfig:
     margin: float = 0.0 # extra zoom-out of the crop: 0.1 shows 10% more around the template face
     device: str = "cpu" # the detector's device
     pipeline: str = "batched" # MTCNN's stages: "batched" (this module's, below) or "facenet" (facenet-pytorch's own `MTCNN.detect`: the reference)
+
+    def __post_init__(self):
+        "Sizes, counts, shares and names that make sense, checked before any frame is decoded."
+        check_least(self, 1, "min_face_size", "detect_every", "batch_size", "min_track")
+        check_least(self, 0, "detect_size", "image_size", "max_missed", "relink", "smooth")
+        check_least(self, 0, "landmark_dist", strict=True)
+        for k in ("min_score", "iou"): check_fraction(getattr(self, k), k)
+        if len(self.thresholds) != 3: raise AbawError(f"thresholds must be 3 numbers in [0, 1] (P-, R-, O-net), got {list(self.thresholds)}")
+        for t in self.thresholds: check_fraction(t, "thresholds")
+        check_choice(self.pipeline, "pipeline", FACE_PIPELINES); check_device(self.device)
 
 # %% ../nbs/13a_faces.ipynb #0945e567
 def area_bins(start:torch.Tensor, # [...] first pixel of each span
@@ -169,7 +182,6 @@ class FaceDetector:
     def __init__(self, cfg:FaceConfig|None=None):
         from facenet_pytorch import MTCNN   # its own import is slow; only commands that detect faces pay for it
         self.cfg = cfg = cfg or FaceConfig()
-        if cfg.pipeline not in ("batched", "facenet"): raise AbawError(f"faces.pipeline: 'batched' or 'facenet', got {cfg.pipeline!r}")
         self.mtcnn = MTCNN(keep_all=True, min_face_size=cfg.min_face_size, thresholds=list(cfg.thresholds),
                            select_largest=False, post_process=False, device=torch.device(cfg.device))
 

@@ -17,16 +17,16 @@ import torch
 from fastcore.basics import patch
 from tqdm import tqdm
 
-from .core import (AbawError, Timer, atomic_path, atomic_write, check_least, file_hash, file_lock, get_device, print_config, remove_stale_tmp, stage_args,
+from .core import (AbawError, Timer, atomic_path, atomic_write, check_choice, check_device, check_least, file_hash, file_lock, get_device, print_config, remove_stale_tmp, stage_args,
                                  stage_config)
 from .schema import fps_from_name, make_dataset, video_slices, write_netcdf
-from .layout import Layout, crop_indices, crop_name
+from .layout import SPLITS, Layout, crop_indices, crop_name
 from .annotations import read_split, read_test_list
 from .catalog import Catalog, entry_or_path
 from .synth import stage_inputs
-from .data import (accelerated, label_arrays, make_loader, prepare_batch, preprocess_config, resize_on_device,
+from .data import (RESIZE_ON, accelerated, label_arrays, make_loader, prepare_batch, preprocess_config, resize_on_device,
                                  stored_crop_size, window_starts)
-from .train import ToHost, amp_dtype, write_run
+from .train import AMP_POLICIES, ToHost, amp_dtype, write_run
 from .audio import (AudioConfig, video_audio_features, stored_audio_feature_names,
                                   audio_encoder_path, encoder_hash)
 from .mae import MaskedAutoencoder, build_encoder, load_checkpoint, size_name
@@ -37,8 +37,9 @@ from .temporal import VISUAL_NORMS
 from .runs import Run
 
 # %% auto #0
-__all__ = ['FeatureStore', 'RowReader', 'stored_rows', 'normalize_visual', 'video_mean', 'WindowFeatureDataset', 'ExtractConfig',
-           'feature_model', 'frames_to_extract', 'split_videos', 'run_extract', 'extract_args', 'extract_main']
+__all__ = ['EXTRACT_SPLITS', 'FeatureStore', 'RowReader', 'stored_rows', 'normalize_visual', 'video_mean', 'WindowFeatureDataset',
+           'ExtractConfig', 'feature_model', 'frames_to_extract', 'split_videos', 'run_extract', 'extract_args',
+           'extract_main']
 
 # %% ../nbs/11_features.ipynb #3a550916
 def _video_dataset(video:str, frame_index, visual, audio, face_mask, audio_mask, chunk:int) -> xr.Dataset:
@@ -186,7 +187,7 @@ class WindowFeatureDataset:
                  visual_norm:str="none", # "video": subtract each video's mean visual feature (person-specific normalisation)
                  preload:float=1.0 # GiB: a split whose features fit is read into memory once (0: stream every window from disk)
                 ):
-        if visual_norm not in VISUAL_NORMS: raise AbawError(f"visual_norm: {visual_norm!r} is not one of {VISUAL_NORMS}")
+        check_choice(visual_norm, "visual_norm", VISUAL_NORMS)
         self.store, self.window, self.visual_norm = store, window, visual_norm
         missing = [v for v in video_slices(labels) if not store.has(v)]
         if missing: raise AbawError(f"{store.path}: {len(missing)} video(s) of the labels are not extracted, e.g. {missing[:3]}")
@@ -279,6 +280,8 @@ def subset(self:WindowFeatureDataset, ids # window indices, in the order wanted
     return out
 
 # %% ../nbs/11_features.ipynb #40814dd5
+EXTRACT_SPLITS = (*SPLITS, "test") # what `ExtractConfig.splits` may hold
+
 @dataclass
 class ExtractConfig:
     "What to extract and how (the encoder itself, its size, image size and pooling, come from its checkpoint)."
@@ -292,6 +295,8 @@ class ExtractConfig:
 
     def __post_init__(self):
         check_least(self, 1, "batch_size"); check_least(self, 0, "num_workers")
+        check_choice(self.amp, "amp", AMP_POLICIES); check_choice(self.resize_on, "resize_on", RESIZE_ON); check_device(self.device)
+        for s in self.splits: check_choice(s, "splits", EXTRACT_SPLITS)
 
 # %% ../nbs/11_features.ipynb #0e287b15
 def feature_model(encoder # a checkpoint (a fine-tuning run's best.pt, an MAE pre-training or MAE / timm file), or a module
@@ -320,16 +325,15 @@ def frames_to_extract(entry, labels:list, videos:list[str],
             for v in videos}
 
 # %% ../nbs/11_features.ipynb #f089f0a0
-def split_videos(entry, splits) -> tuple[list, list[str]]:
+def split_videos(entry, splits:list # of `EXTRACT_SPLITS` (`ExtractConfig` checks them)
+                ) -> tuple[list, list[str]]:
     "Labels of the train/validation splits asked for, and all their videos plus the test lists' videos."
-    labels = [read_split(entry, s, entry.tasks, crops=False) for s in splits if s in ("train", "validation")]   # crops: `frames_to_extract`
+    labels = [read_split(entry, s, entry.tasks, crops=False) for s in splits if s in SPLITS]   # crops: `frames_to_extract`
     videos = {v for ds in labels for v in video_slices(ds)}
     if "test" in splits:
         for t in entry.tasks:
             f = Layout.of(entry).test_list(t)
             if f.exists(): videos |= {v for v, _ in read_test_list(f)[1]}
-    bad = [s for s in splits if s not in ("train", "validation", "test")]
-    if bad: raise AbawError(f"extract: unknown split(s) {bad} (train, validation, test)")
     return labels, sorted(videos)
 
 # %% ../nbs/11_features.ipynb #9bf30d34

@@ -14,7 +14,7 @@ import torch.nn as nn
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
-from .core import AbawError, Timer, check_fraction, check_least, get_device, print_config, seed_everything, stage_args, stage_config
+from .core import AbawError, Timer, check_choice, check_fraction, check_least, get_device, print_config, seed_everything, stage_args, stage_config
 from .schema import TASKS, check_tasks
 from .layout import Layout
 from .annotations import read_split
@@ -23,7 +23,7 @@ from .synth import resolve_entry
 from .data import (FrameDataset, _Crops, accelerated, decode_file, load_image, make_loader, normalize_batch, prepare_batch,
                                  preprocess_config, resize_image, resize_on_device, stored_crop_size)
 from .train import Stage, ToHost, TrainConfig, _better, fit, init_distributed, read_checkpoint, write_run
-from .tasks import (FrameModel, LossConfig, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
+from .tasks import (POOLS, FrameModel, LossConfig, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
                                   predictions_dataset)
 from .evaluation import evaluate_predictions
 from .metrics import score_arrays
@@ -181,6 +181,7 @@ class FinetuneConfig:
         check_least(self, 1, "grid_dim", "eval_batch", "eval_frames"); check_least(self, 0, "eval_cache_gib", "color_jitter")
         check_least(self, 0, "layer_decay", strict=True)
         for k in ("drop_path", "head_dropout"): check_fraction(getattr(self, k), k)
+        check_choice(self.pool, "pool", POOLS)
 
 # %% ../nbs/10e_finetune.ipynb #fd692afb
 class FinetuneStage(Stage):

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from fastcore.basics import patch
 
-from .core import AbawError, Timer, atomic_write, check_fraction, print_config, seed_everything, stage_args, stage_config
+from .core import AbawError, Timer, atomic_write, check_choice, check_fraction, check_least, print_config, seed_everything, stage_args, stage_config
 from .layout import Layout
 from .schema import TASKS, check_tasks, save_predictions, video_slices
 from .annotations import read_split
@@ -24,7 +24,7 @@ from .train import Stage, ToHost, TrainConfig, fit, init_distributed, read_check
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, submission_frames, write_submissions
 from .audio import ENCODER_FEATURE_PREFIX
-from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet, check_mix
+from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet
 from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows, video_mean
 from .runs import Run
 
@@ -117,8 +117,7 @@ def audio_columns(names:list, # the store's audio feature names (`FeatureStore.m
                   which:str="all" # "all", "librosa" or "encoder"
                  ) -> list|None:
     "Indices of the stored audio features a fusion model reads (None: all of them)."
-    if which not in AUDIO_FEATURE_SETS: raise AbawError(f"fusion.audio_features: {which!r} is not one of {AUDIO_FEATURE_SETS}")
-    if which == "all": return None
+    if check_choice(which, "fusion.audio_features", AUDIO_FEATURE_SETS) == "all": return None
     cols = [i for i, n in enumerate(names) if str(n).startswith(ENCODER_FEATURE_PREFIX) == (which == "encoder")]
     if not cols: raise AbawError(f"fusion.audio_features: {which!r}, but the feature store has no such audio features "
                                  f"({len(names)} stored: {', '.join(map(str, names[:3]))}{', ...' if len(names) > 3 else ''})")
@@ -257,15 +256,14 @@ class FuseRunConfig:
         check_tasks(self.tasks)
         low = {t: e for t, e in self.task_epochs.items() if isinstance(e, bool) or not isinstance(e, int) or e < 1}
         if low: raise AbawError(f"task_epochs: {low}: a task's epochs must be a whole number, at least 1")
+        for k in ("hard_share", "mix_at_test"): check_fraction(getattr(self, k), k)
+        check_least(self, 0, "mix_alpha", "mix_beta", strict=True)
 
 # %% ../nbs/12_fusion.ipynb #bbe8a0f4
 def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
     "The models a run trains: (tasks, sub-folder, epochs) each; one per task with `per_task`."
     bad = sorted(set(cfg.task_epochs) - set(cfg.tasks))
     if bad: raise AbawError(f"task_epochs: {bad} not among the trained tasks {list(cfg.tasks)}")
-    if cfg.second_branch:   # checked before anything trains
-        check_fraction(cfg.hard_share, "fusion.hard_share")
-        check_mix(dict(alpha=cfg.mix_alpha, beta=cfg.mix_beta, at_test=cfg.mix_at_test))
     if not cfg.per_task:
         if cfg.task_epochs: raise AbawError("task_epochs needs per_task=true (one joint model has one schedule)")
         return [(list(cfg.tasks), "", cfg.train.epochs)]

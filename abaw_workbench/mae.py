@@ -18,7 +18,7 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .core import AbawError, read_weights
+from .core import AbawError, check_choice, read_weights
 
 # %% auto #0
 __all__ = ['MAE_SIZES', 'FRESH_KEYS', 'EXTRA_KEYS', 'IMAGE_EXTENSIONS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder',
@@ -57,7 +57,7 @@ def mae_config(name:str="tiny", # a key of `MAE_SIZES`
                **kw # any other `MaskedAutoencoder` keyword
               ) -> dict:
     "Keyword arguments of `MaskedAutoencoder` for a named size."
-    if name not in MAE_SIZES: raise AbawError(f"unknown MAE size {name!r} (one of {', '.join(MAE_SIZES)})")
+    check_choice(name, "MAE size", MAE_SIZES)
     return dict(img_size=img_size, in_chans=3, mlp_ratio=4.0, norm_pix_loss=True, **MAE_SIZES[name]) | kw
 
 # %% ../nbs/09_mae.ipynb #aae89aed
@@ -395,7 +395,7 @@ class EncoderConfig:
     img_size: int = 112 # input side in pixels
 
     def __post_init__(self):
-        if self.size not in MAE_SIZES: raise AbawError(f"size: unknown MAE size {self.size!r} (one of {', '.join(MAE_SIZES)})")
+        check_choice(self.size, "size", MAE_SIZES)
         p = MAE_SIZES[self.size]["patch_size"]
         if not isinstance(self.img_size, int) or self.img_size < p or self.img_size % p:
             raise AbawError(f"img_size must be a multiple of the encoder's {p}-px patches, got {self.img_size!r}")

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from .core import (AbawError, atomic_path, atomic_write, check_least, config_hash, error_line, get_device, load_config,
+from .core import (AbawError, atomic_path, atomic_write, check_device, check_least, config_hash, error_line, get_device, load_config,
                                  markdown_table, worker_threads)
 from .catalog import Catalog, default_catalog_path, load_catalog
 from .schema import (AU_NAMES, EXPR_NAMES, TASKS, load_predictions, make_dataset, prediction_values, save_predictions,
@@ -223,6 +223,7 @@ class PredictConfig:
     def __post_init__(self):
         check_least(self, 1, "batch_size"); check_least(self, 0, "max_gap")
         if not (self.face == "largest" or str(self.face).isdigit()): raise AbawError(f"face must be 'largest' or a track number, got {self.face!r}")
+        check_device(self.device)
 
 # %% ../nbs/13b_predict.ipynb #e2b1b025
 def _tick(timer, key, t0):
@@ -783,7 +784,6 @@ def _predict_catalog(path:str|None) -> Catalog|None:
 # %% ../nbs/13b_predict.ipynb #328c2462
 def predict_main(args) -> int:
     "Predict AU / EXPR / VA for videos and images with a run's models; exit code 1 when a file failed (the others are done)."
-    if args.detect_every < 1: raise AbawError(f"--detect-every must be >= 1, got {args.detect_every}")
     cfg = PredictConfig(model=args.model, face=str(args.face), device=args.device, postprocess=not args.raw,
                         faces=FaceConfig(detect_every=args.detect_every))
     out = Path(args.out) if args.out else Path("predictions") / Path(args.video).stem

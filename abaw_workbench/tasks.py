@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import AbawError, check_fraction, check_least
+from .core import AbawError, check_choice, check_fraction, check_least
 from .schema import AU_NAMES, EXPR_NAMES, VA_NAMES, TASKS, make_dataset, video_slices
 
 # %% auto #0
@@ -50,6 +50,10 @@ def ccc_torch(x:torch.Tensor, y:torch.Tensor, # [..., N]
     vx, vy, cov = (dx * dx).sum(-1) / d, (dy * dy).sum(-1) / d, (dx * dy).sum(-1) / d
     return torch.where(n >= 2, 2 * cov / (vx + vy + (mx - my) ** 2 + eps), 0.0)
 
+# %% ../nbs/08a_tasks.ipynb #8f00e69b
+AUTHORS_EXPR_WEIGHT = (1.0, 10.4, 16.2, 19.6, 1.86, 2.23, 5.61, 1.06) # the authors' fixed EXPR class weights (their fusion code)
+EXPR_WEIGHTINGS, VA_LOSSES = ("inverse_frequency", "authors", "none"), ("ccc", "mse", "both")
+
 # %% ../nbs/08a_tasks.ipynb #255946a7
 @dataclass
 class LossConfig:
@@ -64,17 +68,7 @@ class LossConfig:
 
     def __post_init__(self):
         check_least(self, 0, "au", "expr", "va"); check_fraction(self.label_smoothing, "label_smoothing")
-
-# %% ../nbs/08a_tasks.ipynb #8f00e69b
-AUTHORS_EXPR_WEIGHT = (1.0, 10.4, 16.2, 19.6, 1.86, 2.23, 5.61, 1.06) # the authors' fixed EXPR class weights (their fusion code)
-EXPR_WEIGHTINGS, VA_LOSSES = ("inverse_frequency", "authors", "none"), ("ccc", "mse", "both")
-
-# %% ../nbs/08a_tasks.ipynb #9bd6a5bc
-def _expr_weighting(v) -> str:
-    if v is True: return "inverse_frequency"
-    if v is False: return "none"
-    if v not in EXPR_WEIGHTINGS: raise AbawError(f"loss.expr_class_weight: {v!r} is not one of {list(EXPR_WEIGHTINGS)} (or true/false)")
-    return v
+        check_choice(self.expr_class_weight, "expr_class_weight", (*EXPR_WEIGHTINGS, True, False)); check_choice(self.va_loss, "va_loss", VA_LOSSES)
 
 # %% ../nbs/08a_tasks.ipynb #c66a15ee
 def weighted_cross_entropy(logits:torch.Tensor, # [..., N, C]
@@ -97,8 +91,7 @@ class TaskLoss(nn.Module):
         super().__init__()
         self.tasks, self.cfg = tuple(tasks), cfg or LossConfig()
         self.register_buffer("pos_weight", pos_weight if pos_weight is not None and self.cfg.au_pos_weight else torch.ones(len(AU_NAMES)))
-        ew = _expr_weighting(self.cfg.expr_class_weight)
-        if self.cfg.va_loss not in VA_LOSSES: raise AbawError(f"loss.va_loss: {self.cfg.va_loss!r} is not one of {list(VA_LOSSES)}")
+        ew = {True: "inverse_frequency", False: "none"}.get(self.cfg.expr_class_weight, self.cfg.expr_class_weight)   # YAML's true / false
         cw = torch.tensor(AUTHORS_EXPR_WEIGHT) if ew == "authors" else \
             class_weight if class_weight is not None and ew == "inverse_frequency" else torch.ones(len(EXPR_NAMES))
         self.register_buffer("class_weight", cw)
@@ -154,7 +147,7 @@ class FrameModel(nn.Module):
                  grid_dim:int=32 # with pool="grid": width each patch token is reduced to
                 ):
         super().__init__()
-        if pool not in POOLS: raise AbawError(f"finetune.pool: {pool!r} is not one of {POOLS}")
+        check_choice(pool, "pool", POOLS)
         self.encoder, self.tasks, self.pool = encoder, tuple(tasks), pool
         self.head_dropout, self.grid_dim = head_dropout, grid_dim
         if pool == "grid":

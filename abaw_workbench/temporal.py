@@ -12,13 +12,19 @@ import torch
 import torch.nn as nn
 from fastcore.basics import patch
 
-from .core import AbawError, check_fraction, check_least
+from .core import AbawError, check_choice, check_fraction, check_least
 from .schema import TASKS
 from .tasks import TASK_DIMS
 
 # %% auto #0
-__all__ = ['MODALITIES', 'VISUAL_NORMS', 'DESIGNS', 'AUDIO_FEATURE_SETS', 'FusionConfig', 'check_mix', 'sinusoid', 'Projection',
-           'masked_batch_norm', 'FrameHead', 'FusionNet']
+__all__ = ['MODALITIES', 'VISUAL_NORMS', 'DESIGNS', 'AUDIO_FEATURE_SETS', 'FusionConfig', 'check_mix', 'check_fusion_settings',
+           'sinusoid', 'Projection', 'masked_batch_norm', 'FrameHead', 'FusionNet']
+
+# %% ../nbs/10a_temporal.ipynb #e5a1752e
+MODALITIES = ("visual", "audio", "audio_visual")
+VISUAL_NORMS = ("none", "video")
+DESIGNS = ("concat", "cross_attention")
+AUDIO_FEATURE_SETS = ("all", "librosa", "encoder")
 
 # %% ../nbs/10a_temporal.ipynb #71bb565f
 @dataclass
@@ -43,12 +49,8 @@ class FusionConfig:
     def __post_init__(self):
         check_least(self, 1, "hidden", "d_model", "layers", "heads", "ff", "head_hidden", "window", "stride")
         for k in ("dropout", "modality_dropout"): check_fraction(getattr(self, k), k)
-
-# %% ../nbs/10a_temporal.ipynb #e5a1752e
-MODALITIES = ("visual", "audio", "audio_visual")
-VISUAL_NORMS = ("none", "video")
-DESIGNS = ("concat", "cross_attention")
-AUDIO_FEATURE_SETS = ("all", "librosa", "encoder")
+        for k, choices in (("modalities", MODALITIES), ("design", DESIGNS), ("visual_norm", VISUAL_NORMS), ("audio_features", AUDIO_FEATURE_SETS)):
+            check_choice(getattr(self, k), k, choices)
 
 # %% ../nbs/10a_temporal.ipynb #3b0c0524
 def check_mix(mix:dict) -> dict:
@@ -61,15 +63,11 @@ def check_mix(mix:dict) -> dict:
     return mix
 
 # %% ../nbs/10a_temporal.ipynb #774d2526
-def _check(cfg:FusionConfig):
-    if cfg.modalities not in MODALITIES: raise AbawError(f"fusion.modalities: {cfg.modalities!r} is not one of {MODALITIES}")
-    if cfg.design not in DESIGNS: raise AbawError(f"fusion.design: {cfg.design!r} is not one of {DESIGNS}")
+def check_fusion_settings(cfg:FusionConfig):
+    "An AbawError when `cfg`'s settings contradict each other (each one alone is checked when `cfg` is made)."
     if cfg.design == "cross_attention" and cfg.modalities != "audio_visual":
         raise AbawError("fusion.design 'cross_attention' needs modalities 'audio_visual'")
     if cfg.d_model % cfg.heads: raise AbawError(f"fusion.d_model ({cfg.d_model}) must be divisible by fusion.heads ({cfg.heads})")
-    if cfg.visual_norm not in VISUAL_NORMS: raise AbawError(f"fusion.visual_norm: {cfg.visual_norm!r} is not one of {VISUAL_NORMS}")
-    if cfg.audio_features not in AUDIO_FEATURE_SETS:
-        raise AbawError(f"fusion.audio_features: {cfg.audio_features!r} is not one of {AUDIO_FEATURE_SETS}")
 
 # %% ../nbs/10a_temporal.ipynb #54f6b5d6
 def sinusoid(T:int, d:int, device=None) -> torch.Tensor:
@@ -127,7 +125,7 @@ class FusionNet(nn.Module):
                  mix:dict|None=None # a hard-sample second branch mixed with this network: {"alpha", "beta", "at_test"} (None: none)
                 ):
         super().__init__()
-        self.cfg = cfg = cfg or FusionConfig(); _check(cfg)
+        self.cfg = cfg = cfg or FusionConfig(); check_fusion_settings(cfg)
         self.mix = None if mix is None else check_mix(mix)
         self.tasks, self.visual_dim, self.audio_dim = tuple(tasks), visual_dim, audio_dim
         self.audio_columns = None if audio_columns is None else [int(i) for i in audio_columns]

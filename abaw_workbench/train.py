@@ -18,17 +18,19 @@ from torch.utils._pytree import tree_leaves
 from tqdm import tqdm
 from torch import nn
 
-from .core import AbawError, atomic_write, check_least, get_device, read_weights, remove_stale_tmp, seed_everything, write_manifest
+from .core import AbawError, atomic_write, check_choice, check_device, check_least, get_device, read_weights, remove_stale_tmp, seed_everything, write_manifest
 from .schema import save_predictions
 from .data import accelerated, loader_settings
 
 # %% auto #0
-__all__ = ['TrainConfig', 'param_groups', 'Stage', 'get_lr', 'DistEnv', 'init_distributed', 'sample_seed', 'ShardedBatches',
-           'to_device', 'ToHost', 'rng_state', 'set_rng_state', 'save_checkpoint', 'read_checkpoint',
-           'bare_step_seconds', 'write_timing', 'write_run', 'amp_dtype', 'fit', 'HostSync', 'HostSyncs',
-           'step_host_syncs']
+__all__ = ['AMP_POLICIES', 'TrainConfig', 'param_groups', 'Stage', 'get_lr', 'DistEnv', 'init_distributed', 'sample_seed',
+           'check_batch', 'ShardedBatches', 'to_device', 'ToHost', 'rng_state', 'set_rng_state', 'save_checkpoint',
+           'read_checkpoint', 'bare_step_seconds', 'write_timing', 'write_run', 'amp_dtype', 'fit', 'HostSync',
+           'HostSyncs', 'step_host_syncs']
 
 # %% ../nbs/08_train.ipynb #1e8348c6
+AMP_POLICIES = ("auto", "bf16", "fp16", "off") # `amp` settings: see `amp_dtype`
+
 @dataclass
 class TrainConfig:
     "Settings of the training loop shared by every stage."
@@ -60,12 +62,13 @@ class TrainConfig:
     dist_timeout: float = 60.0 # under torchrun, minutes a process waits for the others (rank 0 validates alone meanwhile; NCCL's own default is 10)
 
     def __post_init__(self):
-        "Counts, sizes and rates that make sense, checked before any work starts."
+        "Counts, sizes, rates and names that make sense, checked before any work starts."
         check_least(self, 1, "epochs", "max_steps", "batch_size", "accum_steps", "checkpoint_every", "log_every")
         check_least(self, 0, "eval_every", "warmup_steps", "warmup_epochs", "num_workers", "min_lr", "weight_decay")
         check_least(self, 0, "lr", "blr", "clip_grad", "dist_timeout", strict=True)
         if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
             raise AbawError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+        check_choice(self.amp, "amp", AMP_POLICIES); check_device(self.device)
 
 # %% ../nbs/08_train.ipynb #b6c30b41
 def param_groups(model:nn.Module, # the model to optimise
@@ -138,6 +141,16 @@ def sample_seed(seed:int, epoch:int, index:int) -> int:
     "A per-sample integer seed from the run seed, the epoch and the sample index."
     return (((seed * 1_000_003) ^ (epoch * 998_244_353)) * 10_000_019 + index * 2_654_435_761) % (2**63 - 1)
 
+# %% ../nbs/08_train.ipynb #120e49af
+def check_batch(batch_size:int, # global batch per optimizer step
+                accum_steps:int=1, # micro-batches per step and process
+                world:int=1 # processes
+               ) -> int:
+    "The micro-batch each process computes at a time; an AbawError when `batch_size` does not split evenly into them."
+    per = accum_steps * world
+    if batch_size % per: raise AbawError(f"batch_size {batch_size} is not divisible by accum_steps × processes = {per}")
+    return batch_size // per
+
 # %% ../nbs/08_train.ipynb #f9ff3461
 class ShardedBatches:
     "Micro-batches of `(index, seed)` keys for one process, steps `start`..`total`-1."
@@ -148,11 +161,9 @@ class ShardedBatches:
                  seed:int=0, # run seed
                  start:int=0, total:int|None=None, # first step and number of steps (None: one epoch)
                  shuffle:bool=True):
-        per = accum_steps * world
-        if batch_size % per: raise AbawError(f"batch_size {batch_size} is not divisible by accum_steps × processes = {per}")
+        self.micro = check_batch(batch_size, accum_steps, world)
         if n < batch_size: raise AbawError(f"the training data has {n} items, fewer than batch_size {batch_size}")
         self.n, self.B, self.accum, self.world, self.rank, self.seed, self.shuffle = n, batch_size, accum_steps, world, rank, seed, shuffle
-        self.micro = batch_size // per
         self.steps_per_epoch = n // batch_size
         self.start, self.total = start, self.steps_per_epoch if total is None else total
 
@@ -333,7 +344,7 @@ def write_run(out:str|Path, # the run folder
 def amp_dtype(amp:str, # "auto", "bf16", "fp16" or "off"
               device:torch.device) -> torch.dtype|None:
     "The autocast dtype for this policy and device, or None for fp32."
-    if amp not in ("auto", "bf16", "fp16", "off"): raise AbawError(f"amp (train.amp, extract.amp): unknown policy {amp!r} (auto, bf16, fp16, off)")
+    check_choice(amp, "amp", AMP_POLICIES)
     if device.type != "cuda" or amp == "off": return None
     # "auto": bf16 where the stage's GPU (which need not be the current one) computes it natively, compute capability 8
     # (Ampere) or above; older GPUs only emulate it, slower than fp16.
