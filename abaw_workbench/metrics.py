@@ -136,11 +136,10 @@ def score_arrays(task:str, # "au", "expr" or "va"
                  thresholds=0.5, # AU thresholds
                 ) -> dict:
     "The ABAW score of aligned arrays: `{'task', 'score', 'per_class', 'frames'}`."
+    check_task(task)
     if task == "au": s, per = au_f1(l, p, thresholds)
     elif task == "expr": s, per = expr_f1(l, p)
-    elif task == "va":
-        per = va_ccc(l, p); s = per.pop("mean")
-    else: raise AbawError(f"unknown task {task!r} (one of {', '.join(TASKS)})")
+    else: per = va_ccc(l, p); s = per.pop("mean")
     return {"task": task, "score": s, "per_class": per, "frames": int(_label_mask(task, np.asarray(l)).sum())}
 
 # %% ../nbs/04_metrics.ipynb #6876a52b
