@@ -25,7 +25,7 @@ from .data import accelerated
 from .train import amp_dtype, bare_step_seconds, check_batch, write_run
 from .finetune import FinetuneConfig, run_finetune
 from .tasks import FrameModel
-from .temporal import FusionNet, check_fusion_settings
+from .temporal import FusionNet
 from .features import ExtractConfig, FeatureStore, run_extract
 from .fusion import FIRST_BRANCH_PREDICTIONS, FuseRunConfig, fusion_models, run_fusion
 from .evaluation import evaluate_predictions, postprocess_report
@@ -225,7 +225,7 @@ def check_stages(cfg:DemoConfig, # every stage's settings
         except AbawError as e: raise AbawError(f"{s if s == 'extract' else s + '.train'}: {e}") from None
     if until == "fusion":
         for mod, fc in fusion.items():
-            try: check_fusion_settings(fc.fusion); fusion_models(fc)
+            try: fusion_models(fc)
             except AbawError as e: raise AbawError(f"fusion_{mod}: {e}") from None   # the stage: the demo sets each one's modalities
 
 # %% ../nbs/13_demo.ipynb #cbb0a222

@@ -24,7 +24,7 @@ from .train import Stage, ToHost, TrainConfig, fit, init_distributed, read_check
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, submission_frames, write_submissions
 from .audio import ENCODER_FEATURE_PREFIX
-from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet
+from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet, check_fusion_settings
 from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows, video_mean
 from .runs import Run
 
@@ -261,7 +261,8 @@ class FuseRunConfig:
 
 # %% ../nbs/12_fusion.ipynb #bbe8a0f4
 def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
-    "The models a run trains: (tasks, sub-folder, epochs) each; one per task with `per_task`."
+    "The models a run trains: (tasks, sub-folder, epochs) each; one per task with `per_task`. Settings that must agree are checked here, before anything is read."
+    check_fusion_settings(cfg.fusion)
     bad = sorted(set(cfg.task_epochs) - set(cfg.tasks))
     if bad: raise AbawError(f"task_epochs: {bad} not among the trained tasks {list(cfg.tasks)}")
     if not cfg.per_task:
@@ -321,8 +322,8 @@ def run_fusion(cfg:FuseRunConfig, # the stage's configuration
     "Train, evaluate and post-process the fusion model(s); the run, whose metrics are raw and post-processed (None in torchrun's other processes)."
     out, entry = Path(out), data
     if labels is None and entry is None: raise AbawError("run_fusion: needs the data set (data=) or its labels (labels=)")
-    train_labels, val_labels = labels or (read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks))
     models = fusion_models(cfg)
+    train_labels, val_labels = labels or (read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks))
     stages, firsts, folders, hard_counts = _train_models(cfg, out, store, train_labels, val_labels, models)
     if not init_distributed(cfg.train.device).main: return None   # under torchrun, rank 0 alone evaluates and writes the run
     two = any(s is not f for s, f in zip(stages, firsts))   # a second branch was trained
