@@ -22,7 +22,7 @@ from .mae import (EncoderConfig, ImageFolderDataset, MaskedAutoencoder, build_en
                                 reconstruction_grid)
 from .pretrain import PretrainConfig, run_pretrain
 from .data import accelerated
-from .train import amp_dtype, bare_step_seconds, check_batch, write_run
+from .train import TrainConfig, amp_dtype, bare_step_seconds, check_batch, write_run
 from .finetune import FinetuneConfig, run_finetune
 from .tasks import FrameModel
 from .temporal import FusionNet
@@ -214,15 +214,15 @@ def check_stages(cfg:DemoConfig, # every stage's settings
                  pretrained:bool=True # whether the pre-training stage runs
                 ):
     "Refuse, before the first stage runs, what a later stage would refuse only when it starts: a device this machine lacks, a batch that does not split into `accum_steps`, fusion settings that contradict each other."
-    sections = {"pretrain": cfg.pretrain.train, "finetune": cfg.finetune.train, "extract": cfg.extract, "fusion": cfg.fusion.train}
-    order = list(sections)
-    for s in order[:order.index(until) + 1]:
-        if s == "pretrain" and not pretrained: continue
-        c = sections[s]
+    sections = {"pretrain.train": cfg.pretrain.train, "finetune.train": cfg.finetune.train, "extract": cfg.extract, "fusion.train": cfg.fusion.train}
+    stages = [k.split(".")[0] for k in sections]
+    runs = stages[0 if pretrained else 1:stages.index(until) + 1]
+    for where, c in sections.items():
+        if where.split(".")[0] not in runs: continue
         try:
             get_device(c.device)
-            if s != "extract": check_batch(c.batch_size, c.accum_steps)   # one process: the stages run in this one
-        except AbawError as e: raise AbawError(f"{s if s == 'extract' else s + '.train'}: {e}") from None
+            if isinstance(c, TrainConfig): check_batch(c.batch_size, c.accum_steps)   # one process: the stages run in this one
+        except AbawError as e: raise AbawError(f"{where}: {e}") from None
     if until == "fusion":
         for mod, fc in fusion.items():
             try: fusion_models(fc)

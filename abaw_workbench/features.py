@@ -429,7 +429,7 @@ def _extract_videos(entry, # a catalog `Entry` of kind affwild2
     labels, videos = split_videos(entry, cfg.splits)
     videos = videos[i::k]
     dev = get_device(cfg.device)
-    dtype, on_device = amp_dtype(cfg.amp, dev), resize_on_device(cfg.resize_on, dev)   # refused before the store is written
+    dtype, on_device = amp_dtype(cfg.amp, dev), resize_on_device(cfg.resize_on, dev)   # the encoder's autocast; where crops are resized
     fm = feature_model(encoder).to(dev)
     pre = preprocess_config(fm.encoder, fm.encoder.patch_embed.img_size[0])
     meta = _store_meta(entry, encoder, fm, pre, cfg.audio, catalog)
