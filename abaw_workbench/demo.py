@@ -22,7 +22,7 @@ from .mae import (EncoderConfig, ImageFolderDataset, MaskedAutoencoder, build_en
                                 reconstruction_grid)
 from .pretrain import PretrainConfig, run_pretrain
 from .data import accelerated
-from .train import TrainConfig, amp_dtype, bare_step_seconds, check_batch, write_run
+from .train import TrainConfig, amp_dtype, bare_step_seconds, check_train, write_run
 from .finetune import FinetuneConfig, run_finetune
 from .tasks import FrameModel
 from .temporal import FusionNet
@@ -219,9 +219,8 @@ def check_stages(cfg:DemoConfig, # every stage's settings
     runs = stages[0 if pretrained else 1:stages.index(until) + 1]
     for where, c in sections.items():
         if where.split(".")[0] not in runs: continue
-        try:
-            get_device(c.device)
-            if isinstance(c, TrainConfig): check_batch(c.batch_size, c.accum_steps)   # one process: the stages run in this one
+        if isinstance(c, TrainConfig): check_train(c, where); continue   # what each stage asks first, asked of all before the first
+        try: get_device(c.device)
         except AbawError as e: raise AbawError(f"{where}: {e}") from None
     if until == "fusion":
         for mod, fc in fusion.items():

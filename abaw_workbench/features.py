@@ -426,9 +426,9 @@ def _extract_videos(entry, # a catalog `Entry` of kind affwild2
     "Extract the features of this shard's videos not yet in the store (`run_extract`)."
     i, k = shard
     if not (0 <= i < k): raise AbawError(f"extract: shard {i}/{k} is not valid (need 0 <= i < k)")
+    dev = get_device(cfg.device)   # before the labels are read
     labels, videos = split_videos(entry, cfg.splits)
     videos = videos[i::k]
-    dev = get_device(cfg.device)
     dtype, on_device = amp_dtype(cfg.amp, dev), resize_on_device(cfg.resize_on, dev)   # the encoder's autocast; where crops are resized
     fm = feature_model(encoder).to(dev)
     pre = preprocess_config(fm.encoder, fm.encoder.patch_embed.img_size[0])

@@ -22,7 +22,7 @@ from .catalog import entry_or_path, load_catalog
 from .synth import resolve_entry
 from .data import (FrameDataset, _Crops, accelerated, decode_file, load_image, make_loader, normalize_batch, prepare_batch,
                                  preprocess_config, resize_image, resize_on_device, stored_crop_size)
-from .train import Stage, ToHost, TrainConfig, _better, fit, init_distributed, read_checkpoint, write_run
+from .train import Stage, ToHost, TrainConfig, _better, check_train, fit, init_distributed, read_checkpoint, write_run
 from .tasks import (POOLS, FrameModel, LossConfig, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
                                   predictions_dataset)
 from .evaluation import evaluate_predictions
@@ -248,6 +248,7 @@ def run_finetune(cfg:FinetuneConfig, # the stage's configuration
                 ) -> Run|None:
     "Fine-tune on `data`'s train split, validate on its validation split; the run, whose metrics are the best model's (None in torchrun's other processes)."
     out, entry = Path(out), data
+    check_train(cfg.train)
     train, val = video_share(read_split(entry, "train", cfg.tasks), cfg.train_videos), read_split(entry, "validation", cfg.tasks)
     seed_everything(cfg.train.seed)   # initial weights (heads, grid reduction) from the run seed, not from what ran before
     stage = FinetuneStage(cfg, train, val, Layout.of(entry).crops)

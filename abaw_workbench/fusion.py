@@ -13,18 +13,18 @@ import torch
 import torch.distributed as dist
 from fastcore.basics import patch
 
-from .core import AbawError, Timer, atomic_write, check_choice, check_fraction, check_least, print_config, seed_everything, stage_args, stage_config
+from .core import AbawError, Timer, atomic_write, check_choice, check_fraction, print_config, seed_everything, stage_args, stage_config
 from .layout import Layout
 from .schema import TASKS, check_tasks, save_predictions, video_slices
 from .annotations import read_split
 from .catalog import entry_or_path
 from .synth import stage_inputs
 from .data import window_starts
-from .train import Stage, ToHost, TrainConfig, fit, init_distributed, read_checkpoint, to_device, write_run, write_timing
+from .train import Stage, ToHost, TrainConfig, check_train, fit, init_distributed, read_checkpoint, to_device, write_run, write_timing
 from .tasks import LossConfig, TaskLoss, au_pos_weight, expr_class_weight, predictions_dataset
 from .evaluation import evaluate_predictions, postprocess_report, submission_frames, write_submissions
 from .audio import ENCODER_FEATURE_PREFIX
-from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet, check_fusion_settings
+from .temporal import AUDIO_FEATURE_SETS, FusionConfig, FusionNet, check_fusion_settings, check_mix
 from .features import FeatureStore, WindowFeatureDataset, normalize_visual, stored_rows, video_mean
 from .runs import Run
 
@@ -256,8 +256,12 @@ class FuseRunConfig:
         check_tasks(self.tasks)
         low = {t: e for t, e in self.task_epochs.items() if isinstance(e, bool) or not isinstance(e, int) or e < 1}
         if low: raise AbawError(f"task_epochs: {low}: a task's epochs must be a whole number, at least 1")
-        for k in ("hard_share", "mix_at_test"): check_fraction(getattr(self, k), k)
-        check_least(self, 0, "mix_alpha", "mix_beta", strict=True)
+        check_fraction(self.hard_share, "hard_share"); check_mix(self.mix)
+
+    @property
+    def mix(self) -> dict:
+        "The second branch's mix, as `FusionNet` takes it."
+        return dict(alpha=self.mix_alpha, beta=self.mix_beta, at_test=self.mix_at_test)
 
 # %% ../nbs/12_fusion.ipynb #bbe8a0f4
 def fusion_models(cfg:FuseRunConfig) -> list[tuple[list, str, int|None]]:
@@ -306,7 +310,7 @@ def _train_models(cfg:FuseRunConfig, out:Path, store, train_labels, val_labels, 
                 print(f"[fuse] {len(hard)} mined window(s), fewer than accum_steps × processes = {unit}: no second branch for {sub or 'all'}", flush=True)
             if batch:
                 seed_everything(cfg.train.seed)
-                stage, d = SecondBranchStage(stage, hard, dict(alpha=cfg.mix_alpha, beta=cfg.mix_beta, at_test=cfg.mix_at_test)), d / "second"
+                stage, d = SecondBranchStage(stage, hard, cfg.mix), d / "second"
                 _fit_in(stage, d, dataclasses.replace(cfg.train, batch_size=batch), epochs)
         stages.append(stage); folders.append(d)
     return stages, firsts, folders, hard_counts
@@ -323,6 +327,7 @@ def run_fusion(cfg:FuseRunConfig, # the stage's configuration
     out, entry = Path(out), data
     if labels is None and entry is None: raise AbawError("run_fusion: needs the data set (data=) or its labels (labels=)")
     models = fusion_models(cfg)
+    check_train(cfg.train)
     train_labels, val_labels = labels or (read_split(entry, "train", cfg.tasks), read_split(entry, "validation", cfg.tasks))
     stages, firsts, folders, hard_counts = _train_models(cfg, out, store, train_labels, val_labels, models)
     if not init_distributed(cfg.train.device).main: return None   # under torchrun, rank 0 alone evaluates and writes the run

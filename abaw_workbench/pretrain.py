@@ -12,7 +12,7 @@ import torch
 
 from .core import AbawError, Timer, check_least, named_configs, print_config, stage_args, stage_config
 from .synth import stage_inputs
-from .train import Stage, TrainConfig, fit, init_distributed, write_run
+from .train import Stage, TrainConfig, check_train, fit, init_distributed, write_run
 from .mae import (IMAGE_EXTENSIONS, MAE_SIZES, EncoderConfig, ImageFolderDataset, MaskedAutoencoder, list_images,
                                 load_checkpoint, mae_config)
 from .runs import Run
@@ -99,6 +99,7 @@ def run_pretrain(cfg:PretrainConfig, # the run's configuration
                 ) -> Run|None:
     "Pre-train a masked autoencoder on face images into `out` (checkpoint.pt, best.pt, log.jsonl); the run (None on other ranks)."
     out = Path(out)
+    check_train(cfg.train)
     torch.manual_seed(cfg.train.seed)
     model = model or MaskedAutoencoder(**mae_config(cfg.encoder.size, cfg.encoder.img_size, norm_pix_loss=cfg.norm_pix_loss))
     if cfg.init: load_checkpoint(model, cfg.init, allow_partial=cfg.allow_partial_init)

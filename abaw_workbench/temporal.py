@@ -54,13 +54,13 @@ class FusionConfig:
 
 # %% ../nbs/10a_temporal.ipynb #3b0c0524
 def check_mix(mix:dict) -> dict:
-    "The second branch's mix {alpha, beta, at_test} as floats, checked (the run's `fusion.mix_*` settings)."
+    "The second branch's mix {alpha, beta, at_test} as floats, checked: a run's `mix_alpha`, `mix_beta` and `mix_at_test` (`FuseRunConfig`), or a checkpoint's spec."
     missing = {"alpha", "beta", "at_test"} - set(mix)
     if missing: raise AbawError(f"fusion mix: missing {sorted(missing)} (alpha, beta, at_test)")
-    mix = {k: float(mix[k]) for k in ("alpha", "beta", "at_test")}
-    check_fraction(mix["at_test"], "fusion.mix_at_test")
-    if mix["alpha"] <= 0 or mix["beta"] <= 0: raise AbawError(f"fusion.mix_alpha and fusion.mix_beta must be > 0, got {mix['alpha']}, {mix['beta']}")
-    return mix
+    for k in ("alpha", "beta"):
+        v = mix[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0: raise AbawError(f"mix_{k} must be more than 0, got {v!r}")
+    return {"alpha": float(mix["alpha"]), "beta": float(mix["beta"]), "at_test": check_fraction(mix["at_test"], "mix_at_test")}
 
 # %% ../nbs/10a_temporal.ipynb #774d2526
 def check_fusion_settings(cfg:FusionConfig):

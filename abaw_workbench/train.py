@@ -24,9 +24,9 @@ from .data import accelerated, loader_settings
 
 # %% auto #0
 __all__ = ['AMP_POLICIES', 'TrainConfig', 'param_groups', 'Stage', 'get_lr', 'DistEnv', 'init_distributed', 'sample_seed',
-           'check_batch', 'ShardedBatches', 'to_device', 'ToHost', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'read_checkpoint', 'bare_step_seconds', 'write_timing', 'write_run', 'amp_dtype', 'fit', 'HostSync',
-           'HostSyncs', 'step_host_syncs']
+           'check_batch', 'check_train', 'ShardedBatches', 'to_device', 'ToHost', 'rng_state', 'set_rng_state',
+           'save_checkpoint', 'read_checkpoint', 'bare_step_seconds', 'write_timing', 'write_run', 'amp_dtype', 'fit',
+           'HostSync', 'HostSyncs', 'step_host_syncs']
 
 # %% ../nbs/08_train.ipynb #1e8348c6
 AMP_POLICIES = ("auto", "bf16", "fp16", "off") # `amp` settings: see `amp_dtype`
@@ -150,6 +150,16 @@ def check_batch(batch_size:int, # global batch per optimizer step
     per = accum_steps * world
     if batch_size % per: raise AbawError(f"batch_size {batch_size} is not divisible by accum_steps × processes = {per}")
     return batch_size // per
+
+# %% ../nbs/08_train.ipynb #ebe3a928
+def check_train(cfg:TrainConfig, # a loop's settings
+                where:str="train" # the section as the user writes it, e.g. `finetune.train`
+               ):
+    "Refuse, before any data is read, what `fit` would refuse when it starts: a device this machine lacks, a batch that does not split into `accum_steps` × processes (torchrun's `WORLD_SIZE`)."
+    try:
+        get_device(cfg.device)
+        check_batch(cfg.batch_size, cfg.accum_steps, int(os.environ.get("WORLD_SIZE", "1")))
+    except AbawError as e: raise AbawError(f"{where}: {e}") from None
 
 # %% ../nbs/08_train.ipynb #f9ff3461
 class ShardedBatches:
