@@ -186,7 +186,7 @@ class FinetuneConfig:
 # %% ../nbs/10e_finetune.ipynb #fd692afb
 class FinetuneStage(Stage):
     "Static fine-tuning of encoder + heads on single frames."
-    best, best_mode = "score", "max"
+    best, best_mode, unit = "score", "max", "images"
     def __init__(self, cfg:FinetuneConfig, train_labels, val_labels, crops_root, model:FrameModel|None=None):
         self.cfg, self.val_labels, self.crops_root = cfg, val_labels, crops_root
         self.eval_labels = None if val_labels is None else eval_subsample(val_labels, cfg.eval_frames)   # what each evaluation scores
@@ -269,7 +269,7 @@ def run_finetune(cfg:FinetuneConfig, # the stage's configuration
               {"predictions_validation.nc": (preds, dict(config=dataclasses.asdict(cfg), dataset=entry.name, model="static",
                                                          checkpoint="best.pt", split="validation"))},
               labels=val, labels_attrs=dict(dataset=entry.name, split="validation"),
-              timing=(stage.timer, rec, tcfg.batch_size, "images"), dataset=entry.name, config=dataclasses.asdict(cfg),
+              timing=(stage.timer, rec, tcfg.batch_size, stage.unit), dataset=entry.name, config=dataclasses.asdict(cfg),
               models={"static": {"kind": "frame", "checkpoints": {"static": out / "best.pt"},
                                  "predictions": out / "predictions_validation.nc"}},
               frames={"kind": "crops", "root": Layout.of(entry).crops})

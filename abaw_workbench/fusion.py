@@ -147,7 +147,7 @@ def hard_windows(losses:np.ndarray, # [window] the first branch's training loss 
 # %% ../nbs/12_fusion.ipynb #e389624e
 class FusionStage(Stage):
     "Temporal fusion over a feature store, for the shared training loop."
-    best, best_mode = "score", "max"
+    best, best_mode, unit = "score", "max", "windows"
     def __init__(self, store, train_labels, val_labels=None, tasks=TASKS, cfg:FusionConfig|None=None,
                  loss:LossConfig|None=None, device="cpu",
                  audio_norm:tuple|None=None, # (mean, std) of the training audio (`audio_stats`); None: computed here
@@ -285,7 +285,7 @@ def predict_split(stages:list, labels, attrs:dict|None=None):
 def _fit_in(stage, d:Path, train:TrainConfig, epochs:int|None):
     "Train `stage` in folder `d`, write its timing, keep its best weights."
     with stage.timer("loop"): rec = fit(stage, dataclasses.replace(train, out=str(d), epochs=epochs))
-    write_timing(d, stage.timer, rec, train.batch_size, "windows")
+    write_timing(d, stage.timer, rec, train.batch_size, stage.unit)
     if (d / "best.pt").exists(): stage.model.load_state_dict(read_checkpoint(d / "best.pt")["model"])
 
 # %% ../nbs/12_fusion.ipynb #abc76a1e

@@ -63,7 +63,7 @@ def noise_collate(items:list, # dataset items, each with its `seed`
 # %% ../nbs/10d_pretrain.ipynb #279367de
 class PretrainStage(Stage):
     "MAE pre-training as a stage of the training loop."
-    best, best_mode = "val_loss", "min"
+    best, best_mode, unit = "val_loss", "min", "images"
     def __init__(self, model:MaskedAutoencoder, data, mask_ratio:float=0.75, val=None):
         self.model, self.data, self.mask_ratio, self.val = model, data, mask_ratio, val
         self.collate = functools.partial(noise_collate, patches=model.patch_embed.num_patches)
@@ -112,9 +112,10 @@ def run_pretrain(cfg:PretrainConfig, # the run's configuration
     images = ImageFolderDataset(files=files, augment=cfg.augment, **norm)
     val = ImageFolderDataset(files=val, augment=False, **norm) if val else None
     timer = Timer()
-    with timer("loop"): rec = fit(PretrainStage(model, images, cfg.mask_ratio, val), dataclasses.replace(cfg.train, out=str(out)))
+    stage = PretrainStage(model, images, cfg.mask_ratio, val)
+    with timer("loop"): rec = fit(stage, dataclasses.replace(cfg.train, out=str(out)))
     if not init_distributed(cfg.train.device).main: return None
-    write_run(out, "pretrain", pretrain_metrics(out), {}, timing=(timer, rec, cfg.train.batch_size, "images"),
+    write_run(out, "pretrain", pretrain_metrics(out), {}, timing=(timer, rec, cfg.train.batch_size, stage.unit),
               config=dataclasses.asdict(cfg), model=model.config, images=len(files), validation_images=cfg.val_images,
               models={"mae": {"kind": "mae", "checkpoints": {"mae": out / "checkpoint.pt"}}}, default="mae")
     return Run.open(out)

@@ -90,6 +90,7 @@ class Stage:
     best: str|None = None # metric name that selects best.pt
     best_mode: str = "min" # "min" or "max"
     collate = None # DataLoader collate_fn (None: torch's default)
+    unit: str = "items" # what a training item is ("images", "windows"): the loop's messages and the timing table say it
     def param_groups(self, weight_decay:float) -> list[dict]: return param_groups(self.model, weight_decay)
     def train_data(self): raise NotImplementedError
     def loss(self, model, batch) -> tuple[torch.Tensor, dict]: raise NotImplementedError
@@ -170,9 +171,11 @@ class ShardedBatches:
                  world:int=1, rank:int=0, # processes, and this one
                  seed:int=0, # run seed
                  start:int=0, total:int|None=None, # first step and number of steps (None: one epoch)
-                 shuffle:bool=True):
+                 shuffle:bool=True,
+                 unit:str="items" # what an item is, for the message when there are too few
+                ):
         self.micro = check_batch(batch_size, accum_steps, world)
-        if n < batch_size: raise AbawError(f"the training data has {n} items, fewer than batch_size {batch_size}")
+        if n < batch_size: raise AbawError(f"the training data has fewer {unit} ({n}) than batch_size ({batch_size})")
         self.n, self.B, self.accum, self.world, self.rank, self.seed, self.shuffle = n, batch_size, accum_steps, world, rank, seed, shuffle
         self.steps_per_epoch = n // batch_size
         self.start, self.total = start, self.steps_per_epoch if total is None else total
@@ -452,10 +455,11 @@ def _setup(stage, # the `Stage`
 # %% ../nbs/08_train.ipynb #646fbcdb
 def _schedule(cfg:TrainConfig,
               n:int, # training items
-              env:DistEnv
+              env:DistEnv,
+              unit:str="items" # what an item is (`Stage.unit`)
              ) -> tuple[int, int, int, float]:
     "Steps per epoch, total steps, warm-up steps and peak learning rate of a run on `n` items."
-    spe = ShardedBatches(n, cfg.batch_size, cfg.accum_steps, env.world, env.rank, cfg.seed).steps_per_epoch
+    spe = ShardedBatches(n, cfg.batch_size, cfg.accum_steps, env.world, env.rank, cfg.seed, unit=unit).steps_per_epoch
     total = cfg.max_steps if cfg.max_steps is not None else cfg.epochs * spe
     warmup = cfg.warmup_steps or round(cfg.warmup_epochs * spe)
     peak = cfg.lr if cfg.lr is not None else cfg.blr * cfg.batch_size / 256
@@ -567,7 +571,7 @@ def fit(stage, # a `Stage`: model, param_groups, train_data, loss (evaluate, bes
     "Train `stage` as configured; resume from the run folder's checkpoint. Returns the last logged record."
     r = _setup(stage, cfg)
     data = _Keyed(stage.train_data())
-    r.spe, r.total, r.warmup, r.peak = _schedule(cfg, len(data), r.env)
+    r.spe, r.total, r.warmup, r.peak = _schedule(cfg, len(data), r.env, getattr(stage, "unit", "items"))
     pending_eval = _resume(r)
     _prepare_folder(r)
     ddp, net, batches = _batches(r, data)

@@ -134,3 +134,25 @@ def test_ddp_part_in_miniature(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     d = json.loads((out / "gpu_check.json").read_text())["ddp"]
     assert d["backend"] == "gloo" and d["1_process_s_per_step"] > 0 and d["2_process_s_per_step"] > 0 and d["speed_up"] > 0, d
+
+
+@pytest.mark.slow
+def test_paper_configuration_in_miniature(tmp_path):
+    "What the lent machine runs, `--config paper` (ViT-B/16 at 224 px, windows of 100), on the CPU with small batches: every part but DDP."
+    synth_catalog(tmp_path, frames=32, file="cat.yaml")
+    small = ["pretrain.train.batch_size=4", "finetune.train.batch_size=4", "finetune.eval_batch=8", "extract.batch_size=8",
+             "fusion.train.batch_size=1",   # a 32-frame video makes one window of 100 frames
+             "pretrain.train.num_workers=0", "finetune.train.num_workers=0", "extract.num_workers=0"]
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "bench/gpu_check.py", "--out", str(out), "--device", "cpu", "--config", "paper",
+                        "--catalog", str(tmp_path / "cat.yaml"), "--steps", "2", "--rounds", "1", "--mae-batch", "2",
+                        "--skip", "ddp", *small], capture_output=True, text=True, cwd=ROOT, timeout=1800,
+                       env={**os.environ, "OMP_NUM_THREADS": "2", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"),
+                            "TMPDIR": str(tmp_path)})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rep = json.loads((out / "gpu_check.json").read_text())
+    assert rep["config"] == "paper" and rep["mae_official"]["size"] == "base", rep.get("mae_official")
+    assert "feature extraction, crops resized in the workers" in [row["metric"] for row in rep["stages"]]
+    assert all(row["ratio"] > 0 for row in rep["stages"]) and rep["predict"]["frames"] > 0
+    assert {row["stage"] for row in rep["demo"]["timing"]} >= {"pretrain", "finetune", "extract", "fusion_visual", "fusion_audio_visual"}
+    assert rep["paths"]["fused"]["meets"] and rep["paths"]["compiled"]["meets"], rep["paths"]
