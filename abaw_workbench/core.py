@@ -34,14 +34,14 @@ def check_fraction(value, # a setting's value
     return v
 
 # %% ../nbs/00_core.ipynb #98445329
-def check_least(cfg, # a configuration (dataclass) being made: call it from `__post_init__`
+def check_least(cfg, # a configuration (dataclass) being made: call it from `__post_init__`; or a dict of settings
                 least:float, # the least value the fields may take
                 *names:str, # the fields held to it; None, where a field allows it, passes
                 strict:bool=False # True: `least` itself is refused too
                ):
     "An AbawError naming the first of `names` that lies below `least` (or at it, `strict`), or is not a number."
     for k in names:
-        v = getattr(cfg, k)
+        v = cfg[k] if isinstance(cfg, dict) else getattr(cfg, k)
         if v is None: continue
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > least if strict else v >= least)   # NaN: never
         if not ok: raise AbawError(f"{k} must be {'more than' if strict else 'at least'} {least}, got {v!r}")

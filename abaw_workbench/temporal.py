@@ -55,11 +55,9 @@ class FusionConfig:
 # %% ../nbs/10a_temporal.ipynb #3b0c0524
 def check_mix(mix:dict) -> dict:
     "The second branch's mix {alpha, beta, at_test} as floats, checked: a run's `mix_alpha`, `mix_beta` and `mix_at_test` (`FuseRunConfig`), or a checkpoint's spec."
-    missing = {"alpha", "beta", "at_test"} - set(mix)
-    if missing: raise AbawError(f"fusion mix: missing {sorted(missing)} (alpha, beta, at_test)")
-    for k in ("alpha", "beta"):
-        v = mix[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0: raise AbawError(f"mix_{k} must be more than 0, got {v!r}")
+    missing = [k for k in ("alpha", "beta", "at_test") if mix.get(k) is None]
+    if missing: raise AbawError(f"fusion mix: missing {missing} (alpha, beta, at_test)")
+    check_least({"mix_alpha": mix["alpha"], "mix_beta": mix["beta"]}, 0, "mix_alpha", "mix_beta", strict=True)
     return {"alpha": float(mix["alpha"]), "beta": float(mix["beta"]), "at_test": check_fraction(mix["at_test"], "mix_at_test")}
 
 # %% ../nbs/10a_temporal.ipynb #774d2526
