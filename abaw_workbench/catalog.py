@@ -15,9 +15,9 @@ from .schema import TASKS
 from .layout import FOLDERS, SPLITS, Layout
 
 # %% auto #0
-__all__ = ['KINDS', 'COMMON_KEYS', 'KIND_KEYS', 'OUTPUT_KINDS', 'TOP_KEYS', 'IMAGE_EXTENSIONS', 'CHECKPOINT_FORMATS', 'Entry',
-           'Catalog', 'human_size', 'entry_status', 'project_root', 'default_catalog_path', 'load_catalog',
-           'entry_or_path', 'add_entry', 'catalog_args', 'catalog_main']
+__all__ = ['KINDS', 'COMMON_KEYS', 'KIND_KEYS', 'OUTPUT_KINDS', 'TOP_KEYS', 'CHECKPOINT_FORMATS', 'Entry', 'Catalog',
+           'human_size', 'entry_status', 'project_root', 'default_catalog_path', 'load_catalog', 'entry_or_path',
+           'add_entry', 'catalog_args', 'catalog_main']
 
 # %% ../nbs/05a_catalog.ipynb #6bdb90e5
 KINDS = ("affwild2", "image_folder", "checkpoint", "feature_store", "run")
@@ -33,7 +33,6 @@ KIND_KEYS = {
 OUTPUT_KINDS = ("feature_store", "run")
 TOP_KEYS = {"entries", "cache_dir"}
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CHECKPOINT_FORMATS = ("auto", "mae", "timm", "hf_audio")  # hf_audio: a transformers audio-encoder folder (wav2vec2 / HuBERT)
 
 # %% ../nbs/05a_catalog.ipynb #9d8492ca

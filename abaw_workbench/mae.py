@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_mae.ipynb #7f273004
 from __future__ import annotations
-import math, random, sys
+import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -19,11 +19,13 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from .core import AbawError, check_choice, read_weights
+from .layout import IMAGE_EXTENSIONS
+from .data import augment_params, decode_file, prepare_image, resize_image
 
 # %% auto #0
-__all__ = ['MAE_SIZES', 'FRESH_KEYS', 'EXTRA_KEYS', 'IMAGE_EXTENSIONS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder',
-           'build_encoder', 'size_name', 'LoadReport', 'read_state_dict', 'state_dict_from', 'load_checkpoint',
-           'load_weights', 'list_images', 'ImageFolderDataset', 'EncoderConfig', 'reconstruction_grid']
+__all__ = ['MAE_SIZES', 'FRESH_KEYS', 'EXTRA_KEYS', 'sincos_pos_embed', 'mae_config', 'MaskedAutoencoder', 'build_encoder',
+           'size_name', 'LoadReport', 'read_state_dict', 'state_dict_from', 'load_checkpoint', 'load_weights',
+           'list_images', 'ImageFolderDataset', 'EncoderConfig', 'reconstruction_grid']
 
 # %% ../nbs/09_mae.ipynb #d93d0720
 def _sincos_1d(dim:int, pos:torch.Tensor) -> torch.Tensor:
@@ -326,9 +328,6 @@ def load_weights(model:nn.Module, sd:dict, # a state dict read by `read_state_di
     elif verbose: print(rep, file=sys.stderr)
     return rep
 
-# %% ../nbs/09_mae.ipynb #0b4dc901
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
 # %% ../nbs/09_mae.ipynb #95f69747
 def list_images(root:str|Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
     "Image files under `root` (recursive, sorted)."
@@ -339,53 +338,31 @@ def list_images(root:str|Path, extensions=IMAGE_EXTENSIONS) -> list[Path]:
     if not files: raise AbawError(f"{root}: no images ({', '.join(sorted(ext))}) in this folder")
     return files
 
-# %% ../nbs/09_mae.ipynb #f19f90c8
-def _crop_box(rng:random.Random, w:int, h:int, scale=(0.2, 1.0), ratio=(3/4, 4/3)):
-    "A random-resized-crop box (left, top, right, bottom)."
-    area = w * h
-    for _ in range(10):
-        a = area * rng.uniform(*scale)
-        r = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-        cw, ch = int(round(math.sqrt(a * r))), int(round(math.sqrt(a / r)))
-        if 0 < cw <= w and 0 < ch <= h:
-            x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
-            return x, y, x + cw, y + ch
-    s = min(w, h); x, y = (w - s) // 2, (h - s) // 2  # fall back to the centre square
-    return x, y, x + s, y + s
-
 # %% ../nbs/09_mae.ipynb #cb8d1ff2
 class ImageFolderDataset(torch.utils.data.Dataset):
-    "Images under a folder as normalised tensors, optionally MAE-augmented from a per-sample seed."
+    "Images under a folder, optionally MAE-augmented from a per-sample seed: normalised, or uint8 for a batch to be normalised on its device."
     takes_seed = True
+    crop_scale = (0.2, 1.0) # the random resized crop's share of the area (MAE's)
     def __init__(self, root:str|Path|None=None, # folder of images (any depth)
                  img_size:int=112, # output side in pixels
                  augment:bool=True, # random resized crop + horizontal flip
                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), # normalisation (a timm pretrained_cfg's)
                  files:list|None=None, # explicit file list instead of `root`
-                 extensions=IMAGE_EXTENSIONS):
+                 extensions=IMAGE_EXTENSIONS,
+                 normalize:bool=True # False: uint8 [3, S, S] images, normalised a batch at a time (`data.normalize_batch` with `self.cfg`)
+                ):
         self.files = list(files) if files is not None else list_images(root, extensions)
-        self.img_size, self.augment = img_size, augment
-        self.mean, self.std = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+        self.augment, self.normalize = augment, normalize
+        self.cfg = dict(size=(img_size, img_size), mean=tuple(mean), std=tuple(std), interpolation="bicubic")
 
     def __len__(self): return len(self.files)
 
-    def load(self, i:int, seed:int|None=None) -> torch.Tensor:
-        "Image `i` as a `[3, S, S]` float tensor in [0, 1] (augmented when a seed is given and `augment`)."
-        from PIL import Image
-        try:
-            with Image.open(self.files[i]) as im: im = im.convert("RGB")
-        except Exception as e: raise AbawError(f"{self.files[i]}: cannot read image ({e})") from None
-        S = self.img_size
-        if self.augment and seed is not None:
-            rng = random.Random(seed)
-            im = im.resize((S, S), Image.BICUBIC, box=_crop_box(rng, *im.size))
-            if rng.random() < 0.5: im = im.transpose(Image.FLIP_LEFT_RIGHT)
-        elif im.size != (S, S): im = im.resize((S, S), Image.BICUBIC)
-        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255
-
     def __getitem__(self, key):
         i, seed = key if isinstance(key, tuple) else (key, None)
-        return dict(image=(self.load(i, seed) - self.mean) / self.std, seed=seed if seed is not None else i)
+        img = decode_file(self.files[i])
+        aug = augment_params(*img.shape[-2:], seed=seed, scale=self.crop_scale) if self.augment and seed is not None else {}
+        x = prepare_image(img, self.cfg, **aug) if self.normalize else resize_image(img, self.cfg, **aug)
+        return dict(image=x, seed=seed if seed is not None else i)
 
 # %% ../nbs/09_mae.ipynb #55f5b953
 @dataclass

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import torch
 
-from .core import AbawError, Timer, check_least, named_configs, print_config, stage_args, stage_config
+from .core import AbawError, Timer, check_least, get_device, named_configs, print_config, stage_args, stage_config
+from .layout import IMAGE_EXTENSIONS
+from .data import accelerated, normalize_batch
 from .synth import stage_inputs
 from .train import Stage, TrainConfig, check_train, fit, init_distributed, write_run
-from .mae import (IMAGE_EXTENSIONS, MAE_SIZES, EncoderConfig, ImageFolderDataset, MaskedAutoencoder, list_images,
+from .mae import (MAE_SIZES, EncoderConfig, ImageFolderDataset, MaskedAutoencoder, list_images,
                                 load_checkpoint, mae_config)
 from .runs import Run
 
@@ -68,8 +70,11 @@ class PretrainStage(Stage):
         self.model, self.data, self.mask_ratio, self.val = model, data, mask_ratio, val
         self.collate = functools.partial(noise_collate, patches=model.patch_embed.num_patches)
     def train_data(self): return self.data
+    def images(self, x:torch.Tensor) -> torch.Tensor:
+        "A batch's images as the model takes them: uint8 ones (`ImageFolderDataset(normalize=False)`) normalised on their device."
+        return normalize_batch(x, self.data.cfg) if x.dtype == torch.uint8 else x
     def loss(self, model, batch):
-        loss, _, _ = model(batch["image"], self.mask_ratio, noise=batch["noise"])
+        loss, _, _ = model(self.images(batch["image"]), self.mask_ratio, noise=batch["noise"])
         return loss, {}
     @torch.no_grad()
     def evaluate(self, model):
@@ -77,7 +82,7 @@ class PretrainStage(Stage):
         model.eval(); dev = next(model.parameters()).device; tot, n = 0.0, len(self.val)
         for i0 in range(0, n, 32):  # fixed masks: noise seeded by the image's index
             b = {k: v.to(dev, non_blocking=True) for k, v in self.collate([self.val[i] for i in range(i0, min(n, i0 + 32))]).items()}
-            tot = tot + model(b["image"], self.mask_ratio, noise=b["noise"])[0].double() * len(b["image"])   # read once, at the end
+            tot = tot + model(self.images(b["image"]), self.mask_ratio, noise=b["noise"])[0].double() * len(b["image"])   # read once, at the end
         return {"val_loss": float(tot) / n}
 
 # %% ../nbs/10d_pretrain.ipynb #92b21ba8
@@ -108,7 +113,8 @@ def run_pretrain(cfg:PretrainConfig, # the run's configuration
     if cfg.val_images:
         perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(cfg.train.seed)).tolist()
         val, files = [files[i] for i in sorted(perm[:cfg.val_images])], [files[i] for i in sorted(perm[cfg.val_images:])]
-    norm = dict(img_size=cfg.encoder.img_size, mean=model.pretrained_cfg["mean"], std=model.pretrained_cfg["std"])
+    norm = dict(img_size=cfg.encoder.img_size, mean=model.pretrained_cfg["mean"], std=model.pretrained_cfg["std"],
+                normalize=not accelerated(get_device(cfg.train.device)))   # beside a GPU: uint8, normalised there
     images = ImageFolderDataset(files=files, augment=cfg.augment, **norm)
     val = ImageFolderDataset(files=val, augment=False, **norm) if val else None
     timer = Timer()

@@ -15,9 +15,9 @@ import av
 import cv2
 import numpy as np
 from fastcore.basics import patch
-from PIL import Image, ImageOps
 
 from .core import AbawError, atomic_path
+from .data import decode_file
 
 # %% auto #0
 __all__ = ['VideoInfo', 'video_info', 'write_video', 'is_i420', 'yuv_planes', 'iter_frames', 'read_frames', 'prefetch',
@@ -229,14 +229,12 @@ def prefetch(it, # any iterator
         yield x
 
 # %% ../nbs/07a_video.ipynb #4ae4d9c1
-def read_image(path:str|Path # an image file (anything Pillow reads)
+def read_image(path:str|Path # a JPEG, PNG, BMP or WebP file
               ) -> np.ndarray:
-    "The image as RGB uint8 [H, W, 3], turned upright as its EXIF orientation says; `AbawError` naming the file when unreadable."
+    "The image as RGB uint8 [H, W, 3], turned upright as its EXIF orientation says (`data.decode_file`); `AbawError` naming the file when missing or undecodable."
     p = Path(path)
     if not p.is_file(): raise AbawError(f"{p}: image file not found")
-    try:
-        with Image.open(p) as im: return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e: raise AbawError(f"{p}: unreadable image ({e})") from None
+    return decode_file(p).permute(1, 2, 0).numpy()
 
 # %% ../nbs/07a_video.ipynb #973e61d6
 class VideoFrames:

@@ -2,15 +2,17 @@
 
 Writes a few thousand 112 px JPEG crops (face-like smooth content plus noise, ~4-6 KB each, like
 Aff-Wild2's `cropped_aligned`) into a temporary folder, then measures frames/s for:
-  - bare: read the bytes + `torchvision.io.decode_jpeg`, nothing else, in this process (the baseline);
+  - bare: read the bytes + `cv2.imdecode` (the decoder `data.decode_file` uses), nothing else, in this process
+    (the baseline);
   - FrameDataset at 112 px and 224 px (decode, resize, normalise, labels), through a DataLoader
     with 0 workers (in this process) and with 2 workers; and at 224 px with `normalize=False`
     (uint8 images, normalised later on the device), which moves 4x fewer bytes;
   - what one core decodes for a GPU (`loader_settings` gives every core but one to workers there): the inference
     crops at their stored 112 px (resized on the device, `resize_on="device"`) or resized to 224 in the worker
     (`resize_on="workers"`), and the training crops at 224 (random resized crop, flip, colour jitter, uint8);
+    and MAE pre-training's face images at 224 (`ImageFolderDataset`: random resized crop of 20-100 %, flip, uint8);
     the cores each would need to feed the paper configuration's bare rates on one H200 (forward 8,114 frames/s,
-    training step 2,472 images/s: ../shared/docs/gpu.md).
+    fine-tuning step 2,472 images/s, MAE step about 1,985 images/s: ../shared/docs/gpu.md and issue 25).
 Each figure is the best of `--repeats` full passes (workers warmed up by a first pass); the bare
 loop is timed again right before each configuration and the ratio uses that neighbour, so that
 load from other processes on a shared machine affects both sides alike.
@@ -18,21 +20,20 @@ Prints a table, then one JSON line per figure.
 
     python bench/bench_frames.py [--frames 4000] [--repeats 2] [--batch 64]
 """
-import argparse, json, os, sys, tempfile, time, warnings
+import argparse, json, os, sys, tempfile, time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+import cv2
 import numpy as np
 import torch
 from PIL import Image
 
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
-from torchvision.io import decode_jpeg, ImageReadMode
-
 from abaw_workbench.data import FrameDataset, make_loader, preprocess_config
 from abaw_workbench.finetune import CropDataset
+from abaw_workbench.mae import ImageFolderDataset
 
-H200 = {"forward": 8114, "train": 2472}   # the paper configuration's bare rates on one H200, frames (images) per second
+H200 = {"forward": 8114, "train": 2472, "pretrain": 1985}   # the paper configuration's bare rates on one H200, frames (images) per second
 from abaw_workbench.schema import make_dataset
 
 
@@ -57,10 +58,17 @@ def write_crops(root: Path, n: int, videos: int = 8, size: int = 112, seed: int 
                         au=rng.integers(0, 2, (n, 12)).astype(np.float32))
 
 
+class Seeded(torch.utils.data.Dataset):
+    "A dataset keyed as the training loop keys it, by (index, seed), so that its augmentation runs."
+    def __init__(self, d): self.d = d
+    def __len__(self): return len(self.d)
+    def __getitem__(self, i): return self.d[(i, i)]
+
+
 def bare(paths):
     for p in paths:
         with open(p, "rb") as f: data = f.read()
-        decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
+        cv2.imdecode(np.frombuffer(data, np.uint8), getattr(cv2, "IMREAD_COLOR_RGB", cv2.IMREAD_COLOR))
 
 
 def timed(fn, repeats):
@@ -75,7 +83,7 @@ def loader_fps(fd, n, batch, nw, repeats, bare_fps):
     dl = make_loader(fd, batch_size=batch, num_workers=nw)
     def epoch():
         k = 0
-        for b in dl: k += len(b["index"])
+        for b in dl: k += len(b["image"])
         assert k == n
     if nw: epoch()  # start the persistent workers
     base = bare_fps()  # the baseline right before, so machine load hits both alike
@@ -111,19 +119,21 @@ def main(argv=None):
         feed = [("inference crops at 112 px (resized on the device)", "feed_infer_112px", CropDataset(ds, root, cfg(112), normalize=False), "forward"),
                 ("inference crops resized to 224 px in the worker", "feed_infer_224px", CropDataset(ds, root, cfg(224), normalize=False), "forward"),
                 ("training crops at 224 px (augmented, jittered)", "feed_train_224px",
-                 FrameDataset(ds, root, cfg(224), augment=True, jitter=1.0, normalize=False), "train")]
+                 FrameDataset(ds, root, cfg(224), augment=True, jitter=1.0, normalize=False), "train"),
+                ("MAE pre-training's face images at 224 px (augmented)", "feed_pretrain_224px",
+                 Seeded(ImageFolderDataset(files=paths, img_size=224, normalize=False)), "pretrain")]
         fed = []
         for label, metric, d, kind in feed:
             fps, base = loader_fps(d, n, a.batch, 0, a.repeats, bare_fps)
             fed.append((label, metric, fps, base, H200[kind] / fps))
     base_fps = max(r[3] for r in rows)
     print(f"\n{'what':<36} {'frames/s':>10} {'bare f/s':>10} {'x bare':>8}")
-    print(f"{'bare decode_jpeg loop (best)':<36} {base_fps:>10.0f} {'':>10} {1:>8.2f}")
+    print(f"{'bare imdecode loop (best)':<36} {base_fps:>10.0f} {'':>10} {1:>8.2f}")
     for label, _, fps, base in rows: print(f"{label:<36} {fps:>10.0f} {base:>10.0f} {fps / base:>8.2f}")
     print(f"\n{'one core, feeding a GPU':<52} {'frames/s':>10} {'cores for one H200':>20}")
     for label, _, fps, _, cores in fed: print(f"{label:<52} {fps:>10.0f} {cores:>20.1f}")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"(bare = read + decode_jpeg only, in one process; {os.cpu_count()} cores, load average {load:.1f} at the end)\n")
+    print(f"(bare = read + cv2.imdecode only, in one process; {os.cpu_count()} cores, load average {load:.1f} at the end)\n")
     def target(px, nw):
         if nw: return f"> the 0-worker figure at {px} px ({nw} workers on {os.cpu_count()} cores)"
         return ">= 0.5x bare (decode dominates)" if px == 112 else ">= 0.15x bare (upsampling to 224: 4x the pixels)"
