@@ -296,10 +296,11 @@ def batch(self:FrameDataset, keys) -> dict:
     return out
 
 # %% ../nbs/06_data.ipynb #89917015
-def normalize_batch(x:torch.Tensor, # uint8 [..., 3, H, W] images, on any device
+def normalize_batch(x:torch.Tensor, # uint8 [..., 3, H, W] images, on any device (float ones: normalised where they were made)
                     cfg:dict # from `preprocess_config`
                    ) -> torch.Tensor:
-    "Normalise uint8 images to float32 as `cfg` says, on their device."
+    "Normalise uint8 images to float32 as `cfg` says, on their device; float images, which a loader normalised (`normalize=True`), as they are."
+    if x.is_floating_point(): return x
     scale, shift = (c.to(x.device, non_blocking=True) for c in _norm_consts(cfg))   # not a blocking copy: it would wait for the device
     if x.device.type == "cpu" and x.movedim(-3, -1).is_contiguous():  # channels-last memory: the fast row path
         return normalize_hwc(x.movedim(-3, -1), (scale, shift)).movedim(-1, -3)

@@ -206,8 +206,7 @@ class FinetuneStage(Stage):
     def param_groups(self, weight_decay): return layer_decay_groups(self.model, weight_decay, self.cfg.layer_decay)
     def train_data(self): return self.data
     def loss(self, model, batch):
-        x = batch["image"]
-        if x.dtype == torch.uint8: x = normalize_batch(x, self.pre)
+        x = normalize_batch(batch["image"], self.pre)
         return self.criterion.to(x.device)(model(x), batch)
 
     def predict(self, model, labels):

@@ -70,11 +70,8 @@ class PretrainStage(Stage):
         self.model, self.data, self.mask_ratio, self.val = model, data, mask_ratio, val
         self.collate = functools.partial(noise_collate, patches=model.patch_embed.num_patches)
     def train_data(self): return self.data
-    def images(self, x:torch.Tensor) -> torch.Tensor:
-        "A batch's images as the model takes them: uint8 ones (`ImageFolderDataset(normalize=False)`) normalised on their device."
-        return normalize_batch(x, self.data.cfg) if x.dtype == torch.uint8 else x
     def loss(self, model, batch):
-        loss, _, _ = model(self.images(batch["image"]), self.mask_ratio, noise=batch["noise"])
+        loss, _, _ = model(normalize_batch(batch["image"], self.data.cfg), self.mask_ratio, noise=batch["noise"])
         return loss, {}
     @torch.no_grad()
     def evaluate(self, model):
@@ -82,7 +79,7 @@ class PretrainStage(Stage):
         model.eval(); dev = next(model.parameters()).device; tot, n = 0.0, len(self.val)
         for i0 in range(0, n, 32):  # fixed masks: noise seeded by the image's index
             b = {k: v.to(dev, non_blocking=True) for k, v in self.collate([self.val[i] for i in range(i0, min(n, i0 + 32))]).items()}
-            tot = tot + model(self.images(b["image"]), self.mask_ratio, noise=b["noise"])[0].double() * len(b["image"])   # read once, at the end
+            tot = tot + model(normalize_batch(b["image"], self.data.cfg), self.mask_ratio, noise=b["noise"])[0].double() * len(b["image"])   # read once, at the end
         return {"val_loss": float(tot) / n}
 
 # %% ../nbs/10d_pretrain.ipynb #92b21ba8
