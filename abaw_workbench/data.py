@@ -14,8 +14,6 @@ import timm
 import torch
 import xarray as xr
 from fastcore.basics import patch
-import torchvision.transforms.v2.functional as TF
-from torchvision.transforms import InterpolationMode
 
 from .core import AbawError, check_choice
 from .schema import TASKS, video_slices
@@ -25,7 +23,8 @@ from .layout import crop_name
 __all__ = ['RESIZE_ON', 'preprocess_config', 'decode_file', 'resize_image', 'normalize_hwc', 'prepare_image', 'load_image',
            'random_box', 'augment_params', 'color_jitter', 'augment_image', 'label_arrays', 'has_label', 'FrameDataset',
            'normalize_batch', 'prepare_batch', 'window_starts', 'window_index', 'window_labels', 'WindowDataset',
-           'accelerated', 'default_workers', 'loader_settings', 'make_loader', 'resize_on_device', 'stored_crop_size']
+           'accelerated', 'default_workers', 'loader_settings', 'collate_items', 'make_loader', 'resize_on_device',
+           'stored_crop_size']
 
 # %% ../nbs/06_data.ipynb #867f0d5b
 def _cfg_dict(cfg) -> dict: return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
@@ -53,8 +52,14 @@ def preprocess_config(model_or_name, # a timm model name (with optional `.tag`),
                 std=tuple(float(x) for x in dc["std"]), interpolation=str(dc.get("interpolation", "bilinear")))
 
 # %% ../nbs/06_data.ipynb #9ed1a8a5
-_INTERP = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC,
-           "nearest": InterpolationMode.NEAREST, "lanczos": InterpolationMode.LANCZOS}
+_INTERP = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}   # timm's names: torch's modes (others: bilinear)
+
+def _interpolate(x:torch.Tensor, # [B, 3, h, w] images: uint8 (on the CPU) or float, on any device
+                 size:tuple, cfg:dict) -> torch.Tensor:
+    "Resize images to `size` with `cfg`'s interpolation, antialiased: the one resize of workers and devices."
+    mode = _INTERP.get(cfg.get("interpolation", "bilinear"), "bilinear")
+    smooth = mode != "nearest"
+    return torch.nn.functional.interpolate(x, size=size, mode=mode, antialias=smooth, align_corners=False if smooth else None)
 
 # %% ../nbs/06_data.ipynb #4f53046a
 def _is_image(data:bytes) -> bool:
@@ -86,33 +91,38 @@ def resize_image(img:torch.Tensor, # uint8 [3, H, W]
                  box:tuple|None=None, # optional crop (top, left, height, width) before resizing
                  flip:bool=False # mirror horizontally
                 ) -> torch.Tensor:
-    "Crop, resize (antialiased, on uint8) and flip to uint8 [3, *cfg['size']]."
-    size = list(cfg["size"])
-    interp = _INTERP.get(cfg.get("interpolation", "bilinear"), InterpolationMode.BILINEAR)
-    if box is not None: img = TF.resized_crop(img, *box, size, interpolation=interp, antialias=True)
-    elif list(img.shape[-2:]) != size: img = TF.resize(img, size, interpolation=interp, antialias=True)
+    "Crop, resize (antialiased, on uint8) and flip to uint8 [3, *cfg['size']] (channels-last memory)."
+    size = tuple(cfg["size"])
+    if box is not None:
+        t, l, h, w = box
+        img = img[:, t:t + h, l:l + w]
+    if tuple(img.shape[-2:]) != size:   # channels-last [1, 3, h, w] strides (a crop view copied): the uint8 kernel's fast path
+        img = _interpolate(img.permute(1, 2, 0)[None].contiguous().permute(0, 3, 1, 2), size, cfg)[0]
     return img.flip(-1) if flip else img
 
 # %% ../nbs/06_data.ipynb #c41b1100
-def _norm_consts(cfg:dict):
+def _norm_consts(cfg:dict, width:int=1):
+    "(scale, shift): x_uint8 * scale + shift == (x/255 - mean) / std, per channel, repeated along a row of `width` pixels."
     std = torch.tensor(cfg["std"], dtype=torch.float32)
     mean = torch.tensor(cfg["mean"], dtype=torch.float32)
-    return 1 / (255 * std), -mean / std  # x_uint8 * scale + shift == (x/255 - mean) / std, per channel
+    return (1 / (255 * std)).repeat(width), (-mean / std).repeat(width)
 
 # %% ../nbs/06_data.ipynb #cc2c66d4
 def normalize_hwc(x:torch.Tensor, # uint8 [..., H, W, 3] (contiguous)
-                  consts, # `_norm_consts(cfg)`
+                  consts, # `_norm_consts(cfg)`, or `_norm_consts(cfg, W)`: made once for many images
                   out:torch.Tensor|None=None # float32 buffer of the same shape to write into
                  ) -> torch.Tensor:
     "Normalise uint8 HWC values to float32 [..., H, W, 3]."
     *lead, H, W, C = x.shape
     scale, shift = consts
+    if scale.numel() != W * C: scale, shift = scale[:C].repeat(W), shift[:C].repeat(W)
     out = torch.empty(x.shape, dtype=torch.float32) if out is None else out
-    # viewed as rows of W*3 values, the per-channel constants become one repeating row: the
-    # multiply-add then vectorises along the row (broadcasting over a last axis of 3 does not)
+    # viewed as rows of W*3 values, the per-channel constants become one repeating row: the multiply-add then
+    # vectorises along the row (broadcasting over a last axis of 3 does not); repeating them per image costs as
+    # much as normalising a 112-px crop, so datasets make the row once
     o = out.view(*lead, H, W * C)
     o.copy_(x.reshape(*lead, H, W * C))
-    return out if not o.numel() else o.mul_(scale.repeat(W)).add_(shift.repeat(W)).view(out.shape)
+    return out if not o.numel() else o.mul_(scale).add_(shift).view(out.shape)
 
 # %% ../nbs/06_data.ipynb #f79586ec
 def prepare_image(img:torch.Tensor, # uint8 [3, H, W]
@@ -163,11 +173,16 @@ def color_jitter(hwc:torch.Tensor, # uint8 [..., H, W, 3] image(s)
                  p:dict # the "color" entry of `augment_params`
                 ) -> torch.Tensor:
     "Greyscale (maybe), per-channel gain, then contrast around the mean and brightness; uint8 out."
-    f = hwc.float()
-    if p["grey"]: f = f.mean(-1, keepdim=True).expand_as(f)
-    f = f * torch.tensor(p["gain"])
-    m = f.mean()
-    return ((f - m) * p["contrast"] + m + p["brightness"]).clamp_(0, 255).to(torch.uint8)
+    x = hwc.contiguous().numpy().reshape(-1, hwc.shape[-2], 3)    # the image(s) as one OpenCV image
+    mix = np.full((3, 3), 1 / 3) if p["grey"] else np.eye(3)
+    M = np.asarray(p["gain"], np.float64)[:, None] * mix              # colour in -> colour out, before the contrast
+    m = float((M @ cv2.mean(x)[:3]).mean())                           # the mean the contrast turns around
+    k = p["contrast"]; shift = (1 - k) * m + p["brightness"]           # out = k * M @ rgb + shift, clipped, truncated
+    if p["grey"]:  # one pass of a 3x4 matrix; OpenCV rounds (in its own precision: within a level), -0.5 truncates
+        out = cv2.transform(x, np.c_[M * k, np.full(3, shift - 0.5)])
+    else:          # each channel by itself: one lookup table per channel
+        out = cv2.LUT(x, np.clip(np.arange(256)[:, None] * (M.diagonal() * k) + shift, 0, 255).astype(np.uint8)[:, None])
+    return torch.from_numpy(out).view(hwc.shape)
 
 # %% ../nbs/06_data.ipynb #613d059f
 def augment_image(img:torch.Tensor, # uint8 [3, H, W]
@@ -226,7 +241,7 @@ class _CropDataset(torch.utils.data.Dataset):
         self.crops, self.cfg, self.tasks, self.augment = _Crops(ds, crops_root), dict(cfg), tuple(tasks), augment
         self.jitter = jitter
         self.labels = label_arrays(ds, self.tasks)
-        self._consts = _norm_consts(self.cfg)
+        self._consts = _norm_consts(self.cfg, self.cfg["size"][1])
 
 # %% ../nbs/06_data.ipynb #639ef5e8
 class FrameDataset(_CropDataset):
@@ -307,8 +322,6 @@ def normalize_batch(x:torch.Tensor, # uint8 [..., 3, H, W] images, on any device
     return x.to(torch.float32) * scale[:, None, None] + shift[:, None, None]
 
 # %% ../nbs/06_data.ipynb #82694237
-_TORCH_INTERP = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
-
 def prepare_batch(x:torch.Tensor, # uint8 [B, 3, h, w] images, on any device
                   cfg:dict # from `preprocess_config`: the model's size, mean, std, interpolation
                  ) -> torch.Tensor:
@@ -316,8 +329,7 @@ def prepare_batch(x:torch.Tensor, # uint8 [B, 3, h, w] images, on any device
     x = normalize_batch(x, cfg)
     size = tuple(cfg["size"])
     if tuple(x.shape[-2:]) == size: return x
-    mode = _TORCH_INTERP.get(cfg.get("interpolation", "bilinear"), "bilinear")
-    return torch.nn.functional.interpolate(x, size=size, mode=mode, antialias=mode != "nearest", align_corners=False if mode != "nearest" else None)
+    return _interpolate(x, size, cfg)
 
 # %% ../nbs/06_data.ipynb #dd2171d2
 def window_starts(n:int, # frames in the video
@@ -410,7 +422,7 @@ class WindowDataset(_CropDataset):
 
 # %% ../nbs/06_data.ipynb #1c9f4ea0
 def _worker_init(_):
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)   # (not cv2.setNumThreads: in a child forked after OpenCV's thread pool ran, it hangs)
 
 # %% ../nbs/06_data.ipynb #6cbbbbfd
 def accelerated(device) -> bool:
@@ -437,6 +449,17 @@ def loader_settings(device, # the device the batches feed
     if nw > 0: kw.update(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=_worker_init)
     return kw
 
+# %% ../nbs/06_data.ipynb #4466abd2
+def collate_items(items:list # dataset items: dicts (or anything `default_collate` takes)
+                 ):
+    "torch's `default_collate`, with channels-last images (`[..., 3, H, W]` views of `[..., H, W, 3]` memory) stacked as they lie: a plain copy."
+    if not items or not isinstance(items[0], dict): return torch.utils.data.default_collate(items)
+    last = [k for k, v in items[0].items()
+            if torch.is_tensor(v) and v.dim() >= 3 and not v.is_contiguous() and v.movedim(-3, -1).is_contiguous()]
+    out = torch.utils.data.default_collate([{**it, **{k: it[k].movedim(-3, -1) for k in last}} for it in items])
+    for k in last: out[k] = out[k].movedim(-1, -3)
+    return out
+
 # %% ../nbs/06_data.ipynb #68f03d6b
 def make_loader(dataset:torch.utils.data.Dataset,
                 batch_size:int=64, # items per batch
@@ -448,7 +471,7 @@ def make_loader(dataset:torch.utils.data.Dataset,
                 prefetch_factor:int=4, # batches prefetched per worker
                 device="cpu" # the device the batches feed (`loader_settings`)
                ) -> torch.utils.data.DataLoader:
-    "A DataLoader with sensible defaults for frame and window datasets (a dataset's own `collate` method, if any, makes its batches)."
+    "A DataLoader with sensible defaults for frame and window datasets (batches: the dataset's `batch` or `collate` method if it has one, else `collate_items`)."
     g = torch.Generator().manual_seed(seed)
     kw = dict(loader_settings(device, num_workers, prefetch_factor=prefetch_factor), generator=g)
     if callable(getattr(dataset, "batch", None)):
@@ -457,7 +480,7 @@ def make_loader(dataset:torch.utils.data.Dataset,
         bs = torch.utils.data.BatchSampler(base, batch_size, drop_last)
         return torch.utils.data.DataLoader(dataset, sampler=bs, batch_size=None, **kw)
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None,
-                                       sampler=sampler, drop_last=drop_last, collate_fn=getattr(dataset, "collate", None), **kw)
+                                       sampler=sampler, drop_last=drop_last, collate_fn=getattr(dataset, "collate", collate_items), **kw)
 
 # %% ../nbs/06_data.ipynb #13c7369d
 RESIZE_ON = ("auto", "workers", "device")

@@ -72,11 +72,6 @@ class CropDataset(torch.utils.data.Dataset):
         i = int(self.rows[k])
         p = self.crops.path(i)
         return {"image": load_image(p, self.cfg) if self.normalize else resize_image(decode_file(p), self.cfg), "index": torch.tensor(i)}
-    def collate(self, items:list) -> dict:
-        "A batch; uint8 images as [B, 3, H, W] in channels-last memory, as decoded (one plain copy, and `normalize_batch`'s fast path)."
-        if self.normalize: return torch.utils.data.default_collate(items)
-        return {"image": torch.stack([it["image"].permute(1, 2, 0) for it in items]).permute(0, 3, 1, 2),
-                "index": torch.stack([it["index"] for it in items])}
 
 # %% ../nbs/10e_finetune.ipynb #258f431e
 def crop_config(labels, crops_root, cfg:dict, # the model's preprocessing (`data.preprocess_config`)

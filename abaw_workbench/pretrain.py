@@ -12,7 +12,7 @@ import torch
 
 from .core import AbawError, Timer, check_least, get_device, named_configs, print_config, stage_args, stage_config
 from .layout import IMAGE_EXTENSIONS
-from .data import accelerated, normalize_batch
+from .data import accelerated, collate_items, normalize_batch
 from .synth import stage_inputs
 from .train import Stage, TrainConfig, check_train, fit, init_distributed, write_run
 from .mae import (MAE_SIZES, EncoderConfig, ImageFolderDataset, MaskedAutoencoder, list_images,
@@ -58,7 +58,7 @@ def noise_collate(items:list, # dataset items, each with its `seed`
                   patches:int # patches per image
                  ) -> dict:
     "The items collated, with each one's masking noise (`mask_noise` of its seed) as `noise`: drawn where the batch is made (a loader worker), so that a step never reads a seed back from the device."
-    b = torch.utils.data.default_collate(items)
+    b = collate_items(items)
     b["noise"] = mask_noise(b["seed"], patches)
     return b
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from .core import AbawError, atomic_write, check_choice, check_device, check_least, get_device, read_weights, remove_stale_tmp, seed_everything, write_manifest
 from .schema import save_predictions
-from .data import accelerated, loader_settings
+from .data import accelerated, collate_items, loader_settings
 
 # %% auto #0
 __all__ = ['AMP_POLICIES', 'TrainConfig', 'param_groups', 'Stage', 'get_lr', 'DistEnv', 'init_distributed', 'sample_seed',
@@ -89,7 +89,7 @@ class Stage:
     model: nn.Module
     best: str|None = None # metric name that selects best.pt
     best_mode: str = "min" # "min" or "max"
-    collate = None # DataLoader collate_fn (None: torch's default)
+    collate = None # DataLoader collate_fn (None: `data.collate_items`)
     unit: str = "items" # what a training item is ("images", "windows"): the loop's messages and the timing table say it
     def param_groups(self, weight_decay:float) -> list[dict]: return param_groups(self.model, weight_decay)
     def train_data(self): raise NotImplementedError
@@ -211,8 +211,8 @@ class _Keyed(torch.utils.data.Dataset):
 
 # %% ../nbs/08_train.ipynb #a8cda4e1
 class _Collate:
-    "Collate items (with the stage's `collate`, else torch's); a batch the dataset collated itself passes through."
-    def __init__(self, fn=None): self.fn = fn or torch.utils.data.default_collate
+    "Collate items (with the stage's `collate`, else `data.collate_items`); a batch the dataset collated itself passes through."
+    def __init__(self, fn=None): self.fn = fn or collate_items
     def __call__(self, items): return items if isinstance(items, dict) else self.fn(items)
 
 # %% ../nbs/08_train.ipynb #9439b6de
