@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_data.ipynb #aa063d3d
 from __future__ import annotations
-import os
+import functools, os
 from pathlib import Path
 from typing import Sequence
 
@@ -55,7 +55,9 @@ def preprocess_config(model_or_name, # a timm model name (with optional `.tag`),
 _INTERP = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}   # timm's names: torch's modes (others: bilinear)
 
 def _interpolate(x:torch.Tensor, # [B, 3, h, w] images: uint8 (on the CPU) or float, on any device
-                 size:tuple, cfg:dict) -> torch.Tensor:
+                 size:tuple, # (height, width) out
+                 cfg:dict # from `preprocess_config` (uses `interpolation`)
+                ) -> torch.Tensor:
     "Resize images to `size` with `cfg`'s interpolation, antialiased: the one resize of workers and devices."
     mode = _INTERP.get(cfg.get("interpolation", "bilinear"), "bilinear")
     smooth = mode != "nearest"
@@ -101,25 +103,27 @@ def resize_image(img:torch.Tensor, # uint8 [3, H, W]
     return img.flip(-1) if flip else img
 
 # %% ../nbs/06_data.ipynb #c41b1100
-def _norm_consts(cfg:dict, width:int=1):
-    "(scale, shift): x_uint8 * scale + shift == (x/255 - mean) / std, per channel, repeated along a row of `width` pixels."
-    std = torch.tensor(cfg["std"], dtype=torch.float32)
-    mean = torch.tensor(cfg["mean"], dtype=torch.float32)
+@functools.lru_cache(maxsize=64)
+def _norm_row(mean:tuple, std:tuple, width:int):
+    std, mean = torch.tensor(std, dtype=torch.float32), torch.tensor(mean, dtype=torch.float32)
     return (1 / (255 * std)).repeat(width), (-mean / std).repeat(width)
+
+def _norm_consts(cfg:dict, width:int=1):
+    "(scale, shift): x_uint8 * scale + shift == (x/255 - mean) / std, per channel, repeated along a row of `width` pixels; made once (cached)."
+    return _norm_row(tuple(cfg["mean"]), tuple(cfg["std"]), int(width))
 
 # %% ../nbs/06_data.ipynb #cc2c66d4
 def normalize_hwc(x:torch.Tensor, # uint8 [..., H, W, 3] (contiguous)
-                  consts, # `_norm_consts(cfg)`, or `_norm_consts(cfg, W)`: made once for many images
+                  cfg:dict, # from `preprocess_config` (uses `mean`, `std`)
                   out:torch.Tensor|None=None # float32 buffer of the same shape to write into
                  ) -> torch.Tensor:
     "Normalise uint8 HWC values to float32 [..., H, W, 3]."
     *lead, H, W, C = x.shape
-    scale, shift = consts
-    if scale.numel() != W * C: scale, shift = scale[:C].repeat(W), shift[:C].repeat(W)
+    scale, shift = _norm_consts(cfg, W)
     out = torch.empty(x.shape, dtype=torch.float32) if out is None else out
     # viewed as rows of W*3 values, the per-channel constants become one repeating row: the multiply-add then
-    # vectorises along the row (broadcasting over a last axis of 3 does not); repeating them per image costs as
-    # much as normalising a 112-px crop, so datasets make the row once
+    # vectorises along the row (broadcasting over a last axis of 3 does not); the row is made once per width
+    # (repeating the constants per image cost as much as normalising a 112-px crop)
     o = out.view(*lead, H, W * C)
     o.copy_(x.reshape(*lead, H, W * C))
     return out if not o.numel() else o.mul_(scale).add_(shift).view(out.shape)
@@ -128,12 +132,11 @@ def normalize_hwc(x:torch.Tensor, # uint8 [..., H, W, 3] (contiguous)
 def prepare_image(img:torch.Tensor, # uint8 [3, H, W]
                   cfg:dict, # from `preprocess_config`
                   box:tuple|None=None, # optional crop (top, left, height, width) before resizing
-                  flip:bool=False, # mirror horizontally
-                  consts=None # cached `_norm_consts(cfg)`
+                  flip:bool=False # mirror horizontally
                  ) -> torch.Tensor:
     "Crop, resize, flip and normalise a uint8 image to float [3, *cfg['size']]."
     hwc = resize_image(img, cfg, box, flip).permute(1, 2, 0).contiguous()  # no copy for the decoder's layout
-    return normalize_hwc(hwc, consts or _norm_consts(cfg)).permute(2, 0, 1)
+    return normalize_hwc(hwc, cfg).permute(2, 0, 1)
 
 # %% ../nbs/06_data.ipynb #625ec747
 def load_image(path:str|Path, cfg:dict, **kw) -> torch.Tensor:
@@ -241,7 +244,6 @@ class _CropDataset(torch.utils.data.Dataset):
         self.crops, self.cfg, self.tasks, self.augment = _Crops(ds, crops_root), dict(cfg), tuple(tasks), augment
         self.jitter = jitter
         self.labels = label_arrays(ds, self.tasks)
-        self._consts = _norm_consts(self.cfg, self.cfg["size"][1])
 
 # %% ../nbs/06_data.ipynb #639ef5e8
 class FrameDataset(_CropDataset):
@@ -276,7 +278,7 @@ class FrameDataset(_CropDataset):
         k, seed = _key(k)
         i = int(self.rows[k])
         x = self._hwc(i, seed)
-        item = {"image": (normalize_hwc(x, self._consts) if self.normalize else x).permute(2, 0, 1)}
+        item = {"image": (normalize_hwc(x, self.cfg) if self.normalize else x).permute(2, 0, 1)}
         for n, a in self.labels.items(): item[n] = torch.as_tensor(a[i])
         item["index"] = torch.tensor(i)
         return item
@@ -294,7 +296,7 @@ def batch(self:FrameDataset, keys) -> dict:
     keys = [_key(k) for k in (keys.tolist() if hasattr(keys, "tolist") else keys)]
     rows = self.rows[np.array([k for k, _ in keys], np.int64)]
     seeds = [s for _, s in keys]
-    norm = (lambda x: normalize_hwc(x, self._consts)) if self.normalize else (lambda x: x)
+    norm = (lambda x: normalize_hwc(x, self.cfg)) if self.normalize else (lambda x: x)
     if torch.utils.data.get_worker_info() is not None:
         # in a worker, torch's collate stacks the images straight into shared memory
         images = torch.utils.data.default_collate([norm(self._hwc(i, s)) for i, s in zip(rows.tolist(), seeds)])
@@ -302,7 +304,7 @@ def batch(self:FrameDataset, keys) -> dict:
         H, W = self.cfg["size"]
         images = torch.empty(len(rows), H, W, 3, dtype=torch.float32 if self.normalize else torch.uint8)
         for j, (i, s) in enumerate(zip(rows.tolist(), seeds)):
-            if self.normalize: normalize_hwc(self._hwc(i, s), self._consts, out=images[j])
+            if self.normalize: normalize_hwc(self._hwc(i, s), self.cfg, out=images[j])
             else: images[j] = self._hwc(i, s)
     images = images.permute(0, 3, 1, 2)  # [B, 3, H, W], channels-last memory
     out = {"image": images}
@@ -316,9 +318,9 @@ def normalize_batch(x:torch.Tensor, # uint8 [..., 3, H, W] images, on any device
                    ) -> torch.Tensor:
     "Normalise uint8 images to float32 as `cfg` says, on their device; float images, which a loader normalised (`normalize=True`), as they are."
     if x.is_floating_point(): return x
-    scale, shift = (c.to(x.device, non_blocking=True) for c in _norm_consts(cfg))   # not a blocking copy: it would wait for the device
     if x.device.type == "cpu" and x.movedim(-3, -1).is_contiguous():  # channels-last memory: the fast row path
-        return normalize_hwc(x.movedim(-3, -1), (scale, shift)).movedim(-1, -3)
+        return normalize_hwc(x.movedim(-3, -1), cfg).movedim(-1, -3)
+    scale, shift = (c.to(x.device, non_blocking=True) for c in _norm_consts(cfg))   # not a blocking copy: it would wait for the device
     return x.to(torch.float32) * scale[:, None, None] + shift[:, None, None]
 
 # %% ../nbs/06_data.ipynb #82694237
@@ -409,7 +411,7 @@ class WindowDataset(_CropDataset):
             if self.augment and aug is None: aug = augment_params(*img.shape[-2:], seed=seed, jitter=self.jitter)
             buf[j] = augment_image(img, self.cfg, aug)
             face[j] = True
-        images = normalize_hwc(buf, self._consts).permute(0, 3, 1, 2)
+        images = normalize_hwc(buf, self.cfg).permute(0, 3, 1, 2)
         images[~face] = 0                                   # no crop (or padding): zeros, face_mask False
         item["images"], item["face_mask"] = images, face
         return item
