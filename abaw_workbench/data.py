@@ -23,8 +23,8 @@ from .layout import crop_name
 __all__ = ['RESIZE_ON', 'preprocess_config', 'decode_file', 'resize_image', 'normalize_hwc', 'prepare_image', 'load_image',
            'random_box', 'augment_params', 'color_jitter', 'augment_image', 'label_arrays', 'has_label', 'FrameDataset',
            'normalize_batch', 'prepare_batch', 'window_starts', 'window_index', 'window_labels', 'WindowDataset',
-           'accelerated', 'default_workers', 'loader_settings', 'collate_items', 'make_loader', 'resize_on_device',
-           'stored_crop_size']
+           'accelerated', 'default_workers', 'loader_settings', 'normalize_in_loader', 'collate_items', 'make_loader',
+           'resize_on_device', 'stored_crop_size']
 
 # %% ../nbs/06_data.ipynb #867f0d5b
 def _cfg_dict(cfg) -> dict: return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg)
@@ -450,6 +450,12 @@ def loader_settings(device, # the device the batches feed
     kw = dict(num_workers=nw, pin_memory=acc)
     if nw > 0: kw.update(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=_worker_init)
     return kw
+
+# %% ../nbs/06_data.ipynb #042ca66a
+def normalize_in_loader(device # the device the batches feed
+                       ) -> bool:
+    "Whether a loader feeding `device` normalises its images (the CPU), or leaves them uint8 for `normalize_batch` on the device."
+    return not accelerated(device)
 
 # %% ../nbs/06_data.ipynb #4466abd2
 def collate_items(items:list # dataset items: dicts (or anything `default_collate` takes)

@@ -20,7 +20,7 @@ from .layout import Layout
 from .annotations import read_split
 from .catalog import entry_or_path, load_catalog
 from .synth import resolve_entry
-from .data import (FrameDataset, _Crops, accelerated, decode_file, load_image, make_loader, normalize_batch, prepare_batch,
+from .data import (FrameDataset, _Crops, decode_file, load_image, make_loader, normalize_batch, normalize_in_loader, prepare_batch,
                                  preprocess_config, resize_image, resize_on_device, stored_crop_size)
 from .train import Stage, ToHost, TrainConfig, _better, check_train, fit, init_distributed, read_checkpoint, write_run
 from .tasks import (POOLS, FrameModel, LossConfig, TaskLoss, au_pos_weight, expr_class_weight, fill_from_neighbours,
@@ -192,7 +192,7 @@ class FinetuneStage(Stage):
         self.model = model
         self.pre = preprocess_config(model.encoder, cfg.encoder.img_size)
         self.data = FrameDataset(train_labels, crops_root, self.pre, cfg.tasks, augment=cfg.augment, jitter=cfg.color_jitter,
-                                 normalize=not accelerated(get_device(cfg.train.device)))   # beside a GPU: uint8, normalised there
+                                 normalize=normalize_in_loader(get_device(cfg.train.device)))
         self.criterion = TaskLoss(cfg.tasks, cfg.loss, au_pos_weight(train_labels.au.values),
                                   expr_class_weight(train_labels.expr.values))
         self.timer = Timer()   # validation inside the loop is timed apart from training

@@ -12,7 +12,7 @@ import torch
 
 from .core import AbawError, Timer, check_least, get_device, named_configs, print_config, stage_args, stage_config
 from .layout import IMAGE_EXTENSIONS
-from .data import accelerated, collate_items, normalize_batch
+from .data import collate_items, normalize_in_loader, normalize_batch
 from .synth import stage_inputs
 from .train import Stage, TrainConfig, check_train, fit, init_distributed, write_run
 from .mae import (MAE_SIZES, EncoderConfig, ImageFolderDataset, MaskedAutoencoder, list_images,
@@ -111,7 +111,7 @@ def run_pretrain(cfg:PretrainConfig, # the run's configuration
         perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(cfg.train.seed)).tolist()
         val, files = [files[i] for i in sorted(perm[:cfg.val_images])], [files[i] for i in sorted(perm[cfg.val_images:])]
     norm = dict(img_size=cfg.encoder.img_size, mean=model.pretrained_cfg["mean"], std=model.pretrained_cfg["std"],
-                normalize=not accelerated(get_device(cfg.train.device)))   # beside a GPU: uint8, normalised there
+                normalize=normalize_in_loader(get_device(cfg.train.device)))
     images = ImageFolderDataset(files=files, augment=cfg.augment, **norm)
     val = ImageFolderDataset(files=val, augment=False, **norm) if val else None
     timer = Timer()
