@@ -5,7 +5,7 @@
 # %% ../nbs/14_ablate.ipynb #1f768cb2
 from __future__ import annotations
 import concurrent.futures as cf, ast, contextlib, datetime, fcntl, itertools, json, multiprocessing, os, re
-import shutil, signal, socket, subprocess, sys, time
+import getpass, shutil, signal, socket, subprocess, sys, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +19,10 @@ from .core import AbawError, atomic_path, atomic_write, config_hash, markdown_ta
 from .catalog import project_root
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_TAGS', 'KERNEL_DIED', 'GridRun', 'run_id', 'Grid',
-           'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status',
-           'portable_path', 'run_grid', 'load_results', 'summary_frame', 'results_markdown', 'results_figures',
-           'write_results', 'ablate_args', 'ablate_main']
+__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_TAGS', 'KERNEL_DIED', 'SCRATCH', 'GridRun',
+           'run_id', 'Grid', 'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run',
+           'read_status', 'portable_path', 'run_grid', 'load_results', 'summary_frame', 'results_markdown',
+           'results_figures', 'write_results', 'ablate_args', 'ablate_main']
 
 # %% ../nbs/14_ablate.ipynb #290ac4f2
 GRID_KEYS = ("notebook", "description", "parameters", "zip", "fixed", "seeds", "seed_parameter", "timeout", "table")
@@ -146,7 +146,7 @@ def make_probe_notebook(path:str|Path # where to write the notebook
         _code_cell('import json, os, time\nif fail: raise ValueError(f"failing on purpose (x={x})")'),
         _code_cell('time.sleep(sleep)\nrecord = {"parameters": dict(x=x, scale=scale, fail=fail, sleep=sleep, label=label, seed=seed),\n'
                    '          "metrics": {"y": x * scale + seed, "z": {"half": x * scale / 2}}, "timing": {"sleep": sleep},\n'
-                   '          "environment": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}}\n'
+                   '          "environment": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "TMPDIR")}}\n'
                    'json.dump(record, open("record.tmp", "w")); os.replace("record.tmp", "record.json")  # whole or absent\n'
                    'if hang:  # papermill\'s known hang after the last cell: it waits for a kernel_info reply that never comes\n'
                    '    import asyncio\n'
@@ -304,6 +304,8 @@ def _watch(proc, folder:Path, t0:float, timeout, after_last_cell, poll, parent:i
     return None, None
 
 # %% ../nbs/14_ablate.ipynb #b87976e2
+SCRATCH = ".tmp"   # a run's temporary folder (its TMPDIR) inside the run folder, removed when the run ends
+
 def execute_run(notebook:str, # the experiment notebook
                 parameters:dict, # values for its parameters cell
                 folder:str, # the run folder (made afresh): executed notebook, log, records
@@ -323,6 +325,8 @@ def execute_run(notebook:str, # the experiment notebook
     (folder / "parameters.yaml").write_text(yaml.safe_dump(parameters, sort_keys=False))
     cmd = [sys.executable, "-m", "papermill", str(Path(notebook).resolve()), str(folder / EXECUTED),
            "-f", str(folder / "parameters.yaml"), "--cwd", str(folder), "-k", kernel, "--no-progress-bar", "--log-output"]
+    scratch = folder / SCRATCH; scratch.mkdir()   # the run's temporary files, a killed kernel's among them, go with it
+    compile_cache = {"TORCHINDUCTOR_CACHE_DIR": str(Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}")}   # torch's default, shared by the runs
     parent, t0, started, died = os.getppid(), time.time(), _now(), 0
     _ACTIVE.add(str(folder))  # from before the start: the pool worker's parent watch must not exit under a run
     try:
@@ -330,14 +334,15 @@ def execute_run(notebook:str, # the experiment notebook
             while True:
                 begin = os.fstat(log.fileno()).st_size
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                        env={**({"OMP_NUM_THREADS": str(threads)} if threads else {}), **os.environ,
-                                             BASE_ENV: str(Path(base or os.getcwd()).absolute())})
+                                        env={**({"OMP_NUM_THREADS": str(threads)} if threads else {}), **compile_cache, **os.environ,
+                                             BASE_ENV: str(Path(base or os.getcwd()).absolute()), "TMPDIR": str(scratch)})
                 status, note = _watch(proc, folder, t0, timeout, after_last_cell, poll, parent)
                 if status is not None or proc.returncode == 0 or died + 1 >= kernel_starts or not _kernel_never_started(folder, begin): break
                 died += 1
                 log.write(f"[abaw ablate] the kernel died before the first cell (start {died} of {kernel_starts}): starting it again\n".encode())
                 log.flush()
-    finally: _ACTIVE.discard(str(folder))
+    finally:
+        _ACTIVE.discard(str(folder)); shutil.rmtree(scratch, ignore_errors=True)
     if died:
         again = f"the kernel died before the first cell and was started again ({died}x, see log.txt)"
         note = f"{again}; {note}" if note else again
