@@ -19,10 +19,10 @@ from .core import AbawError, atomic_path, atomic_write, config_hash, markdown_ta
 from .catalog import project_root
 
 # %% auto #0
-__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_TAGS', 'KERNEL_DIED', 'SCRATCH', 'GridRun',
-           'run_id', 'Grid', 'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run',
-           'read_status', 'portable_path', 'run_grid', 'load_results', 'summary_frame', 'results_markdown',
-           'results_figures', 'write_results', 'ablate_args', 'ablate_main']
+__all__ = ['GRID_KEYS', 'STATUS', 'RECORD', 'EXECUTED', 'BASE_ENV', 'PAPERMILL_TAGS', 'KERNEL_DIED', 'GridRun', 'run_id', 'Grid',
+           'load_grid', 'make_probe_notebook', 'check_parameters', 'with_fixed', 'execute_run', 'read_status',
+           'portable_path', 'run_grid', 'load_results', 'summary_frame', 'results_markdown', 'results_figures',
+           'write_results', 'ablate_args', 'ablate_main']
 
 # %% ../nbs/14_ablate.ipynb #290ac4f2
 GRID_KEYS = ("notebook", "description", "parameters", "zip", "fixed", "seeds", "seed_parameter", "timeout", "table")
@@ -281,14 +281,14 @@ def _kernel_never_started(folder:Path, begin:int=0) -> bool:
     return all(_cell_state(c) == "not started" for c in cells)
 
 # %% ../nbs/14_ablate.ipynb #f0571246
-def _watch(proc, folder:Path, t0:float, timeout, after_last_cell, poll, parent:int) -> tuple[str|None, str|None]:
+def _watch(proc, folder:Path, t0:float, timeout, after_last_cell, poll, parent:int, scratch:Path) -> tuple[str|None, str|None]:
     "Watch papermill `proc` until it exits or is killed (with all it started): (status, note), status None when it exited."
     known, last = set(), _LastCell(folder)
     try:
         while proc.poll() is None:
             with contextlib.suppress(psutil.Error): known |= set(psutil.Process(proc.pid).children(recursive=True))
             if os.getppid() != parent:  # whoever handed out this run is gone: leave no orphans, record nothing
-                _kill_tree(proc, known); os._exit(1)
+                _kill_tree(proc, known); shutil.rmtree(scratch, ignore_errors=True); os._exit(1)
             if after_last_cell is not None and last.since() > after_last_cell and (folder / RECORD).exists():
                 _kill_tree(proc, known)   # a hang after the last cell loses nothing
                 return "done", f"papermill had not exited {after_last_cell:g} s after the last cell completed: killed (the record was written before)"
@@ -304,8 +304,6 @@ def _watch(proc, folder:Path, t0:float, timeout, after_last_cell, poll, parent:i
     return None, None
 
 # %% ../nbs/14_ablate.ipynb #b87976e2
-SCRATCH = ".tmp"   # a run's temporary folder (its TMPDIR) inside the run folder, removed when the run ends
-
 def execute_run(notebook:str, # the experiment notebook
                 parameters:dict, # values for its parameters cell
                 folder:str, # the run folder (made afresh): executed notebook, log, records
@@ -325,7 +323,7 @@ def execute_run(notebook:str, # the experiment notebook
     (folder / "parameters.yaml").write_text(yaml.safe_dump(parameters, sort_keys=False))
     cmd = [sys.executable, "-m", "papermill", str(Path(notebook).resolve()), str(folder / EXECUTED),
            "-f", str(folder / "parameters.yaml"), "--cwd", str(folder), "-k", kernel, "--no-progress-bar", "--log-output"]
-    scratch = folder / SCRATCH; scratch.mkdir()   # the run's temporary files, a killed kernel's among them, go with it
+    scratch = Path(tempfile.mkdtemp(prefix="abaw-run-"))   # the run's temporary files, a killed kernel's among them, go with it
     compile_cache = {"TORCHINDUCTOR_CACHE_DIR": str(Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}")}   # torch's default, shared by the runs
     parent, t0, started, died = os.getppid(), time.time(), _now(), 0
     _ACTIVE.add(str(folder))  # from before the start: the pool worker's parent watch must not exit under a run
@@ -336,7 +334,7 @@ def execute_run(notebook:str, # the experiment notebook
                 proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                                         env={**({"OMP_NUM_THREADS": str(threads)} if threads else {}), **compile_cache, **os.environ,
                                              BASE_ENV: str(Path(base or os.getcwd()).absolute()), "TMPDIR": str(scratch)})
-                status, note = _watch(proc, folder, t0, timeout, after_last_cell, poll, parent)
+                status, note = _watch(proc, folder, t0, timeout, after_last_cell, poll, parent, scratch)
                 if status is not None or proc.returncode == 0 or died + 1 >= kernel_starts or not _kernel_never_started(folder, begin): break
                 died += 1
                 log.write(f"[abaw ablate] the kernel died before the first cell (start {died} of {kernel_starts}): starting it again\n".encode())

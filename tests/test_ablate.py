@@ -111,8 +111,9 @@ def _cmdline(proc) -> str:
 def test_sigkill_then_rerun_gives_the_table_of_an_uninterrupted_run(tmp_path):
     make_probe_notebook(tmp_path / "probe.ipynb")
     (tmp_path / "grid.yaml").write_text("notebook: probe.ipynb\nparameters: {x: [1, 2]}\nfixed: {sleep: 1.0}\nseeds: 2\n")
+    (tmp_path / "system").mkdir()   # its temporary folder: the runs make theirs there
     p = subprocess.Popen([str(ABAW), "ablate", "grid.yaml", "--workers", "2", "--out", "killed", "--no-progress"],
-                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "TMPDIR": str(tmp_path / "system")})
     t0, tree = time.time(), []
     while p.poll() is None and time.time() - t0 < 300:   # until a run is recorded while another one runs
         tree = psutil.Process(p.pid).children(recursive=True)   # pool workers, papermill, kernels
@@ -125,6 +126,7 @@ def test_sigkill_then_rerun_gives_the_table_of_an_uninterrupted_run(tmp_path):
     _, alive = psutil.wait_procs(tree, timeout=30)
     assert not alive, [_cmdline(c) for c in alive]
     assert not _ours(tmp_path), [p.info["cmdline"] for p in _ours(tmp_path)]   # papermill names the notebook's path
+    assert not list((tmp_path / "system").glob("abaw-run-*"))   # the killed runs' temporary folders went with them
     n_finished = len(_statuses(tmp_path / "killed"))
     assert 1 <= n_finished < 4
     for f in (tmp_path / "killed" / "runs").glob("*/*"):   # no half-written record
